@@ -1,0 +1,574 @@
+/*
+ * config: see config.h.  The table below is the only list of keys.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "log.h"
+#include "units.h"
+
+#define OFF(field) offsetof(struct config, field)
+#define KiB	   1024ULL
+#define MiB	   (1024ULL * 1024)
+#define GiB	   (1024ULL * MiB)
+#define HOUR_MS	   3600000ULL
+#define DAY_MS	   (24 * HOUR_MS)
+
+static const char *const balance_names[] = {"round-robin", "least-conn", NULL};
+static const char *const policy_names[] = {"pause", NULL};
+static const char *const level_names[] = {"error", "warn", "info", "debug",
+    NULL};
+
+const struct config_key config_keys[] = {
+    {"listen", "address", CT_ADDRESS, OFF(listen.address), 0, 0, NULL,
+	"127.0.0.1:8080",
+	"address to accept clients on: host:port or [v6]:port (port 0: any)"},
+    {"listen", "drain_timeout", CT_DURATION, OFF(listen.drain_timeout), 0,
+	DAY_MS, NULL, "30s",
+	"on SIGTERM/SIGINT, how long in-flight downloads may still run"},
+    {"upstream", "server", CT_SERVER, OFF(upstream.servers), 0, 0, NULL,
+	"127.0.0.1:9000",
+	"a backend host:port; repeat the key for each server"},
+    {"upstream", "balance", CT_ENUM, OFF(upstream.balance), 0, 0,
+	balance_names, "round-robin",
+	"how a server is picked: round-robin or least-conn"},
+    {"upstream", "connect_timeout", CT_DURATION, OFF(upstream.connect_timeout),
+	1, DAY_MS, NULL, "5s",
+	"a connect that takes longer tries the next server, then answers 504"},
+    {"upstream", "read_timeout", CT_DURATION, OFF(upstream.read_timeout), 1,
+	DAY_MS, NULL, "60s",
+	"no byte from an upstream we are reading from (not while paused): "
+	"504 before the response head, else the client is cut off"},
+    {"upstream", "rcvbuf", CT_SIZE, OFF(upstream.rcvbuf), 0, GiB, NULL, "0",
+	"SO_RCVBUF toward upstreams, set before connect (0: kernel "
+	"autotuning); the kernel doubles it"},
+    {"upstream", "window_clamp", CT_SIZE, OFF(upstream.window_clamp), 0, GiB,
+	NULL, "0", "TCP_WINDOW_CLAMP toward upstreams (0: none)"},
+    {"upstream", "user_timeout", CT_DURATION, OFF(upstream.user_timeout), 0,
+	DAY_MS, NULL, "0",
+	"TCP_USER_TIMEOUT toward upstreams (0: kernel default)"},
+    {"client", "sndbuf", CT_SIZE, OFF(client.sndbuf), 0, GiB, NULL, "0",
+	"SO_SNDBUF toward clients (0: kernel autotuning); the kernel "
+	"doubles it"},
+    {"client", "user_timeout", CT_DURATION, OFF(client.user_timeout), 0,
+	DAY_MS, NULL, "0",
+	"TCP_USER_TIMEOUT toward clients (0: kernel default)"},
+    {"client", "idle_timeout", CT_DURATION, OFF(client.idle_timeout), 1,
+	DAY_MS, NULL, "60s",
+	"no byte from a client we wait on, or no write progress toward it"},
+    {"client", "max_header_size", CT_SIZE, OFF(client.max_header_size),
+	1 * KiB, 1 * MiB, NULL, "32k",
+	"largest request head accepted; a larger one gets 431"},
+    {"buffer", "policy", CT_ENUM, OFF(buffer.policy), 0, 0, policy_names,
+	"pause",
+	"backpressure policy: pause stops reading the upstream at "
+	"high_watermark"},
+    {"buffer", "high_watermark", CT_SIZE, OFF(buffer.high_watermark),
+	4 * KiB, 64 * GiB, NULL, "1M",
+	"bytes held for one download at which the upstream is no longer read"},
+    {"buffer", "low_watermark", CT_SIZE, OFF(buffer.low_watermark), 0,
+	64 * GiB, NULL, "256k",
+	"bytes held at which reading the upstream resumes (<= high_watermark)"},
+    {"buffer", "block_size", CT_SIZE, OFF(buffer.block_size), 4 * KiB,
+	16 * MiB, NULL, "64k",
+	"size of the pooled blocks that reads land in and writes send"},
+    {"log", "level", CT_ENUM, OFF(log.level), 0, 0, level_names, "info",
+	"error, warn, info or debug (debug also logs socket options read "
+	"back)"},
+};
+const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
+
+_Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <=
+	sizeof(((struct config *)0)->lines) / sizeof(int),
+    "struct config lines[] too small");
+
+/* What the parser carries while inih walks the file. */
+struct parse {
+	struct config *cfg;
+	const char *name;     /* file name for errors */
+	int line;	      /* line being parsed, counted by our reader */
+	bool line_done;	      /* the last piece read ended a line */
+	char *err;
+	size_t errlen;
+	bool failed;
+	bool seen_server;     /* first server line replaces the default */
+	const char *text;     /* config_load_string: what is left */
+	FILE *file;	      /* config_load: the file */
+};
+
+static void
+fail(struct parse *p, int line, const char *section, const char *key,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (p->failed)
+		return;
+	p->failed = true;
+	if (line > 0)
+		n = snprintf(p->err, p->errlen, "%s:%d: [%s] %s: ", p->name,
+		    line, section, key);
+	else
+		n = snprintf(p->err, p->errlen, "%s: [%s] %s: ", p->name,
+		    section, key);
+	if (n < 0 || (size_t)n >= p->errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+static const struct config_key *
+find_key(const char *section, const char *key, size_t *idx)
+{
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (strcmp(config_keys[i].section, section) == 0 &&
+		    strcmp(config_keys[i].key, key) == 0) {
+			if (idx != NULL)
+				*idx = i;
+			return &config_keys[i];
+		}
+	}
+	return NULL;
+}
+
+static bool
+section_known(const char *section)
+{
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (strcmp(config_keys[i].section, section) == 0)
+			return true;
+	return false;
+}
+
+int
+config_parse_address(const char *s, int allow_port0, struct sockaddr_any *out)
+{
+	char host[64], *end;
+	const char *colon, *port;
+	struct addrinfo hints, *res;
+	unsigned long pn;
+	size_t hl;
+
+	memset(out, 0, sizeof(*out));
+	if (strlen(s) >= sizeof(out->text))
+		return -EINVAL;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (rb == NULL || rb[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(rb - s - 1);
+		if (hl == 0 || hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, hl);
+		port = rb + 2;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL || strchr(s, ':') != colon)
+			return -EINVAL;
+		hl = (size_t)(colon - s);
+		if (hl == 0 || hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s, hl);
+		port = colon + 1;
+	}
+	host[hl] = '\0';
+	if (!isdigit((unsigned char)*port))
+		return -EINVAL;
+	errno = 0;
+	pn = strtoul(port, &end, 10);
+	if (*end != '\0' || errno != 0 || pn > 65535 ||
+	    (pn == 0 && !allow_port0))
+		return -ERANGE;
+	if (strcmp(host, "*") == 0)
+		strcpy(host, "0.0.0.0");
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
+	if (getaddrinfo(host, port, &hints, &res) != 0) {
+		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+		if (getaddrinfo(host, port, &hints, &res) != 0)
+			return -ENOENT;
+	}
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	snprintf(out->text, sizeof(out->text), "%s", s);
+	return 0;
+}
+
+static int
+parse_enum(const char *const *names, const char *v)
+{
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcmp(names[i], v) == 0)
+			return i;
+	return -1;
+}
+
+static void
+enum_list(const char *const *names, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; names[i] != NULL && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "",
+		    names[i]);
+}
+
+/*
+ * Stores one value.  Returns 0 or a negative errno with *why set to what to
+ * tell the user.
+ */
+static int
+set_value(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	char *base = (char *)p->cfg;
+	static char msg[160];
+	uint64_t u;
+	int rc, i;
+
+	switch (k->type) {
+	case CT_SIZE:
+	case CT_DURATION:
+		rc = k->type == CT_SIZE ? units_parse_size(v, &u)
+					: units_parse_duration(v, &u);
+		if (rc < 0) {
+			*why = k->type == CT_SIZE
+			    ? "not a size (bytes, or with k, M, G, T)"
+			    : "not a duration (ms, s, m, h)";
+			return rc;
+		}
+		if (u < k->min || u > k->max) {
+			char a[32], b[32];
+
+			if (k->type == CT_SIZE)
+				snprintf(msg, sizeof(msg),
+				    "out of range (%s to %s)",
+				    units_fmt_size(k->min, a, sizeof(a)),
+				    units_fmt_size(k->max, b, sizeof(b)));
+			else
+				snprintf(msg, sizeof(msg),
+				    "out of range (%s to %s)",
+				    units_fmt_duration(k->min, a, sizeof(a)),
+				    units_fmt_duration(k->max, b, sizeof(b)));
+			*why = msg;
+			return -ERANGE;
+		}
+		*(uint64_t *)(base + k->offset) = u;
+		return 0;
+	case CT_ENUM:
+		if ((i = parse_enum(k->names, v)) < 0) {
+			char list[100];
+
+			enum_list(k->names, list, sizeof(list));
+			snprintf(msg, sizeof(msg), "'%s' is not one of: %s", v,
+			    list);
+			*why = msg;
+			return -EINVAL;
+		}
+		*(int *)(base + k->offset) = i;
+		return 0;
+	case CT_ADDRESS:
+	case CT_SERVER: {
+		struct sockaddr_any *a = (struct sockaddr_any *)(base +
+		    k->offset);
+
+		if (k->type == CT_SERVER) {
+			if (!p->seen_server) {
+				p->cfg->upstream.nservers = 0;
+				p->seen_server = true;
+			}
+			if (p->cfg->upstream.nservers == CONFIG_MAX_SERVERS) {
+				*why = "too many servers";
+				return -E2BIG;
+			}
+			a += p->cfg->upstream.nservers;
+		}
+		rc = config_parse_address(v, k->type == CT_ADDRESS, a);
+		if (rc == -ENOENT) {
+			*why = "host name does not resolve";
+			return rc;
+		}
+		if (rc < 0) {
+			*why = k->type == CT_ADDRESS
+			    ? "not an address (host:port or [v6]:port)"
+			    : "not a server (host:port or [v6]:port, port > 0)";
+			return rc;
+		}
+		if (k->type == CT_SERVER)
+			p->cfg->upstream.nservers++;
+		return 0;
+	}
+	}
+	*why = "bad key type";
+	return -EINVAL;
+}
+
+static int
+on_key(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse *p = user;
+	const struct config_key *k;
+	const char *why = NULL;
+	size_t idx;
+
+	if (!section_known(section)) {
+		fail(p, p->line, section, key, "unknown section [%s]",
+		    section);
+		return 0;
+	}
+	if ((k = find_key(section, key, &idx)) == NULL) {
+		fail(p, p->line, section, key, "unknown key");
+		return 0;
+	}
+	if (k->type != CT_SERVER && p->cfg->lines[idx] != 0) {
+		fail(p, p->line, section, key, "given twice (first on line %d)",
+		    p->cfg->lines[idx]);
+		return 0;
+	}
+	if (set_value(p, k, value, &why) < 0) {
+		fail(p, p->line, section, key, "%s", why);
+		return 0;
+	}
+	if (p->cfg->lines[idx] == 0)
+		p->cfg->lines[idx] = p->line;
+	return 1;
+}
+
+/* A "[name]" line for a section no key belongs to is an error even when the
+ * section holds no key (inih only reports keys). */
+static void
+check_section(struct parse *p, const char *line)
+{
+	char name[64];
+	size_t n = 0;
+
+	while (isspace((unsigned char)*line))
+		line++;
+	if (*line++ != '[')
+		return;
+	while (*line != ']' && *line != '\0' && n < sizeof(name) - 1)
+		name[n++] = *line++;
+	name[n] = '\0';
+	if (*line == ']' && !section_known(name) && !p->failed) {
+		p->failed = true;
+		snprintf(p->err, p->errlen, "%s:%d: [%s]: unknown section",
+		    p->name, p->line, name);
+	}
+}
+
+/* inih's line reader for files and strings: counts the lines handed out,
+ * so that on_key knows its line. */
+static char *
+read_line(char *str, int num, void *stream)
+{
+	struct parse *p = stream;
+	size_t n = 0;
+
+	if (num <= 1)
+		return NULL;
+	if (p->file != NULL) {
+		if (fgets(str, num, p->file) == NULL)
+			return NULL;
+		n = strlen(str);
+	} else {
+		if (*p->text == '\0')
+			return NULL;
+		while (n < (size_t)num - 1 && p->text[n] != '\0') {
+			str[n] = p->text[n];
+			if (p->text[n++] == '\n')
+				break;
+		}
+		str[n] = '\0';
+		p->text += n;
+	}
+	/* A line longer than inih's buffer comes in pieces: count it once. */
+	if (p->line_done)
+		p->line++;
+	p->line_done = n > 0 && str[n - 1] == '\n';
+	if (p->line_done || (p->file != NULL ? feof(p->file) : *p->text == '\0'))
+		check_section(p, str);
+	return str;
+}
+
+static void
+set_defaults(struct parse *p)
+{
+	const char *why;
+
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (set_value(p, &config_keys[i], config_keys[i].def, &why) < 0)
+			abort(); /* the table's own default is wrong: a bug */
+	}
+	p->seen_server = false;
+}
+
+static int
+check(struct parse *p)
+{
+	struct config *c = p->cfg;
+
+	if (c->buffer.low_watermark > c->buffer.high_watermark) {
+		const char *key = config_line(c, "buffer", "low_watermark")
+		    ? "low_watermark"
+		    : "high_watermark";
+
+		fail(p, config_line(c, "buffer", key), "buffer", key,
+		    "low_watermark (%llu) is above high_watermark (%llu)",
+		    (unsigned long long)c->buffer.low_watermark,
+		    (unsigned long long)c->buffer.high_watermark);
+		return -1;
+	}
+	return 0;
+}
+
+static struct config *
+load(struct parse *p)
+{
+	int rc;
+
+	p->cfg = calloc(1, sizeof(*p->cfg));
+	if (p->cfg == NULL) {
+		snprintf(p->err, p->errlen, "%s: out of memory", p->name);
+		return NULL;
+	}
+	snprintf(p->cfg->path, sizeof(p->cfg->path), "%s", p->name);
+	set_defaults(p);
+	/* Indented lines are keys, not continuations of the previous value. */
+	ini_allow_multiline = false;
+	ini_stop_on_first_error = true;
+	rc = ini_parse_stream(read_line, p, on_key, p);
+	if (rc != 0 && !p->failed)
+		snprintf(p->err, p->errlen,
+		    "%s:%d: syntax error (expected [section] or key = value)",
+		    p->name, rc > 0 ? rc : p->line);
+	if (rc != 0 || p->failed || check(p) < 0) {
+		free(p->cfg);
+		return NULL;
+	}
+	return p->cfg;
+}
+
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	struct parse p = {.name = path, .err = err, .errlen = errlen,
+	    .line_done = true};
+	struct config *cfg;
+
+	if ((p.file = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	cfg = load(&p);
+	fclose(p.file);
+	return cfg;
+}
+
+struct config *
+config_load_string(const char *text, const char *name, char *err,
+    size_t errlen)
+{
+	struct parse p = {.name = name, .err = err, .errlen = errlen,
+	    .text = text, .line_done = true};
+
+	return load(&p);
+}
+
+void
+config_free(struct config *cfg)
+{
+	free(cfg);
+}
+
+int
+config_line(const struct config *cfg, const char *section, const char *key)
+{
+	size_t idx;
+
+	if (find_key(section, key, &idx) == NULL)
+		return 0;
+	return cfg->lines[idx];
+}
+
+void
+config_print_ini(FILE *out)
+{
+	const char *section = "";
+
+	fprintf(out, "; sluice proxy configuration.  Every key, with its "
+		     "default and meaning.\n"
+		     "; Generated by 'sluice help config --ini' from the "
+		     "parser's own table.\n"
+		     "; Sizes: 64k, 4M, 2G (bytes by default).  Durations: "
+		     "250ms, 30s, 5m (seconds\n; by default).  0 for a socket "
+		     "option means the kernel's default.\n");
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (strcmp(section, k->section) != 0) {
+			section = k->section;
+			fprintf(out, "\n[%s]\n", section);
+		}
+		fprintf(out, "; %s\n%s = %s\n", k->doc, k->key, k->def);
+	}
+}
+
+static const char *
+type_name(const struct config_key *k)
+{
+	switch (k->type) {
+	case CT_SIZE:
+		return "size";
+	case CT_DURATION:
+		return "duration";
+	case CT_ENUM:
+		return "one of";
+	case CT_ADDRESS:
+		return "address";
+	case CT_SERVER:
+		return "address, repeatable";
+	}
+	return "?";
+}
+
+void
+config_print_markdown(FILE *out)
+{
+	fprintf(out, "| section | key | type | default | range | meaning |\n"
+		     "|---|---|---|---|---|---|\n");
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		char range[128] = "", a[32], b[32];
+
+		if (k->type == CT_SIZE)
+			snprintf(range, sizeof(range), "%s – %s",
+			    units_fmt_size(k->min, a, sizeof(a)),
+			    units_fmt_size(k->max, b, sizeof(b)));
+		else if (k->type == CT_DURATION)
+			snprintf(range, sizeof(range), "%s – %s",
+			    units_fmt_duration(k->min, a, sizeof(a)),
+			    units_fmt_duration(k->max, b, sizeof(b)));
+		else if (k->type == CT_ENUM)
+			enum_list(k->names, range, sizeof(range));
+		fprintf(out, "| [%s] | `%s` | %s | `%s` | %s | %s |\n",
+		    k->section, k->key, type_name(k), k->def, range, k->doc);
+	}
+}

@@ -1,0 +1,119 @@
+/*
+ * config: the proxy's configuration as plain data (STYLE 2), loaded from an
+ * INI file with inih through one table of keys (STYLE 9).
+ *
+ * The table (config_keys) is the single source of truth: the parser, the
+ * validation ranges, conf/sluice.ini's defaults and docs/config.md all come
+ * from it ("sluice help config" prints it).  A loaded config is const for
+ * the rest of its life; a reload builds a new one.
+ *
+ * Errors read "FILE:LINE: [section] key: message".  Debian's inih gives the
+ * handler no line number, so the parser reads the file through its own line
+ * reader and knows the line of every key it is handed.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define CONFIG_ERR_MAX 512
+#define CONFIG_MAX_SERVERS 64
+
+enum balance {
+	BALANCE_ROUND_ROBIN = 0,
+	BALANCE_LEAST_CONN,
+};
+
+enum policy {
+	POLICY_PAUSE = 0,
+};
+
+struct sockaddr_any {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[80]; /* as written in the config, for logs */
+};
+
+struct config {
+	char path[256];
+	struct {
+		struct sockaddr_any address;
+		uint64_t drain_timeout; /* ms */
+	} listen;
+	struct {
+		struct sockaddr_any servers[CONFIG_MAX_SERVERS];
+		size_t nservers;
+		int balance; /* enum balance */
+		uint64_t connect_timeout, read_timeout; /* ms */
+		uint64_t rcvbuf, window_clamp;		 /* bytes */
+		uint64_t user_timeout;			 /* ms */
+	} upstream;
+	struct {
+		uint64_t sndbuf;	  /* bytes */
+		uint64_t user_timeout;	  /* ms */
+		uint64_t idle_timeout;	  /* ms */
+		uint64_t max_header_size; /* bytes */
+	} client;
+	struct {
+		int policy; /* enum policy */
+		uint64_t high_watermark, low_watermark, block_size;
+	} buffer;
+	struct {
+		int level; /* enum log_level */
+	} log;
+	/* Line of each key in the file (0: not given), indexed like
+	 * config_keys, for errors found after parsing (e.g. at bind time). */
+	int lines[32];
+};
+
+enum config_type {
+	CT_SIZE,
+	CT_DURATION,
+	CT_ENUM,
+	CT_ADDRESS,	/* host:port or [v6]:port, port 0 allowed */
+	CT_SERVER,	/* host:port, repeatable */
+};
+
+struct config_key {
+	const char *section;
+	const char *key;
+	enum config_type type;
+	size_t offset;	     /* into struct config */
+	uint64_t min, max;   /* CT_SIZE, CT_DURATION */
+	const char *const *names; /* CT_ENUM: NULL-terminated */
+	const char *def;     /* default, as written in the INI file */
+	const char *doc;     /* one line */
+};
+
+extern const struct config_key config_keys[];
+extern const size_t config_nkeys;
+
+/*
+ * Loads and validates FILE.  Returns a config the caller frees with
+ * config_free(), or NULL with err filled ("FILE:LINE: [section] key: ...").
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+/* The same from a string; name stands for the file name in errors. */
+struct config *config_load_string(const char *text, const char *name,
+    char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+/* The line a key was given on, or 0. */
+int config_line(const struct config *cfg, const char *section,
+    const char *key);
+
+/* Writes the key table as a commented INI file (conf/sluice.ini) or as a
+ * markdown table (docs/config.md). */
+void config_print_ini(FILE *out);
+void config_print_markdown(FILE *out);
+
+/* Parses "host:port", "[v6]:port" or "*:port"; resolves names with
+ * getaddrinfo (numeric first).  0 or -EINVAL / -ERANGE / a getaddrinfo
+ * failure mapped to -ENOENT. */
+int config_parse_address(const char *s, int allow_port0,
+    struct sockaddr_any *out);
+
+#endif

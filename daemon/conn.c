@@ -1,0 +1,1383 @@
+/*
+ * conn: see conn.h.
+ *
+ * The life of a download (DESIGN "The life of one download"):
+ *
+ *   client bytes -> llhttp (request) -> head rewritten into `up`, body
+ *   slices pushed into `up` as they are (or chunk-framed); the upstream is
+ *   connected and `up` is written to it.  Upstream bytes -> llhttp
+ *   (response) -> head rewritten into `down`, body slices pushed into
+ *   `down`; `down` is written to the client.
+ *
+ * Backpressure (policy pause): when `down` holds high_watermark bytes the
+ * upstream is no longer read, so the kernel's receive queue fills and the
+ * upstream is shown a zero window; when the client has drained `down` to
+ * low_watermark reading resumes.  `up` does the same toward the client for
+ * request bodies.  The read timer toward the upstream runs only while the
+ * proxy reads it: a paused upstream is not "idle".
+ *
+ * Framing: llhttp strips the incoming framing; the proxy frames what it
+ * sends itself.  Content-Length is passed through; chunked and
+ * close-delimited responses go to HTTP/1.1 clients chunked, to HTTP/1.0
+ * clients close-delimited.  A download whose upstream fails mid-body is
+ * never ended cleanly: the client gets every byte that arrived, then a
+ * close that its framing shows as short (no last chunk, fewer bytes than
+ * Content-Length) or, for a close-delimited body, a reset.
+ *
+ * Invariants: at most one write in flight per direction; `nhandles` counts
+ * the handles not yet closed, and the conn is freed when it reaches 0 after
+ * conn_close(); write callbacks may arrive with UV_ECANCELED after a close
+ * started and then touch nothing but the flags of this still-live conn.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "balancer.h"
+#include "config.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "pipe.h"
+#include "proxy.h"
+#include "sockopt.h"
+
+#define container_of(ptr, type, member)                                        \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define MAX_IOV	       64	/* segments per uv_write */
+#define LINGER_MS      2000	/* discard client input this long after FIN */
+
+enum ustate {
+	U_NONE = 0,	/* no upstream handle */
+	U_CONNECTING,
+	U_OPEN,
+	U_CLOSING,	/* uv_close() called, close callback pending */
+};
+
+enum frame {
+	FRAME_NONE = 0, /* no body */
+	FRAME_RAW,	/* body bytes as they are (Content-Length or close) */
+	FRAME_CHUNKED,	/* the proxy adds chunk framing */
+};
+
+struct conn {
+	struct proxy *px;
+	const struct config *cfg;
+	struct conn *prev, *next;
+	uint64_t id;
+	int nhandles;
+
+	uv_tcp_t client;
+	uv_tcp_t upstream;
+	uv_timer_t ctimer; /* client: idle_timeout, lingering close */
+	uv_timer_t utimer; /* upstream: connect_timeout, read_timeout */
+	uv_connect_t connect_req;
+	uv_write_t cwrite, uwrite;
+	uv_shutdown_t shutdown_req;
+	size_t cw_nsegs, uw_nsegs;
+	size_t cw_bytes;
+
+	llhttp_t reqp, resp;
+	struct http_head reqh, resph;
+	char *headbuf;
+
+	struct pipe up;		 /* request body toward the upstream */
+	struct pipe down;	 /* response toward the client */
+	struct block *rd_block;	 /* block of the read being parsed */
+	struct {
+		struct block *b; /* pipelined bytes of the next request */
+		const char *p;
+		size_t n;
+	} left;
+
+	char peer[INET6_ADDRSTRLEN + 8];
+	char peer_ip[INET6_ADDRSTRLEN];
+
+	/* the current request */
+	char method[24];
+	char target[160];
+	int minor;		 /* client's HTTP/1.x minor version */
+	enum frame req_frame;
+	enum frame resp_frame;
+	int status;
+	int err_status;		 /* set by a parser callback that fails */
+	uint64_t t_start;
+	uint64_t body_out;	 /* response bytes written to the client */
+	int server;		 /* balancer index, -1: none held */
+	uint64_t tried;		 /* servers tried for this request */
+	int last_connect_err;
+	enum ustate ustate;
+
+	unsigned keepalive : 1;	 /* the client allows another request */
+	unsigned is_head : 1;
+	unsigned req_started : 1;
+	unsigned req_head_done : 1;
+	unsigned req_done : 1;
+	unsigned resp_head_sent : 1;
+	unsigned resp_done : 1;
+	unsigned resp_by_close : 1; /* body delimited by our close */
+	unsigned upstream_failed : 1;
+	unsigned close_after : 1; /* no further request on this conn */
+	unsigned cw_busy : 1, uw_busy : 1;
+	unsigned creading : 1, ureading : 1;
+	unsigned retry_connect : 1, connect_pending : 1;
+	unsigned lingering : 1, shutting : 1;
+	unsigned closing : 1;
+};
+
+static llhttp_settings_t req_settings, resp_settings;
+static int settings_ready;
+
+static void begin_request(struct conn *c);
+static void flush_client(struct conn *c);
+static void flush_upstream(struct conn *c);
+static void start_upstream(struct conn *c);
+static void connect_upstream(struct conn *c);
+static void respond_error(struct conn *c, int status, const char *detail);
+static void conn_close(struct conn *c, int reset, const char *reason,
+    int err);
+
+struct conn *
+conn_next(const struct conn *c)
+{
+	return c->next;
+}
+
+/* ---- timers --------------------------------------------------------- */
+
+static void conn_on_ctimer(uv_timer_t *t);
+static void conn_on_utimer(uv_timer_t *t);
+
+/* The client timer is a watchdog: it fires idle_timeout after the last
+ * progress with the client, and conn_on_ctimer decides whether the client
+ * was really the one holding things up. */
+static void
+kick_client_timer(struct conn *c)
+{
+	if (!c->closing && !c->lingering)
+		uv_timer_start(&c->ctimer, conn_on_ctimer,
+		    c->cfg->client.idle_timeout, 0);
+}
+
+static void
+kick_upstream_timer(struct conn *c)
+{
+	if (!c->closing && c->ureading)
+		uv_timer_start(&c->utimer, conn_on_utimer,
+		    c->cfg->upstream.read_timeout, 0);
+}
+
+/* ---- reading control ------------------------------------------------ */
+
+static void conn_on_client_alloc(uv_handle_t *, size_t, uv_buf_t *);
+static void conn_on_client_read(uv_stream_t *, ssize_t, const uv_buf_t *);
+static void conn_on_upstream_alloc(uv_handle_t *, size_t, uv_buf_t *);
+static void conn_on_upstream_read(uv_stream_t *, ssize_t, const uv_buf_t *);
+
+/* Reads the client while a request is being received (and the request
+ * body pipe is below its high watermark), or while lingering. */
+static void
+update_client_reading(struct conn *c)
+{
+	int want;
+
+	if (c->closing)
+		return;
+	want = c->lingering ||
+	    (!c->req_done && !c->close_after && !c->up.wm.paused);
+	if (want && !c->creading) {
+		if (uv_read_start((uv_stream_t *)&c->client,
+			conn_on_client_alloc, conn_on_client_read) == 0)
+			c->creading = 1;
+	} else if (!want && c->creading) {
+		uv_read_stop((uv_stream_t *)&c->client);
+		c->creading = 0;
+	}
+}
+
+/* Reads the upstream while its response runs and `down` is below its high
+ * watermark; the read timer runs exactly while we read. */
+static void
+update_upstream_reading(struct conn *c)
+{
+	int want;
+
+	if (c->closing || c->ustate != U_OPEN)
+		return;
+	want = !c->resp_done && !c->upstream_failed && !c->down.wm.paused;
+	if (want && !c->ureading) {
+		if (uv_read_start((uv_stream_t *)&c->upstream,
+			conn_on_upstream_alloc, conn_on_upstream_read) == 0)
+			c->ureading = 1;
+		kick_upstream_timer(c);
+	} else if (!want && c->ureading) {
+		uv_read_stop((uv_stream_t *)&c->upstream);
+		c->ureading = 0;
+		uv_timer_stop(&c->utimer);
+	}
+}
+
+/* Applies a watermark transition of `down` (toward the client). */
+static void
+check_down(struct conn *c)
+{
+	enum wm_event ev = wm_check(&c->down.wm, pipe_held(&c->down));
+
+	if (ev == WM_PAUSE)
+		log_debug("conn %llu: pause upstream at %zu bytes held",
+		    (unsigned long long)c->id, pipe_held(&c->down));
+	else if (ev == WM_RESUME)
+		log_debug("conn %llu: resume upstream at %zu bytes held",
+		    (unsigned long long)c->id, pipe_held(&c->down));
+	if (ev != WM_NONE)
+		update_upstream_reading(c);
+}
+
+static void
+check_up(struct conn *c)
+{
+	if (wm_check(&c->up.wm, pipe_held(&c->up)) != WM_NONE)
+		update_client_reading(c);
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+static void
+release_server(struct conn *c)
+{
+	if (c->server >= 0) {
+		balancer_release(&c->px->bal, c->server);
+		c->server = -1;
+	}
+}
+
+static void
+conn_free(struct conn *c)
+{
+	pipe_destroy(&c->up);
+	pipe_destroy(&c->down);
+	if (c->left.b != NULL)
+		block_unref(c->left.b);
+	free(c->headbuf);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		c->px->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	proxy_conn_gone(c->px, c);
+	free(c);
+}
+
+static void
+conn_on_handle_close(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+
+	if (h == (uv_handle_t *)&c->upstream)
+		c->ustate = U_NONE;
+	if (--c->nhandles == 0 && c->closing)
+		conn_free(c);
+}
+
+/* The upstream's close callback; also where a retry or the next request's
+ * connect starts, since a uv_tcp_t may be reused only after it closed. */
+static void
+conn_on_upstream_close(uv_handle_t *h)
+{
+	struct conn *c = container_of((uv_tcp_t *)h, struct conn, upstream);
+
+	conn_on_handle_close(h);
+	if (c->closing)
+		return;
+	if (c->retry_connect) {
+		c->retry_connect = 0;
+		start_upstream(c);
+	} else if (c->connect_pending) {
+		c->connect_pending = 0;
+		connect_upstream(c);
+	}
+}
+
+static void
+close_upstream(struct conn *c)
+{
+	if (c->ustate != U_CONNECTING && c->ustate != U_OPEN)
+		return;
+	uv_timer_stop(&c->utimer);
+	c->ureading = 0;
+	c->ustate = U_CLOSING;
+	uv_close((uv_handle_t *)&c->upstream, conn_on_upstream_close);
+}
+
+/*
+ * The one teardown: logs once (when reason is not NULL), closes every handle
+ * (the client with RST when reset), frees the conn in the last close
+ * callback.
+ */
+static void
+conn_close(struct conn *c, int reset, const char *reason, int err)
+{
+	if (c->closing)
+		return;
+	if (reason != NULL) {
+		if (err != 0)
+			log_info("conn %llu %s: closed: %s: %s",
+			    (unsigned long long)c->id, c->peer, reason,
+			    uv_strerror(err));
+		else
+			log_info("conn %llu %s: closed: %s",
+			    (unsigned long long)c->id, c->peer, reason);
+	}
+	close_upstream(c);
+	release_server(c);
+	c->closing = 1;
+	uv_close((uv_handle_t *)&c->ctimer, conn_on_handle_close);
+	uv_close((uv_handle_t *)&c->utimer, conn_on_handle_close);
+	if (reset)
+		uv_tcp_close_reset(&c->client, conn_on_handle_close);
+	else
+		uv_close((uv_handle_t *)&c->client, conn_on_handle_close);
+}
+
+void
+conn_abort(struct conn *c, const char *reason)
+{
+	conn_close(c, 0, reason, 0);
+}
+
+static void
+conn_on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct conn *c = req->data;
+
+	if (c->closing)
+		return;
+	if (status < 0) {
+		conn_close(c, 0, NULL, 0);
+		return;
+	}
+	/* Lingering close (as nginx's lingering_close): the FIN is out; read
+	 * and drop what the client still sends for a moment, so that our
+	 * close does not turn unread input into a RST that could destroy the
+	 * response in flight. */
+	c->lingering = 1;
+	uv_timer_start(&c->ctimer, conn_on_ctimer, LINGER_MS, 0);
+	update_client_reading(c);
+}
+
+/* Ends the connection after everything queued was written. */
+static void
+graceful_close(struct conn *c)
+{
+	if (c->closing || c->shutting)
+		return;
+	c->shutting = 1;
+	c->close_after = 1;
+	close_upstream(c);
+	update_client_reading(c);
+	c->shutdown_req.data = c;
+	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->client,
+		conn_on_shutdown) < 0)
+		conn_close(c, 0, NULL, 0);
+}
+
+/* ---- the end of a response ------------------------------------------- */
+
+static void
+access_log(struct conn *c, const char *outcome)
+{
+	const struct config *cfg = c->cfg;
+
+	log_info("access: %s \"%s %s HTTP/1.%d\" %d %llu bytes %llu ms "
+		 "upstream %s pauses %llu %s",
+	    c->peer, c->method, c->target, c->minor, c->status,
+	    (unsigned long long)c->body_out,
+	    (unsigned long long)(uv_now(c->px->loop) - c->t_start),
+	    c->server >= 0 ? cfg->upstream.servers[c->server].text : "-",
+	    (unsigned long long)c->down.wm.npauses, outcome);
+}
+
+/* `down` is empty and the response has ended, well or not. */
+static void
+finish_response(struct conn *c)
+{
+	if (c->upstream_failed) {
+		access_log(c, "truncated");
+		release_server(c);
+		/* A close-delimited body cannot show truncation by framing:
+		 * reset, so the client never takes the short body as whole. */
+		if (c->resp_by_close)
+			conn_close(c, 1, NULL, 0);
+		else
+			graceful_close(c);
+		return;
+	}
+	access_log(c, c->err_status ? "error" : "ok");
+	close_upstream(c);
+	release_server(c);
+	if (c->close_after || !c->keepalive || !c->req_done ||
+	    c->px->draining) {
+		graceful_close(c);
+		return;
+	}
+	begin_request(c);
+}
+
+/* The upstream failed after the response head went out: deliver what we
+ * have, then end the client so the body is visibly short. */
+static void
+upstream_broken(struct conn *c, const char *why, int err)
+{
+	log_warn("conn %llu %s: upstream %s: %s%s%s after %llu body bytes; "
+		 "ending the client's response short",
+	    (unsigned long long)c->id, c->peer,
+	    c->cfg->upstream.servers[c->server].text, why, err ? ": " : "",
+	    err ? uv_strerror(err) : "",
+	    (unsigned long long)c->down.bytes_in);
+	c->upstream_failed = 1;
+	c->close_after = 1;
+	close_upstream(c);
+	update_client_reading(c);
+	flush_client(c);
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static void
+conn_on_client_write(uv_write_t *req, int status)
+{
+	struct conn *c = container_of(req, struct conn, cwrite);
+	size_t before = pipe_held(&c->down);
+
+	c->cw_busy = 0;
+	if (c->closing)
+		return;
+	if (status < 0) {
+		conn_close(c, 0, "client write", status);
+		return;
+	}
+	pipe_consume(&c->down, c->cw_nsegs);
+	c->body_out += before - pipe_held(&c->down);
+	kick_client_timer(c);
+	check_down(c);
+	flush_client(c);
+}
+
+static void
+flush_client(struct conn *c)
+{
+	uv_buf_t bufs[MAX_IOV];
+	size_t n;
+	int rc;
+
+	if (c->closing || c->cw_busy || c->shutting)
+		return;
+	n = pipe_peek(&c->down, bufs, MAX_IOV);
+	if (n == 0) {
+		if (pipe_empty(&c->down) && (c->resp_done || c->upstream_failed))
+			finish_response(c);
+		return;
+	}
+	rc = uv_write(&c->cwrite, (uv_stream_t *)&c->client, bufs,
+	    (unsigned)n, conn_on_client_write);
+	if (rc < 0) {
+		pipe_unpeek(&c->down);
+		conn_close(c, 0, "client write", rc);
+		return;
+	}
+	c->cw_busy = 1;
+	c->cw_nsegs = n;
+	kick_client_timer(c);
+}
+
+static void
+conn_on_upstream_write(uv_write_t *req, int status)
+{
+	struct conn *c = container_of(req, struct conn, uwrite);
+
+	c->uw_busy = 0;
+	if (c->closing)
+		return;
+	if (status < 0) {
+		pipe_unpeek(&c->up);
+		if (status == UV_ECANCELED)
+			return;
+		/* The upstream stopped taking the request (it may have
+		 * answered early, or died); its read side decides what the
+		 * client sees.  This connection carries no further request. */
+		log_info("conn %llu %s: upstream write: %s",
+		    (unsigned long long)c->id, c->peer, uv_strerror(status));
+		c->close_after = 1;
+		update_client_reading(c);
+		return;
+	}
+	pipe_consume(&c->up, c->uw_nsegs);
+	kick_upstream_timer(c);
+	check_up(c);
+	flush_upstream(c);
+}
+
+static void
+flush_upstream(struct conn *c)
+{
+	uv_buf_t bufs[MAX_IOV];
+	size_t n;
+	int rc;
+
+	if (c->closing || c->uw_busy || c->ustate != U_OPEN)
+		return;
+	n = pipe_peek(&c->up, bufs, MAX_IOV);
+	if (n == 0)
+		return;
+	rc = uv_write(&c->uwrite, (uv_stream_t *)&c->upstream, bufs,
+	    (unsigned)n, conn_on_upstream_write);
+	if (rc < 0) {
+		pipe_unpeek(&c->up);
+		c->close_after = 1;
+		return;
+	}
+	c->uw_busy = 1;
+	c->uw_nsegs = n;
+}
+
+/* Queues body bytes (which lie in the block being parsed) with the framing
+ * the next hop needs. */
+static int
+push_body(struct conn *c, struct pipe *p, enum frame fr, const char *at,
+    size_t len)
+{
+	char hdr[24];
+	int n, rc;
+
+	if (fr == FRAME_CHUNKED) {
+		n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+		if ((rc = pipe_push_copy(p, hdr, (size_t)n)) < 0)
+			return rc;
+	}
+	if ((rc = pipe_push_ref(p, c->rd_block, at, len)) < 0)
+		return rc;
+	if (fr == FRAME_CHUNKED)
+		return pipe_push_copy(p, "\r\n", 2);
+	return 0;
+}
+
+/* The proxy's own answer (4xx/5xx) before any response head went out. */
+static void
+respond_error(struct conn *c, int status, const char *detail)
+{
+	char *buf = c->px->scratch;
+	int n;
+
+	log_info("conn %llu %s: %d for \"%s %s\": %s",
+	    (unsigned long long)c->id, c->peer, status, c->method, c->target,
+	    detail);
+	close_upstream(c);
+	c->status = status;
+	c->err_status = status;
+	c->close_after = 1;
+	c->resp_done = 1;
+	c->resp_head_sent = 1;
+	update_client_reading(c);
+	n = http_error_response(status, detail, buf, c->px->scratch_size);
+	if (n < 0 || pipe_push_copy(&c->down, buf, (size_t)n) < 0) {
+		conn_close(c, 0, "out of memory", 0);
+		return;
+	}
+	flush_client(c);
+}
+
+/* ---- the request (client -> upstream) -------------------------------- */
+
+static struct conn *
+of_parser(llhttp_t *p)
+{
+	return p->data;
+}
+
+static int
+req_on_message_begin(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+
+	c->req_started = 1;
+	c->t_start = uv_now(c->px->loop);
+	http_head_reset(&c->reqh);
+	return 0;
+}
+
+static int
+req_overflow(struct conn *c)
+{
+	c->err_status = 431;
+	return -1;
+}
+
+static int
+req_on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	return http_head_on_text(&c->reqh, at, len) < 0 ? req_overflow(c) : 0;
+}
+
+static int
+req_on_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	return http_head_on_name(&c->reqh, at, len) < 0 ? req_overflow(c) : 0;
+}
+
+static int
+req_on_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	return http_head_on_value(&c->reqh, at, len) < 0 ? req_overflow(c)
+							 : 0;
+}
+
+static int
+count_fields(const struct http_head *h, const char *name)
+{
+	size_t nl = strlen(name);
+	int n = 0;
+
+	for (size_t i = 0; i < h->nf; i++)
+		if (h->f[i].name_len == nl &&
+		    strncasecmp(h->buf + h->f[i].name_off, name, nl) == 0)
+			n++;
+	return n;
+}
+
+/* Checks what llhttp leaves to us; returns an HTTP status or 0. */
+static int
+validate_request(struct conn *c, llhttp_t *p)
+{
+	int hosts = count_fields(&c->reqh, "host");
+
+	if (llhttp_get_http_major(p) != 1)
+		return 505;
+	if (llhttp_get_method(p) == HTTP_CONNECT)
+		return 501;
+	/* RFC 9112 §3.2: a 1.1 request without Host, or with several. */
+	if (hosts > 1 || (hosts == 0 && llhttp_get_http_minor(p) >= 1))
+		return 400;
+	return 0;
+}
+
+static int
+req_on_headers_complete(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+	const struct http_head *h = &c->reqh;
+	struct http_rewrite rw = {0};
+	char via[32];
+	int n, st;
+
+	snprintf(c->method, sizeof(c->method), "%s",
+	    llhttp_method_name(llhttp_get_method(p)));
+	snprintf(c->target, sizeof(c->target), "%.*s", (int)h->text_len,
+	    h->buf + h->text_off);
+	c->minor = llhttp_get_http_minor(p);
+	if ((st = validate_request(c, p)) != 0) {
+		c->err_status = st;
+		return -1;
+	}
+	c->req_head_done = 1;
+	c->keepalive = llhttp_should_keep_alive(p) != 0;
+	c->is_head = llhttp_get_method(p) == HTTP_HEAD;
+	if (p->flags & F_CHUNKED)
+		c->req_frame = FRAME_CHUNKED;
+	else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
+		c->req_frame = FRAME_RAW;
+	else
+		c->req_frame = FRAME_NONE;
+
+	/* One upstream connection per request: no upstream keep-alive. */
+	snprintf(via, sizeof(via), "1.%d sluice", c->minor);
+	rw.method = c->method;
+	rw.connection = "close";
+	rw.via = via;
+	rw.xff = c->peer_ip;
+	rw.chunked = c->req_frame == FRAME_CHUNKED;
+	rw.drop_length = rw.chunked;
+	n = http_rewrite(h, &rw, c->px->scratch, c->px->scratch_size);
+	if (n < 0) {
+		c->err_status = 431;
+		return -1;
+	}
+	if (pipe_push_copy(&c->up, c->px->scratch, (size_t)n) < 0) {
+		c->err_status = 503;
+		return -1;
+	}
+	start_upstream(c);
+	return 0;
+}
+
+static int
+req_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	if (push_body(c, &c->up, c->req_frame, at, len) < 0) {
+		c->err_status = 503;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+req_on_message_complete(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+
+	if (c->req_frame == FRAME_CHUNKED &&
+	    pipe_push_copy(&c->up, "0\r\n\r\n", 5) < 0) {
+		c->err_status = 503;
+		return -1;
+	}
+	c->req_done = 1;
+	/* Stop here: what follows is the next request, parsed when this
+	 * response is done (HTTP/1.1 pipelining, in order). */
+	return HPE_PAUSED;
+}
+
+/* The request could not be parsed or was refused. */
+static void
+request_failed(struct conn *c, llhttp_errno_t err)
+{
+	const char *why = llhttp_get_error_reason(&c->reqp);
+	int st = c->err_status ? c->err_status : 400;
+
+	if (c->resp_head_sent) {
+		conn_close(c, 0, "bad request body after response head", 0);
+		return;
+	}
+	if (why == NULL || *why == '\0')
+		why = llhttp_errno_name(err);
+	if (st == 431)
+		why = "request head too large";
+	else if (st == 501)
+		why = "method not supported";
+	else if (st == 505)
+		why = "HTTP version not supported";
+	else if (st == 400 && c->err_status == 400)
+		why = "missing or repeated Host";
+	respond_error(c, st, why);
+}
+
+/* Feeds client bytes (which lie in c->rd_block) to the request parser. */
+static void
+feed_client(struct conn *c, const char *data, size_t n)
+{
+	llhttp_errno_t err;
+	size_t used;
+
+	err = llhttp_execute(&c->reqp, data, n);
+	if (c->closing)
+		return;
+	if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+		used = (size_t)(llhttp_get_error_pos(&c->reqp) - data);
+		if (used < n) {
+			block_ref(c->rd_block);
+			c->left.b = c->rd_block;
+			c->left.p = data + used;
+			c->left.n = n - used;
+		}
+	} else if (err != HPE_OK) {
+		request_failed(c, err);
+		return;
+	}
+	check_up(c);
+	update_client_reading(c);
+	flush_upstream(c);
+}
+
+static void
+conn_on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+	size_t len;
+
+	(void)hint;
+	if (pipe_reserve(&c->up, &buf->base, &len, &c->rd_block) < 0) {
+		*buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+		c->rd_block = NULL;
+		return;
+	}
+	buf->len = len;
+}
+
+static void
+client_eof(struct conn *c, ssize_t err)
+{
+	if (c->lingering || (!c->req_started && !c->resp_head_sent)) {
+		conn_close(c, 0, NULL, 0); /* a quiet end between requests */
+		return;
+	}
+	if (!c->req_done && c->req_head_done) {
+		conn_close(c, 0, "client gone during request body",
+		    (int)err);
+		return;
+	}
+	if (!c->req_done) {
+		conn_close(c, 0, NULL, 0); /* half a head, then gone */
+		return;
+	}
+	conn_close(c, 0, "client gone", (int)err);
+}
+
+static void
+conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+	struct block *b = c->rd_block;
+
+	if (nread > 0 && !c->lingering) {
+		pipe_commit(&c->up, (size_t)nread);
+		kick_client_timer(c);
+		feed_client(c, buf->base, (size_t)nread);
+	} else if (nread == UV_ENOBUFS) {
+		conn_close(c, 0, "out of memory for client read", 0);
+	} else if (nread < 0) {
+		client_eof(c, nread);
+	}
+	if (b != NULL)
+		block_unref(b);
+	if (c->rd_block == b)
+		c->rd_block = NULL;
+}
+
+/* ---- the response (upstream -> client) ------------------------------- */
+
+static int
+resp_on_message_begin(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+
+	http_head_reset(&c->resph);
+	return 0;
+}
+
+static int
+resp_on_status(llhttp_t *p, const char *at, size_t len)
+{
+	return http_head_on_text(&of_parser(p)->resph, at, len);
+}
+
+static int
+resp_on_field(llhttp_t *p, const char *at, size_t len)
+{
+	return http_head_on_name(&of_parser(p)->resph, at, len);
+}
+
+static int
+resp_on_value(llhttp_t *p, const char *at, size_t len)
+{
+	return http_head_on_value(&of_parser(p)->resph, at, len);
+}
+
+/* Pushes the rewritten response head into `down`. */
+static int
+push_resp_head(struct conn *c, int status, const char *connection,
+    int chunked)
+{
+	const struct http_head *h = &c->resph;
+	char line[160];
+	struct http_rewrite rw = {0};
+	int n;
+
+	if (h->text_len > 0)
+		snprintf(line, sizeof(line), "HTTP/1.1 %d %.*s", status,
+		    (int)(h->text_len > 100 ? 100 : h->text_len),
+		    h->buf + h->text_off);
+	else
+		snprintf(line, sizeof(line), "HTTP/1.1 %d %s", status,
+		    http_reason(status));
+	rw.first_line = line;
+	rw.connection = connection;
+	rw.via = "1.1 sluice";
+	rw.chunked = chunked;
+	n = http_rewrite(h, &rw, c->px->scratch, c->px->scratch_size);
+	if (n < 0)
+		return n;
+	return pipe_push_copy(&c->down, c->px->scratch, (size_t)n);
+}
+
+static int
+resp_on_headers_complete(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+	int status = llhttp_get_status_code(p);
+	int no_body, keep, chunked_in = (p->flags & F_CHUNKED) != 0;
+	const char *connection;
+
+	if (status == 101)
+		return -1; /* we never forward Upgrade: a protocol error */
+	if (status < 200) {
+		/* Interim responses (100 Continue, 103 Early Hints) go to
+		 * HTTP/1.1 clients as they come (RFC 9110 §15.2). */
+		if (c->minor == 0)
+			return 0;
+		return push_resp_head(c, status, NULL, 0) < 0 ? -1 : 0;
+	}
+	c->status = status;
+	no_body = c->is_head || status == 204 || status == 304;
+	c->resp_by_close = 0;
+	if (no_body) {
+		c->resp_frame = FRAME_NONE;
+	} else if (chunked_in || !(p->flags & F_CONTENT_LENGTH)) {
+		/* Chunked or close-delimited: chunk it for 1.1 clients. */
+		if (c->minor >= 1) {
+			c->resp_frame = FRAME_CHUNKED;
+		} else {
+			c->resp_frame = FRAME_RAW;
+			c->resp_by_close = 1;
+			c->close_after = 1;
+		}
+	} else {
+		c->resp_frame = FRAME_RAW;
+	}
+	keep = c->keepalive && !c->close_after && c->req_done &&
+	    !c->px->draining;
+	if (!keep)
+		c->close_after = 1;
+	connection = !keep ? "close" : c->minor == 0 ? "keep-alive" : NULL;
+	if (push_resp_head(c, status, connection,
+		c->resp_frame == FRAME_CHUNKED ||
+		    (no_body && chunked_in && c->minor >= 1)) < 0)
+		return -1;
+	c->resp_head_sent = 1;
+	return no_body ? 1 : 0;
+}
+
+static int
+resp_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	return push_body(c, &c->down, c->resp_frame, at, len) < 0 ? -1 : 0;
+}
+
+static int
+resp_on_message_complete(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+
+	if (llhttp_get_status_code(p) < 200)
+		return 0; /* the final response follows */
+	if (c->resp_frame == FRAME_CHUNKED &&
+	    pipe_push_copy(&c->down, "0\r\n\r\n", 5) < 0)
+		return -1;
+	c->resp_done = 1;
+	return HPE_PAUSED; /* anything after the response is not ours */
+}
+
+/* The whole response arrived. */
+static void
+upstream_done(struct conn *c)
+{
+	close_upstream(c);
+	update_client_reading(c);
+	flush_client(c);
+}
+
+static void
+response_failed(struct conn *c, const char *why)
+{
+	if (c->resp_head_sent)
+		upstream_broken(c, why, 0);
+	else
+		respond_error(c, 502, why);
+}
+
+static void
+feed_upstream(struct conn *c, const char *data, size_t n)
+{
+	llhttp_errno_t err = llhttp_execute(&c->resp, data, n);
+	char why[128];
+
+	if (c->closing)
+		return;
+	if (c->resp_done) {
+		upstream_done(c);
+		return;
+	}
+	if (err != HPE_OK) {
+		snprintf(why, sizeof(why), "invalid response: %s",
+		    llhttp_get_error_reason(&c->resp) != NULL
+			? llhttp_get_error_reason(&c->resp)
+			: llhttp_errno_name(err));
+		response_failed(c, why);
+		return;
+	}
+	check_down(c);
+	flush_client(c);
+}
+
+static void
+conn_on_upstream_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct conn *c = container_of((uv_tcp_t *)h, struct conn, upstream);
+	size_t len;
+
+	(void)hint;
+	if (pipe_reserve(&c->down, &buf->base, &len, &c->rd_block) < 0) {
+		*buf = uv_buf_init(NULL, 0);
+		c->rd_block = NULL;
+		return;
+	}
+	buf->len = len;
+}
+
+static void
+upstream_eof(struct conn *c, ssize_t err)
+{
+	if (err == UV_EOF) {
+		llhttp_finish(&c->resp); /* ends a close-delimited body */
+		if (c->resp_done) {
+			upstream_done(c);
+			return;
+		}
+	}
+	if (!c->resp_head_sent)
+		respond_error(c, 502,
+		    err == UV_EOF ? "upstream closed before the response head"
+				  : "upstream reset before the response head");
+	else
+		upstream_broken(c, err == UV_EOF ? "closed mid-body" : "read",
+		    err == UV_EOF ? 0 : (int)err);
+}
+
+static void
+conn_on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = container_of((uv_tcp_t *)s, struct conn, upstream);
+	struct block *b = c->rd_block;
+
+	if (nread > 0) {
+		pipe_commit(&c->down, (size_t)nread);
+		kick_upstream_timer(c);
+		feed_upstream(c, buf->base, (size_t)nread);
+	} else if (nread == UV_ENOBUFS) {
+		conn_close(c, 0, "out of memory for upstream read", 0);
+	} else if (nread < 0) {
+		upstream_eof(c, nread);
+	}
+	if (b != NULL)
+		block_unref(b);
+	if (c->rd_block == b)
+		c->rd_block = NULL;
+}
+
+/* ---- connecting to the upstream -------------------------------------- */
+
+static void
+connect_failed(struct conn *c, int err)
+{
+	const struct sockaddr_any *a = &c->cfg->upstream.servers[c->server];
+
+	log_warn("conn %llu %s: connect to %s: %s", (unsigned long long)c->id,
+	    c->peer, a->text, uv_strerror(err));
+	c->last_connect_err = err;
+	release_server(c);
+	if (c->ustate == U_NONE) {
+		start_upstream(c);
+		return;
+	}
+	/* Nothing was written upstream yet (writes start on connect), so
+	 * the next server may take the request as it is. */
+	c->retry_connect = 1;
+	close_upstream(c);
+}
+
+static void
+conn_on_connect(uv_connect_t *req, int status)
+{
+	struct conn *c = container_of(req, struct conn, connect_req);
+	char opts[160];
+
+	if (status == UV_ECANCELED || c->closing)
+		return;
+	if (status < 0) {
+		connect_failed(c, status);
+		return;
+	}
+	c->ustate = U_OPEN;
+	uv_timer_stop(&c->utimer);
+	uv_tcp_nodelay(&c->upstream, 1);
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		uv_os_fd_t fd;
+
+		if (uv_fileno((uv_handle_t *)&c->upstream, &fd) == 0) {
+			sockopt_describe(fd, opts, sizeof(opts));
+			log_debug("conn %llu: upstream %s socket: %s",
+			    (unsigned long long)c->id,
+			    c->cfg->upstream.servers[c->server].text, opts);
+		}
+	}
+	update_upstream_reading(c);
+	flush_upstream(c);
+}
+
+static void
+connect_upstream(struct conn *c)
+{
+	const struct config *cfg = c->cfg;
+	const struct sockaddr_any *a = &cfg->upstream.servers[c->server];
+	const char *which = NULL;
+	uv_os_fd_t fd;
+	int rc;
+
+	rc = uv_tcp_init_ex(c->px->loop, &c->upstream, a->ss.ss_family);
+	if (rc < 0) {
+		respond_error(c, 503, "cannot create a socket");
+		return;
+	}
+	c->upstream.data = c;
+	c->nhandles++;
+	c->ustate = U_CONNECTING;
+	llhttp_init(&c->resp, HTTP_RESPONSE, &resp_settings);
+	c->resp.data = c;
+	if (uv_fileno((uv_handle_t *)&c->upstream, &fd) == 0 &&
+	    sockopt_upstream(fd, cfg->upstream.rcvbuf,
+		cfg->upstream.window_clamp, cfg->upstream.user_timeout,
+		&which) < 0)
+		log_warn("upstream %s: cannot set %s: %s", a->text, which,
+		    strerror(errno));
+	rc = uv_tcp_connect(&c->connect_req, &c->upstream,
+	    (const struct sockaddr *)&a->ss, conn_on_connect);
+	if (rc < 0) {
+		connect_failed(c, rc);
+		return;
+	}
+	uv_timer_start(&c->utimer, conn_on_utimer,
+	    cfg->upstream.connect_timeout, 0);
+}
+
+static void
+start_upstream(struct conn *c)
+{
+	int idx = balancer_pick(&c->px->bal, c->tried);
+
+	if (idx < 0) {
+		respond_error(c, c->last_connect_err == UV_ETIMEDOUT ? 504 : 502,
+		    c->last_connect_err == UV_ETIMEDOUT
+			? "upstream connect timed out"
+			: "no upstream server could be reached");
+		return;
+	}
+	c->server = idx;
+	c->tried |= 1ULL << idx;
+	balancer_acquire(&c->px->bal, idx);
+	if (c->ustate == U_CLOSING) {
+		c->connect_pending = 1; /* the old handle must close first */
+		return;
+	}
+	connect_upstream(c);
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static void
+conn_on_utimer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	if (c->ustate == U_CONNECTING) {
+		connect_failed(c, UV_ETIMEDOUT);
+	} else if (c->ustate == U_OPEN) {
+		if (!c->resp_head_sent)
+			respond_error(c, 504, "upstream read timed out");
+		else
+			upstream_broken(c, "read timed out", UV_ETIMEDOUT);
+	}
+}
+
+static void
+conn_on_ctimer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	if (c->lingering) {
+		conn_close(c, 0, NULL, 0);
+	} else if (c->cw_busy) {
+		conn_close(c, 0, "no write progress toward the client",
+		    UV_ETIMEDOUT);
+	} else if (!c->req_done && !c->close_after) {
+		if (!c->req_started)
+			conn_close(c, 0, NULL, 0); /* idle keep-alive */
+		else if (!c->req_head_done)
+			respond_error(c, 408, "request head timed out");
+		else
+			conn_close(c, 0, "client stalled in request body",
+			    UV_ETIMEDOUT);
+	} else {
+		kick_client_timer(c); /* waiting on the upstream, not it */
+	}
+}
+
+/* ---- a connection's start and its requests --------------------------- */
+
+static void
+init_settings(void)
+{
+	llhttp_settings_init(&req_settings);
+	req_settings.on_message_begin = req_on_message_begin;
+	req_settings.on_url = req_on_url;
+	req_settings.on_header_field = req_on_field;
+	req_settings.on_header_value = req_on_value;
+	req_settings.on_headers_complete = req_on_headers_complete;
+	req_settings.on_body = req_on_body;
+	req_settings.on_message_complete = req_on_message_complete;
+	llhttp_settings_init(&resp_settings);
+	resp_settings.on_message_begin = resp_on_message_begin;
+	resp_settings.on_status = resp_on_status;
+	resp_settings.on_header_field = resp_on_field;
+	resp_settings.on_header_value = resp_on_value;
+	resp_settings.on_headers_complete = resp_on_headers_complete;
+	resp_settings.on_body = resp_on_body;
+	resp_settings.on_message_complete = resp_on_message_complete;
+	settings_ready = 1;
+}
+
+/* Resets the per-request state and parses whatever the client pipelined. */
+static void
+begin_request(struct conn *c)
+{
+	struct block *b;
+
+	c->req_started = c->req_head_done = c->req_done = 0;
+	c->resp_head_sent = c->resp_done = c->resp_by_close = 0;
+	c->upstream_failed = 0;
+	c->status = c->err_status = 0;
+	c->body_out = 0;
+	c->tried = 0;
+	c->last_connect_err = 0;
+	c->method[0] = c->target[0] = '\0';
+	c->down.wm.npauses = 0;
+	c->down.bytes_in = c->down.bytes_out = 0;
+	llhttp_resume(&c->reqp);
+	kick_client_timer(c);
+	if (c->left.n > 0) {
+		const char *p = c->left.p;
+		size_t n = c->left.n;
+
+		b = c->left.b;
+		c->left.b = NULL;
+		c->left.n = 0;
+		c->rd_block = b;
+		feed_client(c, p, n);
+		c->rd_block = NULL;
+		block_unref(b);
+	}
+	update_client_reading(c);
+}
+
+void
+conn_drain(struct conn *c)
+{
+	c->close_after = 1;
+	if (!c->req_started && !c->closing)
+		conn_close(c, 0, NULL, 0); /* idle between requests */
+}
+
+static void
+describe_peer(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	int port = 0;
+
+	strcpy(c->peer_ip, "?");
+	if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer_ip,
+			    sizeof(c->peer_ip));
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		} else {
+			uv_ip4_name((struct sockaddr_in *)&ss, c->peer_ip,
+			    sizeof(c->peer_ip));
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		}
+	}
+	snprintf(c->peer, sizeof(c->peer), "%s:%d", c->peer_ip, port);
+}
+
+static void
+client_socket_options(struct conn *c)
+{
+	const struct config *cfg = c->cfg;
+	const char *which = NULL;
+	char opts[160];
+	uv_os_fd_t fd;
+
+	uv_tcp_nodelay(&c->client, 1);
+	if (uv_fileno((uv_handle_t *)&c->client, &fd) != 0)
+		return;
+	if (sockopt_client(fd, cfg->client.sndbuf, cfg->client.user_timeout,
+		&which) < 0)
+		log_warn("client %s: cannot set %s: %s", c->peer, which,
+		    strerror(errno));
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		sockopt_describe(fd, opts, sizeof(opts));
+		log_debug("conn %llu: client %s socket: %s",
+		    (unsigned long long)c->id, c->peer, opts);
+	}
+}
+
+void
+conn_accept(struct proxy *px)
+{
+	const struct config *cfg = px->cfg;
+	size_t hsz = (size_t)cfg->client.max_header_size;
+	struct conn *c;
+
+	if (!settings_ready)
+		init_settings();
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->headbuf = malloc(2 * hsz)) == NULL) {
+		free(c);
+		log_error("accept: out of memory");
+		return;
+	}
+	c->px = px;
+	c->cfg = cfg;
+	c->id = ++px->next_id;
+	c->server = -1;
+	uv_tcp_init(px->loop, &c->client);
+	uv_timer_init(px->loop, &c->ctimer);
+	uv_timer_init(px->loop, &c->utimer);
+	c->client.data = c->ctimer.data = c->utimer.data = c;
+	c->nhandles = 3;
+	pipe_init(&c->up, &px->pool, cfg->buffer.high_watermark,
+	    cfg->buffer.low_watermark);
+	pipe_init(&c->down, &px->pool, cfg->buffer.high_watermark,
+	    cfg->buffer.low_watermark);
+	http_head_init(&c->reqh, c->headbuf, hsz);
+	http_head_init(&c->resph, c->headbuf + hsz, hsz);
+	llhttp_init(&c->reqp, HTTP_REQUEST, &req_settings);
+	c->reqp.data = c;
+	c->next = px->conns;
+	if (px->conns != NULL)
+		px->conns->prev = c;
+	px->conns = c;
+	px->nconns++;
+	if (uv_accept((uv_stream_t *)&px->listener,
+		(uv_stream_t *)&c->client) < 0) {
+		conn_close(c, 0, NULL, 0);
+		return;
+	}
+	describe_peer(c);
+	client_socket_options(c);
+	log_debug("conn %llu: accepted %s", (unsigned long long)c->id,
+	    c->peer);
+	begin_request(c);
+}

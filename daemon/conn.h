@@ -1,0 +1,37 @@
+/*
+ * conn: one client connection and the downloads it carries, one at a time:
+ * the client socket, the upstream socket of the current request, their
+ * timers, the two pipes (request body toward the upstream, response toward
+ * the client) and the two llhttp parsers.
+ *
+ * Ownership (DESIGN): the conn owns both sockets, both timers and both
+ * pipes; it is freed in the close callback of its last handle, and nothing
+ * else frees it.  Every way a connection ends goes through conn_close(),
+ * which logs once with the reason.
+ */
+#ifndef SLUICE_CONN_H
+#define SLUICE_CONN_H
+
+#include <stdint.h>
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "http.h"
+#include "pipe.h"
+
+struct conn;
+struct proxy;
+
+/* Accepts one pending connection from the listener. */
+void conn_accept(struct proxy *px);
+/* SIGTERM: an idle keep-alive connection closes now; one in a download
+ * finishes it, then closes. */
+void conn_drain(struct conn *c);
+/* Ends the connection at once (drain deadline). */
+void conn_abort(struct conn *c, const char *reason);
+
+/* Exposed for the proxy's list walk only. */
+struct conn *conn_next(const struct conn *c);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * log: one line per event on stderr, filtered by level.
+ *
+ * Low layers do not log (STYLE 5); the layer that decides something logs it
+ * once.  When stderr is a journal stream (JOURNAL_STREAM set) each line gets
+ * the syslog priority prefix "<N>" that journald understands; otherwise a
+ * timestamp and the level name.
+ */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+enum log_level {
+	LOG_LVL_ERROR = 0,
+	LOG_LVL_WARN,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG,
+};
+
+/* Sets the threshold; lines above it are dropped. */
+void log_set_level(enum log_level level);
+/* True when a line at this level would be printed (to skip costly work). */
+int log_enabled(enum log_level level);
+void log_msg(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...)                                                         \
+	do {                                                                   \
+		if (log_enabled(LOG_LVL_DEBUG))                                \
+			log_msg(LOG_LVL_DEBUG, __VA_ARGS__);                   \
+	} while (0)
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * pipe: the bytes one direction of one download holds inside the proxy, and
+ * the watermark state machine that decides when its source is read.
+ *
+ * Storage is an ordered queue of segments, each a (block, offset, length)
+ * slice of a pooled block (pool.h).  Reads land in the pipe's current block
+ * (pipe_reserve); the parser then pushes the body bytes it finds there as
+ * segments pointing at those same bytes (pipe_push_ref), so a relayed byte
+ * is written exactly once, by the kernel's read, and sent from where it
+ * landed.  Bytes the proxy makes itself (a rewritten head, chunk framing)
+ * are copied in with pipe_push_copy.  The writer takes segments from the
+ * front (pipe_peek), and releases them when its write completes
+ * (pipe_consume).  Order is the order of pushes, always.
+ *
+ * `held` counts the bytes in segments, including those being written; the
+ * watermark compares it with high/low.  The interface (push, peek, consume,
+ * held) says nothing of blocks, so a later zero-copy path that moves bodies
+ * through a kernel pipe with splice(2) is a second storage behind the same
+ * calls, with held read from the kernel pipe's fill level.
+ */
+#ifndef SLUICE_PIPE_H
+#define SLUICE_PIPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "pool.h"
+
+/* The watermark state machine, alone so it can be tested alone. */
+enum wm_event {
+	WM_NONE = 0,
+	WM_PAUSE,  /* held reached high: stop reading the source */
+	WM_RESUME, /* held drained to low: read the source again */
+};
+
+struct watermark {
+	size_t high, low;
+	int paused;
+	uint64_t npauses; /* how often the source was stopped */
+};
+
+void wm_init(struct watermark *wm, size_t high, size_t low);
+/* Feeds the current fill level; returns the transition it causes. */
+enum wm_event wm_check(struct watermark *wm, size_t held);
+
+struct seg {
+	struct block *b;
+	uint32_t off, len;
+};
+
+struct pipe {
+	struct pool *pool;
+	struct seg *segs; /* ring */
+	size_t cap, first, count;
+	size_t inflight;  /* segments at the front handed to pipe_peek */
+	size_t held;	  /* bytes in all segments */
+	struct block *cur; /* block that reads and copies append to */
+	size_t cur_used;
+	struct watermark wm;
+	uint64_t bytes_in, bytes_out; /* pushed / consumed, for logs */
+};
+
+void pipe_init(struct pipe *p, struct pool *pool, size_t high, size_t low);
+/* Drops every segment and the current block. */
+void pipe_destroy(struct pipe *p);
+
+/*
+ * Space for the next read: base and len describe the current block past
+ * what is used (a fresh block when less than a quarter is left); blk
+ * receives that block with a reference taken for the caller, who drops it
+ * with block_unref() after parsing the read.  Returns 0 or -ENOMEM.
+ */
+int pipe_reserve(struct pipe *p, char **base, size_t *len,
+    struct block **blk);
+/* Marks n bytes of the reserved space as filled. */
+void pipe_commit(struct pipe *p, size_t n);
+/* Queues n bytes at data, which lies inside block b.  0 or -ENOMEM. */
+int pipe_push_ref(struct pipe *p, struct block *b, const char *data,
+    size_t n);
+/* Queues a copy of n bytes (heads, chunk framing).  0 or -ENOMEM. */
+int pipe_push_copy(struct pipe *p, const void *data, size_t n);
+
+/* Fills up to max buffers from the front segments not yet in flight and
+ * marks them in flight.  Returns how many. */
+size_t pipe_peek(struct pipe *p, uv_buf_t *bufs, size_t max);
+/* Releases the first n in-flight segments (their write completed). */
+void pipe_consume(struct pipe *p, size_t n);
+/* Forgets that segments are in flight (their write was cancelled). */
+void pipe_unpeek(struct pipe *p);
+
+static inline size_t
+pipe_held(const struct pipe *p)
+{
+	return p->held;
+}
+
+static inline int
+pipe_empty(const struct pipe *p)
+{
+	return p->count == 0;
+}
+
+#endif

@@ -1,0 +1,201 @@
+/*
+ * proxy: see proxy.h.
+ *
+ * Shutdown (SIGTERM/SIGINT): the listener closes at once, so new connections
+ * are refused; connections idle between requests close; downloads in flight
+ * run to their end (without keep-alive) until [listen] drain_timeout, when
+ * the rest are cut.  The loop then has no handle left and proxy_main returns
+ * 0.  A second signal cuts at once.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "proxy.h"
+
+static void
+proxy_on_connection(uv_stream_t *server, int status)
+{
+	struct proxy *px = server->data;
+
+	if (status < 0) {
+		log_warn("accept: %s", uv_strerror(status));
+		return;
+	}
+	if (px->draining)
+		return;
+	conn_accept(px);
+}
+
+static void
+abort_all(struct proxy *px, const char *reason)
+{
+	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
+		conn_abort(c, reason);
+}
+
+static void
+proxy_finish(struct proxy *px)
+{
+	uv_close((uv_handle_t *)&px->drain_timer, NULL);
+	uv_close((uv_handle_t *)&px->sigint, NULL);
+	uv_close((uv_handle_t *)&px->sigterm, NULL);
+	log_info("drained, exiting");
+}
+
+static void
+proxy_on_drain_timeout(uv_timer_t *t)
+{
+	struct proxy *px = t->data;
+
+	log_warn("drain_timeout reached with %zu connections; closing them",
+	    px->nconns);
+	abort_all(px, "drain_timeout reached");
+}
+
+static void
+proxy_on_signal(uv_signal_t *s, int signum)
+{
+	struct proxy *px = s->data;
+
+	if (px->draining) {
+		log_warn("signal %d again: closing %zu connections now",
+		    signum, px->nconns);
+		abort_all(px, "shutdown");
+		return;
+	}
+	px->draining = 1;
+	log_info("signal %d: stop accepting, draining %zu connections "
+		 "(up to %llu ms)",
+	    signum, px->nconns, (unsigned long long)px->cfg->listen.drain_timeout);
+	uv_close((uv_handle_t *)&px->listener, NULL);
+	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
+		conn_drain(c);
+	if (px->nconns == 0) {
+		proxy_finish(px);
+		return;
+	}
+	uv_timer_start(&px->drain_timer, proxy_on_drain_timeout,
+	    px->cfg->listen.drain_timeout, 0);
+}
+
+void
+proxy_conn_gone(struct proxy *px, struct conn *c)
+{
+	(void)c;
+	px->nconns--;
+	if (px->draining && px->nconns == 0)
+		proxy_finish(px);
+}
+
+static void
+print_listening(struct proxy *px)
+{
+	struct sockaddr_storage ss;
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int len = sizeof(ss), port = 0;
+
+	if (uv_tcp_getsockname(&px->listener, (struct sockaddr *)&ss, &len) ==
+	    0) {
+		if (ss.ss_family == AF_INET6) {
+			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+			log_info("listening on [%s]:%d", ip, port);
+			return;
+		}
+		uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	log_info("listening on %s:%d", ip, port);
+}
+
+int
+proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
+    char *err, size_t errlen)
+{
+	const struct sockaddr_any *a = &cfg->listen.address;
+	int rc;
+
+	memset(px, 0, sizeof(*px));
+	px->loop = loop;
+	px->cfg = cfg;
+	/* Keep up to 64 MiB of free blocks for reuse; give back the rest. */
+	pool_init(&px->pool, (size_t)cfg->buffer.block_size,
+	    (size_t)(64ULL * 1024 * 1024 / cfg->buffer.block_size));
+	balancer_init(&px->bal, cfg);
+	px->scratch_size = 2 * (size_t)cfg->client.max_header_size + 8192;
+	if ((px->scratch = malloc(px->scratch_size)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	uv_tcp_init(loop, &px->listener);
+	px->listener.data = px;
+	rc = uv_tcp_bind(&px->listener, (const struct sockaddr *)&a->ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&px->listener, 511,
+		    proxy_on_connection);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s:%d: [listen] address: cannot listen "
+				      "on %s: %s",
+		    cfg->path, config_line(cfg, "listen", "address"), a->text,
+		    uv_strerror(rc));
+		uv_close((uv_handle_t *)&px->listener, NULL);
+		free(px->scratch);
+		return -1;
+	}
+	uv_timer_init(loop, &px->drain_timer);
+	uv_signal_init(loop, &px->sigint);
+	uv_signal_init(loop, &px->sigterm);
+	px->drain_timer.data = px->sigint.data = px->sigterm.data = px;
+	uv_signal_start(&px->sigint, proxy_on_signal, SIGINT);
+	uv_signal_start(&px->sigterm, proxy_on_signal, SIGTERM);
+	print_listening(px);
+	return 0;
+}
+
+int
+proxy_main(const char *config_path)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg;
+	struct proxy px;
+	uv_loop_t *loop;
+	int rc;
+
+	if ((cfg = config_load(config_path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 2;
+	}
+	log_set_level((enum log_level)cfg->log.level);
+	/* A write to a client that went away must fail with EPIPE, not kill
+	 * the process. */
+	signal(SIGPIPE, SIG_IGN);
+	loop = uv_default_loop();
+	if (proxy_start(&px, loop, cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		uv_run(loop, UV_RUN_DEFAULT);
+		uv_loop_close(loop);
+		config_free(cfg);
+		return 2;
+	}
+	log_info("sluice proxy: %zu upstream servers, policy pause, "
+		 "high_watermark %llu, low_watermark %llu",
+	    cfg->upstream.nservers,
+	    (unsigned long long)cfg->buffer.high_watermark,
+	    (unsigned long long)cfg->buffer.low_watermark);
+	uv_run(loop, UV_RUN_DEFAULT);
+	rc = uv_loop_close(loop);
+	if (rc != 0)
+		log_error("loop closed with handles open: %s", uv_strerror(rc));
+	pool_destroy(&px.pool);
+	free(px.scratch);
+	config_free(cfg);
+	return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,47 @@
+/*
+ * proxy: the daemon's process-wide state: the listener, the block pool, the
+ * balancer, the list of live connections and the signal handlers that stop
+ * it (stop accepting, drain in-flight downloads up to drain_timeout, exit 0).
+ */
+#ifndef SLUICE_PROXY_H
+#define SLUICE_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "balancer.h"
+#include "config.h"
+#include "pool.h"
+
+struct conn;
+
+struct proxy {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	struct pool pool;
+	struct balancer bal;
+	uv_tcp_t listener;
+	uv_signal_t sigint, sigterm;
+	uv_timer_t drain_timer;
+	struct conn *conns; /* every live connection, doubly linked */
+	size_t nconns;
+	uint64_t next_id;
+	int draining;
+	char *scratch; /* one head rewritten at a time */
+	size_t scratch_size;
+};
+
+/*
+ * Binds the listener and installs the signal handlers.  Returns 0, or -1 with
+ * err naming the config line of the failing key.
+ */
+int proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
+    char *err, size_t errlen);
+/* Called by conn when a connection is freed (after it unlinked itself). */
+void proxy_conn_gone(struct proxy *px, struct conn *c);
+/* `sluice proxy -c FILE`: loads, starts, runs until drained.  Exit code. */
+int proxy_main(const char *config_path);
+
+#endif
