@@ -17,8 +17,8 @@
 
 struct balancer {
 	const struct config *cfg;
-	size_t next;				/* round-robin cursor */
-	unsigned active[CONFIG_MAX_SERVERS];	/* downloads per server */
+	size_t next;                         /* round-robin cursor */
+	unsigned active[CONFIG_MAX_SERVERS]; /* downloads per server */
 };
 
 void balancer_init(struct balancer *b, const struct config *cfg);

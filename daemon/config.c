@@ -19,92 +19,90 @@
 #include "units.h"
 
 #define OFF(field) offsetof(struct config, field)
-#define KiB	   1024ULL
-#define MiB	   (1024ULL * 1024)
-#define GiB	   (1024ULL * MiB)
-#define HOUR_MS	   3600000ULL
-#define DAY_MS	   (24 * HOUR_MS)
+#define KiB        1024ULL
+#define MiB        (1024ULL * 1024)
+#define GiB        (1024ULL * MiB)
+#define HOUR_MS    3600000ULL
+#define DAY_MS     (24 * HOUR_MS)
 
 static const char *const balance_names[] = {"round-robin", "least-conn", NULL};
 static const char *const policy_names[] = {"pause", NULL};
-static const char *const level_names[] = {"error", "warn", "info", "debug",
-    NULL};
+static const char *const level_names[] = {
+    "error", "warn", "info", "debug", NULL};
 
 const struct config_key config_keys[] = {
     {"listen", "address", CT_ADDRESS, OFF(listen.address), 0, 0, NULL,
-	"127.0.0.1:8080",
-	"address to accept clients on: host:port or [v6]:port (port 0: any)"},
+        "127.0.0.1:8080",
+        "address to accept clients on: host:port or [v6]:port (port 0: any)"},
     {"listen", "drain_timeout", CT_DURATION, OFF(listen.drain_timeout), 0,
-	DAY_MS, NULL, "30s",
-	"on SIGTERM/SIGINT, how long in-flight downloads may still run"},
+        DAY_MS, NULL, "30s",
+        "on SIGTERM/SIGINT, how long in-flight downloads may still run"},
     {"upstream", "server", CT_SERVER, OFF(upstream.servers), 0, 0, NULL,
-	"127.0.0.1:9000",
-	"a backend host:port; repeat the key for each server"},
-    {"upstream", "balance", CT_ENUM, OFF(upstream.balance), 0, 0,
-	balance_names, "round-robin",
-	"how a server is picked: round-robin or least-conn"},
+        "127.0.0.1:9000",
+        "a backend host:port; repeat the key for each server"},
+    {"upstream", "balance", CT_ENUM, OFF(upstream.balance), 0, 0, balance_names,
+        "round-robin", "how a server is picked: round-robin or least-conn"},
     {"upstream", "connect_timeout", CT_DURATION, OFF(upstream.connect_timeout),
-	1, DAY_MS, NULL, "5s",
-	"a connect that takes longer tries the next server, then answers 504"},
+        1, DAY_MS, NULL, "5s",
+        "a connect that takes longer tries the next server, then answers 504"},
     {"upstream", "read_timeout", CT_DURATION, OFF(upstream.read_timeout), 1,
-	DAY_MS, NULL, "60s",
-	"no byte from an upstream we are reading from (not while paused): "
-	"504 before the response head, else the client is cut off"},
+        DAY_MS, NULL, "60s",
+        "no byte from an upstream we are reading from (not while paused): "
+        "504 before the response head, else the client is cut off"},
     {"upstream", "rcvbuf", CT_SIZE, OFF(upstream.rcvbuf), 0, GiB, NULL, "0",
-	"SO_RCVBUF toward upstreams, set before connect (0: kernel "
-	"autotuning); the kernel doubles it"},
+        "SO_RCVBUF toward upstreams, set before connect (0: kernel "
+        "autotuning); the kernel doubles it"},
     {"upstream", "window_clamp", CT_SIZE, OFF(upstream.window_clamp), 0, GiB,
-	NULL, "0", "TCP_WINDOW_CLAMP toward upstreams (0: none)"},
+        NULL, "0", "TCP_WINDOW_CLAMP toward upstreams (0: none)"},
     {"upstream", "user_timeout", CT_DURATION, OFF(upstream.user_timeout), 0,
-	DAY_MS, NULL, "0",
-	"TCP_USER_TIMEOUT toward upstreams (0: kernel default)"},
+        DAY_MS, NULL, "0",
+        "TCP_USER_TIMEOUT toward upstreams (0: kernel default)"},
     {"client", "sndbuf", CT_SIZE, OFF(client.sndbuf), 0, GiB, NULL, "0",
-	"SO_SNDBUF toward clients (0: kernel autotuning); the kernel "
-	"doubles it"},
-    {"client", "user_timeout", CT_DURATION, OFF(client.user_timeout), 0,
-	DAY_MS, NULL, "0",
-	"TCP_USER_TIMEOUT toward clients (0: kernel default)"},
-    {"client", "idle_timeout", CT_DURATION, OFF(client.idle_timeout), 1,
-	DAY_MS, NULL, "60s",
-	"no byte from a client we wait on, or no write progress toward it"},
-    {"client", "max_header_size", CT_SIZE, OFF(client.max_header_size),
-	1 * KiB, 1 * MiB, NULL, "32k",
-	"largest request head accepted; a larger one gets 431"},
+        "SO_SNDBUF toward clients (0: kernel autotuning); the kernel "
+        "doubles it"},
+    {"client", "user_timeout", CT_DURATION, OFF(client.user_timeout), 0, DAY_MS,
+        NULL, "0", "TCP_USER_TIMEOUT toward clients (0: kernel default)"},
+    {"client", "idle_timeout", CT_DURATION, OFF(client.idle_timeout), 1, DAY_MS,
+        NULL, "60s",
+        "no byte from a client we wait on, or no write progress toward it"},
+    {"client", "max_header_size", CT_SIZE, OFF(client.max_header_size), 1 * KiB,
+        1 * MiB, NULL, "32k",
+        "largest request head accepted; a larger one gets 431"},
     {"buffer", "policy", CT_ENUM, OFF(buffer.policy), 0, 0, policy_names,
-	"pause",
-	"backpressure policy: pause stops reading the upstream at "
-	"high_watermark"},
-    {"buffer", "high_watermark", CT_SIZE, OFF(buffer.high_watermark),
-	4 * KiB, 64 * GiB, NULL, "1M",
-	"bytes held for one download at which the upstream is no longer read"},
-    {"buffer", "low_watermark", CT_SIZE, OFF(buffer.low_watermark), 0,
-	64 * GiB, NULL, "256k",
-	"bytes held at which reading the upstream resumes (<= high_watermark)"},
-    {"buffer", "block_size", CT_SIZE, OFF(buffer.block_size), 4 * KiB,
-	16 * MiB, NULL, "64k",
-	"size of the pooled blocks that reads land in and writes send"},
+        "pause",
+        "backpressure policy: pause stops reading the upstream at "
+        "high_watermark"},
+    {"buffer", "high_watermark", CT_SIZE, OFF(buffer.high_watermark), 4 * KiB,
+        64 * GiB, NULL, "1M",
+        "bytes held for one download at which the upstream is no longer read"},
+    {"buffer", "low_watermark", CT_SIZE, OFF(buffer.low_watermark), 0, 64 * GiB,
+        NULL, "256k",
+        "bytes held at which reading the upstream resumes (<= high_watermark)"},
+    {"buffer", "block_size", CT_SIZE, OFF(buffer.block_size), 4 * KiB, 16 * MiB,
+        NULL, "64k",
+        "size of the pooled blocks that reads land in and writes send"},
     {"log", "level", CT_ENUM, OFF(log.level), 0, 0, level_names, "info",
-	"error, warn, info or debug (debug also logs socket options read "
-	"back)"},
+        "error, warn, info or debug (debug also logs socket options read "
+        "back)"},
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 
 _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <=
-	sizeof(((struct config *)0)->lines) / sizeof(int),
+        sizeof(((struct config *)0)->lines) / sizeof(int),
     "struct config lines[] too small");
 
 /* What the parser carries while inih walks the file. */
 struct parse {
 	struct config *cfg;
-	const char *name;     /* file name for errors */
-	int line;	      /* line being parsed, counted by our reader */
-	bool line_done;	      /* the last piece read ended a line */
+	const char *name; /* file name for errors */
+	int line;         /* line being parsed, counted by our reader */
+	bool line_done;   /* the last piece read ended a line */
 	char *err;
 	size_t errlen;
 	bool failed;
-	bool seen_server;     /* first server line replaces the default */
-	const char *text;     /* config_load_string: what is left */
-	FILE *file;	      /* config_load: the file */
+	bool seen_server; /* first server line replaces the default */
+	const char *text; /* config_load_string: what is left */
+	FILE *file;       /* config_load: the file */
 };
 
 static void
@@ -121,8 +119,8 @@ fail(struct parse *p, int line, const char *section, const char *key,
 		n = snprintf(p->err, p->errlen, "%s:%d: [%s] %s: ", p->name,
 		    line, section, key);
 	else
-		n = snprintf(p->err, p->errlen, "%s: [%s] %s: ", p->name,
-		    section, key);
+		n = snprintf(
+		    p->err, p->errlen, "%s: [%s] %s: ", p->name, section, key);
 	if (n < 0 || (size_t)n >= p->errlen)
 		return;
 	va_start(ap, fmt);
@@ -227,8 +225,8 @@ enum_list(const char *const *names, char *buf, size_t len)
 
 	buf[0] = '\0';
 	for (int i = 0; names[i] != NULL && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "",
-		    names[i]);
+		n += (size_t)snprintf(
+		    buf + n, len - n, "%s%s", i ? ", " : "", names[i]);
 }
 
 /*
@@ -248,7 +246,7 @@ set_value(struct parse *p, const struct config_key *k, const char *v,
 	case CT_SIZE:
 	case CT_DURATION:
 		rc = k->type == CT_SIZE ? units_parse_size(v, &u)
-					: units_parse_duration(v, &u);
+		                        : units_parse_duration(v, &u);
 		if (rc < 0) {
 			*why = k->type == CT_SIZE
 			    ? "not a size (bytes, or with k, M, G, T)"
@@ -287,8 +285,8 @@ set_value(struct parse *p, const struct config_key *k, const char *v,
 		return 0;
 	case CT_ADDRESS:
 	case CT_SERVER: {
-		struct sockaddr_any *a = (struct sockaddr_any *)(base +
-		    k->offset);
+		struct sockaddr_any *a =
+		    (struct sockaddr_any *)(base + k->offset);
 
 		if (k->type == CT_SERVER) {
 			if (!p->seen_server) {
@@ -309,7 +307,8 @@ set_value(struct parse *p, const struct config_key *k, const char *v,
 		if (rc < 0) {
 			*why = k->type == CT_ADDRESS
 			    ? "not an address (host:port or [v6]:port)"
-			    : "not a server (host:port or [v6]:port, port > 0)";
+			    : "not a server (host:port or [v6]:port, "
+			      "port > 0)";
 			return rc;
 		}
 		if (k->type == CT_SERVER)
@@ -330,8 +329,7 @@ on_key(void *user, const char *section, const char *key, const char *value)
 	size_t idx;
 
 	if (!section_known(section)) {
-		fail(p, p->line, section, key, "unknown section [%s]",
-		    section);
+		fail(p, p->line, section, key, "unknown section [%s]", section);
 		return 0;
 	}
 	if ((k = find_key(section, key, &idx)) == NULL) {
@@ -403,7 +401,8 @@ read_line(char *str, int num, void *stream)
 	if (p->line_done)
 		p->line++;
 	p->line_done = n > 0 && str[n - 1] == '\n';
-	if (p->line_done || (p->file != NULL ? feof(p->file) : *p->text == '\0'))
+	if (p->line_done ||
+	    (p->file != NULL ? feof(p->file) : *p->text == '\0'))
 		check_section(p, str);
 	return str;
 }
@@ -469,8 +468,8 @@ load(struct parse *p)
 struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
-	struct parse p = {.name = path, .err = err, .errlen = errlen,
-	    .line_done = true};
+	struct parse p = {
+	    .name = path, .err = err, .errlen = errlen, .line_done = true};
 	struct config *cfg;
 
 	if ((p.file = fopen(path, "r")) == NULL) {
@@ -483,11 +482,13 @@ config_load(const char *path, char *err, size_t errlen)
 }
 
 struct config *
-config_load_string(const char *text, const char *name, char *err,
-    size_t errlen)
+config_load_string(const char *text, const char *name, char *err, size_t errlen)
 {
-	struct parse p = {.name = name, .err = err, .errlen = errlen,
-	    .text = text, .line_done = true};
+	struct parse p = {.name = name,
+	    .err = err,
+	    .errlen = errlen,
+	    .text = text,
+	    .line_done = true};
 
 	return load(&p);
 }
@@ -508,18 +509,41 @@ config_line(const struct config *cfg, const char *section, const char *key)
 	return cfg->lines[idx];
 }
 
+/* Wraps text into "; " comment lines of at most 78 columns (inih reads
+ * lines of at most 200 bytes). */
+static void
+print_comment(FILE *out, const char *text)
+{
+	while (*text != '\0') {
+		size_t n = strlen(text), cut = n;
+
+		if (n > 76) {
+			cut = 76;
+			while (cut > 0 && text[cut] != ' ')
+				cut--;
+			if (cut == 0)
+				cut = 76;
+		}
+		fprintf(out, "; %.*s\n", (int)cut, text);
+		text += cut;
+		while (*text == ' ')
+			text++;
+	}
+}
+
 void
 config_print_ini(FILE *out)
 {
 	const char *section = "";
 
-	fprintf(out, "; sluice proxy configuration.  Every key, with its "
-		     "default and meaning.\n"
-		     "; Generated by 'sluice help config --ini' from the "
-		     "parser's own table.\n"
-		     "; Sizes: 64k, 4M, 2G (bytes by default).  Durations: "
-		     "250ms, 30s, 5m (seconds\n; by default).  0 for a socket "
-		     "option means the kernel's default.\n");
+	fprintf(out,
+	    "; sluice proxy configuration.  Every key, with its "
+	    "default and meaning.\n"
+	    "; Generated by 'sluice help config --ini' from the "
+	    "parser's own table.\n"
+	    "; Sizes: 64k, 4M, 2G (bytes by default).  Durations: "
+	    "250ms, 30s, 5m (seconds\n; by default).  0 for a socket "
+	    "option means the kernel's default.\n");
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
 
@@ -527,7 +551,8 @@ config_print_ini(FILE *out)
 			section = k->section;
 			fprintf(out, "\n[%s]\n", section);
 		}
-		fprintf(out, "; %s\n%s = %s\n", k->doc, k->key, k->def);
+		print_comment(out, k->doc);
+		fprintf(out, "%s = %s\n", k->key, k->def);
 	}
 }
 
@@ -552,8 +577,9 @@ type_name(const struct config_key *k)
 void
 config_print_markdown(FILE *out)
 {
-	fprintf(out, "| section | key | type | default | range | meaning |\n"
-		     "|---|---|---|---|---|---|\n");
+	fprintf(out,
+	    "| section | key | type | default | range | meaning |\n"
+	    "|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
 		char range[128] = "", a[32], b[32];

@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#define CONFIG_ERR_MAX 512
+#define CONFIG_ERR_MAX     512
 #define CONFIG_MAX_SERVERS 64
 
 enum balance {
@@ -46,15 +46,15 @@ struct config {
 	struct {
 		struct sockaddr_any servers[CONFIG_MAX_SERVERS];
 		size_t nservers;
-		int balance; /* enum balance */
+		int balance;                            /* enum balance */
 		uint64_t connect_timeout, read_timeout; /* ms */
-		uint64_t rcvbuf, window_clamp;		 /* bytes */
-		uint64_t user_timeout;			 /* ms */
+		uint64_t rcvbuf, window_clamp;          /* bytes */
+		uint64_t user_timeout;                  /* ms */
 	} upstream;
 	struct {
-		uint64_t sndbuf;	  /* bytes */
-		uint64_t user_timeout;	  /* ms */
-		uint64_t idle_timeout;	  /* ms */
+		uint64_t sndbuf;          /* bytes */
+		uint64_t user_timeout;    /* ms */
+		uint64_t idle_timeout;    /* ms */
 		uint64_t max_header_size; /* bytes */
 	} client;
 	struct {
@@ -73,19 +73,19 @@ enum config_type {
 	CT_SIZE,
 	CT_DURATION,
 	CT_ENUM,
-	CT_ADDRESS,	/* host:port or [v6]:port, port 0 allowed */
-	CT_SERVER,	/* host:port, repeatable */
+	CT_ADDRESS, /* host:port or [v6]:port, port 0 allowed */
+	CT_SERVER,  /* host:port, repeatable */
 };
 
 struct config_key {
 	const char *section;
 	const char *key;
 	enum config_type type;
-	size_t offset;	     /* into struct config */
-	uint64_t min, max;   /* CT_SIZE, CT_DURATION */
+	size_t offset;            /* into struct config */
+	uint64_t min, max;        /* CT_SIZE, CT_DURATION */
 	const char *const *names; /* CT_ENUM: NULL-terminated */
-	const char *def;     /* default, as written in the INI file */
-	const char *doc;     /* one line */
+	const char *def;          /* default, as written in the INI file */
+	const char *doc;          /* one line */
 };
 
 extern const struct config_key config_keys[];
@@ -97,13 +97,12 @@ extern const size_t config_nkeys;
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 /* The same from a string; name stands for the file name in errors. */
-struct config *config_load_string(const char *text, const char *name,
-    char *err, size_t errlen);
+struct config *config_load_string(
+    const char *text, const char *name, char *err, size_t errlen);
 void config_free(struct config *cfg);
 
 /* The line a key was given on, or 0. */
-int config_line(const struct config *cfg, const char *section,
-    const char *key);
+int config_line(const struct config *cfg, const char *section, const char *key);
 
 /* Writes the key table as a commented INI file (conf/sluice.ini) or as a
  * markdown table (docs/config.md). */
@@ -113,7 +112,7 @@ void config_print_markdown(FILE *out);
 /* Parses "host:port", "[v6]:port" or "*:port"; resolves names with
  * getaddrinfo (numeric first).  0 or -EINVAL / -ERANGE / a getaddrinfo
  * failure mapped to -ENOENT. */
-int config_parse_address(const char *s, int allow_port0,
-    struct sockaddr_any *out);
+int config_parse_address(
+    const char *s, int allow_port0, struct sockaddr_any *out);
 
 #endif

@@ -46,23 +46,25 @@
 #include "proxy.h"
 #include "sockopt.h"
 
-#define container_of(ptr, type, member)                                        \
+// clang-format off
+#define container_of(ptr, type, member) \
 	((type *)((char *)(ptr) - offsetof(type, member)))
+// clang-format on
 
-#define MAX_IOV	       64	/* segments per uv_write */
-#define LINGER_MS      2000	/* discard client input this long after FIN */
+#define MAX_IOV   64   /* segments per uv_write */
+#define LINGER_MS 2000 /* discard client input this long after FIN */
 
 enum ustate {
-	U_NONE = 0,	/* no upstream handle */
+	U_NONE = 0, /* no upstream handle */
 	U_CONNECTING,
 	U_OPEN,
-	U_CLOSING,	/* uv_close() called, close callback pending */
+	U_CLOSING, /* uv_close() called, close callback pending */
 };
 
 enum frame {
 	FRAME_NONE = 0, /* no body */
-	FRAME_RAW,	/* body bytes as they are (Content-Length or close) */
-	FRAME_CHUNKED,	/* the proxy adds chunk framing */
+	FRAME_RAW,      /* body bytes as they are (Content-Length or close) */
+	FRAME_CHUNKED,  /* the proxy adds chunk framing */
 };
 
 struct conn {
@@ -86,9 +88,9 @@ struct conn {
 	struct http_head reqh, resph;
 	char *headbuf;
 
-	struct pipe up;		 /* request body toward the upstream */
-	struct pipe down;	 /* response toward the client */
-	struct block *rd_block;	 /* block of the read being parsed */
+	struct pipe up;         /* request body toward the upstream */
+	struct pipe down;       /* response toward the client */
+	struct block *rd_block; /* block of the read being parsed */
 	struct {
 		struct block *b; /* pipelined bytes of the next request */
 		const char *p;
@@ -101,19 +103,19 @@ struct conn {
 	/* the current request */
 	char method[24];
 	char target[160];
-	int minor;		 /* client's HTTP/1.x minor version */
+	int minor; /* client's HTTP/1.x minor version */
 	enum frame req_frame;
 	enum frame resp_frame;
 	int status;
-	int err_status;		 /* set by a parser callback that fails */
+	int err_status; /* set by a parser callback that fails */
 	uint64_t t_start;
-	uint64_t body_out;	 /* response bytes written to the client */
-	int server;		 /* balancer index, -1: none held */
-	uint64_t tried;		 /* servers tried for this request */
+	uint64_t body_out; /* response bytes written to the client */
+	int server;        /* balancer index, -1: none held */
+	uint64_t tried;    /* servers tried for this request */
 	int last_connect_err;
 	enum ustate ustate;
 
-	unsigned keepalive : 1;	 /* the client allows another request */
+	unsigned keepalive : 1; /* the client allows another request */
 	unsigned is_head : 1;
 	unsigned req_started : 1;
 	unsigned req_head_done : 1;
@@ -139,8 +141,7 @@ static void flush_upstream(struct conn *c);
 static void start_upstream(struct conn *c);
 static void connect_upstream(struct conn *c);
 static void respond_error(struct conn *c, int status, const char *detail);
-static void conn_close(struct conn *c, int reset, const char *reason,
-    int err);
+static void conn_close(struct conn *c, int reset, const char *reason, int err);
 
 struct conn *
 conn_next(const struct conn *c)
@@ -160,8 +161,8 @@ static void
 kick_client_timer(struct conn *c)
 {
 	if (!c->closing && !c->lingering)
-		uv_timer_start(&c->ctimer, conn_on_ctimer,
-		    c->cfg->client.idle_timeout, 0);
+		uv_timer_start(
+		    &c->ctimer, conn_on_ctimer, c->cfg->client.idle_timeout, 0);
 }
 
 static void
@@ -188,11 +189,13 @@ update_client_reading(struct conn *c)
 
 	if (c->closing)
 		return;
+	/* close_after does not stop a request in progress (a drain lets it
+	 * finish); the proxy's own error answer does. */
 	want = c->lingering ||
-	    (!c->req_done && !c->close_after && !c->up.wm.paused);
+	    (!c->req_done && !c->err_status && !c->up.wm.paused);
 	if (want && !c->creading) {
 		if (uv_read_start((uv_stream_t *)&c->client,
-			conn_on_client_alloc, conn_on_client_read) == 0)
+		        conn_on_client_alloc, conn_on_client_read) == 0)
 			c->creading = 1;
 	} else if (!want && c->creading) {
 		uv_read_stop((uv_stream_t *)&c->client);
@@ -212,7 +215,7 @@ update_upstream_reading(struct conn *c)
 	want = !c->resp_done && !c->upstream_failed && !c->down.wm.paused;
 	if (want && !c->ureading) {
 		if (uv_read_start((uv_stream_t *)&c->upstream,
-			conn_on_upstream_alloc, conn_on_upstream_read) == 0)
+		        conn_on_upstream_alloc, conn_on_upstream_read) == 0)
 			c->ureading = 1;
 		kick_upstream_timer(c);
 	} else if (!want && c->ureading) {
@@ -226,14 +229,14 @@ update_upstream_reading(struct conn *c)
 static void
 check_down(struct conn *c)
 {
-	enum wm_event ev = wm_check(&c->down.wm, pipe_held(&c->down));
+	enum wm_event ev = wm_check(&c->down.wm, pipe_load(&c->down));
 
 	if (ev == WM_PAUSE)
 		log_debug("conn %llu: pause upstream at %zu bytes held",
-		    (unsigned long long)c->id, pipe_held(&c->down));
+		    (unsigned long long)c->id, pipe_load(&c->down));
 	else if (ev == WM_RESUME)
 		log_debug("conn %llu: resume upstream at %zu bytes held",
-		    (unsigned long long)c->id, pipe_held(&c->down));
+		    (unsigned long long)c->id, pipe_load(&c->down));
 	if (ev != WM_NONE)
 		update_upstream_reading(c);
 }
@@ -241,7 +244,7 @@ check_down(struct conn *c)
 static void
 check_up(struct conn *c)
 {
-	if (wm_check(&c->up.wm, pipe_held(&c->up)) != WM_NONE)
+	if (wm_check(&c->up.wm, pipe_load(&c->up)) != WM_NONE)
 		update_client_reading(c);
 }
 
@@ -383,7 +386,7 @@ graceful_close(struct conn *c)
 	update_client_reading(c);
 	c->shutdown_req.data = c;
 	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->client,
-		conn_on_shutdown) < 0)
+	        conn_on_shutdown) < 0)
 		conn_close(c, 0, NULL, 0);
 }
 
@@ -395,7 +398,7 @@ access_log(struct conn *c, const char *outcome)
 	const struct config *cfg = c->cfg;
 
 	log_info("access: %s \"%s %s HTTP/1.%d\" %d %llu bytes %llu ms "
-		 "upstream %s pauses %llu %s",
+	         "upstream %s pauses %llu %s",
 	    c->peer, c->method, c->target, c->minor, c->status,
 	    (unsigned long long)c->body_out,
 	    (unsigned long long)(uv_now(c->px->loop) - c->t_start),
@@ -435,11 +438,10 @@ static void
 upstream_broken(struct conn *c, const char *why, int err)
 {
 	log_warn("conn %llu %s: upstream %s: %s%s%s after %llu body bytes; "
-		 "ending the client's response short",
+	         "ending the client's response short",
 	    (unsigned long long)c->id, c->peer,
 	    c->cfg->upstream.servers[c->server].text, why, err ? ": " : "",
-	    err ? uv_strerror(err) : "",
-	    (unsigned long long)c->down.bytes_in);
+	    err ? uv_strerror(err) : "", (unsigned long long)c->down.bytes_in);
 	c->upstream_failed = 1;
 	c->close_after = 1;
 	close_upstream(c);
@@ -480,12 +482,13 @@ flush_client(struct conn *c)
 		return;
 	n = pipe_peek(&c->down, bufs, MAX_IOV);
 	if (n == 0) {
-		if (pipe_empty(&c->down) && (c->resp_done || c->upstream_failed))
+		if (pipe_empty(&c->down) &&
+		    (c->resp_done || c->upstream_failed))
 			finish_response(c);
 		return;
 	}
-	rc = uv_write(&c->cwrite, (uv_stream_t *)&c->client, bufs,
-	    (unsigned)n, conn_on_client_write);
+	rc = uv_write(&c->cwrite, (uv_stream_t *)&c->client, bufs, (unsigned)n,
+	    conn_on_client_write);
 	if (rc < 0) {
 		pipe_unpeek(&c->down);
 		conn_close(c, 0, "client write", rc);
@@ -549,8 +552,8 @@ flush_upstream(struct conn *c)
 /* Queues body bytes (which lie in the block being parsed) with the framing
  * the next hop needs. */
 static int
-push_body(struct conn *c, struct pipe *p, enum frame fr, const char *at,
-    size_t len)
+push_body(
+    struct conn *c, struct pipe *p, enum frame fr, const char *at, size_t len)
 {
 	char hdr[24];
 	int n, rc;
@@ -639,8 +642,7 @@ req_on_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct conn *c = of_parser(p);
 
-	return http_head_on_value(&c->reqh, at, len) < 0 ? req_overflow(c)
-							 : 0;
+	return http_head_on_value(&c->reqh, at, len) < 0 ? req_overflow(c) : 0;
 }
 
 static int
@@ -823,8 +825,7 @@ client_eof(struct conn *c, ssize_t err)
 		return;
 	}
 	if (!c->req_done && c->req_head_done) {
-		conn_close(c, 0, "client gone during request body",
-		    (int)err);
+		conn_close(c, 0, "client gone during request body", (int)err);
 		return;
 	}
 	if (!c->req_done) {
@@ -886,8 +887,7 @@ resp_on_value(llhttp_t *p, const char *at, size_t len)
 
 /* Pushes the rewritten response head into `down`. */
 static int
-push_resp_head(struct conn *c, int status, const char *connection,
-    int chunked)
+push_resp_head(struct conn *c, int status, const char *connection, int chunked)
 {
 	const struct http_head *h = &c->resph;
 	char line[160];
@@ -945,14 +945,14 @@ resp_on_headers_complete(llhttp_t *p)
 	} else {
 		c->resp_frame = FRAME_RAW;
 	}
-	keep = c->keepalive && !c->close_after && c->req_done &&
-	    !c->px->draining;
+	keep =
+	    c->keepalive && !c->close_after && c->req_done && !c->px->draining;
 	if (!keep)
 		c->close_after = 1;
 	connection = !keep ? "close" : c->minor == 0 ? "keep-alive" : NULL;
 	if (push_resp_head(c, status, connection,
-		c->resp_frame == FRAME_CHUNKED ||
-		    (no_body && chunked_in && c->minor >= 1)) < 0)
+	        c->resp_frame == FRAME_CHUNKED ||
+	            (no_body && chunked_in && c->minor >= 1)) < 0)
 		return -1;
 	c->resp_head_sent = 1;
 	return no_body ? 1 : 0;
@@ -1013,8 +1013,8 @@ feed_upstream(struct conn *c, const char *data, size_t n)
 	if (err != HPE_OK) {
 		snprintf(why, sizeof(why), "invalid response: %s",
 		    llhttp_get_error_reason(&c->resp) != NULL
-			? llhttp_get_error_reason(&c->resp)
-			: llhttp_errno_name(err));
+		        ? llhttp_get_error_reason(&c->resp)
+		        : llhttp_errno_name(err));
 		response_failed(c, why);
 		return;
 	}
@@ -1050,7 +1050,7 @@ upstream_eof(struct conn *c, ssize_t err)
 	if (!c->resp_head_sent)
 		respond_error(c, 502,
 		    err == UV_EOF ? "upstream closed before the response head"
-				  : "upstream reset before the response head");
+		                  : "upstream reset before the response head");
 	else
 		upstream_broken(c, err == UV_EOF ? "closed mid-body" : "read",
 		    err == UV_EOF ? 0 : (int)err);
@@ -1148,8 +1148,8 @@ connect_upstream(struct conn *c)
 	c->resp.data = c;
 	if (uv_fileno((uv_handle_t *)&c->upstream, &fd) == 0 &&
 	    sockopt_upstream(fd, cfg->upstream.rcvbuf,
-		cfg->upstream.window_clamp, cfg->upstream.user_timeout,
-		&which) < 0)
+	        cfg->upstream.window_clamp, cfg->upstream.user_timeout,
+	        &which) < 0)
 		log_warn("upstream %s: cannot set %s: %s", a->text, which,
 		    strerror(errno));
 	rc = uv_tcp_connect(&c->connect_req, &c->upstream,
@@ -1158,8 +1158,8 @@ connect_upstream(struct conn *c)
 		connect_failed(c, rc);
 		return;
 	}
-	uv_timer_start(&c->utimer, conn_on_utimer,
-	    cfg->upstream.connect_timeout, 0);
+	uv_timer_start(
+	    &c->utimer, conn_on_utimer, cfg->upstream.connect_timeout, 0);
 }
 
 static void
@@ -1168,10 +1168,11 @@ start_upstream(struct conn *c)
 	int idx = balancer_pick(&c->px->bal, c->tried);
 
 	if (idx < 0) {
-		respond_error(c, c->last_connect_err == UV_ETIMEDOUT ? 504 : 502,
+		respond_error(c,
+		    c->last_connect_err == UV_ETIMEDOUT ? 504 : 502,
 		    c->last_connect_err == UV_ETIMEDOUT
-			? "upstream connect timed out"
-			: "no upstream server could be reached");
+		        ? "upstream connect timed out"
+		        : "no upstream server could be reached");
 		return;
 	}
 	c->server = idx;
@@ -1209,8 +1210,8 @@ conn_on_ctimer(uv_timer_t *t)
 	if (c->lingering) {
 		conn_close(c, 0, NULL, 0);
 	} else if (c->cw_busy) {
-		conn_close(c, 0, "no write progress toward the client",
-		    UV_ETIMEDOUT);
+		conn_close(
+		    c, 0, "no write progress toward the client", UV_ETIMEDOUT);
 	} else if (!c->req_done && !c->close_after) {
 		if (!c->req_started)
 			conn_close(c, 0, NULL, 0); /* idle keep-alive */
@@ -1322,8 +1323,8 @@ client_socket_options(struct conn *c)
 	uv_tcp_nodelay(&c->client, 1);
 	if (uv_fileno((uv_handle_t *)&c->client, &fd) != 0)
 		return;
-	if (sockopt_client(fd, cfg->client.sndbuf, cfg->client.user_timeout,
-		&which) < 0)
+	if (sockopt_client(
+	        fd, cfg->client.sndbuf, cfg->client.user_timeout, &which) < 0)
 		log_warn("client %s: cannot set %s: %s", c->peer, which,
 		    strerror(errno));
 	if (log_enabled(LOG_LVL_DEBUG)) {
@@ -1370,14 +1371,13 @@ conn_accept(struct proxy *px)
 		px->conns->prev = c;
 	px->conns = c;
 	px->nconns++;
-	if (uv_accept((uv_stream_t *)&px->listener,
-		(uv_stream_t *)&c->client) < 0) {
+	if (uv_accept((uv_stream_t *)&px->listener, (uv_stream_t *)&c->client) <
+	    0) {
 		conn_close(c, 0, NULL, 0);
 		return;
 	}
 	describe_peer(c);
 	client_socket_options(c);
-	log_debug("conn %llu: accepted %s", (unsigned long long)c->id,
-	    c->peer);
+	log_debug("conn %llu: accepted %s", (unsigned long long)c->id, c->peer);
 	begin_request(c);
 }

@@ -95,8 +95,8 @@ http_head_on_value(struct http_head *h, const char *at, size_t len)
 }
 
 static int
-name_is(const struct http_head *h, const struct http_field *f,
-    const char *name, size_t len)
+name_is(const struct http_head *h, const struct http_field *f, const char *name,
+    size_t len)
 {
 	return f->name_len == len &&
 	    strncasecmp(h->buf + f->name_off, name, len) == 0;
@@ -117,8 +117,14 @@ http_head_get(const struct http_head *h, const char *name, size_t *len)
 }
 
 static const char *const hop_by_hop[] = {
-    "connection", "proxy-connection", "keep-alive", "te",
-    "transfer-encoding", "upgrade", "trailer", NULL,
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "trailer",
+    NULL,
 };
 
 /* Does the comma-separated list v (len bytes) hold the token tok? */
@@ -251,8 +257,8 @@ http_rewrite(const struct http_head *h, const struct http_rewrite *rw,
 	if (rw->chunked)
 		put_field(&o, "Transfer-Encoding", "chunked", 7);
 	if (rw->connection != NULL)
-		put_field(&o, "Connection", rw->connection,
-		    strlen(rw->connection));
+		put_field(
+		    &o, "Connection", rw->connection, strlen(rw->connection));
 	put(&o, "\r\n", 2);
 	return o.full ? -ENOSPC : (int)o.len;
 }

@@ -25,13 +25,13 @@ struct http_field {
 };
 
 struct http_head {
-	char *buf;	   /* names, values, url or reason, not terminated */
+	char *buf; /* names, values, url or reason, not terminated */
 	size_t cap, len;
 	struct http_field f[HTTP_MAX_HEADERS];
 	size_t nf;
 	uint32_t text_off, text_len; /* request target, or reason phrase */
-	int last;	   /* 0 none, 1 text, 2 name, 3 value: for appends */
-	int overflow;	   /* cap or HTTP_MAX_HEADERS exceeded */
+	int last;     /* 0 none, 1 text, 2 name, 3 value: for appends */
+	int overflow; /* cap or HTTP_MAX_HEADERS exceeded */
 };
 
 /* Uses buf (cap bytes, owned by the caller) for storage. */
@@ -45,17 +45,17 @@ int http_head_on_name(struct http_head *h, const char *at, size_t len);
 int http_head_on_value(struct http_head *h, const char *at, size_t len);
 
 /* The value of the first field named name (case-insensitive), or NULL. */
-const char *http_head_get(const struct http_head *h, const char *name,
-    size_t *len);
+const char *http_head_get(
+    const struct http_head *h, const char *name, size_t *len);
 
 struct http_rewrite {
 	const char *first_line; /* "HTTP/1.1 200 OK", when method is NULL */
-	const char *method;	/* else "METHOD <head's target> HTTP/1.1" */
+	const char *method;     /* else "METHOD <head's target> HTTP/1.1" */
 	const char *connection; /* value of the Connection field, or NULL */
-	const char *via;	/* e.g. "1.1 sluice" */
-	const char *xff;	/* client address to append, or NULL */
-	int chunked;		/* add Transfer-Encoding: chunked */
-	int drop_length;	/* drop Content-Length */
+	const char *via;        /* e.g. "1.1 sluice" */
+	const char *xff;        /* client address to append, or NULL */
+	int chunked;            /* add Transfer-Encoding: chunked */
+	int drop_length;        /* drop Content-Length */
 };
 
 /*
@@ -67,16 +67,14 @@ int http_rewrite(const struct http_head *h, const struct http_rewrite *rw,
 
 /* True when the field name is hop-by-hop by RFC 9110 §7.6.1 or named by a
  * Connection field of h. */
-int http_is_hop_by_hop(const struct http_head *h, const char *name,
-    size_t len);
+int http_is_hop_by_hop(const struct http_head *h, const char *name, size_t len);
 
 /*
  * A response the proxy makes itself: status line, Content-Type text/plain,
  * Content-Length, Connection: close, a Via, and a one-line text body.
  * Returns its length or -ENOSPC.
  */
-int http_error_response(int status, const char *detail, char *out,
-    size_t cap);
+int http_error_response(int status, const char *detail, char *out, size_t cap);
 
 /* The standard reason phrase for the statuses the proxy makes. */
 const char *http_reason(int status);

@@ -18,11 +18,13 @@ usage(FILE *out)
 	fprintf(out,
 	    "usage: sluice VERB [options]\n"
 	    "\n"
-	    "  sluice proxy -c FILE     run the reverse proxy in the foreground\n"
+	    "  sluice proxy -c FILE     run the reverse proxy in the "
+	    "foreground\n"
 	    "  sluice check -c FILE     validate a proxy config (exit 0 or 2)\n"
 	    "  sluice help [config [--ini]]\n"
 	    "                           this text, or every config key as a\n"
-	    "                           markdown table (or as a commented INI)\n"
+	    "                           markdown table (or as a commented "
+	    "INI)\n"
 	    "  sluice --version         print the version\n"
 	    "\n"
 	    "sluice relays HTTP/1.1 downloads from fast upstreams to slow\n"
@@ -35,7 +37,7 @@ config_arg(int argc, char **argv)
 {
 	for (int i = 2; i < argc; i++) {
 		if ((strcmp(argv[i], "-c") == 0 ||
-			strcmp(argv[i], "--config") == 0) &&
+		        strcmp(argv[i], "--config") == 0) &&
 		    i + 1 < argc)
 			return argv[i + 1];
 		if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2] != '\0')
@@ -87,8 +89,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(verb, "proxy") == 0 || strcmp(verb, "check") == 0) {
 		if ((cfg = config_arg(argc, argv)) == NULL) {
-			fprintf(stderr, "sluice %s: -c FILE is required\n",
-			    verb);
+			fprintf(
+			    stderr, "sluice %s: -c FILE is required\n", verb);
 			return 2;
 		}
 		return verb[0] == 'p' ? proxy_main(cfg) : cmd_check(cfg);

@@ -175,8 +175,8 @@ pipe_peek(struct pipe *p, uv_buf_t *bufs, size_t max)
 	size_t n = 0;
 
 	while (n < max && p->inflight < p->count) {
-		const struct seg *s = &p->segs[(p->first + p->inflight) %
-		    p->cap];
+		const struct seg *s =
+		    &p->segs[(p->first + p->inflight) % p->cap];
 
 		bufs[n++] = uv_buf_init(s->b->data + s->off, s->len);
 		p->inflight++;

@@ -54,8 +54,8 @@ struct pipe {
 	struct pool *pool;
 	struct seg *segs; /* ring */
 	size_t cap, first, count;
-	size_t inflight;  /* segments at the front handed to pipe_peek */
-	size_t held;	  /* bytes in all segments */
+	size_t inflight;   /* segments at the front handed to pipe_peek */
+	size_t held;       /* bytes in all segments */
 	struct block *cur; /* block that reads and copies append to */
 	size_t cur_used;
 	struct watermark wm;
@@ -72,13 +72,11 @@ void pipe_destroy(struct pipe *p);
  * receives that block with a reference taken for the caller, who drops it
  * with block_unref() after parsing the read.  Returns 0 or -ENOMEM.
  */
-int pipe_reserve(struct pipe *p, char **base, size_t *len,
-    struct block **blk);
+int pipe_reserve(struct pipe *p, char **base, size_t *len, struct block **blk);
 /* Marks n bytes of the reserved space as filled. */
 void pipe_commit(struct pipe *p, size_t n);
 /* Queues n bytes at data, which lies inside block b.  0 or -ENOMEM. */
-int pipe_push_ref(struct pipe *p, struct block *b, const char *data,
-    size_t n);
+int pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n);
 /* Queues a copy of n bytes (heads, chunk framing).  0 or -ENOMEM. */
 int pipe_push_copy(struct pipe *p, const void *data, size_t n);
 
@@ -94,6 +92,21 @@ static inline size_t
 pipe_held(const struct pipe *p)
 {
 	return p->held;
+}
+
+/*
+ * What the watermarks compare: the bytes held plus PIPE_SEG_COST for each
+ * segment, so that a peer sending a body as millions of 1-byte chunks (three
+ * segments each) is bounded by high_watermark like one sending large reads:
+ * segment bookkeeping is memory too.  For ordinary reads (one segment per
+ * read of up to a block) the difference is under 0.1 %.
+ */
+#define PIPE_SEG_COST 32
+
+static inline size_t
+pipe_load(const struct pipe *p)
+{
+	return p->held + p->count * PIPE_SEG_COST;
 }
 
 static inline int

@@ -26,10 +26,10 @@ struct block {
 
 struct pool {
 	size_t block_size;
-	size_t keep;	      /* free blocks kept for reuse */
-	struct block *free;   /* singly linked free list */
+	size_t keep;        /* free blocks kept for reuse */
+	struct block *free; /* singly linked free list */
 	size_t nfree;
-	size_t nused;	      /* blocks handed out and not yet returned */
+	size_t nused; /* blocks handed out and not yet returned */
 };
 
 void pool_init(struct pool *pool, size_t block_size, size_t keep);

@@ -66,15 +66,16 @@ proxy_on_signal(uv_signal_t *s, int signum)
 	struct proxy *px = s->data;
 
 	if (px->draining) {
-		log_warn("signal %d again: closing %zu connections now",
-		    signum, px->nconns);
+		log_warn("signal %d again: closing %zu connections now", signum,
+		    px->nconns);
 		abort_all(px, "shutdown");
 		return;
 	}
 	px->draining = 1;
 	log_info("signal %d: stop accepting, draining %zu connections "
-		 "(up to %llu ms)",
-	    signum, px->nconns, (unsigned long long)px->cfg->listen.drain_timeout);
+	         "(up to %llu ms)",
+	    signum, px->nconns,
+	    (unsigned long long)px->cfg->listen.drain_timeout);
 	uv_close((uv_handle_t *)&px->listener, NULL);
 	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
 		conn_drain(c);
@@ -139,11 +140,12 @@ proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
 	px->listener.data = px;
 	rc = uv_tcp_bind(&px->listener, (const struct sockaddr *)&a->ss, 0);
 	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&px->listener, 511,
-		    proxy_on_connection);
+		rc = uv_listen(
+		    (uv_stream_t *)&px->listener, 511, proxy_on_connection);
 	if (rc < 0) {
-		snprintf(err, errlen, "%s:%d: [listen] address: cannot listen "
-				      "on %s: %s",
+		snprintf(err, errlen,
+		    "%s:%d: [listen] address: cannot listen "
+		    "on %s: %s",
 		    cfg->path, config_line(cfg, "listen", "address"), a->text,
 		    uv_strerror(rc));
 		uv_close((uv_handle_t *)&px->listener, NULL);
@@ -186,7 +188,7 @@ proxy_main(const char *config_path)
 		return 2;
 	}
 	log_info("sluice proxy: %zu upstream servers, policy pause, "
-		 "high_watermark %llu, low_watermark %llu",
+	         "high_watermark %llu, low_watermark %llu",
 	    cfg->upstream.nservers,
 	    (unsigned long long)cfg->buffer.high_watermark,
 	    (unsigned long long)cfg->buffer.low_watermark);

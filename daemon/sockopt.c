@@ -25,29 +25,31 @@ sockopt_upstream(int fd, uint64_t rcvbuf, uint64_t window_clamp,
 {
 	int rc = 0;
 
-	if (rcvbuf != 0 && (rc = set_int(fd, SOL_SOCKET, SO_RCVBUF, rcvbuf)) < 0)
+	if (rcvbuf != 0 &&
+	    (rc = set_int(fd, SOL_SOCKET, SO_RCVBUF, rcvbuf)) < 0)
 		*which = "SO_RCVBUF";
 	else if (window_clamp != 0 &&
 	    (rc = set_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, window_clamp)) < 0)
 		*which = "TCP_WINDOW_CLAMP";
 	else if (user_timeout_ms != 0 &&
-	    (rc = set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT,
-		 user_timeout_ms)) < 0)
+	    (rc = set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, user_timeout_ms)) <
+	        0)
 		*which = "TCP_USER_TIMEOUT";
 	return rc;
 }
 
 int
-sockopt_client(int fd, uint64_t sndbuf, uint64_t user_timeout_ms,
-    const char **which)
+sockopt_client(
+    int fd, uint64_t sndbuf, uint64_t user_timeout_ms, const char **which)
 {
 	int rc = 0;
 
-	if (sndbuf != 0 && (rc = set_int(fd, SOL_SOCKET, SO_SNDBUF, sndbuf)) < 0)
+	if (sndbuf != 0 &&
+	    (rc = set_int(fd, SOL_SOCKET, SO_SNDBUF, sndbuf)) < 0)
 		*which = "SO_SNDBUF";
 	else if (user_timeout_ms != 0 &&
-	    (rc = set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT,
-		 user_timeout_ms)) < 0)
+	    (rc = set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, user_timeout_ms)) <
+	        0)
 		*which = "TCP_USER_TIMEOUT";
 	return rc;
 }

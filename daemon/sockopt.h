@@ -16,8 +16,8 @@
 
 int sockopt_upstream(int fd, uint64_t rcvbuf, uint64_t window_clamp,
     uint64_t user_timeout_ms, const char **which);
-int sockopt_client(int fd, uint64_t sndbuf, uint64_t user_timeout_ms,
-    const char **which);
+int sockopt_client(
+    int fd, uint64_t sndbuf, uint64_t user_timeout_ms, const char **which);
 /* "rcvbuf=N sndbuf=N window_clamp=N user_timeout=Nms nodelay=N" */
 void sockopt_describe(int fd, char *buf, size_t len);
 

@@ -64,27 +64,42 @@ static const struct suffix size_tab[] = {
     {"k", KI},
     {"kb", KI},
     {"kib", KI},
-    {"m", KI * KI},
-    {"mb", KI * KI},
-    {"mib", KI * KI},
-    {"g", KI * KI * KI},
-    {"gb", KI * KI * KI},
-    {"gib", KI * KI * KI},
-    {"t", KI * KI * KI * KI},
-    {"tb", KI * KI * KI * KI},
-    {"tib", KI * KI * KI * KI},
+    {"m", KI *KI},
+    {"mb", KI *KI},
+    {"mib", KI *KI},
+    {"g", KI *KI *KI},
+    {"gb", KI *KI *KI},
+    {"gib", KI *KI *KI},
+    {"t", KI *KI *KI *KI},
+    {"tb", KI *KI *KI *KI},
+    {"tib", KI *KI *KI *KI},
     {NULL, 0},
 };
 
 static const struct suffix duration_tab[] = {
-    {"", 1000},  {"s", 1000},	 {"ms", 1},	 {"sec", 1000},
-    {"m", 60000}, {"min", 60000}, {"h", 3600000}, {NULL, 0},
+    {"", 1000},
+    {"s", 1000},
+    {"ms", 1},
+    {"sec", 1000},
+    {"m", 60000},
+    {"min", 60000},
+    {"h", 3600000},
+    {NULL, 0},
 };
 
 static const struct suffix rate_tab[] = {
-    {"", 1},	     {"bit", 1},	 {"bps", 1},	     {"k", 1e3},
-    {"kbit", 1e3},   {"kbps", 1e3},	 {"m", 1e6},	     {"mbit", 1e6},
-    {"mbps", 1e6},   {"g", 1e9},	 {"gbit", 1e9},	     {"gbps", 1e9},
+    {"", 1},
+    {"bit", 1},
+    {"bps", 1},
+    {"k", 1e3},
+    {"kbit", 1e3},
+    {"kbps", 1e3},
+    {"m", 1e6},
+    {"mbit", 1e6},
+    {"mbps", 1e6},
+    {"g", 1e9},
+    {"gbit", 1e9},
+    {"gbps", 1e9},
     {NULL, 0},
 };
 
@@ -119,8 +134,7 @@ units_fmt_size(uint64_t bytes, char *buf, size_t len)
 	if (i < 0)
 		snprintf(buf, len, "%llu", (unsigned long long)bytes);
 	else
-		snprintf(buf, len, "%llu%c", (unsigned long long)bytes,
-		    sfx[i]);
+		snprintf(buf, len, "%llu%c", (unsigned long long)bytes, sfx[i]);
 	return buf;
 }
 
