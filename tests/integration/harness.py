@@ -1,0 +1,820 @@
+"""Shared code for sluice's integration tests (Python 3 stdlib only).
+
+Each test script does:
+
+    env = harness.Env("what this script tests")      # parses --sluice/--origin
+    origin = env.start_origin(id="a")
+    proxy = env.start_proxy(harness.config([origin.addr]))
+    env.case("name", fn)                              # ok - / not ok - lines
+    ...
+    env.finish()                                      # "N passed, M failed"
+
+Everything binds port 0 on 127.0.0.1; every wait is bounded; every process
+the harness starts is stopped (SIGTERM, then SIGKILL after 5 s) at the end of
+the case that started it, at finish(), at exit, and on SIGTERM/SIGINT of the
+script itself; the temporary directory is removed likewise.
+"""
+
+import argparse
+import atexit
+import hashlib
+import importlib.util
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ORIGIN = os.path.join(os.path.dirname(HERE), "origin.py")
+
+KiB = 1024
+MiB = 1024 * 1024
+
+# ---------------------------------------------------------------------------
+# The body pattern (shared with tests/origin.py, which defines it)
+# ---------------------------------------------------------------------------
+
+_origin_path = DEFAULT_ORIGIN
+_origin_mod = None
+_pattern = None
+_pattern2 = None
+_sha_cache = {}
+
+
+def _origin_module():
+    global _origin_mod
+    if _origin_mod is None:
+        spec = importlib.util.spec_from_file_location("sluice_test_origin", _origin_path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)     # safe: origin.py only runs main() as __main__
+        _origin_mod = mod
+    return _origin_mod
+
+
+def pattern():
+    """The origin's PERIOD-byte pattern (computed once)."""
+    global _pattern, _pattern2
+    if _pattern is None:
+        _pattern = _origin_module().make_pattern()
+        _pattern2 = _pattern + _pattern
+    return _pattern
+
+
+def period():
+    return _origin_module().PERIOD
+
+
+def parse_size(text):
+    """'4k' -> 4096 etc., the same units as the origin and the proxy config."""
+    return _origin_module().parse_size(text)
+
+
+def expected_sha256(n):
+    """Hex SHA-256 of the first n pattern bytes: whole periods are hashed by
+    repeated update() of the cached pattern, so 256 MiB takes well under 1 s."""
+    if n not in _sha_cache:
+        p = pattern()
+        h = hashlib.sha256()
+        whole, rest = divmod(n, len(p))
+        for _ in range(whole):
+            h.update(p)
+        h.update(p[:rest])
+        _sha_cache[n] = h.hexdigest()
+    return _sha_cache[n]
+
+
+class PatternSink:
+    """Consumes a body stream: counts it, hashes it, and compares it with the
+    pattern as it goes so that a failure can name the first bad offset."""
+
+    def __init__(self):
+        pattern()
+        self.length = 0
+        self.h = hashlib.sha256()
+        self.first_bad = None
+        self._mv = memoryview(_pattern2)
+        self._period = len(_pattern)
+
+    def __call__(self, data):
+        self.h.update(data)
+        if self.first_bad is None:
+            data = memoryview(data)
+            off = 0
+            while off < len(data):
+                start = (self.length + off) % self._period
+                k = min(len(data) - off, self._period)
+                if data[off:off + k] != self._mv[start:start + k]:
+                    for i in range(k):            # locate it (rare path)
+                        if data[off + i] != self._mv[start + i]:
+                            self.first_bad = self.length + off + i
+                            break
+                    break
+                off += k
+        self.length += len(data)
+
+    @property
+    def sha256(self):
+        return self.h.hexdigest()
+
+    def check(self, n, what="body"):
+        """Assert that exactly the first n pattern bytes were received."""
+        if self.first_bad is not None:
+            raise AssertionError("%s differs from the pattern at offset %d (got %d bytes)"
+                                 % (what, self.first_bad, self.length))
+        if self.length != n:
+            raise AssertionError("%s: got %d bytes, expected %d" % (what, self.length, n))
+        if self.sha256 != expected_sha256(n):
+            raise AssertionError("%s: sha256 %s != expected %s"
+                                 % (what, self.sha256, expected_sha256(n)))
+
+    def is_pattern_prefix(self):
+        return self.first_bad is None and self.sha256 == expected_sha256(self.length)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(4 * MiB)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------
+
+def check(cond, message):
+    """assert that is not stripped by python -O, with a message."""
+    if not cond:
+        raise AssertionError(message)
+
+
+def free_port_refused():
+    """A port on 127.0.0.1 where nothing listens (connect gets ECONNREFUSED):
+    bind port 0, note the port, close the socket."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def vmrss_kib(pid):
+    """VmRSS of a process in KiB, from /proc/PID/status."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/%d/status" % pid)
+
+
+def wait_until(pred, timeout, interval=0.02):
+    """Poll pred() until it is true or timeout seconds pass; returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def tail(path, n=15):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    return lines[-n:]
+
+
+# ---------------------------------------------------------------------------
+# Proxy configuration
+# ---------------------------------------------------------------------------
+
+def config(servers, **sections):
+    """INI text for `sluice proxy`. servers: list of "127.0.0.1:PORT".
+    sections: {"buffer": {"high_watermark": "1M"}, ...} override or add keys;
+    a value of None drops a key.  [listen] address defaults to 127.0.0.1:0."""
+    base = {
+        "listen": {"address": "127.0.0.1:0", "drain_timeout": "30s"},
+        "upstream": {"balance": "round-robin", "connect_timeout": "5s",
+                     "read_timeout": "60s"},
+        "client": {"idle_timeout": "60s", "max_header_size": "32k"},
+        "buffer": {"policy": "pause", "high_watermark": "1M", "low_watermark": "256k"},
+        "log": {"level": "info"},
+    }
+    for sec, keys in sections.items():
+        base.setdefault(sec, {}).update(keys)
+    out = []
+    for sec, keys in base.items():
+        out.append("[%s]" % sec)
+        if sec == "upstream":
+            out.extend("server = %s" % s for s in servers)
+        out.extend("%s = %s" % (k, v) for k, v in keys.items() if v is not None)
+        out.append("")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+
+def _die_with_parent():
+    """preexec_fn for children: the kernel sends them SIGKILL if this test
+    script dies without cleaning up (e.g. SIGKILL), so none are left over."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)      # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class Process:
+    """A child process with a log file, stopped by stop() (SIGTERM, 5 s, SIGKILL)."""
+
+    def __init__(self, name, popen, log_path):
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stop(self, grace=5.0):
+        """Stop the process; returns its exit status."""
+        if self.popen.poll() is None:
+            try:
+                self.popen.send_signal(signal.SIGTERM)
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+            except ProcessLookupError:
+                pass
+        for f in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
+            if f:
+                f.close()
+        return self.popen.returncode
+
+    def log_tail(self, n=15):
+        return tail(self.log_path, n)
+
+
+class Origin(Process):
+    def __init__(self, name, popen, log_path, port):
+        super().__init__(name, popen, log_path)
+        self.port = port
+        self.addr = "127.0.0.1:%d" % port
+
+
+class Proxy(Process):
+    def __init__(self, name, popen, log_path, port, config_path):
+        super().__init__(name, popen, log_path)
+        self.port = port
+        self.config_path = config_path
+        self.url = "http://127.0.0.1:%d" % port
+
+    def rss_kib(self):
+        return vmrss_kib(self.pid)
+
+
+# ---------------------------------------------------------------------------
+# Raw-socket HTTP/1.x client
+# ---------------------------------------------------------------------------
+
+class Response:
+    def __init__(self):
+        self.version = None
+        self.status = None
+        self.reason = None
+        self.headers = []       # [(name, value)] exactly as received
+        self.interim = []       # [(status, headers)] for 1xx responses
+        self.body = None        # bytes, unless a sink was given
+        self.body_length = 0
+        self.framing = None     # "none" | "length" | "chunked" | "close"
+        self.raw_head = b""
+
+    def all(self, name):
+        name = name.lower()
+        return [v for n, v in self.headers if n.lower() == name]
+
+    def get(self, name, default=None):
+        v = self.all(name)
+        return ", ".join(v) if v else default
+
+    def tokens(self, name):
+        """Comma-separated tokens of all field lines, lower-cased."""
+        return [t.strip().lower() for v in self.all(name) for t in v.split(",") if t.strip()]
+
+    def __repr__(self):
+        return "<%s %s %s>" % (self.version, self.status, self.reason)
+
+
+class ProtocolError(Exception):
+    pass
+
+
+class HttpConn:
+    """One client TCP connection to the proxy, with a byte-exact HTTP/1.x
+    response reader (Content-Length, chunked, close-delimited, no-body)."""
+
+    def __init__(self, port, rcvbuf=None, timeout=10.0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            # Before connect(), so that the window scale is chosen for it.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        self.buf = bytearray()
+        self.eof = False
+        self.max_recv = 256 * KiB     # cap on one recv() of body bytes
+        self.on_recv = None           # called after each body recv()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def request(self, method, target, headers=(), body=b"", version="HTTP/1.1",
+                host=True):
+        lines = ["%s %s %s" % (method, target, version)]
+        if host:
+            lines.append("Host: 127.0.0.1")
+        lines.extend("%s: %s" % hv for hv in headers)
+        if body and not any(h[0].lower() in ("content-length", "transfer-encoding")
+                            for h in headers):
+            lines.append("Content-Length: %d" % len(body))
+        self.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    # ---- reading ------------------------------------------------------
+    def _fill(self, n=256 * KiB):
+        if self.eof:
+            return False
+        data = self.sock.recv(n)
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _line(self, limit=64 * KiB):
+        scan = 0
+        while True:
+            i = self.buf.find(b"\r\n", max(0, scan - 1))
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return line
+            if len(self.buf) > limit:
+                raise ProtocolError("line longer than %d" % limit)
+            scan = len(self.buf)
+            if not self._fill():
+                raise ProtocolError("EOF inside a line (%d bytes pending: %r)"
+                                    % (len(self.buf), bytes(self.buf[:60])))
+
+    def _head(self):
+        scan = 0
+        while True:
+            i = self.buf.find(b"\r\n\r\n", max(0, scan - 3))
+            if i >= 0:
+                head = bytes(self.buf[:i])
+                del self.buf[:i + 4]
+                return head
+            if len(self.buf) > 1 * MiB:
+                raise ProtocolError("response head larger than 1 MiB")
+            scan = len(self.buf)
+            if not self._fill():
+                raise ProtocolError("EOF before the end of a response head (got %r)"
+                                    % bytes(self.buf[:200]))
+
+    def _exact(self, n, sink, deadline):
+        take = min(n, len(self.buf))
+        if take:
+            sink(bytes(self.buf[:take]))
+            del self.buf[:take]
+            n -= take
+        while n > 0:
+            if time.monotonic() > deadline:
+                raise ProtocolError("deadline passed with %d body bytes missing" % n)
+            data = self.sock.recv(min(n, self.max_recv))
+            if not data:
+                self.eof = True
+                raise ProtocolError("EOF with %d body bytes missing" % n)
+            sink(data)
+            n -= len(data)
+            if self.on_recv:
+                self.on_recv()
+
+    def read_response(self, method="GET", sink=None, deadline=60.0, head_only=False):
+        """Read one final response (collecting any 1xx before it). Without a
+        sink the body is kept in resp.body; with one, sink(bytes) gets it.
+        head_only: return after the final head, leaving the body unread."""
+        end = time.monotonic() + deadline
+        resp = Response()
+        while True:
+            head = self._head()
+            lines = head.decode("latin-1").split("\r\n")
+            m = re.fullmatch(r"(HTTP/\d\.\d) (\d{3})(?: (.*))?", lines[0])
+            if not m:
+                raise ProtocolError("bad status line %r" % lines[0][:100])
+            headers = []
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise ProtocolError("bad header line %r" % line[:100])
+                headers.append((name, value.strip(" \t")))
+            status = int(m.group(2))
+            if 100 <= status < 200:
+                resp.interim.append((status, headers))
+                continue
+            resp.version, resp.status, resp.reason = m.group(1), status, m.group(3) or ""
+            resp.headers = headers
+            resp.raw_head = head
+            break
+        if head_only:
+            return resp
+        return self.read_body(resp, method, sink, end - time.monotonic())
+
+    def read_body(self, resp, method="GET", sink=None, deadline=60.0):
+        """Read the body of resp (whose head read_response(head_only=True)
+        returned) per its framing. recv sizes are capped by self.max_recv and
+        self.on_recv(), if set, is called after each recv (pacing, sampling)."""
+        end = time.monotonic() + deadline
+        keep = []
+        user_sink = sink
+        if sink is None:
+            def sink(data):
+                keep.append(data)
+
+        def counting(data):
+            resp.body_length += len(data)
+            sink(data)
+
+        te = resp.tokens("transfer-encoding")
+        cl = resp.all("content-length")
+        if method == "HEAD" or resp.status in (204, 304):
+            resp.framing = "none"
+        elif te:
+            if te[-1] != "chunked":
+                raise ProtocolError("unexpected Transfer-Encoding %r" % te)
+            resp.framing = "chunked"
+            while True:
+                if time.monotonic() > end:
+                    raise ProtocolError("deadline passed reading a chunked body")
+                size_line = self._line()
+                size_text = size_line.split(b";", 1)[0].strip()
+                if not re.fullmatch(rb"[0-9a-fA-F]{1,15}", size_text):
+                    raise ProtocolError("bad chunk size line %r" % size_line[:60])
+                size = int(size_text, 16)
+                if size == 0:
+                    for _ in range(1000):
+                        if self._line() == b"":
+                            break
+                    break
+                self._exact(size, counting, end)
+                if self._line() != b"":
+                    raise ProtocolError("chunk data not followed by CRLF")
+        elif cl:
+            if len(set(cl)) != 1 or not cl[0].isdigit():
+                raise ProtocolError("bad Content-Length %r" % cl)
+            resp.framing = "length"
+            self._exact(int(cl[0]), counting, end)
+        else:
+            resp.framing = "close"
+            if self.buf:
+                counting(bytes(self.buf))
+                self.buf.clear()
+            while True:
+                if time.monotonic() > end:
+                    raise ProtocolError("deadline passed reading a close-delimited body")
+                data = self.sock.recv(self.max_recv)
+                if not data:
+                    self.eof = True
+                    break
+                counting(data)
+                if self.on_recv:
+                    self.on_recv()
+        if user_sink is None:
+            resp.body = b"".join(keep)
+        return resp
+
+    def at_eof(self, timeout=3.0):
+        """True if the peer closes (EOF or reset) within timeout with no further
+        bytes; raises if it sends bytes; False if it is still open."""
+        if self.buf:
+            raise ProtocolError("unexpected bytes after the response: %r" % bytes(self.buf[:80]))
+        if self.eof:
+            return True
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        if not r:
+            return False
+        try:
+            data = self.sock.recv(4096)
+        except ConnectionResetError:
+            return True
+        if data:
+            raise ProtocolError("unexpected bytes after the response: %r" % data[:80])
+        self.eof = True
+        return True
+
+
+def get(port, target, method="GET", headers=(), timeout=10.0, **kw):
+    """One request on a fresh connection; returns the Response."""
+    with HttpConn(port, timeout=timeout) as c:
+        c.request(method, target, headers=list(headers) + [("Connection", "close")])
+        return c.read_response(method=method, deadline=timeout, **kw)
+
+
+# ---------------------------------------------------------------------------
+# curl
+# ---------------------------------------------------------------------------
+
+class CurlResult:
+    def __init__(self):
+        self.rc = None
+        self.sink = PatternSink()
+        self.body = b""          # first 64 KiB of the body, for small replies
+        self.stderr = ""
+        self.write_out = {}      # from -w: key=value lines
+        self.head_text = ""      # from -D
+
+    def _blocks(self):
+        """The response heads curl dumped, as lists of lines (1xx included)."""
+        blocks = [b for b in re.split(r"\r?\n\r?\n", self.head_text) if b.strip()]
+        return [b.splitlines() for b in blocks]
+
+    def status(self):
+        """Status code of the last (final) response head, or None."""
+        blocks = self._blocks()
+        if not blocks:
+            return None
+        m = re.match(r"HTTP/[\d.]+ (\d{3})", blocks[-1][0])
+        return int(m.group(1)) if m else None
+
+    def headers(self):
+        """[(name, value)] of the last response head."""
+        blocks = self._blocks()
+        out = []
+        for line in (blocks[-1][1:] if blocks else []):
+            name, sep, value = line.partition(":")
+            if sep:
+                out.append((name.strip(), value.strip()))
+        return out
+
+    def header(self, name):
+        vals = [v for n, v in self.headers() if n.lower() == name.lower()]
+        return ", ".join(vals) if vals else None
+
+    def describe(self):
+        return "curl rc=%s status=%s got=%d bytes stderr=%r" % (
+            self.rc, self.status(), self.sink.length, self.stderr[-300:])
+
+
+# ---------------------------------------------------------------------------
+# The test environment
+# ---------------------------------------------------------------------------
+
+class Env:
+    def __init__(self, description):
+        global _origin_path
+        ap = argparse.ArgumentParser(description=description)
+        ap.add_argument("--sluice", required=True, help="path to the sluice binary")
+        ap.add_argument("--origin", default=DEFAULT_ORIGIN, help="path to tests/origin.py")
+        ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir")
+        ap.add_argument("--only", help="run only cases whose name contains this")
+        self.args = ap.parse_args()
+        self.sluice = os.path.abspath(self.args.sluice)
+        self.origin_path = os.path.abspath(self.args.origin)
+        _origin_path = self.origin_path
+        self.tmp = tempfile.mkdtemp(prefix="sluice-it-")
+        self.processes = []       # every Process started, stopped at the end
+        self.passed = 0
+        self.failed = 0
+        self._seq = 0
+        atexit.register(self.cleanup)
+        # meson's test timeout (and ^C) must still run the cleanup.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        raise SystemExit(128 + signum)
+
+    def path(self, name):
+        self._seq += 1
+        return os.path.join(self.tmp, "%02d-%s" % (self._seq, name))
+
+    # ---- processes ----------------------------------------------------
+    def start_origin(self, id=None, extra=(), timeout=10.0):
+        """Start tests/origin.py on 127.0.0.1:0; wait for its listening line."""
+        log = self.path("origin-%s.log" % (id or "x"))
+        cmd = [sys.executable, self.origin_path, "--listen", "127.0.0.1:0"]
+        if id is not None:
+            cmd += ["--id", id]
+        cmd += list(extra)
+        errf = open(log, "wb")
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL,
+                             preexec_fn=_die_with_parent)
+        errf.close()
+        proc = Process("origin", p, log)
+        self.processes.append(proc)
+        deadline = time.monotonic() + timeout
+        line = b""
+        while b"\n" not in line:
+            left = deadline - time.monotonic()
+            r, _, _ = select.select([p.stdout], [], [], max(0, left))
+            if not r:
+                raise AssertionError("origin did not print its listening line in %.0f s" % timeout)
+            b = os.read(p.stdout.fileno(), 4096)
+            if not b:
+                raise AssertionError("origin exited (%s): %s" % (p.wait(5), " | ".join(tail(log))))
+            line += b
+        m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", line)
+        if not m:
+            raise AssertionError("unexpected origin output %r" % line)
+        o = Origin("origin", p, log, int(m.group(1)))
+        self.processes[-1] = o
+        return o
+
+    def write_config(self, text, name="sluice.ini"):
+        path = self.path(name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def run_sluice(self, args, timeout=10.0):
+        """Run sluice to completion; returns CompletedProcess (text)."""
+        self.need_sluice()
+        return subprocess.run([self.sluice] + list(args), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def need_sluice(self):
+        if not os.access(self.sluice, os.X_OK):
+            raise AssertionError("sluice binary not found or not executable: %s" % self.sluice)
+
+    def spawn_proxy(self, config_text, name="proxy"):
+        """Start `sluice proxy -c CFG` without waiting; returns (Process, cfg)."""
+        self.need_sluice()
+        cfg = self.write_config(config_text, name + ".ini")
+        log = self.path(name + ".stderr")
+        errf = open(log, "wb")
+        p = subprocess.Popen([self.sluice, "proxy", "-c", cfg], stdout=errf, stderr=errf,
+                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        errf.close()
+        proc = Process(name, p, log)
+        self.processes.append(proc)
+        return proc, cfg
+
+    def start_proxy(self, config_text, name="proxy", timeout=10.0):
+        """Start the proxy and wait (bounded) for "listening on 127.0.0.1:PORT"
+        on its stderr."""
+        proc, cfg = self.spawn_proxy(config_text, name)
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(proc.log_path, "rb") as f:
+                m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", f.read())
+            if m:
+                break
+            if not proc.alive():
+                raise AssertionError("sluice proxy exited with %s before listening: %s"
+                                     % (proc.popen.returncode, " | ".join(proc.log_tail())))
+            if time.monotonic() > deadline:
+                raise AssertionError("sluice proxy did not report listening in %.0f s: %s"
+                                     % (timeout, " | ".join(proc.log_tail())))
+            time.sleep(0.02)
+        px = Proxy(name, proc.popen, proc.log_path, int(m.group(1)), cfg)
+        self.processes[self.processes.index(proc)] = px
+        return px
+
+    # ---- curl -----------------------------------------------------------
+    def curl(self, args, timeout=60.0, write_out=None):
+        """Run curl, streaming its stdout (the body) through a PatternSink.
+        write_out: curl -w variables, e.g. ["http_code", "num_connects"];
+        they are written to curl's stderr and parsed into res.write_out."""
+        res = CurlResult()
+        errpath = self.path("curl.stderr")
+        headpath = self.path("curl.head")
+        cmd = ["curl", "-sS", "-D", headpath] + list(args)
+        if write_out:
+            cmd += ["-w", "%{stderr}" + "".join("@@%s=%%{%s}\\n" % (k, k) for k in write_out)]
+        errf = open(errpath, "wb")
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL,
+                             preexec_fn=_die_with_parent)
+        errf.close()
+        deadline = time.monotonic() + timeout
+        keep = bytearray()
+        try:
+            fd = p.stdout.fileno()
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("curl did not finish within %.0f s" % timeout)
+                r, _, _ = select.select([fd], [], [], left)
+                if not r:
+                    continue
+                data = os.read(fd, 1 * MiB)
+                if not data:
+                    break
+                if len(keep) < 64 * KiB:
+                    keep += data[:64 * KiB - len(keep)]
+                res.sink(data)
+            res.rc = p.wait(max(1.0, deadline - time.monotonic()))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+            p.stdout.close()
+        res.body = bytes(keep)
+        with open(errpath, "rb") as f:
+            err = f.read().decode("utf-8", "replace")
+        lines = []
+        for line in err.splitlines():
+            if line.startswith("@@") and "=" in line:
+                k, _, v = line[2:].partition("=")
+                res.write_out.setdefault(k, []).append(v)
+            else:
+                lines.append(line)
+        res.stderr = "\n".join(lines)
+        try:
+            with open(headpath, "rb") as f:
+                res.head_text = f.read().decode("latin-1")
+        except OSError:
+            pass
+        return res
+
+    # ---- running cases --------------------------------------------------
+    def case(self, name, fn, *args, keep_processes=False):
+        """Run one case; any exception fails it. Processes it started are
+        stopped when it ends, unless keep_processes (a setup case whose
+        origin/proxy later cases use; they are stopped at finish())."""
+        if self.args.only and self.args.only not in name and not keep_processes:
+            return
+        started = len(self.processes)
+        try:
+            fn(*args)
+        except Exception as e:
+            self.failed += 1
+            reason = str(e) if isinstance(e, AssertionError) else "%s: %s" % (type(e).__name__, e)
+            print("not ok - %s: %s" % (name, reason.replace("\n", " | ")), flush=True)
+            if not isinstance(e, AssertionError):
+                for line in traceback.format_exc().splitlines():
+                    print("#   " + line)
+            for proc in self.processes:
+                if isinstance(proc, Proxy) or proc.name.startswith("proxy"):
+                    for line in proc.log_tail(8):
+                        print("#   [%s stderr] %s" % (proc.name, line))
+            sys.stdout.flush()
+        else:
+            self.passed += 1
+            print("ok - %s" % name, flush=True)
+        finally:
+            if not keep_processes:
+                for proc in self.processes[started:]:
+                    proc.stop()
+                del self.processes[started:]
+
+    def note(self, text):
+        """A diagnostic line (figures etc.)."""
+        print("# " + text, flush=True)
+
+    def cleanup(self):
+        for proc in reversed(self.processes):
+            try:
+                proc.stop()
+            except Exception:
+                pass
+        self.processes = []
+        if self.tmp and os.path.isdir(self.tmp):
+            if self.args.keep_tmp:
+                print("# kept %s" % self.tmp)
+            else:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp = None
+
+    def finish(self):
+        self.cleanup()
+        print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
+        sys.exit(1 if self.failed or not self.passed else 0)

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Command-line tests: --version, help, `check` of good and bad configs
+(exit 2 and one "FILE:LINE: [section] key: message" line), `proxy` refusing
+a bad config or a busy address, and SIGTERM: idle exit, and a graceful drain
+of a download in flight while new connections are refused.
+
+    python3 tests/integration/test_cli.py --sluice build/sluice --origin tests/origin.py
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True      # leave no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import MiB, KiB, HttpConn, PatternSink, check, config  # noqa: E402
+
+env = harness.Env(__doc__)
+
+# A valid configuration; the comments give each line's number, which the
+# bad variants below rely on.
+BASE = [
+    "; sluice test configuration",      # 1
+    "[listen]",                          # 2
+    "address = 127.0.0.1:0",             # 3
+    "drain_timeout = 30s",               # 4
+    "",                                  # 5
+    "[upstream]",                        # 6
+    "server = 127.0.0.1:9",              # 7
+    "balance = round-robin",             # 8
+    "connect_timeout = 5s",              # 9
+    "read_timeout = 60s",                # 10
+    "",                                  # 11
+    "[client]",                          # 12
+    "idle_timeout = 60s",                # 13
+    "max_header_size = 32k",             # 14
+    "",                                  # 15
+    "[buffer]",                          # 16
+    "policy = pause",                    # 17
+    "high_watermark = 1M",               # 18
+    "low_watermark = 256k",              # 19
+    "",                                  # 20
+    "[log]",                             # 21
+    "level = info",                      # 22
+]
+
+
+def write_variant(name, replace=None, append=()):
+    """BASE with some lines replaced ({line_number: text}) and lines appended;
+    returns the file's absolute path."""
+    lines = list(BASE)
+    for num, text in (replace or {}).items():
+        lines[num - 1] = text
+    lines.extend(append)
+    return env.write_config("\n".join(lines) + "\n", name + ".ini")
+
+
+def one_error_line(res, path, line_re, section_re, key_re=None):
+    """res: a finished `sluice check|proxy`. It must exit 2 with a line
+    FILE:LINE: [section] key: message on stderr."""
+    check(res.returncode == 2, "exit status %s, expected 2; stderr %r"
+          % (res.returncode, res.stderr[-300:]))
+    pat = r"^%s:(%s): \[%s\]%s: \S" % (re.escape(path), line_re, section_re,
+                                       " " + key_re if key_re else "( [\\w.-]+)?")
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    hits = [l for l in lines if re.match(pat, l)]
+    check(hits, "no stderr line matches %r: %r" % (pat, res.stderr[-400:]))
+    return lines, hits
+
+
+# ---------------------------------------------------------------------------
+
+def version():
+    res = env.run_sluice(["--version"])
+    check(res.returncode == 0, "exit status %s; stderr %r" % (res.returncode, res.stderr))
+    check(re.search(r"\d+\.\d+", res.stdout), "no version number on stdout: %r" % res.stdout)
+    env.note("--version: %s" % res.stdout.strip().splitlines()[0])
+
+
+def help_cmd():
+    res = env.run_sluice(["help"])
+    check(res.returncode == 0, "exit status %s; stderr %r" % (res.returncode, res.stderr))
+    for word in ("proxy", "check"):
+        check(word in res.stdout, "help on stdout does not mention %r: %r" % (word, res.stdout[:300]))
+
+
+def check_ok():
+    path = write_variant("ok")
+    res = env.run_sluice(["check", "-c", path])
+    check(res.returncode == 0, "exit status %s for a valid config; stderr %r"
+          % (res.returncode, res.stderr))
+
+
+def check_bad(name, replace, append, line_re, section_re, key_re, must_say=None):
+    path = write_variant(name, replace, append)
+    res = env.run_sluice(["check", "-c", path])
+    lines, hits = one_error_line(res, path, line_re, section_re, key_re)
+    check(len(lines) == 1, "expected exactly one stderr line, got %d: %r" % (len(lines), lines))
+    if must_say:
+        check(must_say in hits[0], "message does not mention %r: %r" % (must_say, hits[0]))
+
+
+def check_missing_file():
+    path = os.path.join(env.tmp, "no-such-dir", "sluice.ini")
+    res = env.run_sluice(["check", "-c", path])
+    check(res.returncode == 2, "exit status %s, expected 2" % res.returncode)
+    check(path in res.stderr, "stderr does not name the file: %r" % res.stderr)
+
+
+def proxy_bad_config():
+    path = write_variant("proxy-bad", {9: "frobnicate = 1"})
+    res = env.run_sluice(["proxy", "-c", path])
+    one_error_line(res, path, "9", r"upstream", "frobnicate")
+
+
+def proxy_address_in_use():
+    # Hold a listening socket on a port; the proxy must fail to bind it.
+    held = socket.socket()
+    try:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        path = write_variant("busy", {3: "address = 127.0.0.1:%d" % port})
+        res = env.run_sluice(["proxy", "-c", path], timeout=10)
+        one_error_line(res, path, "3", r"listen", "address")
+    finally:
+        held.close()
+
+
+def sigterm_idle():
+    px = env.start_proxy(config(["127.0.0.1:%d" % harness.free_port_refused()]), name="proxy-idle")
+    t0 = time.monotonic()
+    px.popen.send_signal(signal.SIGTERM)
+    try:
+        rc = px.popen.wait(5)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("idle proxy still running 5 s after SIGTERM")
+    check(rc == 0, "exit status %s after SIGTERM, expected 0" % rc)
+    env.note("idle proxy exited %.2f s after SIGTERM" % (time.monotonic() - t0))
+
+
+def connect_refused(port):
+    """True if a connect to port is refused now."""
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(("127.0.0.1", port))
+        return False
+    except ConnectionRefusedError:
+        return True
+    finally:
+        s.close()
+
+
+def sigterm_drains():
+    origin = env.start_origin(id="drain")
+    px = env.start_proxy(config([origin.addr], listen={"drain_timeout": "30s"}),
+                         name="proxy-drain")
+    n = 8 * MiB
+    sink = PatternSink()
+    done = {}
+    c = HttpConn(px.port, rcvbuf=64 * KiB, timeout=20)
+    try:
+        c.request("GET", "/bytes/8M")
+        head = c.read_response(head_only=True)
+        check(head.status == 200, "status %s" % head.status)
+
+        def reader():
+            # A slow reader: 64 KiB per recv, 10 ms apart (about 1.3 s for 8 MiB).
+            c.max_recv = 64 * KiB
+            c.on_recv = lambda: time.sleep(0.010)
+            try:
+                c.read_body(head, sink=sink, deadline=40)
+                done["ok"] = True
+            except Exception as e:
+                done["error"] = "%s: %s" % (type(e).__name__, e)
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+
+        # SIGTERM once the download is under way (bounded wait).
+        check(harness.wait_until(lambda: sink.length >= 256 * KiB, 10),
+              "download did not start (%d bytes)" % sink.length)
+        px.popen.send_signal(signal.SIGTERM)
+        at_term = sink.length
+
+        # New connections are refused soon after (poll, bounded: 3 s).
+        refused = harness.wait_until(lambda: connect_refused(px.port), 3.0, 0.05)
+        in_flight = t.is_alive()
+
+        t.join(40)
+        check(not t.is_alive(), "download not finished 40 s after SIGTERM")
+        check("error" not in done, "download broken after SIGTERM at %d bytes: %s"
+              % (at_term, done.get("error")))
+        sink.check(n, "download in flight at SIGTERM")
+        check(refused, "new connections still accepted 3 s after SIGTERM")
+        try:
+            rc = px.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("proxy still running 10 s after the drained download ended")
+        check(rc == 0, "exit status %s after draining, expected 0" % rc)
+        env.note("SIGTERM at %d KiB of 8 MiB; refused new connections while the download was "
+                 "%s; download completed byte-exact; exit 0" %
+                 (at_term // KiB, "still in flight" if in_flight else "already done"))
+        check(in_flight, "the download had finished before refusal was checked: the drain "
+                         "was not exercised")
+    finally:
+        c.close()
+
+
+env.case("sluice --version", version)
+env.case("sluice help", help_cmd)
+env.case("check: valid config -> exit 0", check_ok)
+env.case("check: unknown key -> exit 2, line 9", check_bad, "unknown-key",
+         {9: "frobnicate = 1"}, (), "9", "upstream", "frobnicate")
+env.case("check: unknown section -> exit 2, names it", check_bad, "unknown-section",
+         None, ["[bogus]", "answer = 42"], "23|24", "bogus", None, "bogus")
+env.case("check: size 12Q -> exit 2, line 18", check_bad, "bad-size",
+         {18: "high_watermark = 12Q"}, (), "18", "buffer", "high_watermark")
+env.case("check: duration '5 parsecs' -> exit 2, line 9", check_bad, "bad-duration",
+         {9: "connect_timeout = 5 parsecs"}, (), "9", "upstream", "connect_timeout")
+env.case("check: low_watermark > high_watermark -> names the low line (19)", check_bad,
+         "low-above-high", {18: "high_watermark = 256k", 19: "low_watermark = 1M"}, (),
+         "19", "buffer", "low_watermark")
+env.case("check: low_watermark > high_watermark, low first -> names the low line (18)",
+         check_bad, "low-above-high-2", {18: "low_watermark = 1M", 19: "high_watermark = 256k"},
+         (), "18", "buffer", "low_watermark")
+env.case("check: address 'nonsense' -> exit 2, line 3", check_bad, "bad-address",
+         {3: "address = nonsense"}, (), "3", "listen", "address")
+env.case("check: server 'nowhere' -> exit 2, line 7", check_bad, "bad-server",
+         {7: "server = nowhere"}, (), "7", "upstream", "server")
+env.case("check: balance 'random' -> exit 2, line 8", check_bad, "bad-balance",
+         {8: "balance = random"}, (), "8", "upstream", "balance")
+env.case("check: level 'loud' -> exit 2, line 22", check_bad, "bad-level",
+         {22: "level = loud"}, (), "22", "log", "level")
+env.case("check: missing file -> exit 2", check_missing_file)
+env.case("proxy: bad config -> exit 2 with the line", proxy_bad_config)
+env.case("proxy: address in use -> exit 2 naming [listen] address", proxy_address_in_use)
+env.case("SIGTERM on an idle proxy -> exit 0", sigterm_idle)
+env.case("SIGTERM during a slow download: drained byte-exact, new connections refused, exit 0",
+         sigterm_drains)
+env.finish()
