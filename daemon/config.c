@@ -96,7 +96,8 @@ struct parse {
 	struct config *cfg;
 	const char *name; /* file name for errors */
 	int line;         /* line being parsed, counted by our reader */
-	bool line_done;   /* the last piece read ended a line */
+	char *buf;        /* the whole line, as read */
+	size_t bufcap;
 	char *err;
 	size_t errlen;
 	bool failed;
@@ -188,8 +189,9 @@ config_parse_address(const char *s, int allow_port0, struct sockaddr_any *out)
 		return -EINVAL;
 	errno = 0;
 	pn = strtoul(port, &end, 10);
-	if (*end != '\0' || errno != 0 || pn > 65535 ||
-	    (pn == 0 && !allow_port0))
+	if (*end != '\0')
+		return -EINVAL;
+	if (errno != 0 || pn > 65535 || (pn == 0 && !allow_port0))
 		return -ERANGE;
 	if (strcmp(host, "*") == 0)
 		strcpy(host, "0.0.0.0");
@@ -328,6 +330,13 @@ on_key(void *user, const char *section, const char *key, const char *value)
 	const char *why = NULL;
 	size_t idx;
 
+	if (section[0] == '\0' && !p->failed) {
+		p->failed = true;
+		snprintf(p->err, p->errlen,
+		    "%s:%d: %s: key outside any [section]", p->name, p->line,
+		    key);
+		return 0;
+	}
 	if (!section_known(section)) {
 		fail(p, p->line, section, key, "unknown section [%s]", section);
 		return 0;
@@ -372,38 +381,63 @@ check_section(struct parse *p, const char *line)
 	}
 }
 
-/* inih's line reader for files and strings: counts the lines handed out,
- * so that on_key knows its line. */
+/* Takes the next whole line of the file or string into p->buf. */
+static ssize_t
+next_line(struct parse *p)
+{
+	size_t n = 0;
+
+	if (p->file != NULL)
+		return getline(&p->buf, &p->bufcap, p->file);
+	if (*p->text == '\0')
+		return -1;
+	while (p->text[n] != '\0' && p->text[n++] != '\n')
+		;
+	if (n + 1 > p->bufcap) {
+		char *nb = realloc(p->buf, n + 1);
+
+		if (nb == NULL)
+			return -1;
+		p->buf = nb;
+		p->bufcap = n + 1;
+	}
+	memcpy(p->buf, p->text, n);
+	p->buf[n] = '\0';
+	p->text += n;
+	return (ssize_t)n;
+}
+
+/*
+ * inih's line reader for files and strings.  It counts lines, so that
+ * on_key knows its line, and reads whole lines itself: Debian's inih has a
+ * fixed 200-byte line buffer and would take the rest of a longer line for a
+ * line of its own.  A longer comment is cut (it means nothing); a longer
+ * key line is an error naming its line.
+ */
 static char *
 read_line(char *str, int num, void *stream)
 {
 	struct parse *p = stream;
-	size_t n = 0;
+	ssize_t n = next_line(p);
+	const char *t;
 
-	if (num <= 1)
+	if (n < 0 || num < 3)
 		return NULL;
-	if (p->file != NULL) {
-		if (fgets(str, num, p->file) == NULL)
-			return NULL;
-		n = strlen(str);
-	} else {
-		if (*p->text == '\0')
-			return NULL;
-		while (n < (size_t)num - 1 && p->text[n] != '\0') {
-			str[n] = p->text[n];
-			if (p->text[n++] == '\n')
-				break;
+	p->line++;
+	if (n > num - 2) {
+		for (t = p->buf; isspace((unsigned char)*t); t++)
+			;
+		if (*t != ';' && *t != '#' && !p->failed) {
+			p->failed = true;
+			snprintf(p->err, p->errlen,
+			    "%s:%d: line longer than %d bytes", p->name,
+			    p->line, num - 2);
 		}
-		str[n] = '\0';
-		p->text += n;
+		strcpy(str, "\n");
+		return str;
 	}
-	/* A line longer than inih's buffer comes in pieces: count it once. */
-	if (p->line_done)
-		p->line++;
-	p->line_done = n > 0 && str[n - 1] == '\n';
-	if (p->line_done ||
-	    (p->file != NULL ? feof(p->file) : *p->text == '\0'))
-		check_section(p, str);
+	memcpy(str, p->buf, (size_t)n + 1);
+	check_section(p, str);
 	return str;
 }
 
@@ -454,10 +488,11 @@ load(struct parse *p)
 	ini_allow_multiline = false;
 	ini_stop_on_first_error = true;
 	rc = ini_parse_stream(read_line, p, on_key, p);
+	free(p->buf);
 	if (rc != 0 && !p->failed)
 		snprintf(p->err, p->errlen,
 		    "%s:%d: syntax error (expected [section] or key = value)",
-		    p->name, rc > 0 ? rc : p->line);
+		    p->name, p->line);
 	if (rc != 0 || p->failed || check(p) < 0) {
 		free(p->cfg);
 		return NULL;
@@ -468,8 +503,7 @@ load(struct parse *p)
 struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
-	struct parse p = {
-	    .name = path, .err = err, .errlen = errlen, .line_done = true};
+	struct parse p = {.name = path, .err = err, .errlen = errlen};
 	struct config *cfg;
 
 	if ((p.file = fopen(path, "r")) == NULL) {
@@ -484,11 +518,8 @@ config_load(const char *path, char *err, size_t errlen)
 struct config *
 config_load_string(const char *text, const char *name, char *err, size_t errlen)
 {
-	struct parse p = {.name = name,
-	    .err = err,
-	    .errlen = errlen,
-	    .text = text,
-	    .line_done = true};
+	struct parse p = {
+	    .name = name, .err = err, .errlen = errlen, .text = text};
 
 	return load(&p);
 }

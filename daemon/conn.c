@@ -1278,6 +1278,10 @@ begin_request(struct conn *c)
 		feed_client(c, p, n);
 		c->rd_block = NULL;
 		block_unref(b);
+	} else {
+		/* Idle between requests: hold no buffer memory. */
+		pipe_trim(&c->up);
+		pipe_trim(&c->down);
 	}
 	update_client_reading(c);
 }

@@ -169,6 +169,16 @@ pipe_push_copy(struct pipe *p, const void *data, size_t n)
 	return 0;
 }
 
+void
+pipe_trim(struct pipe *p)
+{
+	if (p->count == 0 && p->cur != NULL) {
+		block_unref(p->cur);
+		p->cur = NULL;
+		p->cur_used = 0;
+	}
+}
+
 size_t
 pipe_peek(struct pipe *p, uv_buf_t *bufs, size_t max)
 {

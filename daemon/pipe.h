@@ -80,6 +80,10 @@ int pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n);
 /* Queues a copy of n bytes (heads, chunk framing).  0 or -ENOMEM. */
 int pipe_push_copy(struct pipe *p, const void *data, size_t n);
 
+/* Gives the current block back when the pipe is empty, so an idle
+ * connection holds no block. */
+void pipe_trim(struct pipe *p);
+
 /* Fills up to max buffers from the front segments not yet in flight and
  * marks them in flight.  Returns how many. */
 size_t pipe_peek(struct pipe *p, uv_buf_t *bufs, size_t max);

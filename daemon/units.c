@@ -3,7 +3,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,51 +12,62 @@
 
 struct suffix {
 	const char *name;
-	double mult;
+	uint64_t mult;
 };
 
 /*
- * Splits "  12.5 kb " into the number and the suffix, case-insensitively
- * matched against the table.  An empty suffix takes the table's first row
- * with name "".
+ * Parses "  12.5 kb " exactly: a decimal number (digits, an optional
+ * fraction of up to 9 digits; no sign, exponent or hex), then a suffix
+ * matched case-insensitively against the table ("" for none).  Integer
+ * arithmetic throughout, so every 64-bit value parses exactly; a fraction
+ * is rounded to the nearest whole unit.
  */
 static int
 parse_with(const char *s, const struct suffix *tab, uint64_t *out)
 {
-	char *end;
-	double v;
+	uint64_t whole = 0, frac = 0, scale = 1;
+	int digits = 0;
 	size_t len;
 
 	while (isspace((unsigned char)*s))
 		s++;
-	if (*s == '\0' || *s == '-' || *s == '+')
+	for (; isdigit((unsigned char)*s); s++, digits++) {
+		if (__builtin_mul_overflow(whole, 10, &whole) ||
+		    __builtin_add_overflow(whole, (uint64_t)(*s - '0'), &whole))
+			return -ERANGE;
+	}
+	if (*s == '.') {
+		for (s++; isdigit((unsigned char)*s); s++, digits++) {
+			if (scale < 1000000000ULL) {
+				frac = frac * 10 + (uint64_t)(*s - '0');
+				scale *= 10;
+			}
+		}
+	}
+	if (digits == 0)
 		return -EINVAL;
-	if (!isdigit((unsigned char)*s) && *s != '.')
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || errno != 0 || !isfinite(v) || v < 0)
-		return -EINVAL;
-	while (isspace((unsigned char)*end))
-		end++;
-	len = strlen(end);
-	while (len > 0 && isspace((unsigned char)end[len - 1]))
+	while (isspace((unsigned char)*s))
+		s++;
+	len = strlen(s);
+	while (len > 0 && isspace((unsigned char)s[len - 1]))
 		len--;
 	for (; tab->name != NULL; tab++) {
+		unsigned __int128 v;
+
 		if (strlen(tab->name) != len ||
-		    strncasecmp(end, tab->name, len) != 0)
+		    strncasecmp(s, tab->name, len) != 0)
 			continue;
-		v *= tab->mult;
-		if (v >= 18446744073709551615.0)
+		v = (unsigned __int128)whole * tab->mult +
+		    ((unsigned __int128)frac * tab->mult + scale / 2) / scale;
+		if (v > UINT64_MAX)
 			return -ERANGE;
-		/* Sizes and durations are whole: round to the nearest. */
-		*out = (uint64_t)(v + 0.5);
+		*out = (uint64_t)v;
 		return 0;
 	}
 	return -EINVAL;
 }
 
-#define KI 1024.0
+#define KI 1024ULL
 static const struct suffix size_tab[] = {
     {"", 1},
     {"b", 1},
@@ -91,15 +101,15 @@ static const struct suffix rate_tab[] = {
     {"", 1},
     {"bit", 1},
     {"bps", 1},
-    {"k", 1e3},
-    {"kbit", 1e3},
-    {"kbps", 1e3},
-    {"m", 1e6},
-    {"mbit", 1e6},
-    {"mbps", 1e6},
-    {"g", 1e9},
-    {"gbit", 1e9},
-    {"gbps", 1e9},
+    {"k", 1000},
+    {"kbit", 1000},
+    {"kbps", 1000},
+    {"m", 1000000},
+    {"mbit", 1000000},
+    {"mbps", 1000000},
+    {"g", 1000000000},
+    {"gbit", 1000000000},
+    {"gbps", 1000000000},
     {NULL, 0},
 };
 
