@@ -56,6 +56,11 @@ cmd_check(const char *path)
 		fprintf(stderr, "%s\n", err);
 		return 2;
 	}
+	if (proxy_check_address(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		config_free(cfg);
+		return 2;
+	}
 	printf("%s: ok (%zu upstream servers)\n", path, cfg->upstream.nservers);
 	config_free(cfg);
 	return 0;

@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "conn.h"
@@ -160,6 +162,32 @@ proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
 	uv_signal_start(&px->sigterm, proxy_on_signal, SIGTERM);
 	print_listening(px);
 	return 0;
+}
+
+int
+proxy_check_address(const struct config *cfg, char *err, size_t errlen)
+{
+	const struct sockaddr_any *a = &cfg->listen.address;
+	struct sockaddr_storage ss = a->ss;
+	int fd, rc = 0;
+
+	/* Port 0: a running instance holding the port must not fail this. */
+	if (ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	else
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	if ((fd = socket(ss.ss_family, SOCK_STREAM, 0)) == -1)
+		rc = -errno;
+	else if (bind(fd, (struct sockaddr *)&ss, a->len) == -1)
+		rc = -errno;
+	if (fd != -1)
+		close(fd);
+	if (rc < 0)
+		snprintf(err, errlen,
+		    "%s:%d: [listen] address: cannot bind %s: %s", cfg->path,
+		    config_line(cfg, "listen", "address"), a->text,
+		    strerror(-rc));
+	return rc;
 }
 
 int

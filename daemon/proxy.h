@@ -39,6 +39,10 @@ struct proxy {
  */
 int proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
     char *err, size_t errlen);
+/* `sluice check`: can this host bind the listen address at all (a local
+ * address)?  Binds port 0 so that a running instance does not fail it.
+ * 0, or a negative errno with err naming the config line. */
+int proxy_check_address(const struct config *cfg, char *err, size_t errlen);
 /* Called by conn when a connection is freed (after it unlinked itself). */
 void proxy_conn_gone(struct proxy *px, struct conn *c);
 /* `sluice proxy -c FILE`: loads, starts, runs until drained.  Exit code. */

@@ -232,6 +232,11 @@ env.case("check: low_watermark > high_watermark, low first -> names the low line
          (), "18", "buffer", "low_watermark")
 env.case("check: address 'nonsense' -> exit 2, line 3", check_bad, "bad-address",
          {3: "address = nonsense"}, (), "3", "listen", "address")
+# 192.0.2.1 (TEST-NET-1, RFC 5737) is no address of this host: check binds
+# it with port 0 and must fail; nothing is ever sent there.
+env.case("check: address not local to this host -> exit 2, line 3", check_bad,
+         "non-local-address", {3: "address = 192.0.2.1:8080"}, (), "3", "listen",
+         "address", "cannot bind")
 env.case("check: server 'nowhere' -> exit 2, line 7", check_bad, "bad-server",
          {7: "server = nowhere"}, (), "7", "upstream", "server")
 env.case("check: balance 'random' -> exit 2, line 8", check_bad, "bad-balance",
