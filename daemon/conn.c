@@ -295,9 +295,11 @@ conn_on_upstream_close(uv_handle_t *h)
 {
 	struct conn *c = container_of((uv_tcp_t *)h, struct conn, upstream);
 
-	conn_on_handle_close(h);
-	if (c->closing)
+	if (c->closing) {
+		conn_on_handle_close(h); /* may free c: touch nothing after */
 		return;
+	}
+	conn_on_handle_close(h);
 	if (c->retry_connect) {
 		c->retry_connect = 0;
 		start_upstream(c);

@@ -141,6 +141,28 @@ def still_serving():
         sink.check(MiB)
 
 
+def client_leaves_mid_body(rst):
+    """A client that goes away mid-download, with FIN or RST, while the
+    proxy still has the upstream open: the proxy must tear both down
+    cleanly (this once read freed memory in the upstream's close callback)
+    and keep serving."""
+    import socket
+    import struct
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", proxy().port), timeout=10)
+        s.sendall(b"GET /bytes/256M HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = 0
+        while got < MiB:
+            b = s.recv(65536)
+            check(b, "connection closed after %d bytes" % got)
+            got += len(b)
+        if rst:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(0.3)
+    still_serving()
+
+
 H = b"Host: 127.0.0.1\r\n"
 env.case("setup: origin and proxy start", setup, keep_processes=True)
 env.case("malformed request line -> 400, close", bad_request, b"THIS IS NOT HTTP\r\n\r\n")
@@ -170,5 +192,9 @@ env.case("upstream reset mid-body (chunked) is visible", truncated,
          "/reset-after/1M?mode=chunked", None)
 env.case("upstream FIN mid-body (chunked) is visible", truncated,
          "/close-after/1M?mode=chunked", None)
+env.case("client closes mid-body (FIN): proxy cleans up, keeps serving",
+         client_leaves_mid_body, False)
+env.case("client resets mid-body (RST): proxy cleans up, keeps serving",
+         client_leaves_mid_body, True)
 env.case("proxy still alive and serving after all errors", still_serving)
 env.finish()
