@@ -7,5 +7,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	gcc libc6-dev meson ninja-build pkg-config \
 	libuv1-dev libinih-dev libcmocka-dev node-llhttp \
-	python3 curl procps ca-certificates clang-format >/dev/null
+	python3 curl procps ca-certificates clang-format valgrind >/dev/null
 echo "deps: installed"

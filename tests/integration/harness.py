@@ -681,17 +681,30 @@ class Env:
         cfg = self.write_config(config_text, name + ".ini")
         log = self.path(name + ".stderr")
         errf = open(log, "wb")
-        p = subprocess.Popen([self.sluice, "proxy", "-c", cfg], stdout=errf, stderr=errf,
+        # SLUICE_WRAP runs the proxy under a checker, e.g.
+        # SLUICE_WRAP="valgrind --error-exitcode=99 --leak-check=full".
+        wrap = os.environ.get("SLUICE_WRAP", "").split()
+        p = subprocess.Popen(wrap + [self.sluice, "proxy", "-c", cfg], stdout=errf, stderr=errf,
                              stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         errf.close()
         proc = Process(name, p, log)
         self.processes.append(proc)
         return proc, cfg
 
+    def stop_clean(self, proc):
+        """SIGTERM the proxy and check that it exits 0: under ASan/LSan or
+        SLUICE_WRAP=valgrind, a leak or memory error makes the exit status
+        non-zero, so this is where those checkers speak."""
+        rc = proc.stop(grace=30.0)
+        check(rc == 0, "proxy exit status %s after SIGTERM: %s"
+              % (rc, " | ".join(proc.log_tail())))
+
     def start_proxy(self, config_text, name="proxy", timeout=10.0):
         """Start the proxy and wait (bounded) for "listening on 127.0.0.1:PORT"
         on its stderr."""
         proc, cfg = self.spawn_proxy(config_text, name)
+        if os.environ.get("SLUICE_WRAP"):
+            timeout *= 6  # valgrind starts slowly
         deadline = time.monotonic() + timeout
         while True:
             with open(proc.log_path, "rb") as f:

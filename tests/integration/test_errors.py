@@ -197,4 +197,6 @@ env.case("client closes mid-body (FIN): proxy cleans up, keeps serving",
 env.case("client resets mid-body (RST): proxy cleans up, keeps serving",
          client_leaves_mid_body, True)
 env.case("proxy still alive and serving after all errors", still_serving)
+env.case("proxy exits 0 on SIGTERM (no leak or memory error reported)",
+         lambda: env.stop_clean(proxy()))
 env.finish()

@@ -332,4 +332,6 @@ env.case("round-robin over two origins", round_robin)
 env.case("least-conn avoids the busy origin", least_conn)
 env.case("refusing upstream skipped, next server used", dead_upstream_skipped)
 env.case("proxy still running after all cases", lambda: check(proxy().alive(), "proxy exited"))
+env.case("proxy exits 0 on SIGTERM (no leak or memory error reported)",
+         lambda: env.stop_clean(proxy()))
 env.finish()
