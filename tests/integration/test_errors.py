@@ -97,6 +97,41 @@ def all_upstreams_refused():
     check(px.alive(), "proxy exited after a refused upstream")
 
 
+def connect_timeout():
+    """An upstream whose accept queue is full drops our SYN (Linux, with
+    tcp_abort_on_overflow 0), so the connect hangs: a real connect timeout
+    on loopback.  connect_timeout 1s -> 504, in about a second."""
+    import socket
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    fillers = []
+    try:
+        # Fill the accept queue (backlog 0 holds one), never accept; each
+        # filler connect is bounded.
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+            fillers.append(f)
+        time.sleep(0.2)
+        px = env.start_proxy(config(["127.0.0.1:%d" % port],
+                                    upstream={"connect_timeout": "1s"}),
+                             name="proxy-connect-timeout")
+        t0 = time.monotonic()
+        r = harness.get(px.port, "/bytes/1k", timeout=15)
+        took = time.monotonic() - t0
+        env.note("full accept queue -> %s after %.2f s" % (r.status, took))
+        check(r.status == 504, "status %s, expected 504" % r.status)
+        check("close" in r.tokens("connection"), "504 without Connection: close")
+        env.stop_clean(px)
+    finally:
+        for f in fillers:
+            f.close()
+        lst.close()
+
+
 def status_of(target, expected):
     t0 = time.monotonic()
     r = harness.get(proxy().port, target, timeout=15)
@@ -178,10 +213,9 @@ env.case("two differing Content-Length -> 400", bad_framing,
          b"POST /sha256 HTTP/1.1\r\n" + H +
          b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
 env.case("all upstreams refuse -> 502", all_upstreams_refused)
+env.case("connect timeout (upstream accept queue full) -> 504", connect_timeout)
 env.case("upstream answers garbage -> 502", status_of, "/garbage", 502)
 env.case("upstream head slower than read_timeout 1s -> 504", status_of, "/slow-head/5", 504)
-# No connect_timeout case: on loopback a connect is answered at once (accepted
-# or refused), so a connect that hangs cannot be made without other hosts.
 env.case("upstream reset mid-body (Content-Length) is visible", truncated,
          "/reset-after/1M?total=4M", 4 * MiB)
 env.case("upstream FIN mid-body (Content-Length) is visible", truncated,
