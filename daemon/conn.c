@@ -804,19 +804,38 @@ feed_client(struct conn *c, const char *data, size_t n)
 	flush_upstream(c);
 }
 
+/* Both alloc callbacks: the next read lands in the pipe it feeds; the
+ * block is held in rd_block until the read callback is done with it. */
 static void
-conn_on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+reserve_read(struct conn *c, struct pipe *p, uv_buf_t *buf)
 {
-	struct conn *c = h->data;
 	size_t len;
 
-	(void)hint;
-	if (pipe_reserve(&c->up, &buf->base, &len, &c->rd_block) < 0) {
+	if (pipe_reserve(p, &buf->base, &len, &c->rd_block) < 0) {
 		*buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
 		c->rd_block = NULL;
 		return;
 	}
 	buf->len = len;
+}
+
+/* Both read callbacks end here: drops the read's block reference. */
+static void
+release_read(struct conn *c, struct block *b)
+{
+	if (b != NULL)
+		block_unref(b);
+	if (c->rd_block == b)
+		c->rd_block = NULL;
+}
+
+static void
+conn_on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+
+	(void)hint;
+	reserve_read(c, &c->up, buf);
 }
 
 static void
@@ -852,10 +871,7 @@ conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	} else if (nread < 0) {
 		client_eof(c, nread);
 	}
-	if (b != NULL)
-		block_unref(b);
-	if (c->rd_block == b)
-		c->rd_block = NULL;
+	release_read(c, b);
 }
 
 /* ---- the response (upstream -> client) ------------------------------- */
@@ -1028,15 +1044,9 @@ static void
 conn_on_upstream_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct conn *c = container_of((uv_tcp_t *)h, struct conn, upstream);
-	size_t len;
 
 	(void)hint;
-	if (pipe_reserve(&c->down, &buf->base, &len, &c->rd_block) < 0) {
-		*buf = uv_buf_init(NULL, 0);
-		c->rd_block = NULL;
-		return;
-	}
-	buf->len = len;
+	reserve_read(c, &c->down, buf);
 }
 
 static void
@@ -1073,10 +1083,7 @@ conn_on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	} else if (nread < 0) {
 		upstream_eof(c, nread);
 	}
-	if (b != NULL)
-		block_unref(b);
-	if (c->rd_block == b)
-		c->rd_block = NULL;
+	release_read(c, b);
 }
 
 /* ---- connecting to the upstream -------------------------------------- */
