@@ -313,6 +313,31 @@ def dead_upstream_skipped():
     check(ids == ["alive"] * 4, "with one refusing upstream, answers came from %r" % ids)
 
 
+def socket_options_logged():
+    """The socket settings are applied and read back with getsockopt at
+    debug level: SO_RCVBUF/SO_SNDBUF come back doubled by the kernel."""
+    import re
+    px = env.start_proxy(config(
+        [S["origin"].addr],
+        upstream={"rcvbuf": "128k", "window_clamp": "40k", "user_timeout": "5s"},
+        client={"sndbuf": "256k", "user_timeout": "7s"},
+        log={"level": "debug"}), name="proxy-sockopt")
+    r = harness.get(px.port, "/bytes/64k")
+    check(r.status == 200, "status %s" % r.status)
+    env.stop_clean(px)
+    log = open(px.log_path, "rb").read().decode(errors="replace")
+    up = re.search(r"upstream \S+ socket: (.*)", log)
+    cl = re.search(r"client \S+ socket: (.*)", log)
+    check(up and cl, "no socket read-back lines at debug level: %r" % log[-800:])
+    env.note("upstream: %s" % up.group(1))
+    env.note("client: %s" % cl.group(1))
+    check("rcvbuf=262144" in up.group(1), "upstream SO_RCVBUF not 2*128k: %s" % up.group(1))
+    check("window_clamp=40960" in up.group(1), "upstream clamp not 40k: %s" % up.group(1))
+    check("user_timeout=5000ms" in up.group(1), "upstream user_timeout: %s" % up.group(1))
+    check("sndbuf=524288" in cl.group(1), "client SO_SNDBUF not 2*256k: %s" % cl.group(1))
+    check("user_timeout=7000ms" in cl.group(1), "client user_timeout: %s" % cl.group(1))
+
+
 env.case("setup: origin and proxy start", setup, keep_processes=True)
 env.case("256 MiB Content-Length body byte-exact", relay_256m, "cl")
 env.case("256 MiB chunked body byte-exact", relay_256m, "chunked")
@@ -331,6 +356,7 @@ env.case("hop-by-hop headers removed, Via and X-Forwarded-For added", hop_by_hop
 env.case("round-robin over two origins", round_robin)
 env.case("least-conn avoids the busy origin", least_conn)
 env.case("refusing upstream skipped, next server used", dead_upstream_skipped)
+env.case("socket options applied and read back at debug level", socket_options_logged)
 env.case("proxy still running after all cases", lambda: check(proxy().alive(), "proxy exited"))
 env.case("proxy exits 0 on SIGTERM (no leak or memory error reported)",
          lambda: env.stop_clean(proxy()))
