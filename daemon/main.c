@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "origin.h"
 #include "proxy.h"
 #include "version.h"
 
@@ -21,7 +22,10 @@ usage(FILE *out)
 	    "  sluice proxy -c FILE     run the reverse proxy in the "
 	    "foreground\n"
 	    "  sluice check -c FILE     validate a proxy config (exit 0 or 2)\n"
-	    "  sluice help [config [--ini]]\n"
+	    "  sluice origin --listen ADDR [options]\n"
+	    "                           the testbed's fast origin (sluice help "
+	    "origin)\n"
+	    "  sluice help [origin|fetch|config [--ini]]\n"
 	    "                           this text, or every config key as a\n"
 	    "                           markdown table (or as a commented "
 	    "INI)\n"
@@ -82,6 +86,10 @@ main(int argc, char **argv)
 	}
 	if (strcmp(verb, "help") == 0 || strcmp(verb, "--help") == 0 ||
 	    strcmp(verb, "-h") == 0) {
+		if (argc > 2 && strcmp(argv[2], "origin") == 0) {
+			origin_usage(stdout);
+			return 0;
+		}
 		if (argc > 2 && strcmp(argv[2], "config") == 0) {
 			if (argc > 3 && strcmp(argv[3], "--ini") == 0)
 				config_print_ini(stdout);
@@ -92,6 +100,8 @@ main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (strcmp(verb, "origin") == 0)
+		return origin_main(argc - 1, argv + 1);
 	if (strcmp(verb, "proxy") == 0 || strcmp(verb, "check") == 0) {
 		if ((cfg = config_arg(argc, argv)) == NULL) {
 			fprintf(
