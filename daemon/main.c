@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "fetch.h"
 #include "origin.h"
 #include "proxy.h"
 #include "version.h"
@@ -25,6 +26,9 @@ usage(FILE *out)
 	    "  sluice origin --listen ADDR [options]\n"
 	    "                           the testbed's fast origin (sluice help "
 	    "origin)\n"
+	    "  sluice fetch URL [options]\n"
+	    "                           the testbed's slow, verifying client\n"
+	    "                           (sluice help fetch)\n"
 	    "  sluice help [origin|fetch|config [--ini]]\n"
 	    "                           this text, or every config key as a\n"
 	    "                           markdown table (or as a commented "
@@ -90,6 +94,10 @@ main(int argc, char **argv)
 			origin_usage(stdout);
 			return 0;
 		}
+		if (argc > 2 && strcmp(argv[2], "fetch") == 0) {
+			fetch_usage(stdout);
+			return 0;
+		}
 		if (argc > 2 && strcmp(argv[2], "config") == 0) {
 			if (argc > 3 && strcmp(argv[3], "--ini") == 0)
 				config_print_ini(stdout);
@@ -102,6 +110,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(verb, "origin") == 0)
 		return origin_main(argc - 1, argv + 1);
+	if (strcmp(verb, "fetch") == 0)
+		return fetch_main(argc - 1, argv + 1);
 	if (strcmp(verb, "proxy") == 0 || strcmp(verb, "check") == 0) {
 		if ((cfg = config_arg(argc, argv)) == NULL) {
 			fprintf(
