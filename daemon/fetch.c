@@ -37,6 +37,7 @@
 
 #include "fetch.h"
 #include "http.h"
+#include "json.h"
 #include "pattern.h"
 #include "range.h"
 #include "units.h"
@@ -844,8 +845,9 @@ print_json(const struct fetch *f, double seconds)
 		verified = f->corrupt            ? "false"
 		    : f->outcome == OUT_COMPLETE ? "true"
 		                                 : "null";
-	printf("{\"url\":\"%s\",\"status\":%d,\"expected_bytes\":", f->opt.url,
-	    f->status);
+	printf("{\"url\":");
+	json_string(stdout, f->opt.url);
+	printf(",\"status\":%d,\"expected_bytes\":", f->status);
 	if (f->expected == UINT64_MAX)
 		printf("null");
 	else
@@ -857,8 +859,10 @@ print_json(const struct fetch *f, double seconds)
 	    seconds, seconds > 0 ? (double)f->received * 8 / seconds : 0.0);
 	if (f->corrupt)
 		printf(",\"first_bad_offset\":%" PRIu64, f->first_bad);
-	if (f->outcome != OUT_COMPLETE)
-		printf(",\"error\":\"%s\"", f->why);
+	if (f->outcome != OUT_COMPLETE) {
+		printf(",\"error\":");
+		json_string(stdout, f->why);
+	}
 	printf("}\n");
 }
 

@@ -53,6 +53,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "origin.h"
 #include "pattern.h"
@@ -183,15 +184,19 @@ json_line(struct oconn *c)
 	unsent = c->body_total > acked ? c->body_total - acked : 0;
 	fprintf(out,
 	    "{\"event\":\"origin_conn\",\"peer\":\"%s\",\"requests\":%d,"
-	    "\"path\":\"%s\",\"status\":%d,\"body_bytes\":%" PRIu64
+	    "\"path\":",
+	    c->peer, c->requests);
+	json_string(out, c->path); /* the client's bytes: escaped */
+	fprintf(out,
+	    ",\"status\":%d,\"body_bytes\":%" PRIu64
 	    ",\"bytes_written\":%" PRIu64 ",\"bytes_acked\":%" PRIu64
 	    ",\"bytes_unsent\":%" PRIu64 ",\"queued_at_close\":%" PRId64
 	    ",\"zero_window_s\":%.3f,\"probes\":%u,\"gave_up\":%s%s%s,"
 	    "\"duration_s\":%.3f}\n",
-	    c->peer, c->requests, c->path, c->status, c->body_total,
-	    c->body_written, acked, unsent, c->queued_at_close,
-	    (double)c->zw_ms / 1000.0, c->probes, c->gave_up ? "\"" : "",
-	    c->gave_up ? c->gave_up : "null", c->gave_up ? "\"" : "",
+	    c->status, c->body_total, c->body_written, acked, unsent,
+	    c->queued_at_close, (double)c->zw_ms / 1000.0, c->probes,
+	    c->gave_up ? "\"" : "", c->gave_up ? c->gave_up : "null",
+	    c->gave_up ? "\"" : "",
 	    (double)(now_ms(c->o) - c->t_start) / 1000.0);
 	fflush(out);
 }
