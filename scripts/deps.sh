@@ -1,11 +1,23 @@
 #!/bin/sh
 # Installs what sluice needs to build and test, from Debian 12's packages
 # only.  llhttp comes as C sources in node-llhttp; meson compiles them.
+# nginx-light is a real peer in the tests; its package would start a
+# system nginx on port 80, so services are kept from starting during the
+# install (policy-rc.d), and the tests run their own nginx on loopback.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+policy=/usr/sbin/policy-rc.d
+own_policy=no
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	own_policy=yes
+fi
+trap '[ "$own_policy" = yes ] && rm -f "$policy"' EXIT
 apt-get install -y -qq --no-install-recommends \
 	gcc libc6-dev meson ninja-build pkg-config \
 	libuv1-dev libinih-dev libcmocka-dev node-llhttp \
-	python3 curl procps ca-certificates clang-format valgrind >/dev/null
+	python3 curl procps ca-certificates clang-format valgrind \
+	nginx-light >/dev/null
 echo "deps: installed"
