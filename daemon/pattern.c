@@ -1,10 +1,10 @@
 /*
  * pattern: see pattern.h.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "pattern.h"
@@ -91,6 +91,18 @@ pattern_check(uint64_t key, uint64_t off, const void *buf, size_t len)
 	return len;
 }
 
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 void
 pattern_etag(uint64_t key, uint64_t size, char *out, size_t len)
 {
@@ -100,19 +112,27 @@ pattern_etag(uint64_t key, uint64_t size, char *out, size_t len)
 int
 pattern_etag_key(const char *etag, size_t len, uint64_t *key)
 {
-	char buf[64], *end;
-	unsigned long long k;
+	static const char prefix[] = "\"sluice-";
+	const size_t plen = sizeof(prefix) - 1;
+	uint64_t k = 0;
+	size_t i;
 
-	if (len < 2 || len >= sizeof(buf) || etag[0] != '"')
+	/* Exactly: "sluice-<16 hex digits>-<decimal digits>" */
+	if (len < plen + 16 + 3 || memcmp(etag, prefix, plen) != 0 ||
+	    etag[len - 1] != '"')
 		return -EINVAL;
-	memcpy(buf, etag, len);
-	buf[len] = '\0';
-	if (strncmp(buf, "\"sluice-", 8) != 0 || strlen(buf) < 8 + 16 + 3)
+	for (i = plen; i < plen + 16; i++) {
+		int d = hexval(etag[i]);
+
+		if (d < 0)
+			return -EINVAL;
+		k = k << 4 | (uint64_t)d;
+	}
+	if (etag[i++] != '-' || i == len - 1)
 		return -EINVAL;
-	errno = 0;
-	k = strtoull(buf + 8, &end, 16);
-	if (errno != 0 || end != buf + 8 + 16 || *end != '-')
-		return -EINVAL;
+	for (; i < len - 1; i++)
+		if (!isdigit((unsigned char)etag[i]))
+			return -EINVAL;
 	*key = k;
 	return 0;
 }

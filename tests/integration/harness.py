@@ -9,6 +9,11 @@ Each test script does:
     ...
     env.finish()                                      # "N passed, M failed"
 
+For `sluice origin` and `sluice fetch` (tests/integration/test_peers.py):
+env.start_sluice_origin(args), env.run_fetch(url, args) (its --json object in
+.json), env.start_nginx(root), and sluice_bytes()/sluice_sha256()/sluice_etag(),
+a port of daemon/pattern.c.
+
 Everything binds port 0 on 127.0.0.1; every wait is bounded; every process
 the harness starts is stopped (SIGTERM, then SIGKILL after 5 s) at the end of
 the case that started it, at finish(), at exit, and on SIGTERM/SIGINT of the
@@ -19,12 +24,14 @@ import argparse
 import atexit
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -146,6 +153,68 @@ def sha256_file(path):
             if not b:
                 return h.hexdigest()
             h.update(b)
+
+
+# ---------------------------------------------------------------------------
+# sluice's own body pattern (daemon/pattern.h), served by `sluice origin`
+# ---------------------------------------------------------------------------
+
+_M64 = (1 << 64) - 1
+_PHI = 0x9e3779b97f4a7c15
+
+
+def _mix64(z):
+    """splitmix64's finaliser, mod 2^64."""
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & _M64
+    return z ^ (z >> 31)
+
+
+def sluice_key(name="sluice"):
+    """pattern_key(name): FNV-1a-64 of the name, then mixed."""
+    h = 0xcbf29ce484222325
+    for c in name.encode():
+        h = ((h ^ c) * 0x100000001b3) & _M64
+    return _mix64(h)
+
+
+def _sluice_words(key, j, count):
+    """count pattern words from word j, little-endian bytes."""
+    out = []
+    z = (key + j * _PHI) & _M64
+    for _ in range(count):
+        y = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & _M64
+        y = ((y ^ (y >> 27)) * 0x94d049bb133111eb) & _M64
+        out.append(y ^ (y >> 31))
+        z = (z + _PHI) & _M64
+    return struct.pack("<%dQ" % count, *out)
+
+
+def sluice_bytes(off, n, key=None):
+    """Bytes off .. off+n-1 of the sluice pattern (default key "sluice").
+    Pure Python: about 15 MB/s, so keep n to a few MiB."""
+    key = sluice_key() if key is None else key
+    j0 = off // 8
+    j1 = (off + n + 7) // 8
+    skip = off - j0 * 8
+    return _sluice_words(key, j0, j1 - j0)[skip:skip + n]
+
+
+def sluice_sha256(n, key=None):
+    """Hex SHA-256 of the first n bytes of the sluice pattern."""
+    h = hashlib.sha256()
+    off = 0
+    while off < n:
+        k = min(n - off, 1 * MiB)
+        h.update(sluice_bytes(off, k, key))
+        off += k
+    return h.hexdigest()
+
+
+def sluice_etag(size, key=None):
+    """The strong ETag `sluice origin` sends for a body of size bytes."""
+    key = sluice_key() if key is None else key
+    return '"sluice-%016x-%d"' % (key, size)
 
 
 # ---------------------------------------------------------------------------
@@ -595,6 +664,67 @@ class CurlResult:
 
 
 # ---------------------------------------------------------------------------
+# sluice fetch
+# ---------------------------------------------------------------------------
+
+class FetchResult:
+    """What one `sluice fetch` run did: exit status, its --json object (or
+    None), the tail of its stdout, its stderr and the wall time."""
+
+    def __init__(self):
+        self.rc = None
+        self.json = None
+        self.stdout_len = 0
+        self.stdout_tail = b""
+        self.stderr = ""
+        self.wall = None
+        self.cmd = []
+
+    def get(self, key, default=None):
+        return (self.json or {}).get(key, default)
+
+    def describe(self):
+        return "fetch rc=%s json=%s stderr=%r" % (
+            self.rc, json.dumps(self.json) if self.json is not None
+            else "(none; stdout %d bytes, tail %r)" % (self.stdout_len, self.stdout_tail[-200:]),
+            self.stderr[-400:])
+
+
+def _last_json_object(data):
+    """The last line of data that parses as a JSON object, or None."""
+    for line in reversed(data.splitlines()):
+        line = line.strip()
+        if line.startswith(b"{"):
+            try:
+                obj = json.loads(line.decode("utf-8", "replace"))
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+    return None
+
+
+def read_json_lines(path):
+    """Every line of path that parses as a JSON object (a missing file: [])."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    out = []
+    for line in data.splitlines():
+        line = line.strip()
+        if line.startswith(b"{"):
+            try:
+                obj = json.loads(line.decode("utf-8", "replace"))
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+    return out
+
+
+# ---------------------------------------------------------------------------
 # The test environment
 # ---------------------------------------------------------------------------
 
@@ -722,6 +852,153 @@ class Env:
         self.processes[self.processes.index(proc)] = px
         return px
 
+    def _wait_listening(self, proc, what, timeout):
+        """Poll proc's log for "listening on 127.0.0.1:PORT"; returns PORT."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(proc.log_path, "rb") as f:
+                m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", f.read())
+            if m:
+                return int(m.group(1))
+            if not proc.alive():
+                raise AssertionError("%s exited with %s before listening: %s"
+                                     % (what, proc.popen.returncode, " | ".join(proc.log_tail())))
+            if time.monotonic() > deadline:
+                raise AssertionError("%s did not report listening in %.0f s: %s"
+                                     % (what, timeout, " | ".join(proc.log_tail())))
+            time.sleep(0.02)
+
+    def start_sluice_origin(self, args=(), name="sluice-origin", timeout=10.0):
+        """Start `sluice origin --listen 127.0.0.1:0 ARGS...` (stderr to a
+        log file) and wait for its listening line; returns an Origin."""
+        self.need_sluice()
+        log = self.path(name + ".stderr")
+        errf = open(log, "wb")
+        wrap = os.environ.get("SLUICE_WRAP", "").split()
+        cmd = wrap + [self.sluice, "origin", "--listen", "127.0.0.1:0"] + list(args)
+        p = subprocess.Popen(cmd, stdout=errf, stderr=errf, stdin=subprocess.DEVNULL,
+                             preexec_fn=_die_with_parent)
+        errf.close()
+        proc = Process(name, p, log)
+        self.processes.append(proc)
+        if wrap:
+            timeout *= 6
+        port = self._wait_listening(proc, "sluice origin", timeout)
+        o = Origin(name, p, log, port)
+        self.processes[self.processes.index(proc)] = o
+        return o
+
+    def run_fetch(self, url, args=(), timeout=60.0, json_out=True):
+        """Run `sluice fetch URL ARGS... [--json]` to completion (killed after
+        timeout s, which fails the case); returns a FetchResult whose .json
+        is the last JSON object line of its stdout (or of its stderr)."""
+        self.need_sluice()
+        res = FetchResult()
+        res.cmd = [self.sluice, "fetch", url] + list(args) + (["--json"] if json_out else [])
+        errpath = self.path("fetch.stderr")
+        errf = open(errpath, "wb")
+        t0 = time.monotonic()
+        p = subprocess.Popen(res.cmd, stdout=subprocess.PIPE, stderr=errf,
+                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        errf.close()
+        tail_buf = bytearray()
+        try:
+            fd = p.stdout.fileno()
+            deadline = t0 + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("sluice fetch %s did not finish within %.0f s"
+                                         % (url, timeout))
+                r, _, _ = select.select([fd], [], [], left)
+                if not r:
+                    continue
+                data = os.read(fd, 1 * MiB)
+                if not data:
+                    break
+                res.stdout_len += len(data)
+                tail_buf += data
+                if len(tail_buf) > 256 * KiB:
+                    del tail_buf[:-64 * KiB]
+            res.rc = p.wait(max(1.0, deadline - time.monotonic()))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+            p.stdout.close()
+        res.wall = time.monotonic() - t0
+        res.stdout_tail = bytes(tail_buf[-64 * KiB:])
+        with open(errpath, "rb") as f:
+            err = f.read()
+        res.stderr = err.decode("utf-8", "replace")
+        res.json = _last_json_object(res.stdout_tail)
+        if res.json is None:
+            res.json = _last_json_object(err)
+        return res
+
+    def start_nginx(self, root, timeout=10.0):
+        """Start nginx (master process, not daemonised) serving root on an
+        ephemeral 127.0.0.1 port, with every path it writes in the temp dir;
+        returns an Origin.  Its workers may run as another user (nobody or
+        www-data when started as root), so root must be world-readable."""
+        exe = shutil.which("nginx") or next(
+            (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)),
+            None)
+        check(exe, "nginx is not installed (Debian: apt-get install nginx-light)")
+        os.chmod(self.tmp, 0o755)      # workers must reach root through it
+        for attempt in range(3):
+            port = free_port_refused()
+            d = self.path("nginx")
+            os.mkdir(d)
+            os.chmod(d, 0o755)
+            conf = os.path.join(d, "nginx.conf")
+            log = os.path.join(d, "error.log")
+            with open(conf, "w") as f:
+                f.write("daemon off;\n"
+                        "master_process on;\n"
+                        "worker_processes 1;\n"
+                        "pid %(d)s/nginx.pid;\n"
+                        "error_log %(log)s info;\n"
+                        "events { worker_connections 64; }\n"
+                        "http {\n"
+                        "  access_log off;\n"
+                        "  client_body_temp_path %(d)s/client_body;\n"
+                        "  proxy_temp_path %(d)s/proxy;\n"
+                        "  fastcgi_temp_path %(d)s/fastcgi;\n"
+                        "  uwsgi_temp_path %(d)s/uwsgi;\n"
+                        "  scgi_temp_path %(d)s/scgi;\n"
+                        "  server {\n"
+                        "    listen 127.0.0.1:%(port)d;\n"
+                        "    root %(root)s;\n"
+                        "  }\n"
+                        "}\n" % {"d": d, "log": log, "port": port, "root": root})
+            p = subprocess.Popen([exe, "-p", d, "-e", log, "-c", conf],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            proc = Origin("nginx", p, log, port)
+            self.processes.append(proc)
+
+            def up():
+                if not proc.alive():
+                    return "exited"
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return "up"
+                except OSError:
+                    return None
+            state = wait_until(up, timeout)
+            if state == "up":
+                return proc
+            proc.stop()
+            self.processes.remove(proc)
+            if state is None:
+                raise AssertionError("nginx did not listen within %.0f s: %s"
+                                     % (timeout, " | ".join(tail(log))))
+            if attempt == 2 or "Address already in use" not in "\n".join(tail(log)):
+                raise AssertionError("nginx exited with %s: %s"
+                                     % (p.returncode, " | ".join(tail(log))))
+        raise AssertionError("unreachable")
+
     # ---- curl -----------------------------------------------------------
     def curl(self, args, timeout=60.0, write_out=None):
         """Run curl, streaming its stdout (the body) through a PatternSink.
@@ -796,7 +1073,7 @@ class Env:
                 for line in traceback.format_exc().splitlines():
                     print("#   " + line)
             for proc in self.processes:
-                if isinstance(proc, Proxy) or proc.name.startswith("proxy"):
+                if isinstance(proc, Proxy) or proc.name.startswith(("proxy", "sluice")):
                     for line in proc.log_tail(8):
                         print("#   [%s stderr] %s" % (proc.name, line))
             sys.stdout.flush()
