@@ -26,7 +26,8 @@
 #define DAY_MS     (24 * HOUR_MS)
 
 static const char *const balance_names[] = {"round-robin", "least-conn", NULL};
-static const char *const policy_names[] = {"pause", NULL};
+static const char *const policy_names[] = {"pause", "spill", "pace", NULL};
+static const char *const onoff_names[] = {"off", "on", NULL};
 static const char *const level_names[] = {
     "error", "warn", "info", "debug", NULL};
 
@@ -68,6 +69,16 @@ const struct config_key config_keys[] = {
     {"client", "max_header_size", CT_SIZE, OFF(client.max_header_size), 1 * KiB,
         1 * MiB, NULL, "32k",
         "largest request head accepted; a larger one gets 431"},
+    {"client", "zwp_timeout", CT_DURATION, OFF(client.zwp_timeout), 0, DAY_MS,
+        NULL, "5m",
+        "close a client whose receive window stayed zero, with data waiting, "
+        "this long (0: never); the seed article's zero-window DoS defence"},
+    {"client", "zwp_probes", CT_COUNT, OFF(client.zwp_probes), 0, 64, NULL, "0",
+        "the same rule as a number of zero-window probes with exponential "
+        "backoff from zwp_interval; converted to a time, also set as "
+        "TCP_USER_TIMEOUT (0: off)"},
+    {"client", "zwp_interval", CT_DURATION, OFF(client.zwp_interval), 1,
+        HOUR_MS, NULL, "200ms", "the first probe interval for zwp_probes"},
     {"buffer", "policy", CT_ENUM, OFF(buffer.policy), 0, 0, policy_names,
         "pause",
         "backpressure policy: pause stops reading the upstream at "
@@ -81,9 +92,38 @@ const struct config_key config_keys[] = {
     {"buffer", "block_size", CT_SIZE, OFF(buffer.block_size), 4 * KiB, 16 * MiB,
         NULL, "64k",
         "size of the pooled blocks that reads land in and writes send"},
+    {"buffer", "spill_dir", CT_PATH, OFF(buffer.spill_dir), 0, 0, NULL,
+        "/var/tmp",
+        "directory of the spool files (policy spill); each is unlinked at "
+        "once, so nothing is left behind"},
+    {"buffer", "spill_limit", CT_SIZE, OFF(buffer.spill_limit), 64 * KiB,
+        1024 * GiB, NULL, "1G",
+        "spooled bytes one download may hold ahead of its client; past it "
+        "the download pauses (space is reclaimed as the client drains)"},
+    {"buffer", "spill_total", CT_SIZE, OFF(buffer.spill_total), 64 * KiB,
+        64 * 1024 * GiB, NULL, "16G",
+        "spooled bytes the whole process may hold"},
+    {"buffer", "resume", CT_ENUM, OFF(buffer.resume), 0, 0, onoff_names, "off",
+        "on: an upstream that dies mid-body is asked for the rest with "
+        "Range and If-Range, and the client's body goes on"},
+    {"buffer", "resume_attempts", CT_COUNT, OFF(buffer.resume_attempts), 0, 100,
+        NULL, "3",
+        "resumes in a row that bring no new byte, at most (a body that "
+        "keeps coming is followed to its end)"},
+    {"buffer", "resume_backoff", CT_DURATION, OFF(buffer.resume_backoff), 0,
+        HOUR_MS, NULL, "1s", "wait before each resume attempt"},
+    {"buffer", "memory_limit", CT_SIZE, OFF(buffer.memory_limit), 0, 1024 * GiB,
+        NULL, "1G",
+        "bytes buffered in memory by all downloads together (0: no limit); "
+        "when reached, downloads pause (or spill) their upstream reads"},
     {"log", "level", CT_ENUM, OFF(log.level), 0, 0, level_names, "info",
         "error, warn, info or debug (debug also logs socket options read "
         "back)"},
+    {"log", "access", CT_PATH, OFF(log.access), 0, 0, NULL, "",
+        "file that gets one JSON line per finished download (empty: stderr)"},
+    {"admin", "address", CT_OPT_ADDRESS, OFF(admin.address), 0, 0, NULL, "",
+        "host:port serving GET /metrics (Prometheus) and GET /connections "
+        "(JSON) (empty: none)"},
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 
@@ -285,6 +325,49 @@ set_value(struct parse *p, const struct config_key *k, const char *v,
 		}
 		*(int *)(base + k->offset) = i;
 		return 0;
+	case CT_COUNT: {
+		char *end;
+
+		errno = 0;
+		u = strtoull(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || errno != 0) {
+			*why = "not a whole number";
+			return -EINVAL;
+		}
+		if (u < k->min || u > k->max) {
+			snprintf(msg, sizeof(msg),
+			    "out of range (%llu to %llu)",
+			    (unsigned long long)k->min,
+			    (unsigned long long)k->max);
+			*why = msg;
+			return -ERANGE;
+		}
+		*(uint64_t *)(base + k->offset) = u;
+		return 0;
+	}
+	case CT_PATH:
+		if (strlen(v) >= CONFIG_PATH_MAX) {
+			*why = "too long";
+			return -ENAMETOOLONG;
+		}
+		snprintf(base + k->offset, CONFIG_PATH_MAX, "%s", v);
+		return 0;
+	case CT_OPT_ADDRESS:
+		if (*v == '\0') {
+			memset(
+			    base + k->offset, 0, sizeof(struct sockaddr_any));
+			return 0;
+		}
+		rc = config_parse_address(
+		    v, 1, (struct sockaddr_any *)(base + k->offset));
+		if (rc < 0) {
+			*why = rc == -ENOENT
+			    ? "host name does not resolve"
+			    : "not an address (host:port or [v6]:port), "
+			      "or empty for none";
+			return rc;
+		}
+		return 0;
 	case CT_ADDRESS:
 	case CT_SERVER: {
 		struct sockaddr_any *a =
@@ -458,6 +541,22 @@ check(struct parse *p)
 {
 	struct config *c = p->cfg;
 
+	if (c->buffer.policy == POLICY_SPILL &&
+	    c->buffer.spill_dir[0] == '\0') {
+		fail(p, config_line(c, "buffer", "spill_dir"), "buffer",
+		    "spill_dir", "policy spill needs a spill_dir");
+		return -1;
+	}
+	if (c->buffer.memory_limit != 0 &&
+	    c->buffer.memory_limit < c->buffer.high_watermark) {
+		fail(p, config_line(c, "buffer", "memory_limit"), "buffer",
+		    "memory_limit",
+		    "memory_limit (%llu) is below high_watermark (%llu)",
+		    (unsigned long long)c->buffer.memory_limit,
+		    (unsigned long long)c->buffer.high_watermark);
+		return -1;
+	}
+
 	if (c->buffer.low_watermark > c->buffer.high_watermark) {
 		const char *key = config_line(c, "buffer", "low_watermark")
 		    ? "low_watermark"
@@ -528,6 +627,24 @@ void
 config_free(struct config *cfg)
 {
 	free(cfg);
+}
+
+uint64_t
+config_client_zwp_ms(const struct config *cfg)
+{
+	uint64_t t = 0, step = cfg->client.zwp_interval;
+	uint64_t zt = cfg->client.zwp_timeout;
+
+	if (cfg->client.zwp_probes != 0) {
+		for (uint64_t k = 0; k < cfg->client.zwp_probes; k++) {
+			t += step < 120000 ? step : 120000;
+			if (step < 120000)
+				step *= 2;
+		}
+	}
+	if (t == 0)
+		return zt;
+	return zt != 0 && zt < t ? zt : t;
 }
 
 int
@@ -601,6 +718,12 @@ type_name(const struct config_key *k)
 		return "address";
 	case CT_SERVER:
 		return "address, repeatable";
+	case CT_COUNT:
+		return "count";
+	case CT_PATH:
+		return "path";
+	case CT_OPT_ADDRESS:
+		return "address or empty";
 	}
 	return "?";
 }
@@ -625,6 +748,10 @@ config_print_markdown(FILE *out)
 			    units_fmt_duration(k->max, b, sizeof(b)));
 		else if (k->type == CT_ENUM)
 			enum_list(k->names, range, sizeof(range));
+		else if (k->type == CT_COUNT)
+			snprintf(range, sizeof(range), "%llu – %llu",
+			    (unsigned long long)k->min,
+			    (unsigned long long)k->max);
 		fprintf(out, "| [%s] | `%s` | %s | `%s` | %s | %s |\n",
 		    k->section, k->key, type_name(k), k->def, range, k->doc);
 	}

@@ -29,7 +29,11 @@ enum balance {
 
 enum policy {
 	POLICY_PAUSE = 0,
+	POLICY_SPILL,
+	POLICY_PACE,
 };
+
+#define CONFIG_PATH_MAX 256
 
 struct sockaddr_any {
 	struct sockaddr_storage ss;
@@ -56,25 +60,41 @@ struct config {
 		uint64_t user_timeout;    /* ms */
 		uint64_t idle_timeout;    /* ms */
 		uint64_t max_header_size; /* bytes */
+		uint64_t zwp_timeout;     /* ms, 0: off */
+		uint64_t zwp_probes;      /* 0: off */
+		uint64_t zwp_interval;    /* ms */
 	} client;
 	struct {
 		int policy; /* enum policy */
 		uint64_t high_watermark, low_watermark, block_size;
+		char spill_dir[CONFIG_PATH_MAX];
+		uint64_t spill_limit, spill_total; /* bytes */
+		int resume;                        /* 0 off, 1 on */
+		uint64_t resume_attempts;
+		uint64_t resume_backoff; /* ms */
+		uint64_t memory_limit;   /* bytes, 0: none */
 	} buffer;
 	struct {
-		int level; /* enum log_level */
+		int level;                    /* enum log_level */
+		char access[CONFIG_PATH_MAX]; /* "": stderr */
 	} log;
+	struct {
+		struct sockaddr_any address; /* len 0: no admin listener */
+	} admin;
 	/* Line of each key in the file (0: not given), indexed like
 	 * config_keys, for errors found after parsing (e.g. at bind time). */
-	int lines[32];
+	int lines[64];
 };
 
 enum config_type {
 	CT_SIZE,
 	CT_DURATION,
 	CT_ENUM,
-	CT_ADDRESS, /* host:port or [v6]:port, port 0 allowed */
-	CT_SERVER,  /* host:port, repeatable */
+	CT_ADDRESS,     /* host:port or [v6]:port, port 0 allowed */
+	CT_SERVER,      /* host:port, repeatable */
+	CT_COUNT,       /* a whole number, min..max */
+	CT_PATH,        /* a file or directory name ("" allowed) */
+	CT_OPT_ADDRESS, /* like CT_ADDRESS, or "" for none */
 };
 
 struct config_key {
@@ -100,6 +120,14 @@ struct config *config_load(const char *path, char *err, size_t errlen);
 struct config *config_load_string(
     const char *text, const char *name, char *err, size_t errlen);
 void config_free(struct config *cfg);
+
+/*
+ * The zero-window give-up time toward clients: zwp_timeout, or the time
+ * zwp_probes probes take with exponential backoff from zwp_interval
+ * (capped at 120 s, the kernel's TCP_RTO_MAX), whichever is shorter;
+ * 0 when neither is set.
+ */
+uint64_t config_client_zwp_ms(const struct config *cfg);
 
 /* The line a key was given on, or 0. */
 int config_line(const struct config *cfg, const char *section, const char *key);

@@ -43,8 +43,12 @@
 #include "http.h"
 #include "log.h"
 #include "pipe.h"
+#include "json.h"
 #include "proxy.h"
+#include "range.h"
 #include "sockopt.h"
+#include "stats.h"
+#include "tcpinfo.h"
 
 // clang-format off
 #define container_of(ptr, type, member) \
@@ -76,8 +80,10 @@ struct conn {
 
 	uv_tcp_t client;
 	uv_tcp_t upstream;
-	uv_timer_t ctimer; /* client: idle_timeout, lingering close */
+	uv_timer_t ctimer; /* client: idle_timeout, zwp checks, lingering */
 	uv_timer_t utimer; /* upstream: connect_timeout, read_timeout */
+	uv_timer_t ptimer; /* policy pace: the token bucket's tick */
+	uv_timer_t rtimer; /* resume_backoff */
 	uv_connect_t connect_req;
 	uv_write_t cwrite, uwrite;
 	uv_shutdown_t shutdown_req;
@@ -130,6 +136,39 @@ struct conn {
 	unsigned retry_connect : 1, connect_pending : 1;
 	unsigned lingering : 1, shutting : 1;
 	unsigned closing : 1;
+	unsigned logged : 1;         /* the access line of this request */
+	unsigned resuming : 1;       /* the next response continues a body */
+	unsigned resume_wait : 1;    /* a resume is waiting for rtimer */
+	unsigned client_range : 1;   /* the client sent Range */
+	unsigned spill_fellback : 1; /* counted in stats.spill_fallbacks */
+
+	/* the access log and /connections */
+	enum outcome outcome;
+	uint64_t resp_body_in;  /* response body bytes from upstreams */
+	uint64_t peak_mem;      /* most bytes `down` held in memory */
+	uint64_t paused_ms;     /* upstream reads stopped, this request */
+	uint64_t pause_start;   /* when they stopped (0: reading) */
+	uint64_t spilled0;      /* down.spool.written when it began */
+	uint64_t spool_written; /* down.spool.written counted in stats */
+	unsigned spool_starts;  /* down.spool.starts counted in stats */
+
+	/* zero-window watch toward the client */
+	uint64_t czw_since; /* when its window was first seen zero */
+
+	/* policy pace */
+	double pace_rate;      /* the client's drain rate, bytes/s */
+	double pace_tokens;    /* bytes the upstream may still be read */
+	uint64_t pace_drained; /* client bytes since the last tick */
+	uint64_t pace_last;    /* ms of the last tick */
+
+	/* resume */
+	char *req_copy;       /* the request head as sent upstream */
+	int resume_tries;     /* resumes in a row that brought no byte */
+	uint64_t resume_from; /* resp_body_in at the last resume */
+	size_t req_copy_len;
+	char validator[128]; /* strong ETag or Last-Modified */
+	uint64_t resp_total; /* the response's Content-Length */
+	int resumes;
 };
 
 static llhttp_settings_t req_settings, resp_settings;
@@ -141,6 +180,7 @@ static void flush_upstream(struct conn *c);
 static void start_upstream(struct conn *c);
 static void connect_upstream(struct conn *c);
 static void respond_error(struct conn *c, int status, const char *detail);
+static void access_log(struct conn *c);
 static void conn_close(struct conn *c, int reset, const char *reason, int err);
 
 struct conn *
@@ -154,15 +194,35 @@ conn_next(const struct conn *c)
 static void conn_on_ctimer(uv_timer_t *t);
 static void conn_on_utimer(uv_timer_t *t);
 
-/* The client timer is a watchdog: it fires idle_timeout after the last
- * progress with the client, and conn_on_ctimer decides whether the client
- * was really the one holding things up. */
+#define ZWP_CHECK_MS                                                           \
+	250 /* how often a stuck client write looks at TCP_INFO                \
+	     */
+
+/*
+ * The client timer is a watchdog.  While a write to the client is pending
+ * it looks every ZWP_CHECK_MS whether the client's window is zero
+ * (zwp_timeout); otherwise it fires idle_timeout after the last progress,
+ * and conn_on_ctimer decides whether the client was the one holding things
+ * up.
+ */
 static void
 kick_client_timer(struct conn *c)
 {
-	if (!c->closing && !c->lingering)
-		uv_timer_start(
-		    &c->ctimer, conn_on_ctimer, c->cfg->client.idle_timeout, 0);
+	uint64_t zwp = config_client_zwp_ms(c->cfg);
+
+	if (c->closing || c->lingering)
+		return;
+	if (c->cw_busy) {
+		if (zwp != 0)
+			uv_timer_start(&c->ctimer, conn_on_ctimer,
+			    zwp < ZWP_CHECK_MS ? zwp : ZWP_CHECK_MS, 0);
+		else
+			uv_timer_stop(&c->ctimer);
+		return;
+	}
+	c->czw_since = 0;
+	uv_timer_start(
+	    &c->ctimer, conn_on_ctimer, c->cfg->client.idle_timeout, 0);
 }
 
 static void
@@ -203,42 +263,188 @@ update_client_reading(struct conn *c)
 	}
 }
 
-/* Reads the upstream while its response runs and `down` is below its high
- * watermark; the read timer runs exactly while we read. */
+/* memory_limit holds this download's reads (spill writes to disk
+ * instead, while it can). */
+static int
+memory_blocked(const struct conn *c)
+{
+	return c->px->mem_full &&
+	    !(c->cfg->buffer.policy == POLICY_SPILL &&
+	        pipe_can_spool(&c->down));
+}
+
+/* Policy pace: the token bucket allows a read, or memory is nearly empty
+ * (never starve the client while the rate estimate builds). */
+static int
+pace_allows(const struct conn *c)
+{
+	return c->cfg->buffer.policy != POLICY_PACE || c->pace_tokens > 0 ||
+	    pipe_memory(&c->down) < c->px->pool.block_size;
+}
+
+/*
+ * Reads the upstream while its response runs and nothing holds it: the
+ * watermarks of `down`, memory_limit, the pace, a resume in wait.  The read
+ * timer runs exactly while we read; the time we do not is the zero window
+ * the upstream sees, counted in paused_ms.
+ */
 static void
 update_upstream_reading(struct conn *c)
 {
+	uint64_t now;
 	int want;
 
 	if (c->closing || c->ustate != U_OPEN)
 		return;
-	want = !c->resp_done && !c->upstream_failed && !c->down.wm.paused;
+	want = !c->resp_done && !c->upstream_failed && !c->down.wm.paused &&
+	    !memory_blocked(c) && pace_allows(c);
+	now = uv_now(c->px->loop);
 	if (want && !c->ureading) {
 		if (uv_read_start((uv_stream_t *)&c->upstream,
 		        conn_on_upstream_alloc, conn_on_upstream_read) == 0)
 			c->ureading = 1;
 		kick_upstream_timer(c);
+		if (c->pause_start != 0) {
+			c->paused_ms += now - c->pause_start;
+			c->px->stats.paused_ms += now - c->pause_start;
+			c->pause_start = 0;
+		}
 	} else if (!want && c->ureading) {
 		uv_read_stop((uv_stream_t *)&c->upstream);
 		c->ureading = 0;
 		uv_timer_stop(&c->utimer);
+		if (!c->resp_done && !c->upstream_failed) {
+			c->pause_start = now;
+			c->px->stats.upstream_pauses++;
+		}
 	}
 }
 
-/* Applies a watermark transition of `down` (toward the client). */
+/* Ends the pause accounting of a download whose upstream is done. */
+static void
+end_pause(struct conn *c)
+{
+	uint64_t now = uv_now(c->px->loop);
+
+	if (c->pause_start != 0) {
+		c->paused_ms += now - c->pause_start;
+		c->px->stats.paused_ms += now - c->pause_start;
+		c->pause_start = 0;
+	}
+}
+
+/*
+ * Sets the watermarks of `down` for its policy and applies a transition.
+ * pause, pace: memory held against high/low.  spill, while the spool can
+ * take bytes: memory plus spool against high + spill_limit, resuming one
+ * block below it, so the upstream is read as fast as the client drains
+ * once spill_limit is reached (spill_limit bounds the bytes ahead of the
+ * client); when the spool cannot (ENOSPC, spill_total), pause's own marks.
+ */
 static void
 check_down(struct conn *c)
 {
-	enum wm_event ev = wm_check(&c->down.wm, pipe_load(&c->down));
+	const struct config *cfg = c->cfg;
+	struct pipe *d = &c->down;
+	size_t load = pipe_load(d), bs = c->px->pool.block_size;
+	enum wm_event ev;
+	int spooling = cfg->buffer.policy == POLICY_SPILL && pipe_can_spool(d);
 
-	if (ev == WM_PAUSE)
-		log_debug("conn %llu: pause upstream at %zu bytes held",
-		    (unsigned long long)c->id, pipe_load(&c->down));
-	else if (ev == WM_RESUME)
+	if (spooling) {
+		d->wm.high =
+		    cfg->buffer.high_watermark + cfg->buffer.spill_limit;
+		d->wm.low = d->wm.high > bs ? d->wm.high - bs : 0;
+		load += pipe_spooled(d);
+	} else {
+		d->wm.high = cfg->buffer.high_watermark;
+		d->wm.low = cfg->buffer.low_watermark;
+	}
+	d->force_spill = c->px->mem_full;
+	if (pipe_memory(d) > c->peak_mem)
+		c->peak_mem = pipe_memory(d);
+	if (d->spool.starts != c->spool_starts) {
+		log_debug("conn %llu: spill starts at %zu bytes in memory",
+		    (unsigned long long)c->id, pipe_memory(d));
+		c->px->stats.spills += d->spool.starts - c->spool_starts;
+		c->spool_starts = d->spool.starts;
+	}
+	if (d->spool.written != c->spool_written) {
+		c->px->stats.spilled_bytes +=
+		    d->spool.written - c->spool_written;
+		c->spool_written = d->spool.written;
+	}
+	ev = wm_check(&d->wm, load);
+	if (ev == WM_PAUSE) {
+		log_debug("conn %llu: pause upstream at %zu bytes held "
+		          "(%llu spooled)",
+		    (unsigned long long)c->id, pipe_memory(d),
+		    (unsigned long long)pipe_spooled(d));
+		if (cfg->buffer.policy == POLICY_SPILL && !c->spill_fellback) {
+			/* spill_limit reached: pause's rules from here */
+			c->spill_fellback = 1;
+			c->px->stats.spill_fallbacks++;
+		}
+	} else if (ev == WM_RESUME) {
 		log_debug("conn %llu: resume upstream at %zu bytes held",
-		    (unsigned long long)c->id, pipe_load(&c->down));
-	if (ev != WM_NONE)
-		update_upstream_reading(c);
+		    (unsigned long long)c->id, pipe_memory(d));
+	}
+	if (cfg->buffer.policy == POLICY_SPILL && d->spool.failed &&
+	    !c->spill_fellback) {
+		c->spill_fellback = 1;
+		c->px->stats.spill_fallbacks++;
+		log_info(
+		    "conn %llu %s: spool: %s; this download pauses instead",
+		    (unsigned long long)c->id, c->peer,
+		    strerror(-d->spool.err));
+	}
+	update_upstream_reading(c);
+}
+
+void
+conn_wake(struct conn *c)
+{
+	if (!c->closing)
+		check_down(c);
+}
+
+/* Policy pace: every tick, the client's drain rate (smoothed over about a
+ * second) refills the tokens the upstream reads spend. */
+static void
+conn_on_ptimer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	uint64_t now = uv_now(c->px->loop);
+	double dt = (double)(now - c->pace_last) / 1000.0, inst, cap;
+
+	if (c->closing || dt <= 0)
+		return;
+	inst = (double)c->pace_drained / dt;
+	if (c->pace_rate == 0)
+		c->pace_rate = inst;
+	else
+		c->pace_rate += (inst - c->pace_rate) * (dt < 1 ? dt : 1);
+	c->pace_drained = 0;
+	c->pace_last = now;
+	c->pace_tokens += c->pace_rate * dt;
+	cap = c->pace_rate * 0.1;
+	if (cap < 16384)
+		cap = 16384;
+	if (c->pace_tokens > cap)
+		c->pace_tokens = cap;
+	update_upstream_reading(c);
+}
+
+static void
+start_pace(struct conn *c)
+{
+	if (c->cfg->buffer.policy != POLICY_PACE)
+		return;
+	c->pace_rate = 0;
+	c->pace_drained = 0;
+	/* prime the pipe with low_watermark bytes, then follow the client */
+	c->pace_tokens = (double)c->cfg->buffer.low_watermark;
+	c->pace_last = uv_now(c->px->loop);
+	uv_timer_start(&c->ptimer, conn_on_ptimer, 20, 20);
 }
 
 static void
@@ -267,6 +473,7 @@ conn_free(struct conn *c)
 	if (c->left.b != NULL)
 		block_unref(c->left.b);
 	free(c->headbuf);
+	free(c->req_copy);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -339,11 +546,18 @@ conn_close(struct conn *c, int reset, const char *reason, int err)
 			log_info("conn %llu %s: closed: %s",
 			    (unsigned long long)c->id, c->peer, reason);
 	}
+	if (c->req_started && !c->logged) {
+		if (c->outcome == OUTCOME_N)
+			c->outcome = OUTCOME_CLIENT_GONE;
+		access_log(c);
+	}
 	close_upstream(c);
 	release_server(c);
 	c->closing = 1;
 	uv_close((uv_handle_t *)&c->ctimer, conn_on_handle_close);
 	uv_close((uv_handle_t *)&c->utimer, conn_on_handle_close);
+	uv_close((uv_handle_t *)&c->ptimer, conn_on_handle_close);
+	uv_close((uv_handle_t *)&c->rtimer, conn_on_handle_close);
 	if (reset)
 		uv_tcp_close_reset(&c->client, conn_on_handle_close);
 	else
@@ -394,18 +608,56 @@ graceful_close(struct conn *c)
 
 /* ---- the end of a response ------------------------------------------- */
 
+static const char *const policy_names[] = {"pause", "spill", "pace"};
+
+/*
+ * The access line: one JSON object per download, at its end, to [log]
+ * access or stderr; also counts it for /metrics.  Once per request.
+ */
 static void
-access_log(struct conn *c, const char *outcome)
+access_log(struct conn *c)
 {
 	const struct config *cfg = c->cfg;
+	struct proxy *px = c->px;
+	FILE *out = px->access != NULL ? px->access : stderr;
+	uint64_t now = uv_now(px->loop);
+	char when[40];
+	struct timespec ts;
+	struct tm tm;
 
-	log_info("access: %s \"%s %s HTTP/1.%d\" %d %llu bytes %llu ms "
-	         "upstream %s pauses %llu %s",
-	    c->peer, c->method, c->target, c->minor, c->status,
-	    (unsigned long long)c->body_out,
-	    (unsigned long long)(uv_now(c->px->loop) - c->t_start),
-	    c->server >= 0 ? cfg->upstream.servers[c->server].text : "-",
-	    (unsigned long long)c->down.wm.npauses, outcome);
+	if (c->logged)
+		return;
+	c->logged = 1;
+	end_pause(c);
+	if (c->outcome == OUTCOME_N)
+		c->outcome = OUTCOME_COMPLETE;
+	px->stats.downloads[c->outcome]++;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(out,
+	    "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"upstream\":", when,
+	    ts.tv_nsec / 1000000, c->peer);
+	if (c->server >= 0)
+		json_string(out, cfg->upstream.servers[c->server].text);
+	else
+		fputs("null", out);
+	fprintf(out, ",\"method\":");
+	json_string(out, c->method);
+	fprintf(out, ",\"path\":");
+	json_string(out, c->target);
+	fprintf(out,
+	    ",\"status\":%d,\"policy\":\"%s\",\"bytes_from_upstream\":%llu,"
+	    "\"bytes_to_client\":%llu,\"peak_memory\":%llu,"
+	    "\"spilled_bytes\":%llu,\"paused_s\":%.3f,\"resumes\":%d,"
+	    "\"outcome\":\"%s\",\"duration_s\":%.3f}\n",
+	    c->status, policy_names[cfg->buffer.policy],
+	    (unsigned long long)c->resp_body_in,
+	    (unsigned long long)c->body_out, (unsigned long long)c->peak_mem,
+	    (unsigned long long)(c->down.spool.written - c->spilled0),
+	    (double)c->paused_ms / 1000.0, c->resumes,
+	    outcome_names[c->outcome], (double)(now - c->t_start) / 1000.0);
+	fflush(out);
 }
 
 /* `down` is empty and the response has ended, well or not. */
@@ -413,7 +665,7 @@ static void
 finish_response(struct conn *c)
 {
 	if (c->upstream_failed) {
-		access_log(c, "truncated");
+		access_log(c);
 		release_server(c);
 		/* A close-delimited body cannot show truncation by framing:
 		 * reset, so the client never takes the short body as whole. */
@@ -423,7 +675,8 @@ finish_response(struct conn *c)
 			graceful_close(c);
 		return;
 	}
-	access_log(c, c->err_status ? "error" : "ok");
+	access_log(c);
+	uv_timer_stop(&c->ptimer);
 	close_upstream(c);
 	release_server(c);
 	if (c->close_after || !c->keepalive || !c->req_done ||
@@ -436,16 +689,63 @@ finish_response(struct conn *c)
 
 /* The upstream failed after the response head went out: deliver what we
  * have, then end the client so the body is visibly short. */
-static void
-upstream_broken(struct conn *c, const char *why, int err)
+static void conn_on_rtimer(uv_timer_t *t);
+
+/* Can the rest of this body be asked for with Range? (resume = on, a
+ * bodiless GET whose head we kept, a 200 with Content-Length and a strong
+ * validator, attempts left.) */
+static int
+resumable(const struct conn *c)
 {
+	return c->cfg->buffer.resume && c->req_copy != NULL &&
+	    c->status == 200 && c->resp_total != 0 && c->validator[0] != '\0' &&
+	    c->resp_body_in < c->resp_total &&
+	    (uint64_t)c->resume_tries < c->cfg->buffer.resume_attempts;
+}
+
+/*
+ * The upstream failed after the response head went out.  With resume on,
+ * ask for the rest after resume_backoff; otherwise deliver what we have,
+ * then end the client so the body is visibly short.
+ */
+static void
+upstream_broken(struct conn *c, const char *why, int err, enum outcome oc)
+{
+	const char *up =
+	    c->server >= 0 ? c->cfg->upstream.servers[c->server].text : "-";
+
+	end_pause(c);
+	if (resumable(c)) {
+		log_warn("conn %llu %s: upstream %s: %s%s%s after %llu of %llu "
+		         "body bytes; resuming in %llu ms",
+		    (unsigned long long)c->id, c->peer, up, why,
+		    err ? ": " : "", err ? uv_strerror(err) : "",
+		    (unsigned long long)c->resp_body_in,
+		    (unsigned long long)c->resp_total,
+		    (unsigned long long)c->cfg->buffer.resume_backoff);
+		close_upstream(c);
+		release_server(c);
+		c->resume_wait = 1;
+		/* attempts count only resumes that brought nothing new: a body
+		 * that keeps coming is worth following to its end */
+		if (c->resumes > 0 && c->resp_body_in > c->resume_from)
+			c->resume_tries = 0;
+		c->resume_tries++;
+		c->resume_from = c->resp_body_in;
+		c->resumes++;
+		c->px->stats.resumes++;
+		uv_timer_start(&c->rtimer, conn_on_rtimer,
+		    c->cfg->buffer.resume_backoff, 0);
+		return;
+	}
 	log_warn("conn %llu %s: upstream %s: %s%s%s after %llu body bytes; "
 	         "ending the client's response short",
-	    (unsigned long long)c->id, c->peer,
-	    c->cfg->upstream.servers[c->server].text, why, err ? ": " : "",
-	    err ? uv_strerror(err) : "", (unsigned long long)c->down.bytes_in);
+	    (unsigned long long)c->id, c->peer, up, why, err ? ": " : "",
+	    err ? uv_strerror(err) : "", (unsigned long long)c->resp_body_in);
+	c->outcome = c->resumes > 0 ? OUTCOME_TRUNCATED : oc;
 	c->upstream_failed = 1;
 	c->close_after = 1;
+	uv_timer_stop(&c->ptimer);
 	close_upstream(c);
 	update_client_reading(c);
 	flush_client(c);
@@ -468,7 +768,11 @@ conn_on_client_write(uv_write_t *req, int status)
 	}
 	pipe_consume(&c->down, c->cw_nsegs);
 	c->body_out += before - pipe_held(&c->down);
+	c->px->stats.bytes_out += before - pipe_held(&c->down);
+	c->pace_drained += before - pipe_held(&c->down);
 	kick_client_timer(c);
+	if (c->px->mem_full)
+		proxy_memory_check(c->px);
 	check_down(c);
 	flush_client(c);
 }
@@ -585,6 +889,9 @@ respond_error(struct conn *c, int status, const char *detail)
 	close_upstream(c);
 	c->status = status;
 	c->err_status = status;
+	c->outcome = status == 502 ? OUTCOME_UPSTREAM_RESET
+	    : status == 504        ? OUTCOME_UPSTREAM_TIMEOUT
+	                           : OUTCOME_COMPLETE;
 	c->close_after = 1;
 	c->resp_done = 1;
 	c->resp_head_sent = 1;
@@ -676,6 +983,23 @@ validate_request(struct conn *c, llhttp_t *p)
 	return 0;
 }
 
+/* With resume on, a bodiless GET keeps the head it sent upstream, to ask
+ * for the rest of the body with Range if the upstream dies. */
+static void
+keep_for_resume(struct conn *c, llhttp_t *p, const char *head, size_t n)
+{
+	size_t len;
+
+	c->client_range = http_head_get(&c->reqh, "range", &len) != NULL;
+	if (!c->cfg->buffer.resume || llhttp_get_method(p) != HTTP_GET ||
+	    c->req_frame != FRAME_NONE || c->client_range)
+		return;
+	if ((c->req_copy = malloc(n)) == NULL)
+		return; /* no resume for this one, no harm */
+	memcpy(c->req_copy, head, n);
+	c->req_copy_len = n;
+}
+
 static int
 req_on_headers_complete(llhttp_t *p)
 {
@@ -721,6 +1045,7 @@ req_on_headers_complete(llhttp_t *p)
 		c->err_status = 503;
 		return -1;
 	}
+	keep_for_resume(c, p, c->px->scratch, (size_t)n);
 	start_upstream(c);
 	return 0;
 }
@@ -929,6 +1254,69 @@ push_resp_head(struct conn *c, int status, const char *connection, int chunked)
 	return pipe_push_copy(&c->down, c->px->scratch, (size_t)n);
 }
 
+/* Keeps what a resume must check: the Content-Length and a strong
+ * validator (ETag, else Last-Modified). */
+static void
+remember_validator(struct conn *c, llhttp_t *p)
+{
+	const char *v;
+	size_t len;
+
+	c->validator[0] = '\0';
+	c->resp_total = 0;
+	if (c->resp_frame != FRAME_RAW || c->resp_by_close ||
+	    !(p->flags & F_CONTENT_LENGTH))
+		return;
+	c->resp_total = p->content_length;
+	v = http_head_get(&c->resph, "etag", &len);
+	if (v != NULL && len >= 2 && v[0] == '"' && len < sizeof(c->validator))
+		snprintf(
+		    c->validator, sizeof(c->validator), "%.*s", (int)len, v);
+	else if ((v = http_head_get(&c->resph, "last-modified", &len)) !=
+	        NULL &&
+	    len < sizeof(c->validator))
+		snprintf(
+		    c->validator, sizeof(c->validator), "%.*s", (int)len, v);
+}
+
+/*
+ * The answer to a resume: a 206 whose Content-Range starts at the byte we
+ * need, for the same total, with the same validator; its body then goes on
+ * the client's as if nothing happened.  Anything else ends the download
+ * short, with no further attempt (the representation changed).
+ */
+static int
+check_resumed(struct conn *c, llhttp_t *p, int status)
+{
+	uint64_t first, last, total;
+	const char *v, *cr;
+	size_t len, crlen;
+
+	v = http_head_get(
+	    &c->resph, c->validator[0] == '"' ? "etag" : "last-modified", &len);
+	cr = http_head_get(&c->resph, "content-range", &crlen);
+	if (status != 206 || cr == NULL ||
+	    range_parse_content_range(cr, crlen, &first, &last, &total) < 0 ||
+	    first != c->resp_body_in || total != c->resp_total ||
+	    last + 1 != total || v == NULL || len != strlen(c->validator) ||
+	    memcmp(v, c->validator, len) != 0 ||
+	    !(p->flags & F_CONTENT_LENGTH) ||
+	    p->content_length != total - first) {
+		log_warn("conn %llu %s: resume refused (status %d, "
+		         "Content-Range %.*s); ending the response short",
+		    (unsigned long long)c->id, c->peer, status,
+		    cr != NULL ? (int)crlen : 1, cr != NULL ? cr : "-");
+		c->resume_tries =
+		    (int)c->cfg->buffer.resume_attempts; /* no more */
+		return -1;
+	}
+	log_info("conn %llu %s: resumed at byte %llu of %llu",
+	    (unsigned long long)c->id, c->peer, (unsigned long long)first,
+	    (unsigned long long)total);
+	c->resuming = 0;
+	return 0;
+}
+
 static int
 resp_on_headers_complete(llhttp_t *p)
 {
@@ -942,10 +1330,12 @@ resp_on_headers_complete(llhttp_t *p)
 	if (status < 200) {
 		/* Interim responses (100 Continue, 103 Early Hints) go to
 		 * HTTP/1.1 clients as they come (RFC 9110 §15.2). */
-		if (c->minor == 0)
+		if (c->minor == 0 || c->resuming)
 			return 0;
 		return push_resp_head(c, status, NULL, 0) < 0 ? -1 : 0;
 	}
+	if (c->resuming)
+		return check_resumed(c, p, status);
 	c->status = status;
 	no_body = c->is_head || status == 204 || status == 304;
 	c->resp_by_close = 0;
@@ -973,6 +1363,8 @@ resp_on_headers_complete(llhttp_t *p)
 	            (no_body && chunked_in && c->minor >= 1)) < 0)
 		return -1;
 	c->resp_head_sent = 1;
+	remember_validator(c, p);
+	start_pace(c);
 	return no_body ? 1 : 0;
 }
 
@@ -981,6 +1373,10 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct conn *c = of_parser(p);
 
+	c->resp_body_in += len;
+	c->px->stats.bytes_in += len;
+	if (c->cfg->buffer.policy == POLICY_PACE)
+		c->pace_tokens -= (double)len;
 	return push_body(c, &c->down, c->resp_frame, at, len) < 0 ? -1 : 0;
 }
 
@@ -1002,6 +1398,8 @@ resp_on_message_complete(llhttp_t *p)
 static void
 upstream_done(struct conn *c)
 {
+	uv_timer_stop(&c->ptimer);
+	end_pause(c);
 	close_upstream(c);
 	update_client_reading(c);
 	flush_client(c);
@@ -1011,7 +1409,7 @@ static void
 response_failed(struct conn *c, const char *why)
 {
 	if (c->resp_head_sent)
-		upstream_broken(c, why, 0);
+		upstream_broken(c, why, 0, OUTCOME_TRUNCATED);
 	else
 		respond_error(c, 502, why);
 }
@@ -1036,6 +1434,16 @@ feed_upstream(struct conn *c, const char *data, size_t n)
 		response_failed(c, why);
 		return;
 	}
+	if (c->cfg->buffer.memory_limit != 0 && !c->px->mem_full &&
+	    proxy_memory(c->px) >= c->cfg->buffer.memory_limit) {
+		/* memory_limit: every download holds (or spills) its reads
+		 * until client writes free memory (proxy_memory_check) */
+		c->px->mem_full = 1;
+		c->px->stats.memory_limit_hits++;
+		log_info("memory_limit reached (%llu bytes buffered): upstream "
+		         "reads wait",
+		    (unsigned long long)proxy_memory(c->px));
+	}
 	check_down(c);
 	flush_client(c);
 }
@@ -1047,6 +1455,12 @@ conn_on_upstream_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 	(void)hint;
 	reserve_read(c, &c->down, buf);
+	/* pace: read no more than the tokens allow (at least one MSS-ish
+	 * piece, so progress never stalls on rounding) */
+	if (c->cfg->buffer.policy == POLICY_PACE && buf->base != NULL &&
+	    c->pace_tokens < (double)buf->len)
+		buf->len =
+		    c->pace_tokens > 4096 ? (size_t)c->pace_tokens : 4096;
 }
 
 static void
@@ -1065,7 +1479,7 @@ upstream_eof(struct conn *c, ssize_t err)
 		                  : "upstream reset before the response head");
 	else
 		upstream_broken(c, err == UV_EOF ? "closed mid-body" : "read",
-		    err == UV_EOF ? 0 : (int)err);
+		    err == UV_EOF ? 0 : (int)err, OUTCOME_UPSTREAM_RESET);
 }
 
 static void
@@ -1176,6 +1590,12 @@ start_upstream(struct conn *c)
 {
 	int idx = balancer_pick(&c->px->bal, c->tried);
 
+	if (idx < 0 && c->resp_head_sent) {
+		/* a resume found no server: try again later, or end short */
+		upstream_broken(c, "resume: no server could be reached",
+		    c->last_connect_err, OUTCOME_TRUNCATED);
+		return;
+	}
 	if (idx < 0) {
 		respond_error(c,
 		    c->last_connect_err == UV_ETIMEDOUT ? 504 : 502,
@@ -1194,6 +1614,41 @@ start_upstream(struct conn *c)
 	connect_upstream(c);
 }
 
+/* ---- resume ----------------------------------------------------------- */
+
+/* resume_backoff is over: ask a server (the balancer's next pick) for the
+ * rest of the body: the original request with Range and If-Range. */
+static void
+conn_on_rtimer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	char *buf = c->px->scratch;
+	size_t n = c->req_copy_len - 2; /* up to the head's final CRLF */
+	int m;
+
+	if (c->closing || !c->resume_wait)
+		return;
+	c->resume_wait = 0;
+	if (n + 128 + sizeof(c->validator) > c->px->scratch_size)
+		goto fail;
+	memcpy(buf, c->req_copy, n);
+	m = snprintf(buf + n, c->px->scratch_size - n,
+	    "Range: bytes=%llu-\r\nIf-Range: %s\r\n\r\n",
+	    (unsigned long long)c->resp_body_in, c->validator);
+	pipe_destroy(&c->up);
+	pipe_init(&c->up, &c->px->pool, c->cfg->buffer.high_watermark,
+	    c->cfg->buffer.low_watermark);
+	if (pipe_push_copy(&c->up, buf, n + (size_t)m) < 0)
+		goto fail;
+	c->resuming = 1;
+	c->tried = 0;
+	start_upstream(c);
+	return;
+fail:
+	c->resume_tries = (int)c->cfg->buffer.resume_attempts;
+	upstream_broken(c, "resume", UV_ENOMEM, OUTCOME_TRUNCATED);
+}
+
 /* ---- timers ----------------------------------------------------------- */
 
 static void
@@ -1207,8 +1662,44 @@ conn_on_utimer(uv_timer_t *t)
 		if (!c->resp_head_sent)
 			respond_error(c, 504, "upstream read timed out");
 		else
-			upstream_broken(c, "read timed out", UV_ETIMEDOUT);
+			upstream_broken(c, "read timed out", UV_ETIMEDOUT,
+			    OUTCOME_UPSTREAM_TIMEOUT);
 	}
+}
+
+/*
+ * A write to the client has been pending for a while: is its receive
+ * window zero (TCP_INFO)?  A window that stays zero for the zwp time is the
+ * seed article's zero-window DoS or a reader that stopped for good: close
+ * with RST, which frees the socket's memory at once (a plain close would
+ * leave the kernel an orphan probing the same window).
+ */
+static void
+client_zwp_check(struct conn *c)
+{
+	uint64_t now = uv_now(c->px->loop), zwp = config_client_zwp_ms(c->cfg);
+	struct tcpinfo ti;
+	uv_os_fd_t fd;
+
+	if (zwp == 0)
+		return;
+
+	if (uv_fileno((uv_handle_t *)&c->client, &fd) == 0 &&
+	    tcpinfo_read(fd, &ti) == 0 && ti.snd_wnd == 0) {
+		if (c->czw_since == 0)
+			c->czw_since = now;
+		if (now - c->czw_since >= zwp) {
+			c->outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
+			c->px->stats.client_zwp_timeouts++;
+			conn_close(
+			    c, 1, "client window zero for zwp_timeout", 0);
+			return;
+		}
+	} else {
+		c->czw_since = 0;
+	}
+	uv_timer_start(&c->ctimer, conn_on_ctimer,
+	    zwp < ZWP_CHECK_MS ? zwp : ZWP_CHECK_MS, 0);
 }
 
 static void
@@ -1219,8 +1710,7 @@ conn_on_ctimer(uv_timer_t *t)
 	if (c->lingering) {
 		conn_close(c, 0, NULL, 0);
 	} else if (c->cw_busy) {
-		conn_close(
-		    c, 0, "no write progress toward the client", UV_ETIMEDOUT);
+		client_zwp_check(c);
 	} else if (!c->req_done && !c->close_after) {
 		if (!c->req_started)
 			conn_close(c, 0, NULL, 0); /* idle keep-alive */
@@ -1274,6 +1764,19 @@ begin_request(struct conn *c)
 	c->method[0] = c->target[0] = '\0';
 	c->down.wm.npauses = 0;
 	c->down.bytes_in = c->down.bytes_out = 0;
+	c->logged = c->resuming = c->resume_wait = c->client_range = 0;
+	c->spill_fellback = 0;
+	c->outcome = OUTCOME_N;
+	c->resp_body_in = c->peak_mem = c->paused_ms = c->pause_start = 0;
+	c->spilled0 = c->down.spool.written;
+	c->czw_since = 0;
+	c->validator[0] = '\0';
+	c->resp_total = 0;
+	c->resumes = c->resume_tries = 0;
+	c->resume_from = 0;
+	free(c->req_copy);
+	c->req_copy = NULL;
+	c->req_copy_len = 0;
 	llhttp_resume(&c->reqp);
 	kick_client_timer(c);
 	if (c->left.n > 0) {
@@ -1336,8 +1839,13 @@ client_socket_options(struct conn *c)
 	uv_tcp_nodelay(&c->client, 1);
 	if (uv_fileno((uv_handle_t *)&c->client, &fd) != 0)
 		return;
-	if (sockopt_client(
-	        fd, cfg->client.sndbuf, cfg->client.user_timeout, &which) < 0)
+	/* zwp_probes is also the kernel's TCP_USER_TIMEOUT toward clients,
+	 * unless user_timeout says otherwise. */
+	uint64_t ut = cfg->client.user_timeout;
+
+	if (ut == 0 && cfg->client.zwp_probes != 0)
+		ut = config_client_zwp_ms(cfg);
+	if (sockopt_client(fd, cfg->client.sndbuf, ut, &which) < 0)
 		log_warn("client %s: cannot set %s: %s", c->peer, which,
 		    strerror(errno));
 	if (log_enabled(LOG_LVL_DEBUG)) {
@@ -1369,12 +1877,18 @@ conn_accept(struct proxy *px)
 	uv_tcp_init(px->loop, &c->client);
 	uv_timer_init(px->loop, &c->ctimer);
 	uv_timer_init(px->loop, &c->utimer);
+	uv_timer_init(px->loop, &c->ptimer);
+	uv_timer_init(px->loop, &c->rtimer);
 	c->client.data = c->ctimer.data = c->utimer.data = c;
-	c->nhandles = 3;
+	c->ptimer.data = c->rtimer.data = c;
+	c->nhandles = 5;
 	pipe_init(&c->up, &px->pool, cfg->buffer.high_watermark,
 	    cfg->buffer.low_watermark);
 	pipe_init(&c->down, &px->pool, cfg->buffer.high_watermark,
 	    cfg->buffer.low_watermark);
+	if (cfg->buffer.policy == POLICY_SPILL)
+		pipe_spill_setup(
+		    &c->down, &px->spill, (size_t)cfg->buffer.high_watermark);
 	http_head_init(&c->reqh, c->headbuf, hsz);
 	http_head_init(&c->resph, c->headbuf + hsz, hsz);
 	llhttp_init(&c->reqp, HTTP_REQUEST, &req_settings);
@@ -1393,4 +1907,83 @@ conn_accept(struct proxy *px)
 	client_socket_options(c);
 	log_debug("conn %llu: accepted %s", (unsigned long long)c->id, c->peer);
 	begin_request(c);
+}
+
+/* ---- /connections ------------------------------------------------------ */
+
+static void
+describe_socket(FILE *out, const char *name, const uv_tcp_t *h, int open)
+{
+	struct tcpinfo ti;
+	uv_os_fd_t fd;
+
+	fprintf(out, ",\"%s\":", name);
+	if (!open || uv_fileno((const uv_handle_t *)h, &fd) != 0 ||
+	    tcpinfo_read(fd, &ti) != 0) {
+		fputs("null", out);
+		return;
+	}
+	fprintf(out,
+	    "{\"snd_wnd\":%u,\"rcv_space\":%u,\"rcv_queue\":%lld,"
+	    "\"snd_queue\":%lld,\"rtt_us\":%u,\"probes\":%u,\"backoff\":%u,"
+	    "\"bytes_acked\":%llu,\"bytes_received\":%llu}",
+	    ti.snd_wnd, ti.rcv_space, (long long)tcpinfo_inq(fd),
+	    (long long)tcpinfo_outq(fd), ti.rtt_us, ti.probes, ti.backoff,
+	    (unsigned long long)ti.bytes_acked,
+	    (unsigned long long)ti.bytes_received);
+}
+
+static const char *
+state_name(const struct conn *c)
+{
+	if (c->closing)
+		return "closing";
+	if (c->lingering || c->shutting)
+		return "closing";
+	if (!c->req_started)
+		return "idle";
+	if (!c->req_head_done)
+		return "reading_request";
+	if (c->resume_wait)
+		return "resume_wait";
+	if (c->ustate == U_CONNECTING)
+		return "connecting";
+	if (!c->resp_head_sent)
+		return "waiting_response";
+	if (c->resp_done || c->upstream_failed)
+		return "flushing";
+	return c->ureading ? "relaying" : "paused";
+}
+
+void
+conn_describe(const struct conn *c, FILE *out)
+{
+	uint64_t now = uv_now(c->px->loop);
+	uint64_t paused =
+	    c->paused_ms + (c->pause_start != 0 ? now - c->pause_start : 0);
+
+	fprintf(out, "{\"id\":%llu,\"client\":\"%s\",\"upstream\":",
+	    (unsigned long long)c->id, c->peer);
+	if (c->server >= 0)
+		json_string(out, c->cfg->upstream.servers[c->server].text);
+	else
+		fputs("null", out);
+	fprintf(out, ",\"state\":\"%s\",\"method\":", state_name(c));
+	json_string(out, c->method);
+	fprintf(out, ",\"path\":");
+	json_string(out, c->target);
+	fprintf(out,
+	    ",\"status\":%d,\"policy\":\"%s\",\"memory_bytes\":%zu,"
+	    "\"spool_bytes\":%llu,\"upstream_paused\":%s,\"paused_s\":%.3f,"
+	    "\"bytes_from_upstream\":%llu,\"bytes_to_client\":%llu,"
+	    "\"resumes\":%d,\"age_s\":%.3f",
+	    c->status, policy_names[c->cfg->buffer.policy],
+	    pipe_memory(&c->down), (unsigned long long)pipe_spooled(&c->down),
+	    c->pause_start != 0 ? "true" : "false", (double)paused / 1000.0,
+	    (unsigned long long)c->resp_body_in,
+	    (unsigned long long)c->body_out, c->resumes,
+	    c->req_started ? (double)(now - c->t_start) / 1000.0 : 0.0);
+	describe_socket(out, "client_tcp", &c->client, !c->closing);
+	describe_socket(out, "upstream_tcp", &c->upstream, c->ustate == U_OPEN);
+	fputc('}', out);
 }

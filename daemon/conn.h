@@ -13,6 +13,7 @@
 #define SLUICE_CONN_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include <llhttp.h>
 #include <uv.h>
@@ -30,6 +31,15 @@ void conn_accept(struct proxy *px);
 void conn_drain(struct conn *c);
 /* Ends the connection at once (drain deadline). */
 void conn_abort(struct conn *c, const char *reason);
+
+/*
+ * Writes one JSON object describing a live connection for GET /connections:
+ * id, client, upstream, state, buffered bytes (memory, spool), whether the
+ * upstream read is paused, and TCP_INFO of both sockets.
+ */
+void conn_describe(const struct conn *c, FILE *out);
+/* memory_limit freed up: a paused read may go on. */
+void conn_wake(struct conn *c);
 
 /* Exposed for the proxy's list walk only. */
 struct conn *conn_next(const struct conn *c);

@@ -346,8 +346,16 @@ oconn_on_tick(uv_timer_t *t)
 		return;
 	}
 	outq = tcpinfo_outq(c->fd);
-	if (ti.bytes_acked > c->acked_total)
+	/* Data moved since the last look: the window opened in between
+	 * (on loopback it refills within microseconds, so a 20 ms sample
+	 * would see zero almost every time): the episode, and the probe
+	 * schedule, start over.  Only a window that stays shut with nothing
+	 * acknowledged counts. */
+	if (ti.bytes_acked > c->acked_total) {
 		c->acked_total = ti.bytes_acked;
+		if (c->zw_since != 0)
+			end_episode(c, now);
+	}
 	if (ti.snd_wnd == 0 && outq > 0) {
 		log_debug("origin: %s: zero window: probes %u backoff %u rto "
 		          "%u us outq %lld",

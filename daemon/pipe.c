@@ -3,13 +3,23 @@
  *
  * Invariants: segs[first .. first+count) in ring order hold `held` bytes;
  * the first `inflight` of them are being written; every segment holds one
- * reference on its block; `cur` (if not NULL) holds one more.
+ * reference on its block; `cur` (if not NULL) holds one more.  Order of
+ * bytes: the memory queue, then spool rd..wr, then the tail.  A push goes
+ * to the tail when the tail is not empty, else to the spool when the spool
+ * is not empty or memory is at high watermark (and the spool can take it),
+ * else to memory; so no byte ever overtakes another.
  */
+#define _GNU_SOURCE /* O_TMPFILE, fallocate */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pipe.h"
+
+#define SPOOL_PUNCH_STEP (1024 * 1024) /* give disk back every MiB */
 
 void
 wm_init(struct watermark *wm, size_t high, size_t low)
@@ -40,41 +50,172 @@ pipe_init(struct pipe *p, struct pool *pool, size_t high, size_t low)
 {
 	memset(p, 0, sizeof(*p));
 	p->pool = pool;
+	p->spool.fd = -1;
 	wm_init(&p->wm, high, low);
 }
 
 void
+pipe_spill_setup(struct pipe *p, const struct spill_cfg *sc, size_t at)
+{
+	p->spill = sc;
+	p->spill_at = at;
+}
+
+/* ---- rings of segments ------------------------------------------------ */
+
+static int
+ring_push(struct seg **segs, size_t *cap, size_t *first, size_t *count,
+    const struct seg *s)
+{
+	if (*count == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		struct seg *n = malloc(ncap * sizeof(*n));
+
+		if (n == NULL)
+			return -ENOMEM;
+		for (size_t i = 0; i < *count; i++)
+			n[i] = (*segs)[(*first + i) % *cap];
+		free(*segs);
+		*segs = n;
+		*cap = ncap;
+		*first = 0;
+	}
+	(*segs)[(*first + *count) % *cap] = *s;
+	(*count)++;
+	return 0;
+}
+
+static void
+ring_release(struct seg *segs, size_t cap, size_t *first, size_t *count)
+{
+	while (*count > 0) {
+		block_unref(segs[*first].b);
+		*first = (*first + 1) % cap;
+		(*count)--;
+	}
+}
+
+/* ---- the spool -------------------------------------------------------- */
+
+static void
+spool_close(struct pipe *p)
+{
+	struct spool *sp = &p->spool;
+
+	if (sp->fd >= 0)
+		close(sp->fd);
+	if (p->spill != NULL)
+		*p->spill->total -= sp->wr - sp->rd;
+	sp->fd = -1;
+	sp->rd = sp->wr = sp->punched = 0;
+}
+
+/* Opens an unlinked spool file: nothing stays behind, even on a crash. */
+static int
+spool_open(struct pipe *p)
+{
+	char path[4096];
+	int fd;
+
+	fd = open(p->spill->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 &&
+	    (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		snprintf(path, sizeof(path), "%s/sluice-spool-XXXXXX",
+		    p->spill->dir);
+		if ((fd = mkostemp(path, O_CLOEXEC)) >= 0)
+			unlink(path);
+	}
+	if (fd < 0)
+		return -errno;
+	p->spool.fd = fd;
+	return 0;
+}
+
+static void
+spool_fail(struct pipe *p, int err)
+{
+	p->spool.failed = 1;
+	p->spool.err = err;
+}
+
+/* Appends n bytes to the spool; 0, or a negative errno (the caller keeps
+ * the bytes in memory instead). */
+static int
+spool_write(struct pipe *p, const char *data, size_t n)
+{
+	struct spool *sp = &p->spool;
+	const char *src = data;
+	size_t left = n;
+	ssize_t w;
+	int rc;
+
+	if (*p->spill->total + n > p->spill->total_limit) {
+		spool_fail(p, -ENOSPC);
+		return -ENOSPC;
+	}
+	if (sp->fd < 0 && (rc = spool_open(p)) < 0) {
+		spool_fail(p, rc);
+		return rc;
+	}
+	if (sp->wr == sp->rd)
+		sp->starts++;
+	while (left > 0) {
+		w = pwrite(sp->fd, src, left, (off_t)(sp->wr + (n - left)));
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			spool_fail(p, rc);
+			/* what went in is garbage now: forget it */
+			return rc;
+		}
+		src += w;
+		left -= (size_t)w;
+	}
+	sp->wr += n;
+	sp->written += n;
+	*p->spill->total += n;
+	return 0;
+}
+
+/* Gives disk back behind the reader, or all of it once the spool is
+ * empty. */
+static void
+spool_reclaim(struct pipe *p)
+{
+	struct spool *sp = &p->spool;
+	uint64_t upto;
+
+	if (sp->rd == sp->wr) {
+		if (ftruncate(sp->fd, 0) == 0)
+			sp->rd = sp->wr = sp->punched = 0;
+		return;
+	}
+	upto = sp->rd & ~(uint64_t)4095;
+	if (upto - sp->punched >= SPOOL_PUNCH_STEP) {
+		fallocate(sp->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		    (off_t)sp->punched, (off_t)(upto - sp->punched));
+		sp->punched = upto;
+	}
+}
+
+/* ---- pushing ----------------------------------------------------------- */
+
+void
 pipe_destroy(struct pipe *p)
 {
-	while (p->count > 0) {
-		block_unref(p->segs[p->first].b);
-		p->first = (p->first + 1) % p->cap;
-		p->count--;
-	}
+	ring_release(p->segs, p->cap, &p->first, &p->count);
 	free(p->segs);
 	p->segs = NULL;
 	p->cap = p->first = p->inflight = p->held = 0;
+	ring_release(p->tail.segs, p->tail.cap, &p->tail.first, &p->tail.count);
+	free(p->tail.segs);
+	memset(&p->tail, 0, sizeof(p->tail));
+	spool_close(p);
 	if (p->cur != NULL)
 		block_unref(p->cur);
 	p->cur = NULL;
 	p->cur_used = 0;
-}
-
-static int
-grow(struct pipe *p)
-{
-	size_t ncap = p->cap ? p->cap * 2 : 16;
-	struct seg *n = malloc(ncap * sizeof(*n));
-
-	if (n == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < p->count; i++)
-		n[i] = p->segs[(p->first + i) % p->cap];
-	free(p->segs);
-	p->segs = n;
-	p->cap = ncap;
-	p->first = 0;
-	return 0;
 }
 
 /* Replaces the current block by a fresh one. */
@@ -112,34 +253,69 @@ pipe_commit(struct pipe *p, size_t n)
 	p->cur_used += n;
 }
 
-int
-pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n)
+/* Queues a slice in memory, merging with the last segment when it
+ * continues it (and is not being written). */
+static int
+push_mem(struct pipe *p, struct block *b, const char *data, size_t n)
 {
-	struct seg *last;
+	struct seg s, *last;
+	int rc;
 
-	if (n == 0)
-		return 0;
-	/* Adjacent bytes of the same block extend the last segment, unless it
-	 * is already being written. */
 	if (p->count > p->inflight) {
 		last = &p->segs[(p->first + p->count - 1) % p->cap];
 		if (last->b == b && b->data + last->off + last->len == data) {
 			last->len += (uint32_t)n;
-			goto pushed;
+			p->held += n;
+			return 0;
 		}
 	}
-	if (p->count == p->cap && grow(p) < 0)
-		return -ENOMEM;
-	last = &p->segs[(p->first + p->count) % p->cap];
-	last->b = b;
-	last->off = (uint32_t)(data - b->data);
-	last->len = (uint32_t)n;
+	s.b = b;
+	s.off = (uint32_t)(data - b->data);
+	s.len = (uint32_t)n;
+	if ((rc = ring_push(&p->segs, &p->cap, &p->first, &p->count, &s)) < 0)
+		return rc;
 	block_ref(b);
-	p->count++;
-pushed:
 	p->held += n;
-	p->bytes_in += n;
 	return 0;
+}
+
+static int
+push_tail(struct pipe *p, struct block *b, const char *data, size_t n)
+{
+	struct seg s = {b, (uint32_t)(data - b->data), (uint32_t)n};
+	int rc;
+
+	rc = ring_push(
+	    &p->tail.segs, &p->tail.cap, &p->tail.first, &p->tail.count, &s);
+	if (rc < 0)
+		return rc;
+	block_ref(b);
+	p->tail.held += n;
+	return 0;
+}
+
+int
+pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n)
+{
+	int rc;
+
+	if (n == 0)
+		return 0;
+	p->bytes_in += n;
+	if (p->tail.count > 0)
+		return push_tail(p, b, data, n);
+	if (p->spill != NULL &&
+	    (pipe_spooled(p) > 0 || p->force_spill ||
+	        p->held + n > p->spill_at)) {
+		if (!p->spool.failed && spool_write(p, data, n) == 0)
+			return 0;
+		/* Spooling failed (or may not go on): the bytes stay in
+		 * memory, behind whatever the spool still holds. */
+		if (pipe_spooled(p) > 0)
+			return push_tail(p, b, data, n);
+	}
+	rc = push_mem(p, b, data, n);
+	return rc;
 }
 
 int
@@ -169,6 +345,56 @@ pipe_push_copy(struct pipe *p, const void *data, size_t n)
 	return 0;
 }
 
+/* ---- draining ---------------------------------------------------------- */
+
+/* Moves spooled bytes into memory while memory holds less than two
+ * blocks, then the tail once the spool is empty. */
+static void
+refill(struct pipe *p)
+{
+	struct spool *sp = &p->spool;
+	size_t bs = p->pool->block_size;
+
+	while (sp->wr > sp->rd && p->held < 2 * bs) {
+		struct block *b = pool_get(p->pool);
+		size_t n =
+		    sp->wr - sp->rd < bs ? (size_t)(sp->wr - sp->rd) : bs;
+		ssize_t r;
+
+		if (b == NULL) {
+			p->error = -ENOMEM;
+			return;
+		}
+		r = pread(sp->fd, b->data, n, (off_t)sp->rd);
+		if (r <= 0) {
+			p->error = r < 0 ? -errno : -EIO;
+			block_unref(b);
+			return;
+		}
+		if (push_mem(p, b, b->data, (size_t)r) < 0)
+			p->error = -ENOMEM;
+		block_unref(b); /* the segment holds it now */
+		sp->rd += (uint64_t)r;
+		*p->spill->total -= (uint64_t)r;
+		spool_reclaim(p);
+	}
+	if (sp->wr == sp->rd && p->tail.count > 0) {
+		while (p->tail.count > 0) {
+			struct seg *s = &p->tail.segs[p->tail.first];
+
+			if (ring_push(&p->segs, &p->cap, &p->first, &p->count,
+			        s) < 0) {
+				p->error = -ENOMEM;
+				return;
+			}
+			p->held += s->len;
+			p->tail.held -= s->len;
+			p->tail.first = (p->tail.first + 1) % p->tail.cap;
+			p->tail.count--;
+		}
+	}
+}
+
 void
 pipe_trim(struct pipe *p)
 {
@@ -177,6 +403,8 @@ pipe_trim(struct pipe *p)
 		p->cur = NULL;
 		p->cur_used = 0;
 	}
+	if (pipe_empty(p) && p->spool.fd >= 0)
+		spool_close(p);
 }
 
 size_t
@@ -184,6 +412,8 @@ pipe_peek(struct pipe *p, uv_buf_t *bufs, size_t max)
 {
 	size_t n = 0;
 
+	if (p->spill != NULL && p->count - p->inflight < 2)
+		refill(p);
 	while (n < max && p->inflight < p->count) {
 		const struct seg *s =
 		    &p->segs[(p->first + p->inflight) % p->cap];

@@ -50,6 +50,30 @@ struct seg {
 	uint32_t off, len;
 };
 
+/*
+ * The spool of policy spill: an unlinked file in spill_dir holding the
+ * bytes between the memory queue and the tail, in order.  Offsets rd..wr
+ * hold what the client has not had yet; what it had is punched out of the
+ * file (fallocate PUNCH_HOLE), so disk use follows the bytes held, not the
+ * bytes ever spooled.
+ */
+struct spool {
+	int fd;           /* -1: not open */
+	uint64_t rd, wr;  /* logical offsets */
+	uint64_t punched; /* bytes before this are given back */
+	int failed;       /* no more spooling for this pipe */
+	int err;          /* what failed it (negative errno), for logs */
+	uint64_t written; /* bytes ever written, for the access log */
+	unsigned starts;  /* times spooling began */
+};
+
+/* What a pipe may spool, set by its owner (pipe_spill_setup). */
+struct spill_cfg {
+	const char *dir;
+	uint64_t *total;      /* bytes spooled by the process now */
+	uint64_t total_limit; /* spill_total */
+};
+
 struct pipe {
 	struct pool *pool;
 	struct seg *segs; /* ring */
@@ -60,6 +84,20 @@ struct pipe {
 	size_t cur_used;
 	struct watermark wm;
 	uint64_t bytes_in, bytes_out; /* pushed / consumed, for logs */
+
+	/* Policy spill: memory queue (above), then the spool, then a tail
+	 * in memory that takes the bytes when the spool cannot (ENOSPC,
+	 * spill_total), all in push order. */
+	const struct spill_cfg *spill; /* NULL: never spool */
+	size_t spill_at;               /* memory held past which to spool */
+	int force_spill;               /* memory_limit reached: spool now */
+	struct spool spool;
+	struct {
+		struct seg *segs;
+		size_t cap, first, count;
+		size_t held;
+	} tail;
+	int error; /* a spool read failed: negative errno */
 };
 
 void pipe_init(struct pipe *p, struct pool *pool, size_t high, size_t low);
@@ -81,11 +119,16 @@ int pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n);
 int pipe_push_copy(struct pipe *p, const void *data, size_t n);
 
 /* Gives the current block back when the pipe is empty, so an idle
- * connection holds no block. */
+ * connection holds no block (and closes an empty spool). */
 void pipe_trim(struct pipe *p);
+/* Lets the pipe spool the bytes that would take its memory past `at`
+ * (policy spill: high_watermark). */
+void pipe_spill_setup(struct pipe *p, const struct spill_cfg *sc, size_t at);
 
 /* Fills up to max buffers from the front segments not yet in flight and
- * marks them in flight.  Returns how many. */
+ * marks them in flight.  Returns how many.  First moves spooled bytes
+ * (then the tail) into memory when memory runs low; a spool read error
+ * sets p->error. */
 size_t pipe_peek(struct pipe *p, uv_buf_t *bufs, size_t max);
 /* Releases the first n in-flight segments (their write completed). */
 void pipe_consume(struct pipe *p, size_t n);
@@ -110,13 +153,35 @@ pipe_held(const struct pipe *p)
 static inline size_t
 pipe_load(const struct pipe *p)
 {
-	return p->held + p->count * PIPE_SEG_COST;
+	return p->held + p->tail.held +
+	    (p->count + p->tail.count) * PIPE_SEG_COST;
+}
+
+/* Bytes held in memory (queue and tail). */
+static inline size_t
+pipe_memory(const struct pipe *p)
+{
+	return p->held + p->tail.held;
+}
+
+/* Bytes held in the spool file. */
+static inline uint64_t
+pipe_spooled(const struct pipe *p)
+{
+	return p->spool.wr - p->spool.rd;
+}
+
+/* Can the spool take more bytes? */
+static inline int
+pipe_can_spool(const struct pipe *p)
+{
+	return p->spill != NULL && !p->spool.failed && p->tail.count == 0;
 }
 
 static inline int
 pipe_empty(const struct pipe *p)
 {
-	return p->count == 0;
+	return p->count == 0 && p->tail.count == 0 && pipe_spooled(p) == 0;
 }
 
 #endif

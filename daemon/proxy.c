@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "admin.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -43,9 +44,32 @@ abort_all(struct proxy *px, const char *reason)
 		conn_abort(c, reason);
 }
 
+uint64_t
+proxy_memory(const struct proxy *px)
+{
+	return (uint64_t)px->pool.nused * px->pool.block_size;
+}
+
+void
+proxy_memory_check(struct proxy *px)
+{
+	uint64_t limit = px->cfg->buffer.memory_limit;
+
+	/* Hysteresis: wake the waiting reads once an eighth is free again,
+	 * not at every block that comes back. */
+	if (!px->mem_full || proxy_memory(px) > limit - limit / 8)
+		return;
+	px->mem_full = 0;
+	log_debug("memory_limit: %llu bytes buffered, reads go on",
+	    (unsigned long long)proxy_memory(px));
+	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
+		conn_wake(c);
+}
+
 static void
 proxy_finish(struct proxy *px)
 {
+	admin_stop(px);
 	uv_close((uv_handle_t *)&px->drain_timer, NULL);
 	uv_close((uv_handle_t *)&px->sigint, NULL);
 	uv_close((uv_handle_t *)&px->sigterm, NULL);
@@ -81,6 +105,7 @@ proxy_on_signal(uv_signal_t *s, int signum)
 	uv_close((uv_handle_t *)&px->listener, NULL);
 	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
 		conn_drain(c);
+	admin_stop(px); /* /metrics is gone with the listener */
 	if (px->nconns == 0) {
 		proxy_finish(px);
 		return;
@@ -133,6 +158,9 @@ proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
 	pool_init(&px->pool, (size_t)cfg->buffer.block_size,
 	    (size_t)(64ULL * 1024 * 1024 / cfg->buffer.block_size));
 	balancer_init(&px->bal, cfg);
+	px->spill.dir = cfg->buffer.spill_dir;
+	px->spill.total = &px->spool_bytes;
+	px->spill.total_limit = cfg->buffer.spill_total;
 	px->scratch_size = 2 * (size_t)cfg->client.max_header_size + 8192;
 	if ((px->scratch = malloc(px->scratch_size)) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -154,6 +182,15 @@ proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
 		free(px->scratch);
 		return -1;
 	}
+	if (cfg->log.access[0] != '\0' &&
+	    (px->access = fopen(cfg->log.access, "a")) == NULL) {
+		snprintf(err, errlen, "%s:%d: [log] access: %s: %s", cfg->path,
+		    config_line(cfg, "log", "access"), cfg->log.access,
+		    strerror(errno));
+		goto close_listener;
+	}
+	if (admin_start(px, err, errlen) < 0)
+		goto close_access;
 	uv_timer_init(loop, &px->drain_timer);
 	uv_signal_init(loop, &px->sigint);
 	uv_signal_init(loop, &px->sigterm);
@@ -162,6 +199,14 @@ proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
 	uv_signal_start(&px->sigterm, proxy_on_signal, SIGTERM);
 	print_listening(px);
 	return 0;
+close_access:
+	if (px->access != NULL)
+		fclose(px->access);
+	px->access = NULL;
+close_listener:
+	uv_close((uv_handle_t *)&px->listener, NULL);
+	free(px->scratch);
+	return -1;
 }
 
 int
@@ -226,6 +271,8 @@ proxy_main(const char *config_path)
 		log_error("loop closed with handles open: %s", uv_strerror(rc));
 	pool_destroy(&px.pool);
 	free(px.scratch);
+	if (px.access != NULL)
+		fclose(px.access);
 	config_free(cfg);
 	return rc == 0 ? 0 : 1;
 }

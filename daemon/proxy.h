@@ -13,7 +13,9 @@
 
 #include "balancer.h"
 #include "config.h"
+#include "pipe.h"
 #include "pool.h"
+#include "stats.h"
 
 struct conn;
 
@@ -29,7 +31,13 @@ struct proxy {
 	size_t nconns;
 	uint64_t next_id;
 	int draining;
-	char *scratch; /* one head rewritten at a time */
+	struct stats stats;
+	FILE *access;           /* [log] access, or NULL for stderr */
+	uint64_t spool_bytes;   /* bytes in all spool files now */
+	int mem_full;           /* memory_limit reached: reads wait */
+	struct admin *admin;    /* [admin] listener, or NULL */
+	struct spill_cfg spill; /* what policy spill may use */
+	char *scratch;          /* one head rewritten at a time */
 	size_t scratch_size;
 };
 
@@ -43,6 +51,10 @@ int proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
  * address)?  Binds port 0 so that a running instance does not fail it.
  * 0, or a negative errno with err naming the config line. */
 int proxy_check_address(const struct config *cfg, char *err, size_t errlen);
+/* Bytes buffered in memory by all downloads: the pool's blocks in use. */
+uint64_t proxy_memory(const struct proxy *px);
+/* Re-evaluates memory_limit after memory was freed; wakes paused reads. */
+void proxy_memory_check(struct proxy *px);
 /* Called by conn when a connection is freed (after it unlinked itself). */
 void proxy_conn_gone(struct proxy *px, struct conn *c);
 /* `sluice proxy -c FILE`: loads, starts, runs until drained.  Exit code. */

@@ -45,3 +45,13 @@ tcpinfo_outq(int fd)
 		return -errno;
 	return n;
 }
+
+int64_t
+tcpinfo_inq(int fd)
+{
+	int n = 0;
+
+	if (ioctl(fd, SIOCINQ, &n) == -1)
+		return -errno;
+	return n;
+}

@@ -28,5 +28,8 @@ struct tcpinfo {
 int tcpinfo_read(int fd, struct tcpinfo *ti);
 /* Bytes in the send queue, sent or not (SIOCOUTQ), or a negative errno. */
 int64_t tcpinfo_outq(int fd);
+/* Bytes in the receive queue, not yet read (SIOCINQ), or a negative
+ * errno: what the advertised window lacks (rwnd = buffer - this). */
+int64_t tcpinfo_inq(int fd);
 
 #endif

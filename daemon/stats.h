@@ -1,0 +1,40 @@
+/*
+ * stats: the proxy's process-wide counters, kept by conn.c and proxy.c and
+ * served by admin.c as Prometheus text (GET /metrics).  Plain data, no
+ * locking: one loop thread.  Gauges (open connections, bytes in memory and
+ * in spool files) are read from the proxy when served, not kept here.
+ */
+#ifndef SLUICE_STATS_H
+#define SLUICE_STATS_H
+
+#include <stdint.h>
+
+/* How a download ended: the access log's `outcome`, a metrics label. */
+enum outcome {
+	OUTCOME_COMPLETE = 0,       /* the whole response went to the client */
+	OUTCOME_CLIENT_GONE,        /* the client closed or failed first */
+	OUTCOME_CLIENT_ZWP_TIMEOUT, /* we gave up on its zero window */
+	OUTCOME_UPSTREAM_RESET,     /* the upstream refused, reset or closed */
+	OUTCOME_UPSTREAM_TIMEOUT,   /* connect or read timeout */
+	OUTCOME_TRUNCATED,          /* ended short otherwise (resume failed,
+	                             * a bad body) */
+	OUTCOME_N,
+};
+
+extern const char *const outcome_names[OUTCOME_N];
+
+struct stats {
+	uint64_t downloads[OUTCOME_N];
+	uint64_t bytes_in;        /* response body bytes from upstreams */
+	uint64_t bytes_out;       /* bytes written to clients */
+	uint64_t upstream_pauses; /* times an upstream read was stopped */
+	uint64_t paused_ms;       /* total time upstream reads were stopped */
+	uint64_t spills;          /* downloads that started spooling */
+	uint64_t spilled_bytes;   /* bytes written to spool files */
+	uint64_t spill_fallbacks; /* spill fell back to pause (limit, ENOSPC) */
+	uint64_t resumes;         /* upstream reconnects with Range */
+	uint64_t client_zwp_timeouts;
+	uint64_t memory_limit_hits; /* times memory_limit stopped reads */
+};
+
+#endif
