@@ -8,6 +8,7 @@
  * 0.  A second signal cuts at once.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,9 +155,14 @@ proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
 	memset(px, 0, sizeof(*px));
 	px->loop = loop;
 	px->cfg = cfg;
-	/* Keep up to 64 MiB of free blocks for reuse; give back the rest. */
+	/* Keep up to 8 MiB of free blocks for reuse and give the rest back
+	 * to the system: blocks are allocated with mmap (the threshold is
+	 * pinned at the block size, glibc would otherwise raise it), so a
+	 * freed block leaves the process's memory at once, and memory_limit
+	 * or zwp_timeout freeing a download's buffer shows in VmRSS. */
+	mallopt(M_MMAP_THRESHOLD, (int)cfg->buffer.block_size);
 	pool_init(&px->pool, (size_t)cfg->buffer.block_size,
-	    (size_t)(64ULL * 1024 * 1024 / cfg->buffer.block_size));
+	    (size_t)(8ULL * 1024 * 1024 / cfg->buffer.block_size));
 	balancer_init(&px->bal, cfg);
 	px->spill.dir = cfg->buffer.spill_dir;
 	px->spill.total = &px->spool_bytes;
