@@ -35,7 +35,8 @@ void conn_abort(struct conn *c, const char *reason);
 /*
  * Writes one JSON object describing a live connection for GET /connections:
  * id, client, upstream, state, buffered bytes (memory, spool), whether the
- * upstream read is paused, and TCP_INFO of both sockets.
+ * upstream read is paused, and TCP_INFO of both sockets.  Exactly one
+ * object, nothing before or after it: admin.c joins them with commas.
  */
 void conn_describe(const struct conn *c, FILE *out);
 /* memory_limit freed up: a paused read may go on. */

@@ -106,7 +106,6 @@ proxy_on_signal(uv_signal_t *s, int signum)
 	uv_close((uv_handle_t *)&px->listener, NULL);
 	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
 		conn_drain(c);
-	admin_stop(px); /* /metrics is gone with the listener */
 	if (px->nconns == 0) {
 		proxy_finish(px);
 		return;

@@ -1,0 +1,756 @@
+/*
+ * admin: see admin.h.
+ *
+ * One listener and at most ADMIN_MAX_CONNS connections; one more is
+ * accepted and closed at once, so a scraper sees a refusal instead of a
+ * hang.  Each connection owns its socket and one timer and goes through
+ * three phases, each bounded by that timer so that a silent peer cannot
+ * hold a slot: the request (parsed by llhttp, head at most ADMIN_MAX_HEAD
+ * bytes, all of it within ADMIN_REQUEST_MS), the answer (built whole with
+ * open_memstream in one loop turn, so it is a consistent snapshot, then one
+ * uv_write that must make progress every ADMIN_WRITE_MS) and a short
+ * lingering close: after our FIN we read and drop what the client still
+ * sends until its EOF, because closing with unread input makes the kernel
+ * send a reset that can destroy the answer in flight (RFC 9112 §9.6).
+ *
+ * Ownership: a connection is freed in the close callback of its last
+ * handle.  struct admin is freed once admin_stop() has closed the listener
+ * and the last of its handles and connections has closed.  Write and
+ * shutdown callbacks may come with UV_ECANCELED after a close started;
+ * they then touch nothing but the still-live connection's flags.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "admin.h"
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "proxy.h"
+#include "stats.h"
+#include "tcpinfo.h"
+
+// clang-format off
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+// clang-format on
+
+#define ADMIN_MAX_CONNS  64
+#define ADMIN_BACKLOG    64
+#define ADMIN_MAX_HEAD   8192  /* request head bytes; more: 431 */
+#define ADMIN_URL_MAX    256   /* a longer target is no page of ours */
+#define ADMIN_REQUEST_MS 10000 /* the whole request, from accept */
+#define ADMIN_WRITE_MS   10000 /* the answer must progress this often */
+#define ADMIN_LINGER_MS  2000  /* reading and dropping after our FIN */
+#define METRICS_TYPE     "text/plain; version=0.0.4; charset=utf-8"
+#define JSON_TYPE        "application/json"
+#define TEXT_TYPE        "text/plain; charset=utf-8"
+
+enum page {
+	PAGE_NONE = 0,
+	PAGE_METRICS,
+	PAGE_CONNECTIONS,
+};
+
+struct admin_conn;
+
+struct admin {
+	struct proxy *px;
+	uv_tcp_t listener;
+	uv_tcp_t refuse; /* takes a connection over the limit to close it */
+	int refusing;    /* refuse is in use (closing) */
+	int pending;     /* the listener holds a connection not accepted */
+	int full;        /* the limit was hit; logged once until a slot frees */
+	int nhandles;    /* listener and refuse, not yet closed */
+	int stopping;
+	struct admin_conn *conns; /* doubly linked */
+	size_t nconns;
+};
+
+struct admin_conn {
+	struct admin *ad;
+	struct admin_conn *prev, *next;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_write_t wr;
+	uv_shutdown_t sd;
+	llhttp_t parser;
+	int nhandles; /* tcp and timer, not yet closed */
+	int closing;
+	int head_done; /* the request head was parsed */
+	int complete;  /* the whole request was parsed */
+	int answering; /* the answer is on its way: input is dropped */
+	int shut;      /* our FIN was sent */
+	int peer_eof;
+	size_t nhead;  /* bytes given to the parser before head_done */
+	size_t unsent; /* answer bytes not taken at the last tick */
+	char url[ADMIN_URL_MAX];
+	size_t url_len;
+	int url_long;
+	char head[256]; /* the response head */
+	char text[64];  /* an error's body */
+	char *body;     /* a page, from open_memstream: freed with us */
+	size_t body_len;
+	char rbuf[2048]; /* one read at a time, no malloc per read */
+};
+
+static void admin_on_close(uv_handle_t *h);
+static void admin_on_timeout(uv_timer_t *t);
+static void accept_next(struct admin *ad);
+
+/* ---- teardown --------------------------------------------------------- */
+
+static void
+maybe_free(struct admin *ad)
+{
+	if (ad->stopping && ad->nhandles == 0 && ad->nconns == 0)
+		free(ad);
+}
+
+/* The one teardown of a connection: logs once (when why is not NULL),
+ * closes both handles, frees in the last close callback. */
+static void
+close_conn(struct admin_conn *ac, const char *why, int err)
+{
+	if (ac->closing)
+		return;
+	ac->closing = 1;
+	if (why != NULL)
+		log_debug("admin: connection closed: %s%s%s", why,
+		    err != 0 ? ": " : "", err != 0 ? uv_strerror(err) : "");
+	uv_close((uv_handle_t *)&ac->timer, admin_on_close);
+	uv_close((uv_handle_t *)&ac->tcp, admin_on_close);
+}
+
+static void
+admin_on_close(uv_handle_t *h)
+{
+	struct admin_conn *ac = h->data;
+	struct admin *ad = ac->ad;
+
+	if (--ac->nhandles > 0)
+		return;
+	if (ac->prev != NULL)
+		ac->prev->next = ac->next;
+	else
+		ad->conns = ac->next;
+	if (ac->next != NULL)
+		ac->next->prev = ac->prev;
+	ad->nconns--;
+	free(ac->body);
+	free(ac);
+	if (ad->stopping)
+		maybe_free(ad);
+	else if (ad->pending)
+		accept_next(ad);
+}
+
+/*
+ * Answer bytes the client has not taken: those libuv holds and those in the
+ * kernel's send queue.  libuv's count alone moves only when the kernel
+ * buffer (megabytes once autotuned) has drained far enough for a write.
+ */
+static size_t
+unsent(const struct admin_conn *ac)
+{
+	size_t n =
+	    uv_stream_get_write_queue_size((const uv_stream_t *)&ac->tcp);
+	uv_os_fd_t fd;
+	int64_t outq;
+
+	if (uv_fileno((const uv_handle_t *)&ac->tcp, &fd) == 0 &&
+	    (outq = tcpinfo_outq(fd)) > 0)
+		n += (size_t)outq;
+	return n;
+}
+
+static void
+admin_on_timeout(uv_timer_t *t)
+{
+	struct admin_conn *ac = container_of(t, struct admin_conn, timer);
+	size_t left;
+
+	if (ac->shut) {
+		close_conn(ac, NULL, 0); /* lingering is over: a normal end */
+		return;
+	}
+	if (!ac->answering) {
+		close_conn(ac, "no whole request in time", UV_ETIMEDOUT);
+		return;
+	}
+	/* A big /connections to a slow reader may take long: only a reader
+	 * that took nothing for ADMIN_WRITE_MS is given up on. */
+	left = unsent(ac);
+	if (left < ac->unsent) {
+		ac->unsent = left;
+		uv_timer_start(&ac->timer, admin_on_timeout, ADMIN_WRITE_MS, 0);
+		return;
+	}
+	close_conn(ac, "answer not read in time", UV_ETIMEDOUT);
+}
+
+/* ---- the pages -------------------------------------------------------- */
+
+/* Prometheus text format 0.0.4: HELP and TYPE before a family's samples.
+ * The help texts hold no backslash or newline, which would need escaping. */
+static void
+family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP sluice_%s %s\n# TYPE sluice_%s %s\n", name, help,
+	    name, type);
+}
+
+static void
+sample(FILE *f, const char *name, uint64_t v)
+{
+	fprintf(f, "sluice_%s %" PRIu64 "\n", name, v);
+}
+
+/* The counters of struct stats served as they are. */
+static const struct counter {
+	const char *name;
+	size_t off;
+	const char *help;
+} counters[] = {
+    {"upstream_bytes_total", offsetof(struct stats, bytes_in),
+        "Response body bytes read from upstreams."},
+    {"client_bytes_total", offsetof(struct stats, bytes_out),
+        "Bytes written to clients."},
+    {"upstream_pauses_total", offsetof(struct stats, upstream_pauses),
+        "Times an upstream read was stopped."},
+    {"spills_total", offsetof(struct stats, spills),
+        "Downloads that started spooling to disk."},
+    {"spilled_bytes_total", offsetof(struct stats, spilled_bytes),
+        "Bytes written to spool files."},
+    {"spill_fallbacks_total", offsetof(struct stats, spill_fallbacks),
+        "Spills that fell back to pausing (spill limit, no space)."},
+    {"resumes_total", offsetof(struct stats, resumes),
+        "Upstream reconnects with Range after a failure mid-body."},
+    {"client_zwp_timeouts_total", offsetof(struct stats, client_zwp_timeouts),
+        "Clients given up on after a zero window lasted too long."},
+    {"memory_limit_hits_total", offsetof(struct stats, memory_limit_hits),
+        "Times memory_limit stopped reads."},
+};
+
+static void
+write_metrics(FILE *f, const struct proxy *px)
+{
+	const struct stats *st = &px->stats;
+
+	family(f, "downloads_total", "counter",
+	    "Downloads finished, by how they ended.");
+	for (int o = 0; o < OUTCOME_N; o++)
+		fprintf(f,
+		    "sluice_downloads_total{outcome=\"%s\"} %" PRIu64 "\n",
+		    outcome_names[o], st->downloads[o]);
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		family(f, counters[i].name, "counter", counters[i].help);
+		sample(f, counters[i].name,
+		    *(const uint64_t *)((const char *)st + counters[i].off));
+	}
+	/* Seconds as an exact decimal: no rounding through a double. */
+	family(f, "upstream_paused_seconds_total", "counter",
+	    "Time upstream reads were stopped, summed over downloads.");
+	fprintf(f, "sluice_upstream_paused_seconds_total %" PRIu64 ".%03u\n",
+	    st->paused_ms / 1000, (unsigned)(st->paused_ms % 1000));
+
+	family(f, "connections", "gauge", "Client connections open.");
+	sample(f, "connections", px->nconns);
+	family(f, "memory_buffered_bytes", "gauge",
+	    "Bytes buffered in memory by all downloads.");
+	sample(f, "memory_buffered_bytes", proxy_memory(px));
+	family(f, "spool_bytes", "gauge", "Bytes in spool files.");
+	sample(f, "spool_bytes", px->spool_bytes);
+	family(f, "memory_limit_bytes", "gauge",
+	    "The [buffer] memory_limit setting (0: none).");
+	sample(f, "memory_limit_bytes", px->cfg->buffer.memory_limit);
+}
+
+static void
+write_connections(FILE *f, const struct proxy *px)
+{
+	const char *sep = "";
+
+	fputc('[', f);
+	for (const struct conn *c = px->conns; c != NULL; c = conn_next(c)) {
+		fputs(sep, f);
+		conn_describe(c, f);
+		sep = ",";
+	}
+	fputs("]\n", f);
+}
+
+/* Builds a page into ac->body.  0, or a negative errno. */
+static int
+build_page(struct admin_conn *ac, enum page pg)
+{
+	const struct proxy *px = ac->ad->px;
+	FILE *f;
+	int rc = 0;
+
+	if ((f = open_memstream(&ac->body, &ac->body_len)) == NULL)
+		return -errno;
+	if (pg == PAGE_METRICS)
+		write_metrics(f, px);
+	else
+		write_connections(f, px);
+	if (ferror(f))
+		rc = -ENOMEM; /* a memstream fails only to grow */
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc < 0) {
+		free(ac->body);
+		ac->body = NULL;
+		ac->body_len = 0;
+	}
+	return rc;
+}
+
+/* ---- the answer ------------------------------------------------------- */
+
+static const char *
+reason_phrase(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 431:
+		return "Request Header Fields Too Large";
+	default:
+		return "Internal Server Error";
+	}
+}
+
+static void
+admin_on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct admin_conn *ac = container_of(req, struct admin_conn, sd);
+
+	if (ac->closing)
+		return; /* UV_ECANCELED: the close is under way */
+	if (status < 0) {
+		close_conn(ac, "shutdown", status);
+		return;
+	}
+	if (ac->peer_eof) {
+		close_conn(ac, NULL, 0);
+		return;
+	}
+	ac->shut = 1;
+	uv_timer_start(&ac->timer, admin_on_timeout, ADMIN_LINGER_MS, 0);
+}
+
+static void
+admin_on_write(uv_write_t *req, int status)
+{
+	struct admin_conn *ac = container_of(req, struct admin_conn, wr);
+	int rc;
+
+	if (ac->closing)
+		return; /* UV_ECANCELED: the close is under way */
+	if (status < 0) {
+		close_conn(ac, "write", status);
+		return;
+	}
+	rc = uv_shutdown(&ac->sd, (uv_stream_t *)&ac->tcp, admin_on_shutdown);
+	if (rc < 0)
+		close_conn(ac, "shutdown", rc);
+}
+
+/* Formats the response head into ac->head; returns its length. */
+static unsigned
+format_head(struct admin_conn *ac, int status, const char *type, size_t len)
+{
+	/* RFC 9110 §15.5.6: a 405 lists the methods that are allowed. */
+	int n = snprintf(ac->head, sizeof(ac->head),
+	    "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Length: %zu\r\n"
+	    "%s"
+	    "Cache-Control: no-store\r\n"
+	    "Connection: close\r\n"
+	    "\r\n",
+	    status, reason_phrase(status), type, len,
+	    status == 405 ? "Allow: GET, HEAD\r\n" : "");
+
+	return (unsigned)n; /* at most about 200 bytes: never truncated */
+}
+
+/*
+ * Sends the head and, unless the request was HEAD, the body: ac->body when
+ * a page was built, else a one-line text naming the status.  Every answer
+ * has Content-Length and ends the connection (admin.h: one request per
+ * connection).
+ */
+static void
+respond(struct admin_conn *ac, int status, const char *type)
+{
+	int method = ac->head_done ? llhttp_get_method(&ac->parser) : -1;
+	const char *body = ac->body;
+	size_t len = ac->body_len;
+	uv_buf_t bufs[2];
+	unsigned nbufs = 1;
+	int rc;
+
+	log_debug("admin: %s %s%s: %d",
+	    method >= 0 ? llhttp_method_name(method) : "-", ac->url,
+	    ac->url_long ? "..." : "", status);
+	if (body == NULL) {
+		snprintf(ac->text, sizeof(ac->text), "%d %s\n", status,
+		    reason_phrase(status));
+		body = ac->text;
+		len = strlen(ac->text);
+		type = TEXT_TYPE;
+	}
+	bufs[0] = uv_buf_init(ac->head, format_head(ac, status, type, len));
+	if (method != HTTP_HEAD)
+		bufs[nbufs++] = uv_buf_init((char *)body, (unsigned)len);
+	ac->answering = 1;
+	uv_timer_start(&ac->timer, admin_on_timeout, ADMIN_WRITE_MS, 0);
+	rc = uv_write(
+	    &ac->wr, (uv_stream_t *)&ac->tcp, bufs, nbufs, admin_on_write);
+	if (rc < 0) {
+		close_conn(ac, "write", rc);
+		return;
+	}
+	ac->unsent = unsent(ac);
+}
+
+/* The request target's path (the query is ignored) is exactly path. */
+static int
+path_is(const struct admin_conn *ac, const char *path)
+{
+	size_t n = strcspn(ac->url, "?");
+
+	return !ac->url_long && n == strlen(path) &&
+	    strncmp(ac->url, path, n) == 0;
+}
+
+/* A whole request was parsed: route it and answer. */
+static void
+answer(struct admin_conn *ac)
+{
+	int method = llhttp_get_method(&ac->parser);
+	enum page pg = PAGE_NONE;
+	const char *type = NULL;
+	int status = 200, rc;
+
+	if (path_is(ac, "/metrics")) {
+		pg = PAGE_METRICS;
+		type = METRICS_TYPE;
+	} else if (path_is(ac, "/connections")) {
+		pg = PAGE_CONNECTIONS;
+		type = JSON_TYPE;
+	} else {
+		status = 404;
+	}
+	if (status == 200 && method != HTTP_GET && method != HTTP_HEAD)
+		status = 405;
+	if (status == 200 && (rc = build_page(ac, pg)) < 0) {
+		log_warn("admin: cannot build %s: %s", ac->url, strerror(-rc));
+		status = 500;
+	}
+	respond(ac, status, type);
+}
+
+/* ---- the request ------------------------------------------------------ */
+
+static int
+admin_on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct admin_conn *ac = p->data;
+
+	if (ac->url_long || len >= sizeof(ac->url) - ac->url_len) {
+		ac->url_long = 1;
+		return 0;
+	}
+	memcpy(ac->url + ac->url_len, at, len);
+	ac->url_len += len;
+	ac->url[ac->url_len] = '\0';
+	return 0;
+}
+
+static int
+admin_on_headers_complete(llhttp_t *p)
+{
+	struct admin_conn *ac = p->data;
+
+	ac->head_done = 1;
+	return 0;
+}
+
+static int
+admin_on_message_complete(llhttp_t *p)
+{
+	struct admin_conn *ac = p->data;
+
+	/* Stop: one request per connection; what follows is dropped. */
+	ac->complete = 1;
+	return HPE_PAUSED;
+}
+
+static const llhttp_settings_t admin_settings = {
+    .on_url = admin_on_url,
+    .on_headers_complete = admin_on_headers_complete,
+    .on_message_complete = admin_on_message_complete,
+};
+
+/*
+ * Gives the parser at most ADMIN_MAX_HEAD bytes before the head is done, so
+ * the limit is exact however the bytes were split into reads.
+ */
+static void
+feed(struct admin_conn *ac, const char *data, size_t n)
+{
+	llhttp_errno_t err = HPE_OK;
+	size_t take;
+
+	while (n > 0 && err == HPE_OK) {
+		take = n;
+		if (!ac->head_done) {
+			if (ac->nhead == ADMIN_MAX_HEAD)
+				break;
+			if (take > ADMIN_MAX_HEAD - ac->nhead)
+				take = ADMIN_MAX_HEAD - ac->nhead;
+			ac->nhead += take;
+		}
+		err = llhttp_execute(&ac->parser, data, take);
+		data += take;
+		n -= take;
+	}
+	if (err == HPE_PAUSED && ac->complete)
+		answer(ac);
+	else if (err != HPE_OK)
+		respond(ac, 400, NULL);
+	else if (!ac->head_done && ac->nhead == ADMIN_MAX_HEAD)
+		respond(ac, 431, NULL);
+}
+
+static void
+admin_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct admin_conn *ac = container_of(h, struct admin_conn, tcp);
+
+	(void)hint;
+	*buf = uv_buf_init(ac->rbuf, sizeof(ac->rbuf));
+}
+
+static void
+admin_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct admin_conn *ac = container_of(s, struct admin_conn, tcp);
+
+	if (ac->closing || n == 0)
+		return;
+	if (n == UV_EOF) {
+		ac->peer_eof = 1;
+		/* Answering: wait for the answer to leave before closing. */
+		if (!ac->answering)
+			close_conn(
+			    ac, "client closed before a whole request", 0);
+		else if (ac->shut)
+			close_conn(ac, NULL, 0);
+		return;
+	}
+	if (n < 0) {
+		close_conn(ac, "read", (int)n);
+		return;
+	}
+	if (!ac->answering)
+		feed(ac, buf->base, (size_t)n);
+}
+
+/* ---- the listener ----------------------------------------------------- */
+
+static void
+admin_on_refuse_close(uv_handle_t *h)
+{
+	struct admin *ad = container_of(h, struct admin, refuse);
+
+	ad->refusing = 0;
+	ad->nhandles--;
+	if (ad->stopping)
+		maybe_free(ad);
+	else if (ad->pending)
+		accept_next(ad);
+}
+
+/* Over the limit (why NULL) or out of memory: accept the connection and
+ * close it. */
+static void
+refuse(struct admin *ad, const char *why)
+{
+	if (ad->refusing) {
+		/* libuv keeps the connection and stops polling the listener
+		 * until uv_accept(); admin_on_refuse_close comes back. */
+		ad->pending = 1;
+		return;
+	}
+	if (!ad->full && why != NULL)
+		log_warn("admin: refusing a connection: %s", why);
+	else if (!ad->full)
+		log_warn("admin: %d connections open: refusing more",
+		    ADMIN_MAX_CONNS);
+	ad->full = 1;
+	uv_tcp_init(ad->px->loop, &ad->refuse);
+	ad->refusing = 1;
+	ad->nhandles++;
+	(void)uv_accept(
+	    (uv_stream_t *)&ad->listener, (uv_stream_t *)&ad->refuse);
+	uv_close((uv_handle_t *)&ad->refuse, admin_on_refuse_close);
+}
+
+static void
+serve(struct admin *ad, struct admin_conn *ac)
+{
+	uv_loop_t *loop = ad->px->loop;
+	int rc;
+
+	ac->ad = ad;
+	uv_tcp_init(loop, &ac->tcp);
+	uv_timer_init(loop, &ac->timer);
+	ac->tcp.data = ac->timer.data = ac;
+	ac->nhandles = 2;
+	ac->next = ad->conns;
+	if (ad->conns != NULL)
+		ad->conns->prev = ac;
+	ad->conns = ac;
+	ad->nconns++;
+	ad->full = 0;
+	llhttp_init(&ac->parser, HTTP_REQUEST, &admin_settings);
+	ac->parser.data = ac;
+	rc = uv_accept((uv_stream_t *)&ad->listener, (uv_stream_t *)&ac->tcp);
+	if (rc == 0)
+		rc = uv_read_start(
+		    (uv_stream_t *)&ac->tcp, admin_on_alloc, admin_on_read);
+	if (rc < 0) {
+		close_conn(ac, "accept", rc);
+		return;
+	}
+	uv_timer_start(&ac->timer, admin_on_timeout, ADMIN_REQUEST_MS, 0);
+}
+
+/* The listener holds one connection: serve it or refuse it. */
+static void
+accept_next(struct admin *ad)
+{
+	struct admin_conn *ac = NULL;
+
+	ad->pending = 0;
+	if (ad->nconns < ADMIN_MAX_CONNS)
+		ac = calloc(1, sizeof(*ac));
+	if (ac != NULL)
+		serve(ad, ac);
+	else if (ad->nconns < ADMIN_MAX_CONNS)
+		refuse(ad, "out of memory");
+	else
+		refuse(ad, NULL);
+}
+
+static void
+admin_on_connection(uv_stream_t *server, int status)
+{
+	struct admin *ad = container_of(server, struct admin, listener);
+
+	if (status < 0) {
+		log_warn("admin: accept: %s", uv_strerror(status));
+		return;
+	}
+	accept_next(ad);
+}
+
+static void
+admin_on_listener_close(uv_handle_t *h)
+{
+	struct admin *ad = container_of(h, struct admin, listener);
+
+	ad->nhandles--;
+	maybe_free(ad);
+}
+
+static void
+log_listening(struct admin *ad)
+{
+	struct sockaddr_storage ss;
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int len = sizeof(ss), port = 0, v6 = 0;
+
+	if (uv_tcp_getsockname(&ad->listener, (struct sockaddr *)&ss, &len) ==
+	    0) {
+		v6 = ss.ss_family == AF_INET6;
+		if (v6) {
+			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		} else {
+			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		}
+	}
+	log_info("admin: listening on %s%s%s:%d", v6 ? "[" : "", ip,
+	    v6 ? "]" : "", port);
+}
+
+int
+admin_start(struct proxy *px, char *err, size_t errlen)
+{
+	const struct config *cfg = px->cfg;
+	const struct sockaddr_any *a = &cfg->admin.address;
+	struct admin *ad;
+	int rc;
+
+	if (a->len == 0)
+		return 0;
+	if ((ad = calloc(1, sizeof(*ad))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	ad->px = px;
+	uv_tcp_init(px->loop, &ad->listener);
+	ad->nhandles = 1;
+	rc = uv_tcp_bind(&ad->listener, (const struct sockaddr *)&a->ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&ad->listener, ADMIN_BACKLOG,
+		    admin_on_connection);
+	if (rc < 0) {
+		snprintf(err, errlen,
+		    "%s:%d: [admin] address: cannot listen on %s: %s",
+		    cfg->path, config_line(cfg, "admin", "address"), a->text,
+		    uv_strerror(rc));
+		ad->stopping = 1;
+		uv_close((uv_handle_t *)&ad->listener, admin_on_listener_close);
+		return -1;
+	}
+	px->admin = ad;
+	log_listening(ad);
+	return 0;
+}
+
+void
+admin_stop(struct proxy *px)
+{
+	struct admin *ad = px->admin;
+
+	if (ad == NULL)
+		return;
+	px->admin = NULL;
+	ad->stopping = 1;
+	uv_close((uv_handle_t *)&ad->listener, admin_on_listener_close);
+	for (struct admin_conn *ac = ad->conns; ac != NULL; ac = ac->next)
+		close_conn(ac, "shutdown", 0);
+}
