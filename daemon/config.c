@@ -549,8 +549,11 @@ check(struct parse *p)
 	}
 	if (c->buffer.memory_limit != 0 &&
 	    c->buffer.memory_limit < c->buffer.high_watermark) {
-		fail(p, config_line(c, "buffer", "memory_limit"), "buffer",
-		    "memory_limit",
+		const char *key = config_line(c, "buffer", "memory_limit")
+		    ? "memory_limit"
+		    : "high_watermark";
+
+		fail(p, config_line(c, "buffer", key), "buffer", key,
 		    "memory_limit (%llu) is below high_watermark (%llu)",
 		    (unsigned long long)c->buffer.memory_limit,
 		    (unsigned long long)c->buffer.high_watermark);
@@ -645,6 +648,19 @@ config_client_zwp_ms(const struct config *cfg)
 	if (t == 0)
 		return zt;
 	return zt != 0 && zt < t ? zt : t;
+}
+
+const char *
+config_keys_enum_name(const char *section, const char *key, int v)
+{
+	const struct config_key *k = find_key(section, key, NULL);
+
+	if (k == NULL || k->type != CT_ENUM || v < 0)
+		return "?";
+	for (int i = 0; k->names[i] != NULL; i++)
+		if (i == v)
+			return k->names[i];
+	return "?";
 }
 
 int

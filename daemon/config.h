@@ -129,6 +129,9 @@ void config_free(struct config *cfg);
  */
 uint64_t config_client_zwp_ms(const struct config *cfg);
 
+/* The name of value v of an enum key ("pause" for buffer.policy 0). */
+const char *config_keys_enum_name(const char *section, const char *key, int v);
+
 /* The line a key was given on, or 0. */
 int config_line(const struct config *cfg, const char *section, const char *key);
 

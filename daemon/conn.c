@@ -160,6 +160,7 @@ struct conn {
 	double pace_tokens;    /* bytes the upstream may still be read */
 	uint64_t pace_drained; /* client bytes since the last tick */
 	uint64_t pace_last;    /* ms of the last tick */
+	uint64_t pace_acked;   /* the client's tcpi_bytes_acked then */
 
 	/* resume */
 	char *req_copy;       /* the request head as sent upstream */
@@ -273,13 +274,21 @@ memory_blocked(const struct conn *c)
 	        pipe_can_spool(&c->down));
 }
 
-/* Policy pace: the token bucket allows a read, or memory is nearly empty
- * (never starve the client while the rate estimate builds). */
+/*
+ * Policy pace: read while the token bucket allows and memory is below
+ * low_watermark (a small pipe: the watermark pause, with its long window
+ * closure, never comes into play), or whenever memory is nearly empty (the
+ * client must not starve while the rate estimate builds).
+ */
 static int
 pace_allows(const struct conn *c)
 {
-	return c->cfg->buffer.policy != POLICY_PACE || c->pace_tokens > 0 ||
-	    pipe_memory(&c->down) < c->px->pool.block_size;
+	size_t mem = pipe_memory(&c->down);
+
+	if (c->cfg->buffer.policy != POLICY_PACE)
+		return 1;
+	return (c->pace_tokens > 0 && mem < c->cfg->buffer.low_watermark) ||
+	    mem < c->px->pool.block_size;
 }
 
 /*
@@ -351,10 +360,11 @@ check_down(struct conn *c)
 	int spooling = cfg->buffer.policy == POLICY_SPILL && pipe_can_spool(d);
 
 	if (spooling) {
-		d->wm.high =
-		    cfg->buffer.high_watermark + cfg->buffer.spill_limit;
+		/* memory stays at high_watermark (pushes past it go to the
+		 * spool): the spool itself is held to spill_limit */
+		d->wm.high = cfg->buffer.spill_limit;
 		d->wm.low = d->wm.high > bs ? d->wm.high - bs : 0;
-		load += pipe_spooled(d);
+		load = pipe_spooled(d);
 	} else {
 		d->wm.high = cfg->buffer.high_watermark;
 		d->wm.low = cfg->buffer.low_watermark;
@@ -408,16 +418,27 @@ conn_wake(struct conn *c)
 }
 
 /* Policy pace: every tick, the client's drain rate (smoothed over about a
- * second) refills the tokens the upstream reads spend. */
+ * second) refills the tokens the upstream reads spend.  The rate is what
+ * the client acknowledged (TCP_INFO), not what our writes handed the
+ * kernel: the send buffer would make a slow client look fast at first. */
 static void
 conn_on_ptimer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 	uint64_t now = uv_now(c->px->loop);
 	double dt = (double)(now - c->pace_last) / 1000.0, inst, cap;
+	struct tcpinfo ti;
+	uv_os_fd_t fd;
 
 	if (c->closing || dt <= 0)
 		return;
+	c->pace_drained = 0;
+	if (uv_fileno((uv_handle_t *)&c->client, &fd) == 0 &&
+	    tcpinfo_read(fd, &ti) == 0) {
+		if (c->pace_acked != 0 && ti.bytes_acked > c->pace_acked)
+			c->pace_drained = ti.bytes_acked - c->pace_acked;
+		c->pace_acked = ti.bytes_acked;
+	}
 	inst = (double)c->pace_drained / dt;
 	if (c->pace_rate == 0)
 		c->pace_rate = inst;
@@ -441,7 +462,8 @@ start_pace(struct conn *c)
 		return;
 	c->pace_rate = 0;
 	c->pace_drained = 0;
-	/* prime the pipe with low_watermark bytes, then follow the client */
+	c->pace_acked = 0;
+	/* prime the pipe up to low_watermark, then follow the client */
 	c->pace_tokens = (double)c->cfg->buffer.low_watermark;
 	c->pace_last = uv_now(c->px->loop);
 	uv_timer_start(&c->ptimer, conn_on_ptimer, 20, 20);
@@ -763,13 +785,19 @@ conn_on_client_write(uv_write_t *req, int status)
 	if (c->closing)
 		return;
 	if (status < 0) {
+		/* zwp_probes is also the client socket's TCP_USER_TIMEOUT: the
+		 * kernel may give up on the zero window before our check does
+		 */
+		if (status == UV_ETIMEDOUT && c->cfg->client.zwp_probes != 0) {
+			c->outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
+			c->px->stats.client_zwp_timeouts++;
+		}
 		conn_close(c, 0, "client write", status);
 		return;
 	}
 	pipe_consume(&c->down, c->cw_nsegs);
 	c->body_out += before - pipe_held(&c->down);
 	c->px->stats.bytes_out += before - pipe_held(&c->down);
-	c->pace_drained += before - pipe_held(&c->down);
 	kick_client_timer(c);
 	if (c->px->mem_full)
 		proxy_memory_check(c->px);
@@ -1375,8 +1403,13 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 
 	c->resp_body_in += len;
 	c->px->stats.bytes_in += len;
-	if (c->cfg->buffer.policy == POLICY_PACE)
+	if (c->cfg->buffer.policy == POLICY_PACE) {
+		/* reads made while memory was nearly empty need no tokens:
+		 * a debt from them would close the window later for nothing */
 		c->pace_tokens -= (double)len;
+		if (c->pace_tokens < -(double)c->px->pool.block_size)
+			c->pace_tokens = -(double)c->px->pool.block_size;
+	}
 	return push_body(c, &c->down, c->resp_frame, at, len) < 0 ? -1 : 0;
 }
 
@@ -1845,6 +1878,14 @@ client_socket_options(struct conn *c)
 
 	if (ut == 0 && cfg->client.zwp_probes != 0)
 		ut = config_client_zwp_ms(cfg);
+	/* pace measures the client by what it acknowledges and keeps the
+	 * backlog in its own small pipe: the kernel must not hold seconds of
+	 * it (an autotuned send buffer of megabytes wakes writers only when a
+	 * third is free, which would stall the pipe, and the upstream). */
+	if (cfg->buffer.policy == POLICY_PACE &&
+	    sockopt_notsent_lowat(fd, 2 * c->px->pool.block_size) < 0)
+		log_warn("client %s: cannot set TCP_NOTSENT_LOWAT: %s", c->peer,
+		    strerror(errno));
 	if (sockopt_client(fd, cfg->client.sndbuf, ut, &which) < 0)
 		log_warn("client %s: cannot set %s: %s", c->peer, which,
 		    strerror(errno));

@@ -265,11 +265,13 @@ proxy_main(const char *config_path)
 		config_free(cfg);
 		return 2;
 	}
-	log_info("sluice proxy: %zu upstream servers, policy pause, "
-	         "high_watermark %llu, low_watermark %llu",
+	log_info("sluice proxy: %zu upstream servers, policy %s, "
+	         "high_watermark %llu, low_watermark %llu, memory_limit %llu",
 	    cfg->upstream.nservers,
+	    config_keys_enum_name("buffer", "policy", cfg->buffer.policy),
 	    (unsigned long long)cfg->buffer.high_watermark,
-	    (unsigned long long)cfg->buffer.low_watermark);
+	    (unsigned long long)cfg->buffer.low_watermark,
+	    (unsigned long long)cfg->buffer.memory_limit);
 	uv_run(loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(loop);
 	if (rc != 0)

@@ -54,6 +54,12 @@ sockopt_client(
 	return rc;
 }
 
+int
+sockopt_notsent_lowat(int fd, uint64_t bytes)
+{
+	return set_int(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, bytes);
+}
+
 static int
 get_int(int fd, int level, int name)
 {

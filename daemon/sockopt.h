@@ -18,6 +18,9 @@ int sockopt_upstream(int fd, uint64_t rcvbuf, uint64_t window_clamp,
     uint64_t user_timeout_ms, const char **which);
 int sockopt_client(
     int fd, uint64_t sndbuf, uint64_t user_timeout_ms, const char **which);
+/* TCP_NOTSENT_LOWAT: the kernel takes more only while less than this is
+ * queued unsent, so the backlog stays in the application's buffers. */
+int sockopt_notsent_lowat(int fd, uint64_t bytes);
 /* "rcvbuf=N sndbuf=N window_clamp=N user_timeout=Nms nodelay=N" */
 void sockopt_describe(int fd, char *buf, size_t len);
 

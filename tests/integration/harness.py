@@ -831,14 +831,15 @@ class Env:
 
     def start_proxy(self, config_text, name="proxy", timeout=10.0):
         """Start the proxy and wait (bounded) for "listening on 127.0.0.1:PORT"
-        on its stderr."""
+        on its stderr (not "admin: listening on ...", the [admin]
+        listener's line: see admin_port())."""
         proc, cfg = self.spawn_proxy(config_text, name)
         if os.environ.get("SLUICE_WRAP"):
             timeout *= 6  # valgrind starts slowly
         deadline = time.monotonic() + timeout
         while True:
             with open(proc.log_path, "rb") as f:
-                m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", f.read())
+                m = re.search(rb"(?<!admin: )listening on 127\.0\.0\.1:(\d+)", f.read())
             if m:
                 break
             if not proc.alive():
@@ -851,6 +852,23 @@ class Env:
         px = Proxy(name, proc.popen, proc.log_path, int(m.group(1)), cfg)
         self.processes[self.processes.index(proc)] = px
         return px
+
+    def admin_port(self, proxy, timeout=10.0):
+        """The port of the proxy's [admin] listener, from its
+        "admin: listening on 127.0.0.1:PORT" line (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(proxy.log_path, "rb") as f:
+                m = re.search(rb"admin: listening on 127\.0\.0\.1:(\d+)", f.read())
+            if m:
+                return int(m.group(1))
+            if not proxy.alive():
+                raise AssertionError("proxy exited with %s before its admin listener: %s"
+                                     % (proxy.popen.returncode, " | ".join(proxy.log_tail())))
+            if time.monotonic() > deadline:
+                raise AssertionError("no \"admin: listening on\" line in %.0f s: %s"
+                                     % (timeout, " | ".join(proxy.log_tail())))
+            time.sleep(0.02)
 
     def _wait_listening(self, proc, what, timeout):
         """Poll proc's log for "listening on 127.0.0.1:PORT"; returns PORT."""

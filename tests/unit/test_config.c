@@ -4,8 +4,10 @@
  *
  * Most tests walk config_keys[] instead of naming keys, so a key added to
  * the table is covered (stored, range-checked, reported with its line)
- * without touching this file.  Errors are compared whole: the exact text
- * "t.ini:LINE: [section] key: message" is what an operator reads.
+ * without touching this file; a key *type* added to config.h makes the
+ * switches below warn (-Wswitch) until it has valid and bad values here.
+ * Errors are compared whole: the exact text "t.ini:LINE: [section] key:
+ * message" is what an operator reads.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -30,7 +32,9 @@
 #endif
 
 #define NAME    "t.ini"
-#define TEXTMAX 8192
+#define TEXTMAX 16384
+#define NKEYS   64 /* struct config's lines[] */
+#define VALMAX  CONFIG_PATH_MAX
 
 static char err[CONFIG_ERR_MAX];
 
@@ -64,6 +68,12 @@ static int
 int_at(const struct config *cfg, const struct config_key *k)
 {
 	return *(const int *)((const char *)cfg + k->offset);
+}
+
+static const char *
+str_at(const struct config *cfg, const struct config_key *k)
+{
+	return (const char *)cfg + k->offset;
 }
 
 static const struct sockaddr_any *
@@ -108,10 +118,14 @@ same_value(
 	switch (k->type) {
 	case CT_SIZE:
 	case CT_DURATION:
+	case CT_COUNT:
 		return u64_at(a, k) == u64_at(b, k);
 	case CT_ENUM:
 		return int_at(a, k) == int_at(b, k);
+	case CT_PATH:
+		return strcmp(str_at(a, k), str_at(b, k)) == 0;
 	case CT_ADDRESS:
+	case CT_OPT_ADDRESS:
 		return same_addr(addr_at(a, k, 0), addr_at(b, k, 0));
 	case CT_SERVER:
 		if (a->upstream.nservers != b->upstream.nservers)
@@ -135,12 +149,29 @@ assert_same_config(const struct config *a, const struct config *b)
 	}
 }
 
+/* A whole number as CT_COUNT takes it: digits only. */
+static uint64_t
+count_value(const char *text)
+{
+	char *end;
+	uint64_t v;
+
+	assert_true(isdigit((unsigned char)text[0]));
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	assert_int_equal(errno, 0);
+	assert_int_equal(*end, '\0');
+	return v;
+}
+
 /* The table's default for k, parsed the way the loader does. */
 static uint64_t
 default_u64(const struct config_key *k)
 {
 	uint64_t v;
 
+	if (k->type == CT_COUNT)
+		return count_value(k->def);
 	if (k->type == CT_SIZE)
 		assert_int_equal(units_parse_size(k->def, &v), 0);
 	else
@@ -158,14 +189,27 @@ check_defaults(const struct config *cfg)
 		switch (k->type) {
 		case CT_SIZE:
 		case CT_DURATION:
+		case CT_COUNT:
 			assert_true(u64_at(cfg, k) == default_u64(k));
+			/* A default outside its own range would be a bug. */
+			assert_true(u64_at(cfg, k) >= k->min &&
+			    u64_at(cfg, k) <= k->max);
 			break;
 		case CT_ENUM:
 			n = k->names;
 			assert_string_equal(n[int_at(cfg, k)], k->def);
 			break;
+		case CT_PATH:
+			assert_string_equal(str_at(cfg, k), k->def);
+			break;
 		case CT_ADDRESS:
 			assert_string_equal(addr_at(cfg, k, 0)->text, k->def);
+			break;
+		case CT_OPT_ADDRESS:
+			assert_string_equal(addr_at(cfg, k, 0)->text, k->def);
+			/* "" is no address at all, not a zeroed one. */
+			if (k->def[0] == '\0')
+				assert_int_equal(addr_at(cfg, k, 0)->len, 0);
 			break;
 		case CT_SERVER:
 			assert_int_equal(cfg->upstream.nservers, 1);
@@ -240,6 +284,33 @@ valid_value(const struct config_key *k, int pass, char *buf, size_t len)
 	uint64_t v;
 
 	switch (k->type) {
+	case CT_COUNT:
+		v = pass == 0 ? k->min : k->max;
+		if (v == default_u64(k))
+			v = v < k->max ? v + 1 : v - 1;
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+		break;
+	case CT_PATH:
+		/* Empty is allowed ("none" or "the default place"); the
+		 * long one has spaces inside and ends well past 128 bytes,
+		 * and still fits a 200-byte INI line. */
+		if (pass == 0 && k->def[0] != '\0')
+			snprintf(buf, len, "%s", "");
+		else if (pass == 0)
+			snprintf(buf, len, "/tmp/sluice-%s", k->key);
+		else
+			snprintf(buf, len,
+			    "/srv/sluice test/%s/"
+			    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+			    "/end",
+			    k->key);
+		break;
+	case CT_OPT_ADDRESS:
+		/* "" and port 0: see admin_address. */
+		snprintf(buf, len, "%s",
+		    pass == 0 ? "127.0.0.1:9100" : "[::1]:9101");
+		break;
 	case CT_SIZE:
 	case CT_DURATION:
 		v = pass == 0 ? k->min : k->max;
@@ -279,6 +350,12 @@ check_stored(const struct config *cfg, const struct config_key *k,
 		assert_int_equal(units_parse_size(text, &v), 0);
 		assert_true(u64_at(cfg, k) == v);
 		break;
+	case CT_COUNT:
+		assert_true(u64_at(cfg, k) == count_value(text));
+		break;
+	case CT_PATH:
+		assert_string_equal(str_at(cfg, k), text);
+		break;
 	case CT_DURATION:
 		assert_int_equal(units_parse_duration(text, &v), 0);
 		assert_true(u64_at(cfg, k) == v);
@@ -288,9 +365,14 @@ check_stored(const struct config *cfg, const struct config_key *k,
 		break;
 	case CT_ADDRESS:
 	case CT_SERVER:
+	case CT_OPT_ADDRESS:
 		if (k->type == CT_SERVER)
 			assert_int_equal(cfg->upstream.nservers, 1);
 		a = addr_at(cfg, k, 0);
+		if (k->type == CT_OPT_ADDRESS && text[0] == '\0') {
+			assert_int_equal(a->len, 0);
+			break;
+		}
 		assert_string_equal(a->text, text);
 		assert_int_equal(
 		    a->ss.ss_family, text[0] == '[' ? AF_INET6 : AF_INET);
@@ -302,11 +384,12 @@ check_stored(const struct config *cfg, const struct config_key *k,
 static void
 every_key_stored(void **state)
 {
-	char text[TEXTMAX], vals[32][64];
-	int idx[32], line[32];
+	static char vals[NKEYS][VALMAX];
+	char text[TEXTMAX];
+	int idx[NKEYS], line[NKEYS];
 
 	(void)state;
-	assert_true(config_nkeys <= 32);
+	assert_true(config_nkeys <= NKEYS);
 	for (int pass = 0; pass < 2; pass++) {
 		const char *section = "";
 		struct config *cfg, *def;
@@ -367,6 +450,13 @@ syntax_msg(const struct config_key *k)
 		return "not an address (host:port or [v6]:port)";
 	case CT_SERVER:
 		return "not a server (host:port or [v6]:port, port > 0)";
+	case CT_OPT_ADDRESS:
+		return "not an address (host:port or [v6]:port), or empty for "
+		       "none";
+	case CT_COUNT:
+		return "not a whole number";
+	case CT_PATH:
+		return "too long";
 	case CT_ENUM:
 		break;
 	}
@@ -377,7 +467,7 @@ syntax_msg(const struct config_key *k)
 static void
 bad_value(const struct config_key *k, const char *value, const char *msg)
 {
-	char text[512], want[CONFIG_ERR_MAX];
+	char text[1024], want[CONFIG_ERR_MAX];
 
 	snprintf(text, sizeof(text), "; a comment\n[%s]\n%s = %s\n", k->section,
 	    k->key, value);
@@ -415,6 +505,67 @@ bad_number(const struct config_key *k)
 	snprintf(v, sizeof(v), size ? "%llu" : "%llums",
 	    (unsigned long long)(k->max + 1));
 	bad_value(k, v, range);
+}
+
+static void
+bad_count(const struct config_key *k)
+{
+	static const char *const syntax[] = {
+	    "",
+	    "-1",
+	    "+1",
+	    "1.5",
+	    "1k",
+	    "2M",
+	    "ten",
+	    "0x10",
+	    "1 2",
+	    "1,5",
+	    "99999999999999999999999", /* ERANGE in strtoull */
+	    NULL,
+	};
+	char range[128], v[32];
+
+	for (size_t i = 0; syntax[i] != NULL; i++)
+		bad_value(k, syntax[i], NULL);
+	snprintf(range, sizeof(range), "out of range (%llu to %llu)",
+	    (unsigned long long)k->min, (unsigned long long)k->max);
+	if (k->min > 0) {
+		snprintf(
+		    v, sizeof(v), "%llu", (unsigned long long)(k->min - 1));
+		bad_value(k, v, range);
+	}
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)(k->max + 1));
+	bad_value(k, v, range);
+}
+
+/*
+ * A path that does not fit CONFIG_PATH_MAX is refused at its own line,
+ * never cut short: either by the path check or, since inih reads lines of
+ * at most 200 bytes, by the line reader.
+ */
+static void
+bad_path(const struct config_key *k)
+{
+	char text[1024], value[CONFIG_PATH_MAX + 1], prefix[64];
+	struct config *cfg;
+
+	memset(value, 'p', CONFIG_PATH_MAX);
+	value[0] = '/';
+	value[CONFIG_PATH_MAX] = '\0';
+	snprintf(text, sizeof(text), "; a comment\n[%s]\n%s = %s\n", k->section,
+	    k->key, value);
+	cfg = load(text);
+	if (cfg != NULL)
+		fail_msg("[%s] %s: a %d-byte path loaded (stored %zu bytes)",
+		    k->section, k->key, CONFIG_PATH_MAX,
+		    strlen(str_at(cfg, k)));
+	snprintf(
+	    prefix, sizeof(prefix), NAME ":3: [%s] %s: ", k->section, k->key);
+	if (strcmp(err, NAME ":3: line longer than 198 bytes") != 0 &&
+	    (strncmp(err, prefix, strlen(prefix)) != 0 ||
+	        strcmp(err + strlen(prefix), syntax_msg(k)) != 0))
+		fail_msg("[%s] %s: error %s", k->section, k->key, err);
 }
 
 static void
@@ -460,7 +611,9 @@ bad_address(const struct config_key *k)
 	    NULL,
 	};
 
-	for (size_t i = 0; syntax[i] != NULL; i++)
+	/* An empty value means "none" for an optional address. */
+	for (size_t i = k->type == CT_OPT_ADDRESS ? 1 : 0; syntax[i] != NULL;
+	     i++)
 		bad_value(k, syntax[i], NULL);
 	bad_value(k, "nosuch.invalid:80", "host name does not resolve");
 	if (k->type == CT_SERVER)
@@ -484,7 +637,14 @@ every_key_bad(void **state)
 			break;
 		case CT_ADDRESS:
 		case CT_SERVER:
+		case CT_OPT_ADDRESS:
 			bad_address(k);
+			break;
+		case CT_COUNT:
+			bad_count(k);
+			break;
+		case CT_PATH:
+			bad_path(k);
 			break;
 		}
 	}
@@ -493,7 +653,7 @@ every_key_bad(void **state)
 static void
 every_key_twice(void **state)
 {
-	char text[512], want[CONFIG_ERR_MAX], v[64];
+	char text[1024], want[CONFIG_ERR_MAX], v[VALMAX];
 
 	(void)state;
 	for (size_t i = 0; i < config_nkeys; i++) {
@@ -582,6 +742,222 @@ watermarks(void **state)
 	cfg = load("[buffer]\nlow_watermark = 0\n");
 	assert_non_null(cfg);
 	assert_true(cfg->buffer.low_watermark == 0);
+	config_free(cfg);
+}
+
+/* policy spill needs somewhere to spill (issue 4); the error names
+ * spill_dir's line wherever policy was set. */
+static void
+spill_dir_needed(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	load_fails("[buffer]\npolicy = spill\n; c\nspill_dir =\n",
+	    NAME ":4: [buffer] spill_dir: policy spill needs a spill_dir");
+	load_fails(
+	    "[buffer]\nspill_dir =\nhigh_watermark = 2M\npolicy = spill\n",
+	    NAME ":2: [buffer] spill_dir: policy spill needs a spill_dir");
+	/* Other policies do not need one. */
+	for (int i = 0; i < 2; i++) {
+		cfg = load(i == 0 ? "[buffer]\npolicy = pause\nspill_dir =\n"
+		                  : "[buffer]\npolicy = pace\nspill_dir =\n");
+		if (cfg == NULL)
+			fail_msg("%s", err);
+		assert_string_equal(cfg->buffer.spill_dir, "");
+		assert_int_equal(
+		    cfg->buffer.policy, i == 0 ? POLICY_PAUSE : POLICY_PACE);
+		config_free(cfg);
+	}
+	/* The default directory serves policy spill. */
+	cfg = load("[buffer]\npolicy = spill\n");
+	assert_non_null(cfg);
+	assert_int_equal(cfg->buffer.policy, POLICY_SPILL);
+	assert_string_equal(cfg->buffer.spill_dir, "/var/tmp");
+	config_free(cfg);
+	/* Stored as written, spaces inside kept. */
+	cfg = load("[buffer]\npolicy = spill\nspill_dir =  /var/spool/my dir \n"
+	           "spill_limit = 8M\nspill_total = 64M\n");
+	assert_non_null(cfg);
+	assert_string_equal(cfg->buffer.spill_dir, "/var/spool/my dir");
+	assert_true(cfg->buffer.spill_limit == 8 * 1024 * 1024);
+	assert_true(cfg->buffer.spill_total == 64 * 1024 * 1024);
+	config_free(cfg);
+}
+
+/* memory_limit below high_watermark could never let one download fill its
+ * pipe: refused at memory_limit's line (issue 4).  0 means no limit. */
+static void
+memory_limit(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	load_fails("[buffer]\nhigh_watermark = 2M\n; c\nmemory_limit = 1M\n",
+	    NAME ":4: [buffer] memory_limit: memory_limit (1048576) is below "
+	         "high_watermark (2097152)");
+	/* Given before high_watermark: still memory_limit's line. */
+	load_fails("; c\n[buffer]\nmemory_limit = 64k\nhigh_watermark = 128k\n",
+	    NAME ":3: [buffer] memory_limit: memory_limit (65536) is below "
+	         "high_watermark (131072)");
+	/* Only memory_limit given, below the default high_watermark. */
+	load_fails("[buffer]\nmemory_limit = 1023k\n",
+	    NAME ":2: [buffer] memory_limit: memory_limit (1047552) is below "
+	         "high_watermark (1048576)");
+	/* Only high_watermark given, above the default limit: refused too
+	 * (the line named is the implementation's choice). */
+	assert_null(load("[buffer]\nhigh_watermark = 2G\n"));
+	assert_non_null(strstr(err,
+	    "memory_limit (1073741824) is below "
+	    "high_watermark (2147483648)"));
+	/* Equal is enough. */
+	cfg = load("[buffer]\nhigh_watermark = 8M\nmemory_limit = 8M\n");
+	assert_non_null(cfg);
+	assert_true(cfg->buffer.memory_limit == 8 * 1024 * 1024);
+	config_free(cfg);
+	/* 0: no limit, whatever high_watermark is. */
+	cfg = load("[buffer]\nmemory_limit = 0\nhigh_watermark = 64G\n"
+	           "low_watermark = 1G\n");
+	assert_non_null(cfg);
+	assert_true(cfg->buffer.memory_limit == 0);
+	config_free(cfg);
+}
+
+static uint64_t
+zwp_ms(const char *client)
+{
+	char text[512];
+	struct config *cfg;
+	uint64_t ms;
+
+	snprintf(text, sizeof(text), "[client]\n%s", client);
+	cfg = load(text);
+	if (cfg == NULL)
+		fail_msg("%s\n%s", err, text);
+	ms = config_client_zwp_ms(cfg);
+	config_free(cfg);
+	return ms;
+}
+
+/* The zero-window give-up time toward clients (config.h). */
+static void
+client_zwp_ms(void **state)
+{
+	(void)state;
+	/* 3 probes from 200 ms: 200 + 400 + 800. */
+	assert_int_equal(zwp_ms("zwp_timeout = 0\nzwp_probes = 3\n"
+	                        "zwp_interval = 200ms\n"),
+	    1400);
+	/* zwp_interval's default is 200ms. */
+	assert_int_equal(zwp_ms("zwp_timeout = 0\nzwp_probes = 3\n"), 1400);
+	assert_int_equal(
+	    zwp_ms("zwp_timeout = 0\nzwp_probes = 1\nzwp_interval = 3s\n"),
+	    3000);
+	/* Both: the smaller. */
+	assert_int_equal(zwp_ms("zwp_timeout = 1s\nzwp_probes = 3\n"
+	                        "zwp_interval = 200ms\n"),
+	    1000);
+	assert_int_equal(zwp_ms("zwp_timeout = 5s\nzwp_probes = 3\n"
+	                        "zwp_interval = 200ms\n"),
+	    1400);
+	assert_int_equal(
+	    zwp_ms("zwp_timeout = 1400ms\nzwp_probes = 3\n"), 1400);
+	/* One of them. */
+	assert_int_equal(zwp_ms("zwp_timeout = 3s\n"), 3000);
+	assert_int_equal(zwp_ms("zwp_timeout = 3s\nzwp_probes = 0\n"
+	                        "zwp_interval = 1ms\n"),
+	    3000);
+	/* Neither. */
+	assert_int_equal(zwp_ms("zwp_timeout = 0\nzwp_probes = 0\n"), 0);
+	/* The defaults: zwp_timeout alone. */
+	assert_int_equal(zwp_ms(""), 5 * 60 * 1000);
+	/* Backoff doubles up to 120 s (TCP_RTO_MAX) and stays there:
+	 * 200 ms * (2^10 - 1) for 10 probes, then 120 s per probe. */
+	assert_int_equal(zwp_ms("zwp_timeout = 0\nzwp_probes = 10\n"), 204600);
+	assert_int_equal(
+	    zwp_ms("zwp_timeout = 0\nzwp_probes = 12\n"), 204600 + 240000);
+	/* The largest: 64 probes of an hour's interval, each capped. */
+	assert_int_equal(zwp_ms("zwp_timeout = 0\nzwp_probes = 64\n"
+	                        "zwp_interval = 1h\n"),
+	    64 * 120000);
+	assert_int_equal(zwp_ms("zwp_timeout = 24h\nzwp_probes = 64\n"
+	                        "zwp_interval = 1ms\n"),
+	    /* 1+2+...+65536 ms, then 47 probes of 120 s */
+	    131071 + 47 * 120000);
+}
+
+/* The other new whole-number and on/off keys, by name (issue 4). */
+static void
+resume_keys(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load("[buffer]\nresume = on\nresume_attempts = 0\n"
+	           "resume_backoff = 250ms\n");
+	assert_non_null(cfg);
+	assert_int_equal(cfg->buffer.resume, 1);
+	assert_true(cfg->buffer.resume_attempts == 0);
+	assert_true(cfg->buffer.resume_backoff == 250);
+	config_free(cfg);
+	load_fails("[buffer]\nresume = yes\n",
+	    NAME ":2: [buffer] resume: 'yes' is not one of: off, on");
+	load_fails("[buffer]\nresume_attempts = 101\n",
+	    NAME ":2: [buffer] resume_attempts: out of range (0 to 100)");
+	load_fails("[client]\n\nzwp_probes = 65\n",
+	    NAME ":3: [client] zwp_probes: out of range (0 to 64)");
+	load_fails("[client]\nzwp_probes = 3s\n",
+	    NAME ":2: [client] zwp_probes: not a whole number");
+	load_fails("[client]\nzwp_interval = 0\n",
+	    NAME ":2: [client] zwp_interval: out of range (1ms to 1h)");
+}
+
+/* [admin] address: empty for none, else an address to bind; port 0 (any
+ * free port) like [listen] address, which is how the tests bind it. */
+static void
+admin_address(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load("[admin]\naddress =\n");
+	assert_non_null(cfg);
+	assert_int_equal(cfg->admin.address.len, 0);
+	assert_string_equal(cfg->admin.address.text, "");
+	assert_int_equal(config_line(cfg, "admin", "address"), 2);
+	config_free(cfg);
+
+	cfg = load("[admin]\naddress = 127.0.0.1:9100\n");
+	assert_non_null(cfg);
+	assert_int_equal(cfg->admin.address.ss.ss_family, AF_INET);
+	assert_int_equal(port_of(&cfg->admin.address), 9100);
+	assert_string_equal(cfg->admin.address.text, "127.0.0.1:9100");
+	config_free(cfg);
+
+	cfg = load("; c\n[admin]\naddress = 127.0.0.1:0\n");
+	if (cfg == NULL)
+		fail_msg("[admin] address = 127.0.0.1:0 refused: %s", err);
+	assert_int_equal(cfg->admin.address.ss.ss_family, AF_INET);
+	assert_int_equal(port_of(&cfg->admin.address), 0);
+	assert_true(cfg->admin.address.len == sizeof(struct sockaddr_in));
+	config_free(cfg);
+}
+
+/* [log] access: a file name or "" for stderr. */
+static void
+access_log(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load("[log]\naccess = /var/log/sluice/access.json\n");
+	assert_non_null(cfg);
+	assert_string_equal(cfg->log.access, "/var/log/sluice/access.json");
+	config_free(cfg);
+	cfg = load("[log]\naccess =\n");
+	assert_non_null(cfg);
+	assert_string_equal(cfg->log.access, "");
+	assert_int_equal(config_line(cfg, "log", "access"), 2);
 	config_free(cfg);
 }
 
@@ -935,6 +1311,12 @@ main(void)
 	    cmocka_unit_test(unknown_section),
 	    cmocka_unit_test(syntax_error),
 	    cmocka_unit_test(watermarks),
+	    cmocka_unit_test(spill_dir_needed),
+	    cmocka_unit_test(memory_limit),
+	    cmocka_unit_test(client_zwp_ms),
+	    cmocka_unit_test(resume_keys),
+	    cmocka_unit_test(admin_address),
+	    cmocka_unit_test(access_log),
 	    cmocka_unit_test(servers_in_order),
 	    cmocka_unit_test(too_many_servers),
 	    cmocka_unit_test(addresses),
