@@ -808,8 +808,10 @@ def zwp_wave(st, wave, honest, n=NZWP):
           % gauge_after)
     # Back near the baseline: the pool may keep some free blocks for reuse
     # and malloc some slack, far less than the ~50 MiB the clients held.
-    check(after <= st["rss"] + 16 * 1024, "VmRSS %d KiB after all closed, baseline %d KiB "
-          "(+16 MiB allowed; peak %d KiB)" % (after, st["rss"], sampler.peak_rss))
+    # (Not under ASan: its allocator keeps freed memory in quarantine.)
+    if os.environ.get("SLUICE_SANITIZE", "none") in ("", "none"):
+        check(after <= st["rss"] + 16 * 1024, "VmRSS %d KiB after all closed, baseline %d KiB "
+              "(+16 MiB allowed; peak %d KiB)" % (after, st["rss"], sampler.peak_rss))
     bad = check_metrics_match_access(m, access_lines(access))
     check(not bad, "/metrics does not match the access log: " + "; ".join(bad))
     return sampler.peak_rss, after
@@ -830,8 +832,9 @@ def zero_window_clients():
     # Freed memory is reused: a second wave does not grow the process
     # (the pool keeps free blocks, so VmRSS need not fall back by itself).
     peak2, after2 = zwp_wave(st, 2, honest=False)
-    check(peak2 <= peak1 + 8 * 1024, "second wave: VmRSS peak %d KiB > first %d KiB + 8 MiB: "
-          "memory of closed clients was not freed" % (peak2, peak1))
+    if os.environ.get("SLUICE_SANITIZE", "none") in ("", "none"):  # see zwp_wave
+        check(peak2 <= peak1 + 8 * 1024, "second wave: VmRSS peak %d KiB > first %d KiB + "
+              "8 MiB: memory of closed clients was not freed" % (peak2, peak1))
     env.stop_clean(px)
 
 
