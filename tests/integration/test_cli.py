@@ -146,13 +146,15 @@ def sigterm_idle():
 
 
 def connect_refused(port):
-    """True if a connect to port is refused now."""
+    """True if a connect to port is refused now.  A reset counts too: a
+    connect that lands in the accept queue just as the listener closes is
+    reset by the kernel, which is the same refusal, seen a moment later."""
     s = socket.socket()
     s.settimeout(2)
     try:
         s.connect(("127.0.0.1", port))
         return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     finally:
         s.close()
