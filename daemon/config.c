@@ -536,6 +536,14 @@ set_defaults(struct parse *p)
 	p->seen_server = false;
 }
 
+/* A [buffer] key that conflicts with high_watermark: the error names the
+ * key's own line when it was given, else high_watermark's. */
+static const char *
+given_or_high(const struct config *c, const char *key)
+{
+	return config_line(c, "buffer", key) ? key : "high_watermark";
+}
+
 static int
 check(struct parse *p)
 {
@@ -549,9 +557,7 @@ check(struct parse *p)
 	}
 	if (c->buffer.memory_limit != 0 &&
 	    c->buffer.memory_limit < c->buffer.high_watermark) {
-		const char *key = config_line(c, "buffer", "memory_limit")
-		    ? "memory_limit"
-		    : "high_watermark";
+		const char *key = given_or_high(c, "memory_limit");
 
 		fail(p, config_line(c, "buffer", key), "buffer", key,
 		    "memory_limit (%llu) is below high_watermark (%llu)",
@@ -561,9 +567,7 @@ check(struct parse *p)
 	}
 
 	if (c->buffer.low_watermark > c->buffer.high_watermark) {
-		const char *key = config_line(c, "buffer", "low_watermark")
-		    ? "low_watermark"
-		    : "high_watermark";
+		const char *key = given_or_high(c, "low_watermark");
 
 		fail(p, config_line(c, "buffer", key), "buffer", key,
 		    "low_watermark (%llu) is above high_watermark (%llu)",

@@ -632,6 +632,26 @@ graceful_close(struct conn *c)
 
 static const char *const policy_names[] = {"pause", "spill", "pace"};
 
+/* The fields the access log and /connections share: ,"client":…,
+ * "upstream":…,"method":…,"path":…,"status":…,"policy":… */
+static void
+json_download(const struct conn *c, FILE *out)
+{
+	const struct config *cfg = c->cfg;
+
+	fprintf(out, ",\"client\":\"%s\",\"upstream\":", c->peer);
+	if (c->server >= 0)
+		json_string(out, cfg->upstream.servers[c->server].text);
+	else
+		fputs("null", out);
+	fprintf(out, ",\"method\":");
+	json_string(out, c->method);
+	fprintf(out, ",\"path\":");
+	json_string(out, c->target);
+	fprintf(out, ",\"status\":%d,\"policy\":\"%s\"", c->status,
+	    policy_names[cfg->buffer.policy]);
+}
+
 /*
  * The access line: one JSON object per download, at its end, to [log]
  * access or stderr; also counts it for /metrics.  Once per request.
@@ -639,7 +659,6 @@ static const char *const policy_names[] = {"pause", "spill", "pace"};
 static void
 access_log(struct conn *c)
 {
-	const struct config *cfg = c->cfg;
 	struct proxy *px = c->px;
 	FILE *out = px->access != NULL ? px->access : stderr;
 	uint64_t now = uv_now(px->loop);
@@ -657,23 +676,13 @@ access_log(struct conn *c)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(out, "{\"time\":\"%s.%03ldZ\"", when, ts.tv_nsec / 1000000);
+	json_download(c, out);
 	fprintf(out,
-	    "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"upstream\":", when,
-	    ts.tv_nsec / 1000000, c->peer);
-	if (c->server >= 0)
-		json_string(out, cfg->upstream.servers[c->server].text);
-	else
-		fputs("null", out);
-	fprintf(out, ",\"method\":");
-	json_string(out, c->method);
-	fprintf(out, ",\"path\":");
-	json_string(out, c->target);
-	fprintf(out,
-	    ",\"status\":%d,\"policy\":\"%s\",\"bytes_from_upstream\":%llu,"
+	    ",\"bytes_from_upstream\":%llu,"
 	    "\"bytes_to_client\":%llu,\"peak_memory\":%llu,"
 	    "\"spilled_bytes\":%llu,\"paused_s\":%.3f,\"resumes\":%d,"
 	    "\"outcome\":\"%s\",\"duration_s\":%.3f}\n",
-	    c->status, policy_names[cfg->buffer.policy],
 	    (unsigned long long)c->resp_body_in,
 	    (unsigned long long)c->body_out, (unsigned long long)c->peak_mem,
 	    (unsigned long long)(c->down.spool.written - c->spilled0),
@@ -2003,22 +2012,14 @@ conn_describe(const struct conn *c, FILE *out)
 	uint64_t paused =
 	    c->paused_ms + (c->pause_start != 0 ? now - c->pause_start : 0);
 
-	fprintf(out, "{\"id\":%llu,\"client\":\"%s\",\"upstream\":",
-	    (unsigned long long)c->id, c->peer);
-	if (c->server >= 0)
-		json_string(out, c->cfg->upstream.servers[c->server].text);
-	else
-		fputs("null", out);
-	fprintf(out, ",\"state\":\"%s\",\"method\":", state_name(c));
-	json_string(out, c->method);
-	fprintf(out, ",\"path\":");
-	json_string(out, c->target);
+	fprintf(out, "{\"id\":%llu,\"state\":\"%s\"", (unsigned long long)c->id,
+	    state_name(c));
+	json_download(c, out);
 	fprintf(out,
-	    ",\"status\":%d,\"policy\":\"%s\",\"memory_bytes\":%zu,"
+	    ",\"memory_bytes\":%zu,"
 	    "\"spool_bytes\":%llu,\"upstream_paused\":%s,\"paused_s\":%.3f,"
 	    "\"bytes_from_upstream\":%llu,\"bytes_to_client\":%llu,"
 	    "\"resumes\":%d,\"age_s\":%.3f",
-	    c->status, policy_names[c->cfg->buffer.policy],
 	    pipe_memory(&c->down), (unsigned long long)pipe_spooled(&c->down),
 	    c->pause_start != 0 ? "true" : "false", (double)paused / 1000.0,
 	    (unsigned long long)c->resp_body_in,
