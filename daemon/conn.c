@@ -814,6 +814,23 @@ conn_on_client_write(uv_write_t *req, int status)
 	flush_client(c);
 }
 
+/*
+ * Segments per client write.  A write's blocks are freed only when all of
+ * it is sent, so one write larger than the gap hides the low watermark:
+ * the pipe would not drain below high - (that write) until the whole
+ * write is out, and at 2 Mbit/s a 64-block write is 17 s of zero window
+ * for the upstream.  Half the gap, at least one block.
+ */
+static size_t
+write_batch(const struct conn *c)
+{
+	const struct config *cfg = c->cfg;
+	uint64_t gap = cfg->buffer.high_watermark - cfg->buffer.low_watermark;
+	uint64_t n = gap / 2 / cfg->buffer.block_size;
+
+	return n < 1 ? 1 : n > MAX_IOV ? MAX_IOV : (size_t)n;
+}
+
 static void
 flush_client(struct conn *c)
 {
@@ -823,7 +840,7 @@ flush_client(struct conn *c)
 
 	if (c->closing || c->cw_busy || c->shutting)
 		return;
-	n = pipe_peek(&c->down, bufs, MAX_IOV);
+	n = pipe_peek(&c->down, bufs, write_batch(c));
 	if (n == 0) {
 		if (pipe_empty(&c->down) &&
 		    (c->resp_done || c->upstream_failed))
