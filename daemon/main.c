@@ -10,7 +10,9 @@
 
 #include "config.h"
 #include "fetch.h"
+#include "lab.h"
 #include "origin.h"
+#include "plan.h"
 #include "proxy.h"
 #include "version.h"
 
@@ -29,7 +31,14 @@ usage(FILE *out)
 	    "  sluice fetch URL [options]\n"
 	    "                           the testbed's slow, verifying client\n"
 	    "                           (sluice help fetch)\n"
-	    "  sluice help [origin|fetch|config [--ini]]\n"
+	    "  sluice plan [SCENARIO.ini] [options]\n"
+	    "                           predict a download: complete or how\n"
+	    "                           much is cut, and what to change\n"
+	    "                           (sluice help plan)\n"
+	    "  sluice lab SCENARIO.ini [--json] [--out DIR] [-v]\n"
+	    "                           reproduce the incident in network\n"
+	    "                           namespaces (sluice help lab)\n"
+	    "  sluice help [origin|fetch|plan|lab|config [--ini]]\n"
 	    "                           this text, or every config key as a\n"
 	    "                           markdown table (or as a commented "
 	    "INI)\n"
@@ -98,6 +107,14 @@ main(int argc, char **argv)
 			fetch_usage(stdout);
 			return 0;
 		}
+		if (argc > 2 && strcmp(argv[2], "lab") == 0) {
+			lab_usage(stdout);
+			return 0;
+		}
+		if (argc > 2 && strcmp(argv[2], "plan") == 0) {
+			plan_usage(stdout);
+			return 0;
+		}
 		if (argc > 2 && strcmp(argv[2], "config") == 0) {
 			if (argc > 3 && strcmp(argv[3], "--ini") == 0)
 				config_print_ini(stdout);
@@ -112,6 +129,10 @@ main(int argc, char **argv)
 		return origin_main(argc - 1, argv + 1);
 	if (strcmp(verb, "fetch") == 0)
 		return fetch_main(argc - 1, argv + 1);
+	if (strcmp(verb, "lab") == 0)
+		return lab_main(argc - 1, argv + 1);
+	if (strcmp(verb, "plan") == 0)
+		return plan_main(argc - 1, argv + 1);
 	if (strcmp(verb, "proxy") == 0 || strcmp(verb, "check") == 0) {
 		if ((cfg = config_arg(argc, argv)) == NULL) {
 			fprintf(

@@ -18,6 +18,6 @@ trap '[ "$own_policy" = yes ] && rm -f "$policy"' EXIT
 apt-get install -y -qq --no-install-recommends \
 	gcc libc6-dev meson ninja-build pkg-config \
 	libuv1-dev libinih-dev libcmocka-dev node-llhttp \
-	python3 curl procps ca-certificates clang-format valgrind \
+	python3 curl procps ca-certificates clang-format valgrind iproute2 gnuplot-nox \
 	nginx-light >/dev/null
 echo "deps: installed"

@@ -1,0 +1,108 @@
+/*
+ * lab: `sluice lab SCENARIO.ini`, the zero-window incident reproduced
+ * (docs/lab.md).  Three hosts from network namespaces, origin ─ lb ─
+ * client, joined by veth pairs shaped with tc tbf; `sluice origin`,
+ * `sluice proxy` and `sluice fetch` run in them; a timeline is sampled
+ * every 100 ms; summary.json, timeline.csv and timeline.png are written and
+ * a verdict puts the model's prediction (model.h) beside the measurement.
+ *
+ * The pure parts (the scenario file, the give-up rule as origin options,
+ * the proxy config, ss(8) output) are exported for the unit tests; `sluice
+ * plan` reads scenarios with lab_scenario_load() too.
+ */
+#ifndef SLUICE_LAB_H
+#define SLUICE_LAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LAB_MAX_KV  32
+#define LAB_ERR_MAX 512
+
+enum lab_host {
+	LAB_ORIGIN = 0,
+	LAB_LB,
+	LAB_CLIENT,
+	LAB_NHOSTS,
+};
+
+enum lab_mode {
+	LAB_MODE_NETNS = 0,
+	LAB_MODE_LOOPBACK,
+};
+
+struct lab_kv {
+	char key[96];
+	char value[160];
+};
+
+/* A scenario file as plain data (STYLE 2). */
+struct lab_scenario {
+	char path[256];
+	char name[64];
+	int mode; /* enum lab_mode */
+	uint64_t time_limit_ms;
+	uint64_t body; /* bytes */
+	char notes[200];
+	uint64_t origin_lb_bps, lb_client_bps; /* tc tbf rates, bits/s */
+	uint64_t delay_ms;                     /* netem, where it exists */
+	char give_up[128];                     /* model_parse_giveup syntax */
+	uint64_t origin_sndbuf;                /* bytes, 0: autotuning */
+	uint64_t client_rate_bps;              /* fetch --rate, 0: none */
+	uint64_t client_rcvbuf;                /* fetch --rcvbuf, 0: none */
+	uint64_t client_timeout_ms;            /* fetch --timeout, 0: its own */
+	struct lab_kv sysctl[LAB_NHOSTS][LAB_MAX_KV]; /* key without sysctl. */
+	size_t nsysctl[LAB_NHOSTS];
+	struct lab_kv proxy[LAB_MAX_KV]; /* "buffer.policy" = "pause" */
+	size_t nproxy;
+};
+
+/* One socket of ss -tinH output. */
+struct lab_sock {
+	char state[16]; /* "" when ss printed none (a single-state filter) */
+	char local[64], peer[64];
+	uint64_t recv_q, send_q; /* bytes */
+	uint64_t bytes_acked, bytes_received;
+	int64_t snd_wnd; /* -1: no info line; ss omits 0, so absent is 0 */
+	unsigned backoff;
+};
+
+/*
+ * Parses a scenario from text (name stands for the file in errors).
+ * 0, or -EINVAL with err "NAME:LINE: [section] key: message".  Missing keys
+ * take the defaults of docs/lab.md.
+ */
+int lab_scenario_parse(const char *text, const char *name,
+    struct lab_scenario *sc, char *err, size_t errlen);
+/* The same from a file; sc->path and a default name from its base name. */
+int lab_scenario_load(
+    const char *path, struct lab_scenario *sc, char *err, size_t errlen);
+
+/*
+ * Translates a give-up rule ("zwp-probes=4,interval=200ms[,max=2s]",
+ * "send-timeout=20s", "user-timeout=5s", "orphan", "none" or "") into
+ * `sluice origin` options: up to max pointers into argv, the strings kept
+ * in buf.  The number of arguments, or -EINVAL.
+ */
+int lab_giveup_args(
+    const char *rule, const char **argv, size_t max, char *buf, size_t len);
+
+/*
+ * Writes the proxy config of a scenario: its [proxy] keys by section, plus
+ * what the lab owns (listen address, upstream server, admin address,
+ * access log) and its defaults (upstream rcvbuf 256k: DESIGN, the kernel's
+ * queue toward the origin must be pinned; drain_timeout 2s).
+ */
+void lab_proxy_config(FILE *out, const struct lab_scenario *sc,
+    const char *listen, const char *server, const char *admin,
+    const char *access);
+
+/* Parses `ss -tinH` output into at most max sockets; returns how many. */
+size_t lab_ss_parse(const char *text, struct lab_sock *out, size_t max);
+
+/* `sluice lab`: argv[0] is "lab".  Exit code (docs/lab.md). */
+int lab_main(int argc, char **argv);
+void lab_usage(FILE *out);
+
+#endif
