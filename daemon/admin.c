@@ -37,6 +37,7 @@
 #include "conn.h"
 #include "log.h"
 #include "proxy.h"
+#include "sockopt.h"
 #include "stats.h"
 #include "tcpinfo.h"
 
@@ -688,22 +689,14 @@ static void
 log_listening(struct admin *ad)
 {
 	struct sockaddr_storage ss;
-	char ip[INET6_ADDRSTRLEN] = "?";
-	int len = sizeof(ss), port = 0, v6 = 0;
+	char text[INET6_ADDRSTRLEN + 8] = "?";
+	int len = sizeof(ss);
 
 	if (uv_tcp_getsockname(&ad->listener, (struct sockaddr *)&ss, &len) ==
-	    0) {
-		v6 = ss.ss_family == AF_INET6;
-		if (v6) {
-			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		} else {
-			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		}
-	}
-	log_info("admin: listening on %s%s%s:%d", v6 ? "[" : "", ip,
-	    v6 ? "]" : "", port);
+	    0)
+		sockopt_addr_text(
+		    (struct sockaddr *)&ss, NULL, 0, text, sizeof(text));
+	log_info("admin: listening on %s", text);
 }
 
 int

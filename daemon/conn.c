@@ -1870,21 +1870,12 @@ describe_peer(struct conn *c)
 {
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
-	int port = 0;
 
 	strcpy(c->peer_ip, "?");
-	if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET6) {
-			uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer_ip,
-			    sizeof(c->peer_ip));
-			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		} else {
-			uv_ip4_name((struct sockaddr_in *)&ss, c->peer_ip,
-			    sizeof(c->peer_ip));
-			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		}
-	}
-	snprintf(c->peer, sizeof(c->peer), "%s:%d", c->peer_ip, port);
+	strcpy(c->peer, "?");
+	if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &len) == 0)
+		sockopt_addr_text((struct sockaddr *)&ss, c->peer_ip,
+		    sizeof(c->peer_ip), c->peer, sizeof(c->peer));
 }
 
 static void

@@ -978,8 +978,7 @@ oconn_start(struct origin *o, int fd, const struct sockaddr_storage *ss)
 	const struct origin_opts *opt = &o->opt;
 	const char *which = NULL;
 	struct oconn *c = calloc(1, sizeof(*c));
-	char ip[INET6_ADDRSTRLEN] = "?";
-	int port = 0, one = 1;
+	int one = 1;
 
 	if (c == NULL || (c->obuf = malloc(OBUF_SIZE)) == NULL) {
 		free(c);
@@ -992,17 +991,8 @@ oconn_start(struct origin *o, int fd, const struct sockaddr_storage *ss)
 	c->file_fd = -1;
 	c->t_start = now_ms(o);
 	c->last_write = c->t_start;
-	if (ss->ss_family == AF_INET6) {
-		inet_ntop(AF_INET6,
-		    &((const struct sockaddr_in6 *)ss)->sin6_addr, ip,
-		    sizeof(ip));
-		port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-	} else {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
-		    ip, sizeof(ip));
-		port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
-	}
-	snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+	sockopt_addr_text(
+	    (const struct sockaddr *)ss, NULL, 0, c->peer, sizeof(c->peer));
 	setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
 	if (sockopt_client(fd, opt->sndbuf, opt->user_timeout_ms, &which) < 0)
 		log_warn("origin: cannot set %s: %s", which, strerror(errno));
@@ -1324,20 +1314,12 @@ print_listening(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN] = "?";
+	char text[INET6_ADDRSTRLEN + 8] = "?";
 
-	getsockname(fd, (struct sockaddr *)&ss, &len);
-	if (ss.ss_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
-		    ip, sizeof(ip));
-		log_info("origin: listening on [%s]:%d", ip,
-		    ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-	} else {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip,
-		    sizeof(ip));
-		log_info("origin: listening on %s:%d", ip,
-		    ntohs(((struct sockaddr_in *)&ss)->sin_port));
-	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		sockopt_addr_text(
+		    (struct sockaddr *)&ss, NULL, 0, text, sizeof(text));
+	log_info("origin: listening on %s", text);
 }
 
 int

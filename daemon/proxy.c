@@ -23,6 +23,7 @@
 #include "admin.h"
 #include "log.h"
 #include "proxy.h"
+#include "sockopt.h"
 
 static void
 proxy_on_connection(uv_stream_t *server, int status)
@@ -127,21 +128,14 @@ static void
 print_listening(struct proxy *px)
 {
 	struct sockaddr_storage ss;
-	char ip[INET6_ADDRSTRLEN] = "?";
-	int len = sizeof(ss), port = 0;
+	char text[INET6_ADDRSTRLEN + 8] = "?";
+	int len = sizeof(ss);
 
 	if (uv_tcp_getsockname(&px->listener, (struct sockaddr *)&ss, &len) ==
-	    0) {
-		if (ss.ss_family == AF_INET6) {
-			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-			log_info("listening on [%s]:%d", ip, port);
-			return;
-		}
-		uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	}
-	log_info("listening on %s:%d", ip, port);
+	    0)
+		sockopt_addr_text(
+		    (struct sockaddr *)&ss, NULL, 0, text, sizeof(text));
+	log_info("listening on %s", text);
 }
 
 int

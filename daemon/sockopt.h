@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 int sockopt_upstream(int fd, uint64_t rcvbuf, uint64_t window_clamp,
     uint64_t user_timeout_ms, const char **which);
@@ -22,6 +23,13 @@ int sockopt_client(
  * queued unsent, so the backlog stays in the application's buffers. */
 int sockopt_notsent_lowat(int fd, uint64_t bytes);
 /* "rcvbuf=N sndbuf=N window_clamp=N user_timeout=Nms nodelay=N" */
+/*
+ * An address as text: "ip:port", or "[ip6]:port".  When ip is not NULL it
+ * receives the bare address (for X-Forwarded-For).  "?" for a family that
+ * is neither.  Returns text.
+ */
+const char *sockopt_addr_text(
+    const struct sockaddr *sa, char *ip, size_t iplen, char *text, size_t len);
 void sockopt_describe(int fd, char *buf, size_t len);
 
 #endif
