@@ -1,5 +1,6 @@
 /*
- * lab: see lab.h and docs/lab.md.
+ * lab: the run (see lab.h and docs/lab.md); lab_scenario.c holds the
+ * scenario file, lab_report.c the figures, plot and verdict.
  *
  * Every change to the system is a command an operator could type (ip, tc,
  * sysctl), run by fork/exec without a shell and printed at -v, and it is
@@ -42,677 +43,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <ini.h>
-
 #include "config.h"
 #include "json.h"
 #include "lab.h"
+#include "lab_int.h"
 #include "model.h"
 #include "units.h"
 
-#define SAMPLE_MS   100
-#define MAX_ARGS    48
-#define OUT_MAX     (64 * 1024)
-#define FILE_MAX    (256 * 1024)
-#define MAX_SOCKS   16
-#define MAX_SEEN    16
-#define MAX_NOTES   8
-#define START_MS    5000 /* a peer must listen within this */
-#define STOP_MS     3000 /* SIGTERM, then SIGKILL after this */
-#define ACCESS_MS   3000 /* wait for the proxy's access line */
-#define FRAME_BYTES 1514 /* a full segment on veth: Ethernet + IP + TCP */
-#define MIB         1048576.0
-
-/* Addresses that exist only inside the run's namespaces. */
-#define ORIGIN_IP   "10.201.0.1"
-#define LB_UP_IP    "10.201.0.2"
-#define LB_IP       "10.202.0.1"
-#define CLIENT_IP   "10.202.0.2"
-#define ORIGIN_PORT 8000
-#define PROXY_PORT  8080
-#define ADMIN_PORT  9090
-
-static const char *const host_names[] = {"origin", "lb", "client"};
-
-/* Set by SIGINT/SIGTERM/SIGHUP; the loop and the setup steps look at it. */
-static volatile sig_atomic_t lab_signal;
-
-/* ---- the scenario file ------------------------------------------------ */
-
-enum skey_type {
-	SK_STR,
-	SK_SIZE,
-	SK_DURATION,
-	SK_RATE,
-	SK_MODE,
-};
-
-struct skey {
-	const char *section, *key;
-	enum skey_type type;
-	size_t offset, size;
-	const char *doc;
-};
-
-#define SK(sec, k, t, field, doc)                                              \
-	{                                                                      \
-		sec, k, t, offsetof(struct lab_scenario, field),               \
-		    sizeof(((struct lab_scenario *)0)->field), doc             \
-	}
-
-/* The scenario's keys (STYLE 9); `sluice help lab` prints this table. */
-static const struct skey skeys[] = {
-    SK("lab", "name", SK_STR, name, "the run's name (default: the file's)"),
-    SK("lab", "mode", SK_MODE, mode,
-        "netns (default) or loopback (127.0.0.1, application-paced)"),
-    SK("lab", "time_limit", SK_DURATION, time_limit_ms,
-        "the fetch is stopped after this (default 60s)"),
-    SK("lab", "body", SK_SIZE, body, "bytes the client asks for (16M)"),
-    SK("lab", "notes", SK_STR, notes, "free text, copied to summary.json"),
-    SK("links", "origin_lb", SK_RATE, origin_lb_bps,
-        "tc tbf rate of the origin-lb link (1gbit)"),
-    SK("links", "lb_client", SK_RATE, lb_client_bps,
-        "tc tbf rate of the lb-client link (2mbit)"),
-    SK("links", "delay", SK_DURATION, delay_ms,
-        "netem delay on each link, where the kernel has netem (0)"),
-    SK("origin", "give_up", SK_STR, give_up,
-        "the origin's rule: zwp-probes=N,interval=T[,max=T], "
-        "send-timeout=T, user-timeout=T, orphan, none"),
-    SK("origin", "sndbuf", SK_SIZE, origin_sndbuf,
-        "the origin's SO_SNDBUF (0: autotuning)"),
-    SK("client", "rate", SK_RATE, client_rate_bps,
-        "sluice fetch --rate (0: read as fast as the link allows)"),
-    SK("client", "rcvbuf", SK_SIZE, client_rcvbuf,
-        "sluice fetch --rcvbuf (0: autotuning)"),
-    SK("client", "timeout", SK_DURATION, client_timeout_ms,
-        "sluice fetch --timeout (0: its default, 60s)"),
-};
-#define NSKEYS (sizeof(skeys) / sizeof(skeys[0]))
-
-/* Keys of the proxy config that the lab owns. */
-static const char *const lab_owned[] = {
-    "listen.address", "upstream.server", "admin.address", "log.access"};
-
-/* Keys the lab adds when the scenario omits them. */
-static const struct lab_kv lab_defaults[] = {
-    {"listen.drain_timeout", "2s"},
-    {"upstream.rcvbuf", "256k"}, /* DESIGN: K_in must be pinned */
-    {"log.level", "info"},
-};
-
-struct parse_ctx {
-	struct lab_scenario *sc;
-	char msg[256]; /* the first error: "[section] key: message" */
-};
-
-static int
-fail(struct parse_ctx *ctx, const char *section, const char *key,
-    const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (ctx->msg[0] != '\0')
-		return 0;
-	n = snprintf(ctx->msg, sizeof(ctx->msg), "[%s] %s: ", section, key);
-	if (n < 0 || (size_t)n >= sizeof(ctx->msg))
-		return 0;
-	va_start(ap, fmt);
-	vsnprintf(ctx->msg + n, sizeof(ctx->msg) - (size_t)n, fmt, ap);
-	va_end(ap);
-	return 0; /* inih: this line is an error */
-}
-
-static int
-parse_number(enum skey_type type, const char *value, uint64_t *v)
-{
-	switch (type) {
-	case SK_SIZE:
-		return units_parse_size(value, v);
-	case SK_DURATION:
-		return units_parse_duration(value, v);
-	case SK_RATE:
-		return units_parse_rate(value, v);
-	default:
-		return -EINVAL;
-	}
-}
-
-static int
-set_key(struct parse_ctx *ctx, const struct skey *k, const char *value)
-{
-	char *field = (char *)ctx->sc + k->offset;
-	static const char *const what[] = {"", "a size (64k, 16M)",
-	    "a duration (250ms, 30s)", "a rate (2mbit, 1gbit)", ""};
-	uint64_t v;
-	int mode;
-
-	if (k->type == SK_STR) {
-		if (strlen(value) >= k->size)
-			return fail(ctx, k->section, k->key,
-			    "longer than %zu characters", k->size - 1);
-		memcpy(field, value, strlen(value) + 1);
-		return 1;
-	}
-	if (k->type == SK_MODE) {
-		if (strcmp(value, "netns") == 0)
-			mode = LAB_MODE_NETNS;
-		else if (strcmp(value, "loopback") == 0)
-			mode = LAB_MODE_LOOPBACK;
-		else
-			return fail(ctx, k->section, k->key,
-			    "'%s' is neither netns nor loopback", value);
-		memcpy(field, &mode, sizeof(mode));
-		return 1;
-	}
-	if (parse_number(k->type, value, &v) < 0)
-		return fail(ctx, k->section, k->key, "'%s' is not %s", value,
-		    what[k->type]);
-	memcpy(field, &v, sizeof(v));
-	return 1;
-}
-
-/* sysctl names go to `sysctl -w NAME=VALUE` as one argument. */
-static bool
-sysctl_name_ok(const char *s)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if (!isalnum((unsigned char)*s) && strchr("_.-/", *s) == NULL)
-			return false;
-	return true;
-}
-
-static int
-add_kv(struct parse_ctx *ctx, const char *section, struct lab_kv *kv, size_t *n,
-    const char *key, const char *value)
-{
-	if (*n == LAB_MAX_KV)
-		return fail(
-		    ctx, section, key, "more than %d such keys", LAB_MAX_KV);
-	if (strlen(key) >= sizeof(kv->key) ||
-	    strlen(value) >= sizeof(kv->value))
-		return fail(ctx, section, key, "key or value too long");
-	strcpy(kv[*n].key, key);
-	strcpy(kv[*n].value, value);
-	(*n)++;
-	return 1;
-}
-
-static int
-sysctl_key(struct parse_ctx *ctx, int h, const char *key, const char *value)
-{
-	struct lab_scenario *sc = ctx->sc;
-	const char *name = key + strlen("sysctl.");
-
-	if (!sysctl_name_ok(name))
-		return fail(ctx, host_names[h], key, "not a sysctl name");
-	if (strchr(value, '\n') != NULL)
-		return fail(ctx, host_names[h], key, "a value on one line");
-	return add_kv(
-	    ctx, host_names[h], sc->sysctl[h], &sc->nsysctl[h], name, value);
-}
-
-/* A [proxy] key "section.key": it must be a key of the proxy's table. */
-static int
-proxy_key(struct parse_ctx *ctx, const char *key, const char *value)
-{
-	struct lab_scenario *sc = ctx->sc;
-	const char *dot = strchr(key, '.');
-	size_t seclen = dot != NULL ? (size_t)(dot - key) : 0;
-
-	for (size_t i = 0; i < sizeof(lab_owned) / sizeof(lab_owned[0]); i++)
-		if (strcmp(key, lab_owned[i]) == 0)
-			return fail(ctx, "proxy", key,
-			    "set by the lab (it knows the addresses)");
-	for (size_t i = 0; dot != NULL && i < config_nkeys; i++) {
-		const struct config_key *k = &config_keys[i];
-
-		if (strlen(k->section) == seclen &&
-		    strncmp(k->section, key, seclen) == 0 &&
-		    strcmp(k->key, dot + 1) == 0)
-			return add_kv(
-			    ctx, "proxy", sc->proxy, &sc->nproxy, key, value);
-	}
-	return fail(ctx, "proxy", key,
-	    "not a proxy config key written section.key (sluice help "
-	    "config)");
-}
-
-static int
-host_of(const char *section)
-{
-	for (int h = 0; h < LAB_NHOSTS; h++)
-		if (strcmp(section, host_names[h]) == 0)
-			return h;
-	return -1;
-}
-
-static int
-on_key(void *user, const char *section, const char *key, const char *value)
-{
-	struct parse_ctx *ctx = user;
-	int h = host_of(section);
-
-	if (strcmp(section, "proxy") == 0)
-		return proxy_key(ctx, key, value);
-	if (h >= 0 && strncmp(key, "sysctl.", strlen("sysctl.")) == 0)
-		return sysctl_key(ctx, h, key, value);
-	for (size_t i = 0; i < NSKEYS; i++)
-		if (strcmp(skeys[i].section, section) == 0 &&
-		    strcmp(skeys[i].key, key) == 0)
-			return set_key(ctx, &skeys[i], value);
-	if (h >= 0 || strcmp(section, "lab") == 0 ||
-	    strcmp(section, "links") == 0)
-		return fail(ctx, section, key, "unknown key (sluice help lab)");
-	return fail(ctx, section, key,
-	    "unknown section (lab, links, origin, lb, client, proxy)");
-}
-
-static void
-scenario_defaults(struct lab_scenario *sc)
-{
-	memset(sc, 0, sizeof(*sc));
-	sc->mode = LAB_MODE_NETNS;
-	sc->time_limit_ms = 60000;
-	sc->body = 16 * 1024 * 1024;
-	sc->origin_lb_bps = 1000000000;
-	sc->lb_client_bps = 2000000;
-}
-
-/* Checks that need the whole file.  0, or -EINVAL with err filled. */
-static int
-scenario_check(
-    const struct lab_scenario *sc, const char *name, char *err, size_t errlen)
-{
-	const char *argv[8];
-	char buf[256];
-	struct model_in in;
-
-	if (sc->body == 0 || sc->time_limit_ms == 0 || sc->origin_lb_bps < 8 ||
-	    sc->lb_client_bps < 8) {
-		snprintf(err, errlen,
-		    "%s: [lab] body, time_limit and the [links] rates must "
-		    "not be 0",
-		    name);
-		return -EINVAL;
-	}
-	model_defaults(&in);
-	if (lab_giveup_args(sc->give_up, argv, 8, buf, sizeof(buf)) < 0 ||
-	    (sc->give_up[0] != '\0' &&
-	        model_parse_giveup(sc->give_up, &in) < 0)) {
-		snprintf(err, errlen,
-		    "%s: [origin] give_up: '%s' is not a rule "
-		    "(zwp-probes=N,interval=T[,max=T], send-timeout=T, "
-		    "user-timeout=T, orphan, none)",
-		    name, sc->give_up);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int
-parse_result(
-    struct parse_ctx *ctx, int rc, const char *name, char *err, size_t errlen)
-{
-	if (rc > 0) {
-		snprintf(err, errlen, "%s:%d: %s", name, rc,
-		    ctx->msg[0] != '\0' ? ctx->msg : "not a key = value line");
-		return -EINVAL;
-	}
-	if (rc == -1) {
-		snprintf(err, errlen, "%s: %s", name, strerror(errno));
-		return -ENOENT;
-	}
-	if (rc < 0) {
-		snprintf(err, errlen, "%s: out of memory", name);
-		return -ENOMEM;
-	}
-	return scenario_check(ctx->sc, name, err, errlen);
-}
-
-int
-lab_scenario_parse(const char *text, const char *name, struct lab_scenario *sc,
-    char *err, size_t errlen)
-{
-	struct parse_ctx ctx = {.sc = sc};
-
-	scenario_defaults(sc);
-	return parse_result(
-	    &ctx, ini_parse_string(text, on_key, &ctx), name, err, errlen);
-}
-
-int
-lab_scenario_load(
-    const char *path, struct lab_scenario *sc, char *err, size_t errlen)
-{
-	struct parse_ctx ctx = {.sc = sc};
-	const char *base = strrchr(path, '/');
-	size_t n;
-	int rc;
-
-	scenario_defaults(sc);
-	rc = parse_result(
-	    &ctx, ini_parse(path, on_key, &ctx), path, err, errlen);
-	if (rc < 0)
-		return rc;
-	snprintf(sc->path, sizeof(sc->path), "%s", path);
-	if (sc->name[0] == '\0') {
-		base = base != NULL ? base + 1 : path;
-		n = strlen(base);
-		if (n > 4 && strcmp(base + n - 4, ".ini") == 0)
-			n -= 4;
-		snprintf(sc->name, sizeof(sc->name), "%.*s", (int)n, base);
-	}
-	return 0;
-}
-
-/* ---- the give-up rule as origin options ------------------------------- */
-
-struct argbuf {
-	const char **argv;
-	size_t max, n;
-	char *buf;
-	size_t len, used;
-};
-
-static int
-put_arg(struct argbuf *a, const char *s)
-{
-	size_t k = strlen(s) + 1;
-
-	if (a->n == a->max || a->used + k > a->len)
-		return -EINVAL;
-	memcpy(a->buf + a->used, s, k);
-	a->argv[a->n++] = a->buf + a->used;
-	a->used += k;
-	return 0;
-}
-
-static int
-put_duration_opt(struct argbuf *a, const char *opt, const char *value)
-{
-	uint64_t ms;
-
-	if (value == NULL || units_parse_duration(value, &ms) < 0 || ms == 0)
-		return -EINVAL;
-	return put_arg(a, opt) < 0 ? -EINVAL : put_arg(a, value);
-}
-
-/* "zwp-probes=N,interval=T[,max=T]": tok is N, rest the options. */
-static int
-zwp_args(struct argbuf *a, const char *n, char *rest)
-{
-	char *save = NULL, *opt, *eq;
-	bool have_interval = false;
-	char *end;
-
-	if (n == NULL || strtoul(n, &end, 10) == 0 || *end != '\0' ||
-	    put_arg(a, "--zwp-probes") < 0 || put_arg(a, n) < 0)
-		return -EINVAL;
-	for (opt = strtok_r(rest, ",", &save); opt != NULL;
-	     opt = strtok_r(NULL, ",", &save)) {
-		if ((eq = strchr(opt, '=')) == NULL)
-			return -EINVAL;
-		*eq++ = '\0';
-		if (strcmp(opt, "interval") == 0) {
-			have_interval = true;
-			if (put_duration_opt(a, "--zwp-interval", eq) < 0)
-				return -EINVAL;
-		} else if (strcmp(opt, "max") == 0) {
-			if (put_duration_opt(a, "--zwp-max-interval", eq) < 0)
-				return -EINVAL;
-		} else {
-			return -EINVAL;
-		}
-	}
-	return have_interval ? 0 : -EINVAL;
-}
-
-int
-lab_giveup_args(
-    const char *rule, const char **argv, size_t max, char *buf, size_t len)
-{
-	struct argbuf a = {argv, max, 0, buf, len, 0};
-	char tmp[128], *rest, *value;
-	int rc = -EINVAL;
-
-	if (strlen(rule) >= sizeof(tmp))
-		return -EINVAL;
-	strcpy(tmp, rule);
-	rest = strchr(tmp, ',');
-	if (rest != NULL)
-		*rest++ = '\0';
-	if ((value = strchr(tmp, '=')) != NULL)
-		*value++ = '\0';
-	if (tmp[0] == '\0' || strcmp(tmp, "none") == 0)
-		rc = value == NULL && rest == NULL ? 0 : -EINVAL;
-	else if (strcmp(tmp, "zwp-probes") == 0)
-		rc = zwp_args(
-		    &a, value, rest != NULL ? rest : tmp + strlen(tmp));
-	else if (rest != NULL)
-		rc = -EINVAL;
-	else if (strcmp(tmp, "send-timeout") == 0)
-		rc = put_duration_opt(&a, "--send-timeout", value);
-	else if (strcmp(tmp, "user-timeout") == 0)
-		rc = put_duration_opt(&a, "--user-timeout", value);
-	else if (strcmp(tmp, "orphan") == 0)
-		rc = put_arg(&a, "--close-after-write");
-	return rc < 0 ? rc : (int)a.n;
-}
-
-/* ---- the proxy config ------------------------------------------------- */
-
-static bool
-has_proxy_key(const struct lab_scenario *sc, const char *key)
-{
-	for (size_t i = 0; i < sc->nproxy; i++)
-		if (strcmp(sc->proxy[i].key, key) == 0)
-			return true;
-	return false;
-}
-
-/* Prints kv pairs whose "section." prefix is section. */
-static void
-print_keys(FILE *out, const char *section, const struct lab_kv *kv, size_t n,
-    const struct lab_scenario *skip_if_in)
-{
-	size_t len = strlen(section);
-
-	for (size_t i = 0; i < n; i++) {
-		if (strncmp(kv[i].key, section, len) != 0 ||
-		    kv[i].key[len] != '.')
-			continue;
-		if (skip_if_in != NULL && has_proxy_key(skip_if_in, kv[i].key))
-			continue;
-		fprintf(out, "%s = %s\n", kv[i].key + len + 1, kv[i].value);
-	}
-}
+volatile sig_atomic_t lab_signal;
 
 void
-lab_proxy_config(FILE *out, const struct lab_scenario *sc, const char *listen,
-    const char *server, const char *admin, const char *access)
-{
-	const struct lab_kv owned[] = {{"listen.address", ""},
-	    {"upstream.server", ""}, {"admin.address", ""}, {"log.access", ""}};
-	const char *values[] = {listen, server, admin, access};
-	const char *prev = "";
-
-	fprintf(out,
-	    "# Written by sluice lab for %s: its [proxy] keys, the lab's\n"
-	    "# addresses and access log, and the lab's defaults\n"
-	    "# (upstream.rcvbuf pinned: docs/lab.md).\n",
-	    sc->path[0] != '\0' ? sc->path : sc->name);
-	for (size_t i = 0; i < config_nkeys; i++) {
-		const char *section = config_keys[i].section;
-		size_t len = strlen(section);
-
-		if (strcmp(section, prev) == 0)
-			continue;
-		prev = section;
-		fprintf(out, "\n[%s]\n", section);
-		for (size_t j = 0; j < sizeof(owned) / sizeof(owned[0]); j++)
-			if (strncmp(owned[j].key, section, len) == 0 &&
-			    owned[j].key[len] == '.')
-				fprintf(out, "%s = %s\n",
-				    owned[j].key + len + 1, values[j]);
-		print_keys(out, section, lab_defaults,
-		    sizeof(lab_defaults) / sizeof(lab_defaults[0]), sc);
-		print_keys(out, section, sc->proxy, sc->nproxy, NULL);
-	}
-}
-
-/* ---- ss(8) output ------------------------------------------------------ */
-
-static bool
-all_digits(const char *s)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if (!isdigit((unsigned char)*s))
-			return false;
-	return true;
-}
-
-/* "ESTAB 0 3877888 10.201.0.1:8000 10.201.0.2:41234" (state optional). */
-static void
-parse_head(struct lab_sock *s, char *line)
-{
-	char *tok[6], *save = NULL;
-	int n = 0, i = 0;
-
-	for (char *t = strtok_r(line, " \t", &save); t != NULL && n < 6;
-	     t = strtok_r(NULL, " \t", &save))
-		tok[n++] = t;
-	memset(s, 0, sizeof(*s));
-	s->snd_wnd = -1;
-	if (n > 0 && !all_digits(tok[0]))
-		snprintf(s->state, sizeof(s->state), "%s", tok[i++]);
-	if (n - i < 4)
-		return;
-	s->recv_q = strtoull(tok[i], NULL, 10);
-	s->send_q = strtoull(tok[i + 1], NULL, 10);
-	snprintf(s->local, sizeof(s->local), "%s", tok[i + 2]);
-	snprintf(s->peer, sizeof(s->peer), "%s", tok[i + 3]);
-}
-
-static void
-parse_info(struct lab_sock *s, char *line)
-{
-	char *save = NULL;
-
-	if (s->snd_wnd < 0)
-		s->snd_wnd = 0; /* ss prints snd_wnd only when it is not 0 */
-	for (char *t = strtok_r(line, " \t", &save); t != NULL;
-	     t = strtok_r(NULL, " \t", &save)) {
-		if (strncmp(t, "bytes_acked:", 12) == 0)
-			s->bytes_acked = strtoull(t + 12, NULL, 10);
-		else if (strncmp(t, "bytes_received:", 15) == 0)
-			s->bytes_received = strtoull(t + 15, NULL, 10);
-		else if (strncmp(t, "snd_wnd:", 8) == 0)
-			s->snd_wnd = strtoll(t + 8, NULL, 10);
-		else if (strncmp(t, "backoff:", 8) == 0)
-			s->backoff = (unsigned)strtoul(t + 8, NULL, 10);
-	}
-}
-
-size_t
-lab_ss_parse(const char *text, struct lab_sock *out, size_t max)
-{
-	char line[2048];
-	struct lab_sock *cur = NULL;
-	size_t n = 0;
-
-	while (*text != '\0') {
-		size_t len = strcspn(text, "\n");
-
-		snprintf(line, sizeof(line), "%.*s", (int)len, text);
-		text += len + (text[len] == '\n');
-		if (line[0] == ' ' || line[0] == '\t') {
-			if (cur != NULL)
-				parse_info(cur, line);
-		} else if (line[0] != '\0') {
-			if (n == max)
-				break;
-			cur = &out[n++];
-			parse_head(cur, line);
-		}
-	}
-	return n;
-}
-
-/* ---- the run's state --------------------------------------------------- */
-
-struct sample {
-	double t;
-	uint64_t o_acked, o_written;
-	int64_t o_wnd; /* -1: no origin socket */
-	int o_backoff; /* -1 likewise */
-	int o_zero;
-	uint64_t p_in, p_out, p_mem, p_spool;
-	int p_paused;                      /* -1: no download in the proxy */
-	int64_t up_rcvq, up_space, cl_wnd; /* -1: no such socket */
-	uint64_t c_recv;
-};
-
-/* One origin connection seen by ss, kept after it is gone. */
-struct seen {
-	char peer[64];
-	uint64_t acked, written;
-};
-
-struct result {
-	char *fetch, *origin, *access; /* the files as read */
-	bool complete;
-	char fetch_outcome[24];
-	int verified; /* -1: null */
-	uint64_t client_bytes, unsent;
-	double seconds;
-	char gave_up[32]; /* "" for null */
-	double zero_window_s;
-	unsigned probes;
-	char proxy_outcome[32];
-	long resumes;
-	double paused_s;
-	uint64_t peak_memory, spilled;
-	bool have_model;
-	struct model_out mo;
-	char kernel[128];
-	char plot[PATH_MAX + 32]; /* the path, or why there is none */
-	bool plotted;
-};
-
-struct lab {
-	struct lab_scenario sc;
-	int mode; /* enum lab_mode, after --loopback */
-	bool json, verbose, tty;
-	char exe[PATH_MAX];
-	char out[PATH_MAX - 32];
-	char ns[LAB_NHOSTS][64];
-	bool ns_made[LAB_NHOSTS];
-	int nsfd[LAB_NHOSTS];       /* /run/netns/NAME, -1 */
-	int selfns;                 /* our own, to come back to */
-	pid_t pid[LAB_NHOSTS];      /* origin, proxy, fetch; 0: none */
-	int status[LAB_NHOSTS];     /* wait status once reaped */
-	const char *ip[LAB_NHOSTS]; /* origin, proxy (client side), - */
-	int origin_port, proxy_port, admin_port;
-	struct config *cfg; /* the proxy config, loaded back for the model */
-	FILE *csv;
-	struct timespec t0;
-	struct sample s;
-	struct seen seen[MAX_SEEN];
-	size_t nseen;
-	uint64_t max_wnd;
-	int netem; /* 1 applied, 0 not in this kernel, -1 not asked */
-	bool time_limit_hit, progress_shown;
-	char notes[MAX_NOTES][200];
-	size_t nnotes;
-};
-
-static void
-note(struct lab *lab, const char *fmt, ...)
+lab_note(struct lab *lab, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -724,8 +65,8 @@ note(struct lab *lab, const char *fmt, ...)
 	fprintf(stderr, "sluice lab: %s\n", lab->notes[lab->nnotes++]);
 }
 
-static double
-elapsed(const struct lab *lab)
+double
+lab_elapsed(const struct lab *lab)
 {
 	struct timespec now;
 
@@ -734,8 +75,8 @@ elapsed(const struct lab *lab)
 	    (double)(now.tv_nsec - lab->t0.tv_nsec) / 1e9;
 }
 
-static void
-path_in(const struct lab *lab, const char *name, char *buf, size_t len)
+void
+lab_path_in(const struct lab *lab, const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s", lab->out, name);
 }
@@ -858,8 +199,8 @@ read_all(int fd, char *out, size_t len)
  * len), printed first at -v when show.  Its exit code (128 + signal when
  * killed), 127 when it could not be run, or a negative errno.
  */
-static int
-run_argv(
+int
+lab_run_argv(
     const struct lab *lab, char *const argv[], char *out, size_t len, bool show)
 {
 	pid_t parent = getpid(), pid;
@@ -900,8 +241,8 @@ collect_args(char **argv, const char *arg0, va_list ap)
 }
 
 /* Runs a command; its output in out.  The exit code as run_argv. */
-static int
-try_run(struct lab *lab, char *out, size_t len, const char *arg0, ...)
+int
+lab_try_run(struct lab *lab, char *out, size_t len, const char *arg0, ...)
 {
 	char *argv[MAX_ARGS];
 	va_list ap;
@@ -910,12 +251,12 @@ try_run(struct lab *lab, char *out, size_t len, const char *arg0, ...)
 	va_start(ap, arg0);
 	rc = collect_args(argv, arg0, ap);
 	va_end(ap);
-	return rc < 0 ? rc : run_argv(lab, argv, out, len, true);
+	return rc < 0 ? rc : lab_run_argv(lab, argv, out, len, true);
 }
 
 /* Runs a command that must succeed; on failure says which and why. */
-static int
-must_run(struct lab *lab, const char *arg0, ...)
+int
+lab_must_run(struct lab *lab, const char *arg0, ...)
 {
 	char *argv[MAX_ARGS], out[2048];
 	va_list ap;
@@ -924,7 +265,8 @@ must_run(struct lab *lab, const char *arg0, ...)
 	va_start(ap, arg0);
 	rc = collect_args(argv, arg0, ap);
 	va_end(ap);
-	if (rc == 0 && (rc = run_argv(lab, argv, out, sizeof(out), true)) == 0)
+	if (rc == 0 &&
+	    (rc = lab_run_argv(lab, argv, out, sizeof(out), true)) == 0)
 		return lab_signal != 0 ? -EINTR : 0;
 	fprintf(stderr, "sluice lab: this command failed (%s %d):\n  ",
 	    rc < 0 ? "error" : "exit code", rc < 0 ? -rc : rc);
@@ -947,7 +289,8 @@ sweep_stale(struct lab *lab)
 	char out[8192], *save = NULL, name[64], host[16];
 	int pid;
 
-	if (try_run(lab, out, sizeof(out), "ip", "netns", "list", NULL) != 0)
+	if (lab_try_run(lab, out, sizeof(out), "ip", "netns", "list", NULL) !=
+	    0)
 		return;
 	for (char *line = strtok_r(out, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
@@ -960,7 +303,7 @@ sweep_stale(struct lab *lab)
 		    "sluice lab: removing namespace %s, left by a lab that "
 		    "is gone\n",
 		    name);
-		must_run(lab, "ip", "netns", "del", name, NULL);
+		lab_must_run(lab, "ip", "netns", "del", name, NULL);
 	}
 }
 
@@ -971,8 +314,8 @@ ns_create(struct lab *lab)
 
 	for (int h = 0; h < LAB_NHOSTS; h++) {
 		snprintf(lab->ns[h], sizeof(lab->ns[h]), "sluice-%d-%s",
-		    (int)getpid(), host_names[h]);
-		if (try_run(lab, out, sizeof(out), "ip", "netns", "add",
+		    (int)getpid(), lab_host_names[h]);
+		if (lab_try_run(lab, out, sizeof(out), "ip", "netns", "add",
 		        lab->ns[h], NULL) != 0) {
 			fprintf(stderr,
 			    "sluice lab: cannot create network namespace %s: "
@@ -989,8 +332,8 @@ ns_create(struct lab *lab)
 			    strerror(errno));
 			return -1;
 		}
-		if (must_run(lab, "ip", "-n", lab->ns[h], "link", "set", "lo",
-		        "up", NULL) < 0)
+		if (lab_must_run(lab, "ip", "-n", lab->ns[h], "link", "set",
+		        "lo", "up", NULL) < 0)
 			return -1;
 	}
 	return 0;
@@ -1006,15 +349,16 @@ link_pair(struct lab *lab, int a, const char *ifa, const char *ipa, int b,
 
 	snprintf(cidr_a, sizeof(cidr_a), "%s/24", ipa);
 	snprintf(cidr_b, sizeof(cidr_b), "%s/24", ipb);
-	if (must_run(lab, "ip", "link", "add", ifa, "netns", lab->ns[a], "type",
-	        "veth", "peer", "name", ifb, "netns", lab->ns[b], NULL) < 0 ||
-	    must_run(lab, "ip", "-n", lab->ns[a], "addr", "add", cidr_a, "dev",
-	        ifa, NULL) < 0 ||
-	    must_run(lab, "ip", "-n", lab->ns[b], "addr", "add", cidr_b, "dev",
-	        ifb, NULL) < 0 ||
-	    must_run(lab, "ip", "-n", lab->ns[a], "link", "set", ifa, "up",
+	if (lab_must_run(lab, "ip", "link", "add", ifa, "netns", lab->ns[a],
+	        "type", "veth", "peer", "name", ifb, "netns", lab->ns[b],
 	        NULL) < 0 ||
-	    must_run(lab, "ip", "-n", lab->ns[b], "link", "set", ifb, "up",
+	    lab_must_run(lab, "ip", "-n", lab->ns[a], "addr", "add", cidr_a,
+	        "dev", ifa, NULL) < 0 ||
+	    lab_must_run(lab, "ip", "-n", lab->ns[b], "addr", "add", cidr_b,
+	        "dev", ifb, NULL) < 0 ||
+	    lab_must_run(lab, "ip", "-n", lab->ns[a], "link", "set", ifa, "up",
+	        NULL) < 0 ||
+	    lab_must_run(lab, "ip", "-n", lab->ns[b], "link", "set", ifb, "up",
 	        NULL) < 0)
 		return -1;
 	return 0;
@@ -1030,14 +374,14 @@ add_netem(struct lab *lab, const char *ns, const char *dev)
 	if (lab->sc.delay_ms == 0 || lab->netem == 0)
 		return false;
 	snprintf(delay, sizeof(delay), "%" PRIu64 "ms", lab->sc.delay_ms);
-	if (try_run(lab, out, sizeof(out), "tc", "-n", ns, "qdisc", "add",
+	if (lab_try_run(lab, out, sizeof(out), "tc", "-n", ns, "qdisc", "add",
 	        "dev", dev, "root", "handle", "1:", "netem", "delay", delay,
 	        NULL) == 0) {
 		lab->netem = 1;
 		return true;
 	}
 	lab->netem = 0;
-	note(lab, "delay not applied: no netem in this kernel");
+	lab_note(lab, "delay not applied: no netem in this kernel");
 	return false;
 }
 
@@ -1060,11 +404,12 @@ shape(struct lab *lab, int h, const char *dev, uint64_t bps)
 	snprintf(
 	    latency, sizeof(latency), "%" PRIu64 "ms", lat > 20 ? lat : 20);
 	if (add_netem(lab, ns, dev))
-		return must_run(lab, "tc", "-n", ns, "qdisc", "add", "dev", dev,
-		    "parent", "1:1", "handle", "10:", "tbf", "rate", rate,
+		return lab_must_run(lab, "tc", "-n", ns, "qdisc", "add", "dev",
+		    dev, "parent", "1:1", "handle", "10:", "tbf", "rate", rate,
 		    "burst", burst, "latency", latency, NULL);
-	return must_run(lab, "tc", "-n", ns, "qdisc", "add", "dev", dev, "root",
-	    "tbf", "rate", rate, "burst", burst, "latency", latency, NULL);
+	return lab_must_run(lab, "tc", "-n", ns, "qdisc", "add", "dev", dev,
+	    "root", "tbf", "rate", rate, "burst", burst, "latency", latency,
+	    NULL);
 }
 
 static int
@@ -1077,7 +422,7 @@ apply_sysctls(struct lab *lab)
 			snprintf(kv, sizeof(kv), "%s=%s",
 			    lab->sc.sysctl[h][i].key,
 			    lab->sc.sysctl[h][i].value);
-			if (must_run(lab, "ip", "netns", "exec", lab->ns[h],
+			if (lab_must_run(lab, "ip", "netns", "exec", lab->ns[h],
 			        "sysctl", "-q", "-w", kv, NULL) < 0)
 				return -1;
 		}
@@ -1111,7 +456,7 @@ loopback_notes(struct lab *lab)
 
 	for (int h = 0; h < LAB_NHOSTS; h++)
 		n += lab->sc.nsysctl[h];
-	note(lab,
+	lab_note(lab,
 	    "loopback mode: rates are application-paced (the client's "
 	    "--rate only); links are not shaped%s%s",
 	    n > 0 ? ", sysctls not applied (they would change the host)" : "",
@@ -1126,7 +471,7 @@ open_out(const struct lab *lab, const char *name)
 	char path[PATH_MAX];
 	int fd;
 
-	path_in(lab, name, path, sizeof(path));
+	lab_path_in(lab, name, path, sizeof(path));
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) <
 	    0)
 		fprintf(stderr, "sluice lab: %s: %s\n", path, strerror(errno));
@@ -1160,8 +505,8 @@ spawn(struct lab *lab, int h, const char *const args[], const char *out_name,
 		close(out_fd);
 		return -1;
 	}
-	path_in(lab, out_name, out_path, sizeof(out_path));
-	path_in(lab, err_name, err_path, sizeof(err_path));
+	lab_path_in(lab, out_name, out_path, sizeof(out_path));
+	lab_path_in(lab, err_name, err_path, sizeof(err_path));
 	if (lab->verbose)
 		print_cmd(argv, out_path, err_path);
 	if ((pid = fork()) == 0) {
@@ -1182,8 +527,8 @@ spawn(struct lab *lab, int h, const char *const args[], const char *out_name,
 	return 0;
 }
 
-static char *
-read_file(const char *path, size_t max)
+char *
+lab_read_file(const char *path, size_t max)
 {
 	char *buf = malloc(max);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1243,14 +588,14 @@ peer_exited(struct lab *lab, int h)
 	return true;
 }
 
-static void
-print_tail(const struct lab *lab, const char *name)
+void
+lab_print_tail(const struct lab *lab, const char *name)
 {
 	char path[PATH_MAX], *text;
 	size_t len;
 
-	path_in(lab, name, path, sizeof(path));
-	if ((text = read_file(path, FILE_MAX)) == NULL)
+	lab_path_in(lab, name, path, sizeof(path));
+	if ((text = lab_read_file(path, FILE_MAX)) == NULL)
 		return;
 	len = strlen(text);
 	fprintf(
@@ -1266,10 +611,10 @@ wait_port(struct lab *lab, int h, const char *log, const char *what,
 	char path[PATH_MAX], *text;
 	int port = 0;
 
-	path_in(lab, log, path, sizeof(path));
+	lab_path_in(lab, log, path, sizeof(path));
 	for (int waited = 0; waited < START_MS && lab_signal == 0;
 	     waited += 20) {
-		if ((text = read_file(path, FILE_MAX)) == NULL)
+		if ((text = lab_read_file(path, FILE_MAX)) == NULL)
 			return -1;
 		port = port_in_log(text, what, unless);
 		free(text);
@@ -1284,7 +629,7 @@ wait_port(struct lab *lab, int h, const char *log, const char *what,
 		    "sluice lab: the %s did not start listening (exit code "
 		    "%d)\n",
 		    h == LAB_ORIGIN ? "origin" : "proxy", lab->status[h]);
-		print_tail(lab, log);
+		lab_print_tail(lab, log);
 	}
 	return -1;
 }
@@ -1299,7 +644,7 @@ start_origin(struct lab *lab)
 
 	snprintf(listen, sizeof(listen), "%s:%d", lab->ip[LAB_ORIGIN],
 	    lab->mode == LAB_MODE_NETNS ? ORIGIN_PORT : 0);
-	path_in(lab, "origin.json", json, sizeof(json));
+	lab_path_in(lab, "origin.json", json, sizeof(json));
 	args[2] = listen;
 	args[4] = json;
 	if (lab->sc.origin_sndbuf != 0) {
@@ -1326,8 +671,8 @@ write_proxy_config(struct lab *lab)
 	bool netns = lab->mode == LAB_MODE_NETNS;
 	FILE *f;
 
-	path_in(lab, "proxy.ini", path, sizeof(path));
-	path_in(lab, "access.json", access, sizeof(access));
+	lab_path_in(lab, "proxy.ini", path, sizeof(path));
+	lab_path_in(lab, "access.json", access, sizeof(access));
 	snprintf(listen, sizeof(listen), "%s:%d", lab->ip[LAB_LB],
 	    netns ? PROXY_PORT : 0);
 	snprintf(server, sizeof(server), "%s:%d", lab->ip[LAB_ORIGIN],
@@ -1352,7 +697,7 @@ start_proxy(struct lab *lab)
 	char path[PATH_MAX];
 	const char *args[] = {"proxy", "-c", path, NULL};
 
-	path_in(lab, "proxy.ini", path, sizeof(path));
+	lab_path_in(lab, "proxy.ini", path, sizeof(path));
 	if (write_proxy_config(lab) < 0 ||
 	    spawn(lab, LAB_LB, args, "proxy.out", "proxy.log") < 0)
 		return -1;
@@ -1366,8 +711,8 @@ start_proxy(struct lab *lab)
 }
 
 /* The client's rate: --rate, or in loopback mode the lb-client link's. */
-static uint64_t
-fetch_rate(const struct lab *lab)
+uint64_t
+lab_fetch_rate(const struct lab *lab)
 {
 	if (lab->sc.client_rate_bps != 0 || lab->mode == LAB_MODE_NETNS)
 		return lab->sc.client_rate_bps;
@@ -1384,8 +729,9 @@ start_fetch(struct lab *lab)
 	snprintf(url, sizeof(url), "http://%s:%d/bytes/%" PRIu64,
 	    lab->ip[LAB_LB], lab->proxy_port, lab->sc.body);
 	args[1] = url;
-	if (fetch_rate(lab) != 0) {
-		snprintf(rate, sizeof(rate), "%" PRIu64 "bit", fetch_rate(lab));
+	if (lab_fetch_rate(lab) != 0) {
+		snprintf(
+		    rate, sizeof(rate), "%" PRIu64 "bit", lab_fetch_rate(lab));
 		args[n++] = "--rate";
 		args[n++] = rate;
 	}
@@ -1437,7 +783,8 @@ teardown(struct lab *lab)
 			close(lab->nsfd[h]);
 		lab->nsfd[h] = -1;
 		if (lab->ns_made[h])
-			must_run(lab, "ip", "netns", "del", lab->ns[h], NULL);
+			lab_must_run(
+			    lab, "ip", "netns", "del", lab->ns[h], NULL);
 		lab->ns_made[h] = false;
 	}
 	if (lab->csv != NULL)
@@ -1500,8 +847,8 @@ admin_get(const struct lab *lab, char *buf, size_t len)
 }
 
 /* The number after "key": in [s, end); -1 when absent or null. */
-static double
-json_num(const char *s, const char *end, const char *key)
+double
+lab_json_num(const char *s, const char *end, const char *key)
 {
 	char pat[64];
 	const char *p;
@@ -1519,17 +866,17 @@ json_num(const char *s, const char *end, const char *key)
 }
 
 /* The same as a count: 0 when absent, null or negative. */
-static uint64_t
-json_u64(const char *s, const char *end, const char *key)
+uint64_t
+lab_json_u64(const char *s, const char *end, const char *key)
 {
-	double v = json_num(s, end, key);
+	double v = lab_json_num(s, end, key);
 
 	return v > 0 ? (uint64_t)v : 0;
 }
 
 /* The string after "key": into buf ("" when absent or null). */
-static void
-json_str(const char *s, const char *key, char *buf, size_t len)
+void
+lab_json_str(const char *s, const char *key, char *buf, size_t len)
 {
 	char pat[64];
 	const char *p;
@@ -1543,8 +890,9 @@ json_str(const char *s, const char *key, char *buf, size_t len)
 }
 
 /* The object after "name": as [*start, *end), or false when null. */
-static bool
-json_obj(const char *s, const char *name, const char **start, const char **end)
+bool
+lab_json_obj(
+    const char *s, const char *name, const char **start, const char **end)
 {
 	char pat[64];
 	const char *p;
@@ -1573,17 +921,17 @@ sample_proxy(const struct lab *lab, struct sample *s)
 		return;
 	}
 	end = body + strlen(body);
-	s->p_in = json_u64(body, end, "bytes_from_upstream");
-	s->p_out = json_u64(body, end, "bytes_to_client");
-	s->p_mem = json_u64(body, end, "memory_bytes");
-	s->p_spool = json_u64(body, end, "spool_bytes");
-	s->p_paused = (int)json_num(body, end, "upstream_paused");
-	if (json_obj(body, "upstream_tcp", &os, &oe)) {
-		s->up_rcvq = (int64_t)json_num(os, oe, "rcv_queue");
-		s->up_space = (int64_t)json_num(os, oe, "rcv_space");
+	s->p_in = lab_json_u64(body, end, "bytes_from_upstream");
+	s->p_out = lab_json_u64(body, end, "bytes_to_client");
+	s->p_mem = lab_json_u64(body, end, "memory_bytes");
+	s->p_spool = lab_json_u64(body, end, "spool_bytes");
+	s->p_paused = (int)lab_json_num(body, end, "upstream_paused");
+	if (lab_json_obj(body, "upstream_tcp", &os, &oe)) {
+		s->up_rcvq = (int64_t)lab_json_num(os, oe, "rcv_queue");
+		s->up_space = (int64_t)lab_json_num(os, oe, "rcv_space");
 	}
-	if (json_obj(body, "client_tcp", &os, &oe))
-		s->cl_wnd = (int64_t)json_num(os, oe, "snd_wnd");
+	if (lab_json_obj(body, "client_tcp", &os, &oe))
+		s->cl_wnd = (int64_t)lab_json_num(os, oe, "snd_wnd");
 	free(buf);
 }
 
@@ -1603,7 +951,7 @@ ss_sample(const struct lab *lab, int h, const char *dir, int port,
 	snprintf(filter, sizeof(filter), ":%d", port);
 	if (lab->mode != LAB_MODE_NETNS)
 		memmove(argv + 1, argv + 3, 5 * sizeof(argv[0]));
-	if (run_argv(lab, argv, out, OUT_MAX, false) == 0)
+	if (lab_run_argv(lab, argv, out, OUT_MAX, false) == 0)
 		n = lab_ss_parse(out, socks, MAX_SOCKS);
 	free(out);
 	return n;
@@ -1727,7 +1075,7 @@ take_sample(struct lab *lab)
 	struct sample *s = &lab->s;
 	uint64_t p_in = s->p_in, p_out = s->p_out;
 
-	s->t = elapsed(lab);
+	s->t = lab_elapsed(lab);
 	sample_origin(lab, s);
 	sample_proxy(lab, s);
 	if (s->p_paused < 0) { /* the download is over: keep its totals */
@@ -1747,7 +1095,7 @@ take_sample(struct lab *lab)
 static void
 sleep_until(const struct lab *lab, double t)
 {
-	double d = t - elapsed(lab);
+	double d = t - lab_elapsed(lab);
 	struct timespec ts;
 
 	if (d <= 0)
@@ -1762,7 +1110,7 @@ open_csv(struct lab *lab)
 {
 	char path[PATH_MAX];
 
-	path_in(lab, "timeline.csv", path, sizeof(path));
+	lab_path_in(lab, "timeline.csv", path, sizeof(path));
 	if ((lab->csv = fopen(path, "we")) == NULL) {
 		fprintf(stderr, "sluice lab: %s: %s\n", path, strerror(errno));
 		return -1;
@@ -1779,9 +1127,9 @@ final_sample(struct lab *lab)
 	char path[PATH_MAX], *text;
 	uint64_t got;
 
-	path_in(lab, "fetch.json", path, sizeof(path));
-	if ((text = read_file(path, FILE_MAX)) != NULL) {
-		got = json_u64(text, text + strlen(text), "received_bytes");
+	lab_path_in(lab, "fetch.json", path, sizeof(path));
+	if ((text = lab_read_file(path, FILE_MAX)) != NULL) {
+		got = lab_json_u64(text, text + strlen(text), "received_bytes");
 		if (got > lab->s.c_recv)
 			lab->s.c_recv = got;
 		free(text);
@@ -1805,7 +1153,7 @@ sample_loop(struct lab *lab)
 	while (lab_signal == 0) {
 		if (peer_exited(lab, LAB_CLIENT))
 			break;
-		if (elapsed(lab) >= limit) {
+		if (lab_elapsed(lab) >= limit) {
 			lab->time_limit_hit = true;
 			break;
 		}
@@ -1826,16 +1174,16 @@ end_run(struct lab *lab)
 	char path[PATH_MAX], *text;
 
 	if (lab->time_limit_hit) {
-		note(lab,
+		lab_note(lab,
 		    "time limit (%" PRIu64 " ms) reached: the download "
 		    "was stopped",
 		    lab->sc.time_limit_ms);
 		stop_peer(lab, LAB_CLIENT, STOP_MS);
 	}
-	path_in(lab, "access.json", path, sizeof(path));
+	lab_path_in(lab, "access.json", path, sizeof(path));
 	for (int waited = 0; waited < ACCESS_MS && lab_signal == 0;
 	     waited += 50) {
-		text = read_file(path, FILE_MAX);
+		text = lab_read_file(path, FILE_MAX);
 		if (text != NULL && strstr(text, "\"outcome\"") != NULL) {
 			free(text);
 			break;
@@ -1847,568 +1195,7 @@ end_run(struct lab *lab)
 	stop_peer(lab, LAB_ORIGIN, STOP_MS);
 }
 
-/* ---- results ----------------------------------------------------------- */
-
-static void
-read_results(const struct lab *lab, struct result *r)
-{
-	char path[PATH_MAX];
-
-	path_in(lab, "fetch.json", path, sizeof(path));
-	r->fetch = read_file(path, FILE_MAX);
-	path_in(lab, "origin.json", path, sizeof(path));
-	r->origin = read_file(path, FILE_MAX);
-	path_in(lab, "access.json", path, sizeof(path));
-	r->access = read_file(path, FILE_MAX);
-}
-
-/* The origin's lines: the first rule that fired, zero-window time and
- * probes summed over its connections. */
-static void
-origin_figures(struct result *r)
-{
-	char *save = NULL, rule[32];
-	char *copy = strdup(r->origin != NULL ? r->origin : "");
-
-	for (char *line = copy != NULL ? strtok_r(copy, "\n", &save) : NULL;
-	     line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		const char *end = line + strlen(line);
-
-		if (line[0] != '{')
-			continue;
-		json_str(line, "gave_up", rule, sizeof(rule));
-		if (r->gave_up[0] == '\0')
-			snprintf(r->gave_up, sizeof(r->gave_up), "%s", rule);
-		if (json_num(line, end, "zero_window_s") > 0)
-			r->zero_window_s +=
-			    json_num(line, end, "zero_window_s");
-		r->probes += (unsigned)json_u64(line, end, "probes");
-	}
-	free(copy);
-}
-
-static void
-access_figures(struct result *r)
-{
-	const char *line = r->access != NULL ? strchr(r->access, '{') : NULL;
-	const char *end;
-
-	if (line == NULL)
-		return;
-	end = line + strcspn(line, "\n");
-	json_str(line, "outcome", r->proxy_outcome, sizeof(r->proxy_outcome));
-	r->resumes = (long)json_u64(line, end, "resumes");
-	r->paused_s = json_num(line, end, "paused_s");
-	r->peak_memory = json_u64(line, end, "peak_memory");
-	r->spilled = json_u64(line, end, "spilled_bytes");
-}
-
-static void
-figures(const struct lab *lab, struct result *r)
-{
-	const char *f = r->fetch != NULL ? r->fetch : "";
-	const char *end = f + strlen(f);
-	struct utsname u;
-
-	json_str(f, "outcome", r->fetch_outcome, sizeof(r->fetch_outcome));
-	r->verified = strstr(f, "\"verified\":true") != NULL ? 1
-	    : strstr(f, "\"verified\":false") != NULL        ? 0
-	                                                     : -1;
-	r->client_bytes = json_u64(f, end, "received_bytes");
-	r->seconds = json_num(f, end, "seconds");
-	if (r->fetch_outcome[0] == '\0' && lab->time_limit_hit) {
-		/* stopped before it could say: the timeline's last count
-		 * (TCP bytes, the head included) */
-		snprintf(
-		    r->fetch_outcome, sizeof(r->fetch_outcome), "time-limit");
-		r->client_bytes =
-		    lab->s.c_recv < lab->sc.body ? lab->s.c_recv : lab->sc.body;
-		r->seconds = lab->s.t;
-	}
-	r->unsent =
-	    lab->sc.body > r->client_bytes ? lab->sc.body - r->client_bytes : 0;
-	r->complete = strcmp(r->fetch_outcome, "complete") == 0 &&
-	    r->verified == 1 && r->unsent == 0;
-	origin_figures(r);
-	access_figures(r);
-	if (uname(&u) == 0)
-		snprintf(r->kernel, sizeof(r->kernel), "%s", u.release);
-}
-
-/* The client's goodput: the link's rate less the frame overhead, or
- * --rate when that is lower (loopback: --rate, nothing else paces). */
-static double
-client_goodput(const struct lab *lab)
-{
-	double link = model_goodput_bps((double)lab->sc.lb_client_bps);
-	double rate = (double)fetch_rate(lab);
-
-	if (lab->mode != LAB_MODE_NETNS)
-		return rate;
-	return rate > 0 && rate < link ? rate : link;
-}
-
-/* The model's inputs are the scenario's and the proxy config's own. */
-static void
-predict(const struct lab *lab, struct result *r)
-{
-	const struct config *cfg = lab->cfg;
-	struct model_in in;
-
-	model_defaults(&in);
-	in.size = lab->sc.body;
-	in.client_bps = client_goodput(lab);
-	in.origin_bps = lab->mode == LAB_MODE_NETNS
-	    ? model_goodput_bps((double)lab->sc.origin_lb_bps)
-	    : 10e9; /* loopback: far faster than the client */
-	in.policy = cfg->buffer.policy;
-	in.high = cfg->buffer.high_watermark;
-	in.low = cfg->buffer.low_watermark;
-	in.spill_limit = cfg->buffer.spill_limit;
-	in.block = cfg->buffer.block_size;
-	in.rcvbuf = cfg->upstream.rcvbuf;
-	in.client_sndbuf = cfg->client.sndbuf;
-	in.resume = cfg->buffer.resume;
-	if (lab->sc.origin_sndbuf != 0)
-		in.k_ws = 2 * lab->sc.origin_sndbuf; /* the kernel doubles it */
-	if (model_parse_giveup(lab->sc.give_up, &in) < 0)
-		return;
-	r->have_model = model_predict(&in, &r->mo) == 0;
-}
-
-static void
-json_lines(FILE *f, const char *text)
-{
-	const char *sep = "";
-	char *copy = strdup(text != NULL ? text : ""), *save = NULL;
-
-	fputc('[', f);
-	for (char *line = copy != NULL ? strtok_r(copy, "\n", &save) : NULL;
-	     line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		if (line[0] != '{')
-			continue;
-		fprintf(f, "%s%s", sep, line);
-		sep = ",";
-	}
-	fputc(']', f);
-	free(copy);
-}
-
-static void
-json_raw_or_null(FILE *f, const char *text)
-{
-	const char *p = text != NULL ? strchr(text, '{') : NULL;
-
-	if (p == NULL)
-		fputs("null", f);
-	else
-		fprintf(f, "%.*s", (int)strcspn(p, "\n"), p);
-}
-
-static void
-summary_measured(FILE *f, const struct lab *lab, const struct result *r)
-{
-	fprintf(f, "{\"scenario\":");
-	json_string(f, lab->sc.name);
-	fprintf(f, ",\"scenario_file\":");
-	json_string(f, lab->sc.path);
-	fprintf(f, ",\"mode\":\"%s\",\"rates\":\"%s\"",
-	    lab->mode == LAB_MODE_NETNS ? "netns" : "loopback",
-	    lab->mode == LAB_MODE_NETNS ? "tc tbf" : "application-paced");
-	fprintf(f,
-	    ",\"outcome\":\"%s\",\"body_bytes\":%" PRIu64
-	    ",\"client_bytes\":%" PRIu64 ",\"unsent_bytes\":%" PRIu64
-	    ",\"gave_up\":",
-	    r->complete ? "complete" : "truncated", lab->sc.body,
-	    r->client_bytes, r->unsent);
-	if (r->gave_up[0] != '\0')
-		json_string(f, r->gave_up);
-	else
-		fputs("null", f);
-	fprintf(f, ",\"zero_window_s\":%.3f,\"probes\":%u", r->zero_window_s,
-	    r->probes);
-	fprintf(f, ",\"fetch_outcome\":");
-	json_string(f, r->fetch_outcome[0] != '\0' ? r->fetch_outcome : "none");
-	fprintf(f,
-	    ",\"verified\":%s,\"seconds\":%.3f,\"time_limit_reached\":%s",
-	    r->verified == 1       ? "true"
-	        : r->verified == 0 ? "false"
-	                           : "null",
-	    r->seconds, lab->time_limit_hit ? "true" : "false");
-	fprintf(f, ",\"proxy_outcome\":");
-	json_string(f, r->proxy_outcome);
-	fprintf(f,
-	    ",\"resumes\":%ld,\"paused_s\":%.3f,\"peak_memory_bytes\":%" PRIu64
-	    ",\"spilled_bytes\":%" PRIu64,
-	    r->resumes, r->paused_s, r->peak_memory, r->spilled);
-}
-
-static void
-summary_predicted(FILE *f, const struct result *r)
-{
-	if (!r->have_model) {
-		fputs(",\"predicted_outcome\":null,\"predicted_unsent_bytes\":"
-		      "null",
-		    f);
-		return;
-	}
-	fprintf(f,
-	    ",\"predicted_outcome\":\"%s\",\"predicted_unsent_bytes\":%" PRIu64
-	    ",\"predicted_client_bytes\":%" PRIu64
-	    ",\"predicted_giveup_at_s\":%.3f,\"predicted_client_finish_s\":%.3f"
-	    ",\"predicted_stalls\":%u,\"predicted_resumes\":%u"
-	    ",\"model_k_in_bytes\":%" PRIu64 ",\"model_k_out_bytes\":%" PRIu64
-	    ",\"model_k_ws_bytes\":%" PRIu64 ",\"recommendation\":",
-	    r->mo.complete ? "complete" : "truncated", r->mo.unsent_bytes,
-	    r->mo.client_bytes, r->mo.giveup_at_s, r->mo.client_finish_s,
-	    r->mo.stalls, r->mo.resumes, r->mo.k_in, r->mo.k_out, r->mo.k_ws);
-	json_string(f, r->mo.recommendation);
-}
-
-static void
-write_summary(FILE *f, const struct lab *lab, const struct result *r)
-{
-	summary_measured(f, lab, r);
-	summary_predicted(f, r);
-	fprintf(f, ",\"lb_kind\":\"sluice\",\"kernel\":");
-	json_string(f, r->kernel);
-	fprintf(f, ",\"delay_applied\":%s,\"notes\":",
-	    lab->netem == 1       ? "true"
-	        : lab->netem == 0 ? "false"
-	                          : "null");
-	json_string(f, lab->sc.notes);
-	fprintf(f, ",\"results\":");
-	json_string(f, lab->out);
-	fprintf(f, ",\"plot\":");
-	if (r->plotted)
-		json_string(f, r->plot);
-	else
-		fputs("null", f);
-	fprintf(f, ",\"fetch\":");
-	json_raw_or_null(f, r->fetch);
-	fprintf(f, ",\"origin\":");
-	json_lines(f, r->origin);
-	fprintf(f, ",\"access\":");
-	json_lines(f, r->access);
-	fputs("}\n", f);
-}
-
-static int
-save_summary(const struct lab *lab, const struct result *r)
-{
-	char path[PATH_MAX];
-	FILE *f;
-
-	path_in(lab, "summary.json", path, sizeof(path));
-	if ((f = fopen(path, "w")) == NULL) {
-		fprintf(stderr, "sluice lab: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	write_summary(f, lab, r);
-	if (fclose(f) != 0) {
-		fprintf(stderr, "sluice lab: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	if (lab->json)
-		write_summary(stdout, lab, r);
-	return 0;
-}
-
-/* ---- the plot ---------------------------------------------------------- */
-
-static bool
-in_path(const char *prog)
-{
-	const char *path = getenv("PATH");
-	char buf[PATH_MAX];
-
-	for (const char *p = path != NULL ? path : "/usr/bin:/bin";
-	     *p != '\0';) {
-		size_t n = strcspn(p, ":");
-
-		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, prog);
-		if (access(buf, X_OK) == 0)
-			return true;
-		p += n + (p[n] == ':');
-	}
-	return false;
-}
-
-/* A gnuplot single-quoted string: quotes doubled. */
-static void
-gp_string(FILE *f, const char *s)
-{
-	fputc('\'', f);
-	for (; *s != '\0'; s++) {
-		if (*s == '\'')
-			fputc('\'', f);
-		fputc(*s, f);
-	}
-	fputc('\'', f);
-}
-
-/* Periods where a 0/1 column is 1, as opaque boxes one sample wide
- * (slightly wider, so that neighbours leave no seam). */
-#define GP_SHADE(col, color, title)                                            \
-	"'%1$s' using 1:(column('" col "') > 0 ? %2$s : 0):(0.102) with "      \
-	"boxes fs solid 1.0 noborder lc rgb '" color "' title '" title "'"
-
-static void
-gp_bytes_panel(FILE *f, const char *csv, double ymax)
-{
-	char y[32];
-
-	snprintf(y, sizeof(y), "%.3f", ymax);
-	fprintf(f,
-	    "set ylabel 'MiB'\nset yrange [0:%2$s]\nset key left top opaque "
-	    "box\n"
-	    "plot " GP_SHADE("origin_zero_window_flag", "#f6d3d3",
-	        "origin sees a zero window") ", \\\n"
-	                                     "  '%1$s' using "
-	                                     "1:(column('origin_acked_bytes')/"
-	                                     "1048576.0) "
-	                                     "with lines lw 2 lc rgb '#1f77b4' "
-	                                     "title 'origin: acked', \\\n"
-	                                     "  '%1$s' using "
-	                                     "1:(column('proxy_from_upstream_"
-	                                     "bytes')/1048576.0) "
-	                                     "with lines lc rgb '#2ca02c' "
-	                                     "title 'proxy: from upstream', "
-	                                     "\\\n"
-	                                     "  '%1$s' using "
-	                                     "1:((column('proxy_memory_bytes')+"
-	                                     "column('proxy_spool_bytes'))/"
-	                                     "1048576.0) with lines "
-	                                     "lc rgb '#9467bd' title 'proxy: "
-	                                     "held (memory + spool)', \\\n"
-	                                     "  '%1$s' using "
-	                                     "1:(column('client_received_bytes'"
-	                                     ")/1048576.0) "
-	                                     "with lines lw 2 lc rgb '#ff7f0e' "
-	                                     "title 'client: received'\n",
-	    csv, y);
-}
-
-static void
-gp_window_panel(FILE *f, const char *csv, double wmax)
-{
-	char y[32];
-
-	snprintf(y, sizeof(y), "%.3f", wmax);
-	fprintf(f,
-	    "set ylabel 'KiB'\nset yrange [0:%2$s]\nset key right top opaque "
-	    "box\n"
-	    "plot " GP_SHADE("proxy_paused_flag", "#e4e4e4",
-	        "proxy paused (not reading the upstream)") ", \\\n"
-	                                                   "  " GP_SHADE(
-	                                                       "origin_zero_"
-	                                                       "window_flag",
-	                                                       "#f6d3d3",
-	                                                       "zero window") ", \\\n"
-	                                                                      "  '%1$s' using 1:(column('origin_snd_wnd_bytes')/1024.0) with "
-	                                                                      "steps lw 2 lc rgb '#1f77b4' title 'upstream window (origin "
-	                                                                      "snd_wnd)', \\\n"
-	                                                                      "  '%1$s' using 1:(column('upstream_rcv_queue_bytes')/1024.0) "
-	                                                                      "with lines lc rgb '#2ca02c' title 'proxy: upstream receive "
-	                                                                      "queue'\n",
-	    csv, y);
-}
-
-static void
-write_gp(FILE *f, const struct lab *lab, const struct result *r,
-    const char *png, const char *csv)
-{
-	double wmax = (double)lab->max_wnd / 1024.0;
-	char title[160];
-
-	fprintf(f,
-	    "# Written by sluice lab; re-render with: gnuplot %s/"
-	    "timeline.gp\n",
-	    lab->out);
-	fprintf(f,
-	    "set terminal pngcairo size 1200,900 noenhanced font "
-	    "'sans,10'\nset output ");
-	gp_string(f, png);
-	fprintf(f,
-	    "\nset datafile separator ','\nset datafile "
-	    "columnheaders\nset grid\nset xlabel 'time (s)'\n"
-	    "set xrange [0:%.1f]\nset style fill solid\n",
-	    lab->s.t > 0 ? lab->s.t : 1.0);
-	snprintf(title, sizeof(title),
-	    "%s: %s, %.2f MiB of %.2f MiB reached the client", lab->sc.name,
-	    r->complete ? "complete" : "truncated",
-	    (double)r->client_bytes / MIB, (double)lab->sc.body / MIB);
-	fprintf(f, "set multiplot layout 2,1 title ");
-	gp_string(f, title);
-	fputc('\n', f);
-	gp_bytes_panel(f, csv, (double)lab->sc.body / MIB * 1.05);
-	gp_window_panel(f, csv, wmax > 0 ? wmax * 1.1 : 64);
-	fprintf(f, "unset multiplot\n");
-}
-
-static void
-plot(struct lab *lab, struct result *r)
-{
-	char gp[PATH_MAX], png[PATH_MAX], csv[PATH_MAX], out[2048];
-	FILE *f;
-
-	if (!in_path("gnuplot")) {
-		snprintf(r->plot, sizeof(r->plot),
-		    "not drawn: gnuplot not found (Debian: apt-get install "
-		    "gnuplot-nox)");
-		return;
-	}
-	path_in(lab, "timeline.gp", gp, sizeof(gp));
-	path_in(lab, "timeline.png", png, sizeof(png));
-	path_in(lab, "timeline.csv", csv, sizeof(csv));
-	if ((f = fopen(gp, "w")) == NULL) {
-		snprintf(r->plot, sizeof(r->plot), "not drawn: %s: %s", gp,
-		    strerror(errno));
-		return;
-	}
-	write_gp(f, lab, r, png, csv);
-	fclose(f);
-	if (try_run(lab, out, sizeof(out), "gnuplot", gp, NULL) != 0) {
-		snprintf(r->plot, sizeof(r->plot),
-		    "not drawn: gnuplot failed: %.120s", out);
-		return;
-	}
-	snprintf(r->plot, sizeof(r->plot), "%s", png);
-	r->plotted = true;
-}
-
-/* ---- the verdict ------------------------------------------------------- */
-
-static void
-verdict_what(FILE *f, const struct lab *lab, const struct result *r)
-{
-	if (r->complete) {
-		fprintf(f,
-		    "%s: COMPLETE. All %.2f MiB reached the client, verified, "
-		    "in %.1f s.\n",
-		    lab->sc.name, (double)lab->sc.body / MIB, r->seconds);
-		return;
-	}
-	fprintf(f, "%s: TRUNCATED. The client got %.2f MiB of %.2f MiB and ",
-	    lab->sc.name, (double)r->client_bytes / MIB,
-	    (double)lab->sc.body / MIB);
-	if (lab->time_limit_hit)
-		fprintf(f, "was stopped by the time limit after %.1f s",
-		    r->seconds);
-	else
-		fprintf(f, "then a short end (%s) after %.1f s",
-		    r->fetch_outcome[0] != '\0' ? r->fetch_outcome
-		                                : "no answer",
-		    r->seconds);
-	fprintf(f, ": %.2f MiB (%" PRIu64 " bytes) never reached it.\n",
-	    (double)r->unsent / MIB, r->unsent);
-}
-
-static void
-verdict_rule(FILE *f, const struct lab *lab, const struct result *r)
-{
-	const char *rule =
-	    lab->sc.give_up[0] != '\0' ? lab->sc.give_up : "none";
-
-	if (r->gave_up[0] != '\0')
-		fprintf(f,
-		    "  Rule that fired: the origin's %s (%s), after %.1f s "
-		    "of zero window in all (%u probes); the proxy logged "
-		    "%s%s",
-		    r->gave_up, rule, r->zero_window_s, r->probes,
-		    r->proxy_outcome[0] != '\0' ? r->proxy_outcome : "nothing",
-		    r->resumes > 0 ? "" : ".\n");
-	else
-		fprintf(f,
-		    "  No give-up rule fired (the origin's: %s); it saw %.1f s "
-		    "of zero window in all; the proxy paused its upstream "
-		    "%.1f s, logged %s%s",
-		    rule, r->zero_window_s, r->paused_s > 0 ? r->paused_s : 0,
-		    r->proxy_outcome[0] != '\0' ? r->proxy_outcome : "nothing",
-		    r->resumes > 0 ? "" : ".\n");
-	if (r->resumes > 0)
-		fprintf(f, " and resumed %ld times with Range.\n", r->resumes);
-}
-
-static void
-verdict_model(FILE *f, const struct result *r)
-{
-	double diff;
-
-	if (!r->have_model) {
-		fprintf(f, "  Model: no prediction for these inputs.\n");
-		return;
-	}
-	fprintf(f, "  Model: %s, %.2f MiB (%" PRIu64 " bytes) unsent",
-	    r->mo.complete ? "complete" : "truncated",
-	    (double)r->mo.unsent_bytes / MIB, r->mo.unsent_bytes);
-	if (r->mo.unsent_bytes > 0) {
-		diff = ((double)r->unsent - (double)r->mo.unsent_bytes) /
-		    (double)r->mo.unsent_bytes * 100.0;
-		fprintf(f, "; measured %+.1f%%", diff);
-	}
-	if (r->mo.giveup_at_s >= 0)
-		fprintf(
-		    f, "; the origin gives up at %.1f s", r->mo.giveup_at_s);
-	fprintf(f, ".\n");
-	if (!r->mo.complete && r->mo.recommendation[0] != '\0')
-		fprintf(f, "  To complete: %s\n", r->mo.recommendation);
-}
-
-static void
-verdict(const struct lab *lab, const struct result *r)
-{
-	FILE *f = lab->json ? stderr : stdout;
-
-	verdict_what(f, lab, r);
-	verdict_rule(f, lab, r);
-	verdict_model(f, r);
-	for (size_t i = 0; i < lab->nnotes; i++)
-		fprintf(f, "  Note: %s.\n", lab->notes[i]);
-	fprintf(f, "  Plot: %s\n  Results: %s\n", r->plot, lab->out);
-}
-
 /* ---- the command ------------------------------------------------------- */
-
-void
-lab_usage(FILE *out)
-{
-	const char *prev = "";
-
-	fprintf(out,
-	    "usage: sluice lab SCENARIO.ini [--json] [--out DIR] [-v] "
-	    "[--loopback]\n"
-	    "\n"
-	    "Reproduces the zero-window incident: namespaces origin - lb -\n"
-	    "client joined by veth pairs shaped with tc tbf, sluice origin,\n"
-	    "proxy and fetch in them, a timeline every 100 ms, and a verdict\n"
-	    "beside the model's prediction.  Needs root (ip netns); without\n"
-	    "it, --loopback runs on 127.0.0.1 with application-paced rates.\n"
-	    "\n"
-	    "  --out DIR     results (default lab-results/NAME-TIME/):\n"
-	    "                summary.json timeline.csv timeline.png and the\n"
-	    "                peers' JSON and logs\n"
-	    "  --json        print summary.json on stdout (verdict on stderr)\n"
-	    "  -v            print every command (ip, tc, sysctl, the peers)\n"
-	    "  --loopback    mode = loopback\n"
-	    "\n"
-	    "Scenario keys (docs/lab.md, conf/scenarios/):");
-	for (size_t i = 0; i < NSKEYS; i++) {
-		if (strcmp(skeys[i].section, prev) != 0)
-			fprintf(out, "\n  [%s]\n", skeys[i].section);
-		prev = skeys[i].section;
-		fprintf(out, "    %-11s %s\n", skeys[i].key, skeys[i].doc);
-	}
-	fprintf(out,
-	    "  [origin] [lb] [client]\n"
-	    "    sysctl.NAME per-namespace sysctl (net.ipv4.tcp_rto_max_ms)\n"
-	    "  [proxy]\n"
-	    "    SECTION.KEY proxy config keys (buffer.policy = pause);\n"
-	    "                upstream.rcvbuf is 256k unless set\n"
-	    "\n"
-	    "Exit codes: 0 measured (complete or truncated), 1 the lab could\n"
-	    "not run, 2 bad usage or scenario, 128+N stopped by signal N.\n");
-}
 
 static void
 on_signal(int sig)
@@ -2607,34 +1394,6 @@ run(struct lab *lab)
 	return 0;
 }
 
-static int
-report(struct lab *lab)
-{
-	struct result r;
-	int rc = 0;
-
-	memset(&r, 0, sizeof(r));
-	read_results(lab, &r);
-	figures(lab, &r);
-	predict(lab, &r);
-	plot(lab, &r);
-	if (save_summary(lab, &r) < 0)
-		rc = 1;
-	verdict(lab, &r);
-	if (r.fetch_outcome[0] == '\0' ||
-	    strcmp(r.fetch_outcome, "refused") == 0) {
-		fprintf(stderr,
-		    "sluice lab: the client never got an answer: see "
-		    "%s/fetch.log and proxy.log\n",
-		    lab->out);
-		rc = 1;
-	}
-	free(r.fetch);
-	free(r.origin);
-	free(r.access);
-	return rc;
-}
-
 int
 lab_main(int argc, char **argv)
 {
@@ -2665,7 +1424,7 @@ lab_main(int argc, char **argv)
 			    (int)lab_signal, lab->out);
 			rc = 128 + lab_signal;
 		} else if (rc == 0) {
-			rc = report(lab);
+			rc = lab_report(lab);
 		}
 	}
 	if (lab->selfns >= 0)

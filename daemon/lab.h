@@ -27,6 +27,9 @@ enum lab_host {
 	LAB_NHOSTS,
 };
 
+/* "origin", "lb", "client": section and namespace names. */
+extern const char *const lab_host_names[LAB_NHOSTS];
+
 enum lab_mode {
 	LAB_MODE_NETNS = 0,
 	LAB_MODE_LOOPBACK,

@@ -1,0 +1,132 @@
+/*
+ * lab internals shared by lab.c (the run: namespaces, peers, sampling)
+ * and lab_report.c (figures, summary.json, the plot, the verdict).
+ */
+#ifndef SLUICE_LAB_INT_H
+#define SLUICE_LAB_INT_H
+
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "lab.h"
+#include "model.h"
+
+#define SAMPLE_MS   100
+#define MAX_ARGS    48
+#define OUT_MAX     (64 * 1024)
+#define FILE_MAX    (256 * 1024)
+#define MAX_SOCKS   16
+#define MAX_SEEN    16
+#define MAX_NOTES   8
+#define START_MS    5000 /* a peer must listen within this */
+#define STOP_MS     3000 /* SIGTERM, then SIGKILL after this */
+#define ACCESS_MS   3000 /* wait for the proxy's access line */
+#define FRAME_BYTES 1514 /* a full segment on veth: Ethernet + IP + TCP */
+#define MIB         1048576.0
+
+/* Addresses that exist only inside the run's namespaces. */
+#define ORIGIN_IP   "10.201.0.1"
+#define LB_UP_IP    "10.201.0.2"
+#define LB_IP       "10.202.0.1"
+#define CLIENT_IP   "10.202.0.2"
+#define ORIGIN_PORT 8000
+#define PROXY_PORT  8080
+#define ADMIN_PORT  9090
+
+struct sample {
+	double t;
+	uint64_t o_acked, o_written;
+	int64_t o_wnd; /* -1: no origin socket */
+	int o_backoff; /* -1 likewise */
+	int o_zero;
+	uint64_t p_in, p_out, p_mem, p_spool;
+	int p_paused;                      /* -1: no download in the proxy */
+	int64_t up_rcvq, up_space, cl_wnd; /* -1: no such socket */
+	uint64_t c_recv;
+};
+
+/* One origin connection seen by ss, kept after it is gone. */
+struct seen {
+	char peer[64];
+	uint64_t acked, written;
+};
+
+struct result {
+	char *fetch, *origin, *access; /* the files as read */
+	bool complete;
+	char fetch_outcome[24];
+	int verified; /* -1: null */
+	uint64_t client_bytes, unsent;
+	double seconds;
+	char gave_up[32]; /* "" for null */
+	double zero_window_s;
+	unsigned probes;
+	char proxy_outcome[32];
+	long resumes;
+	double paused_s;
+	uint64_t peak_memory, spilled;
+	bool have_model;
+	struct model_out mo;
+	char kernel[128];
+	char plot[PATH_MAX + 32]; /* the path, or why there is none */
+	bool plotted;
+};
+
+struct lab {
+	struct lab_scenario sc;
+	int mode; /* enum lab_mode, after --loopback */
+	bool json, verbose, tty;
+	char exe[PATH_MAX];
+	char out[PATH_MAX - 32];
+	char ns[LAB_NHOSTS][64];
+	bool ns_made[LAB_NHOSTS];
+	int nsfd[LAB_NHOSTS];       /* /run/netns/NAME, -1 */
+	int selfns;                 /* our own, to come back to */
+	pid_t pid[LAB_NHOSTS];      /* origin, proxy, fetch; 0: none */
+	int status[LAB_NHOSTS];     /* wait status once reaped */
+	const char *ip[LAB_NHOSTS]; /* origin, proxy (client side), - */
+	int origin_port, proxy_port, admin_port;
+	struct config *cfg; /* the proxy config, loaded back for the model */
+	FILE *csv;
+	struct timespec t0;
+	struct sample s;
+	struct seen seen[MAX_SEEN];
+	size_t nseen;
+	uint64_t max_wnd;
+	int netem; /* 1 applied, 0 not in this kernel, -1 not asked */
+	bool time_limit_hit, progress_shown;
+	char notes[MAX_NOTES][200];
+	size_t nnotes;
+};
+
+/* Set by SIGINT/SIGTERM/SIGHUP; the loop and the setup steps look at it. */
+extern volatile sig_atomic_t lab_signal;
+
+/* lab.c */
+void lab_note(struct lab *lab, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+double lab_elapsed(const struct lab *lab);
+void lab_path_in(
+    const struct lab *lab, const char *name, char *buf, size_t len);
+char *lab_read_file(const char *path, size_t max);
+int lab_run_argv(const struct lab *lab, char *const argv[], char *out,
+    size_t len, bool show);
+int lab_try_run(struct lab *lab, char *out, size_t len, const char *arg0, ...);
+int lab_must_run(struct lab *lab, const char *arg0, ...);
+void lab_print_tail(const struct lab *lab, const char *name);
+uint64_t lab_fetch_rate(const struct lab *lab);
+bool lab_in_path(const char *prog);
+double lab_json_num(const char *s, const char *end, const char *key);
+uint64_t lab_json_u64(const char *s, const char *end, const char *key);
+void lab_json_str(const char *s, const char *key, char *buf, size_t len);
+bool lab_json_obj(
+    const char *s, const char *name, const char **start, const char **end);
+
+/* lab_report.c: figures, summary.json, plot and verdict; an exit code. */
+int lab_report(struct lab *lab);
+
+#endif

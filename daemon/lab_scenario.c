@@ -1,0 +1,644 @@
+/*
+ * lab scenarios: the scenario file, the give-up rule as origin options, the
+ * proxy config a scenario makes, ss(8) output and `sluice help lab`: the
+ * pure parts of the lab (lab.h), unit-tested in tests/unit/test_lab.c.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+#include <ini.h>
+#include "config.h"
+#include "json.h"
+#include "lab.h"
+#include "model.h"
+#include "units.h"
+
+const char *const lab_host_names[LAB_NHOSTS] = {"origin", "lb", "client"};
+
+/* ---- the scenario file ------------------------------------------------ */
+
+enum skey_type {
+	SK_STR,
+	SK_SIZE,
+	SK_DURATION,
+	SK_RATE,
+	SK_MODE,
+};
+
+struct skey {
+	const char *section, *key;
+	enum skey_type type;
+	size_t offset, size;
+	const char *doc;
+};
+
+#define SK(sec, k, t, field, doc)                                              \
+	{                                                                      \
+		sec, k, t, offsetof(struct lab_scenario, field),               \
+		    sizeof(((struct lab_scenario *)0)->field), doc             \
+	}
+
+/* The scenario's keys (STYLE 9); `sluice help lab` prints this table. */
+static const struct skey skeys[] = {
+    SK("lab", "name", SK_STR, name, "the run's name (default: the file's)"),
+    SK("lab", "mode", SK_MODE, mode,
+        "netns (default) or loopback (127.0.0.1, application-paced)"),
+    SK("lab", "time_limit", SK_DURATION, time_limit_ms,
+        "the fetch is stopped after this (default 60s)"),
+    SK("lab", "body", SK_SIZE, body, "bytes the client asks for (16M)"),
+    SK("lab", "notes", SK_STR, notes, "free text, copied to summary.json"),
+    SK("links", "origin_lb", SK_RATE, origin_lb_bps,
+        "tc tbf rate of the origin-lb link (1gbit)"),
+    SK("links", "lb_client", SK_RATE, lb_client_bps,
+        "tc tbf rate of the lb-client link (2mbit)"),
+    SK("links", "delay", SK_DURATION, delay_ms,
+        "netem delay on each link, where the kernel has netem (0)"),
+    SK("origin", "give_up", SK_STR, give_up,
+        "the origin's rule: zwp-probes=N,interval=T[,max=T], "
+        "send-timeout=T, user-timeout=T, orphan, none"),
+    SK("origin", "sndbuf", SK_SIZE, origin_sndbuf,
+        "the origin's SO_SNDBUF (0: autotuning)"),
+    SK("client", "rate", SK_RATE, client_rate_bps,
+        "sluice fetch --rate (0: read as fast as the link allows)"),
+    SK("client", "rcvbuf", SK_SIZE, client_rcvbuf,
+        "sluice fetch --rcvbuf (0: autotuning)"),
+    SK("client", "timeout", SK_DURATION, client_timeout_ms,
+        "sluice fetch --timeout (0: its default, 60s)"),
+};
+#define NSKEYS (sizeof(skeys) / sizeof(skeys[0]))
+
+/* Keys of the proxy config that the lab owns. */
+static const char *const lab_owned[] = {
+    "listen.address", "upstream.server", "admin.address", "log.access"};
+
+/* Keys the lab adds when the scenario omits them. */
+static const struct lab_kv lab_defaults[] = {
+    {"listen.drain_timeout", "2s"},
+    {"upstream.rcvbuf", "256k"}, /* DESIGN: K_in must be pinned */
+    {"log.level", "info"},
+};
+
+struct parse_ctx {
+	struct lab_scenario *sc;
+	char msg[256]; /* the first error: "[section] key: message" */
+};
+
+static int
+fail(struct parse_ctx *ctx, const char *section, const char *key,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (ctx->msg[0] != '\0')
+		return 0;
+	n = snprintf(ctx->msg, sizeof(ctx->msg), "[%s] %s: ", section, key);
+	if (n < 0 || (size_t)n >= sizeof(ctx->msg))
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(ctx->msg + n, sizeof(ctx->msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return 0; /* inih: this line is an error */
+}
+
+static int
+parse_number(enum skey_type type, const char *value, uint64_t *v)
+{
+	switch (type) {
+	case SK_SIZE:
+		return units_parse_size(value, v);
+	case SK_DURATION:
+		return units_parse_duration(value, v);
+	case SK_RATE:
+		return units_parse_rate(value, v);
+	default:
+		return -EINVAL;
+	}
+}
+
+static int
+set_key(struct parse_ctx *ctx, const struct skey *k, const char *value)
+{
+	char *field = (char *)ctx->sc + k->offset;
+	static const char *const what[] = {"", "a size (64k, 16M)",
+	    "a duration (250ms, 30s)", "a rate (2mbit, 1gbit)", ""};
+	uint64_t v;
+	int mode;
+
+	if (k->type == SK_STR) {
+		if (strlen(value) >= k->size)
+			return fail(ctx, k->section, k->key,
+			    "longer than %zu characters", k->size - 1);
+		memcpy(field, value, strlen(value) + 1);
+		return 1;
+	}
+	if (k->type == SK_MODE) {
+		if (strcmp(value, "netns") == 0)
+			mode = LAB_MODE_NETNS;
+		else if (strcmp(value, "loopback") == 0)
+			mode = LAB_MODE_LOOPBACK;
+		else
+			return fail(ctx, k->section, k->key,
+			    "'%s' is neither netns nor loopback", value);
+		memcpy(field, &mode, sizeof(mode));
+		return 1;
+	}
+	if (parse_number(k->type, value, &v) < 0)
+		return fail(ctx, k->section, k->key, "'%s' is not %s", value,
+		    what[k->type]);
+	memcpy(field, &v, sizeof(v));
+	return 1;
+}
+
+/* sysctl names go to `sysctl -w NAME=VALUE` as one argument. */
+static bool
+sysctl_name_ok(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("_.-/", *s) == NULL)
+			return false;
+	return true;
+}
+
+static int
+add_kv(struct parse_ctx *ctx, const char *section, struct lab_kv *kv, size_t *n,
+    const char *key, const char *value)
+{
+	if (*n == LAB_MAX_KV)
+		return fail(
+		    ctx, section, key, "more than %d such keys", LAB_MAX_KV);
+	if (strlen(key) >= sizeof(kv->key) ||
+	    strlen(value) >= sizeof(kv->value))
+		return fail(ctx, section, key, "key or value too long");
+	strcpy(kv[*n].key, key);
+	strcpy(kv[*n].value, value);
+	(*n)++;
+	return 1;
+}
+
+static int
+sysctl_key(struct parse_ctx *ctx, int h, const char *key, const char *value)
+{
+	struct lab_scenario *sc = ctx->sc;
+	const char *name = key + strlen("sysctl.");
+
+	if (!sysctl_name_ok(name))
+		return fail(ctx, lab_host_names[h], key, "not a sysctl name");
+	if (strchr(value, '\n') != NULL)
+		return fail(ctx, lab_host_names[h], key, "a value on one line");
+	return add_kv(ctx, lab_host_names[h], sc->sysctl[h], &sc->nsysctl[h],
+	    name, value);
+}
+
+/* A [proxy] key "section.key": it must be a key of the proxy's table. */
+static int
+proxy_key(struct parse_ctx *ctx, const char *key, const char *value)
+{
+	struct lab_scenario *sc = ctx->sc;
+	const char *dot = strchr(key, '.');
+	size_t seclen = dot != NULL ? (size_t)(dot - key) : 0;
+
+	for (size_t i = 0; i < sizeof(lab_owned) / sizeof(lab_owned[0]); i++)
+		if (strcmp(key, lab_owned[i]) == 0)
+			return fail(ctx, "proxy", key,
+			    "set by the lab (it knows the addresses)");
+	for (size_t i = 0; dot != NULL && i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (strlen(k->section) == seclen &&
+		    strncmp(k->section, key, seclen) == 0 &&
+		    strcmp(k->key, dot + 1) == 0)
+			return add_kv(
+			    ctx, "proxy", sc->proxy, &sc->nproxy, key, value);
+	}
+	return fail(ctx, "proxy", key,
+	    "not a proxy config key written section.key (sluice help "
+	    "config)");
+}
+
+static int
+host_of(const char *section)
+{
+	for (int h = 0; h < LAB_NHOSTS; h++)
+		if (strcmp(section, lab_host_names[h]) == 0)
+			return h;
+	return -1;
+}
+
+static int
+on_key(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse_ctx *ctx = user;
+	int h = host_of(section);
+
+	if (strcmp(section, "proxy") == 0)
+		return proxy_key(ctx, key, value);
+	if (h >= 0 && strncmp(key, "sysctl.", strlen("sysctl.")) == 0)
+		return sysctl_key(ctx, h, key, value);
+	for (size_t i = 0; i < NSKEYS; i++)
+		if (strcmp(skeys[i].section, section) == 0 &&
+		    strcmp(skeys[i].key, key) == 0)
+			return set_key(ctx, &skeys[i], value);
+	if (h >= 0 || strcmp(section, "lab") == 0 ||
+	    strcmp(section, "links") == 0)
+		return fail(ctx, section, key, "unknown key (sluice help lab)");
+	return fail(ctx, section, key,
+	    "unknown section (lab, links, origin, lb, client, proxy)");
+}
+
+static void
+scenario_defaults(struct lab_scenario *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->mode = LAB_MODE_NETNS;
+	sc->time_limit_ms = 60000;
+	sc->body = 16 * 1024 * 1024;
+	sc->origin_lb_bps = 1000000000;
+	sc->lb_client_bps = 2000000;
+}
+
+/* Checks that need the whole file.  0, or -EINVAL with err filled. */
+static int
+scenario_check(
+    const struct lab_scenario *sc, const char *name, char *err, size_t errlen)
+{
+	const char *argv[8];
+	char buf[256];
+	struct model_in in;
+
+	if (sc->body == 0 || sc->time_limit_ms == 0 || sc->origin_lb_bps < 8 ||
+	    sc->lb_client_bps < 8) {
+		snprintf(err, errlen,
+		    "%s: [lab] body, time_limit and the [links] rates must "
+		    "not be 0",
+		    name);
+		return -EINVAL;
+	}
+	model_defaults(&in);
+	if (lab_giveup_args(sc->give_up, argv, 8, buf, sizeof(buf)) < 0 ||
+	    (sc->give_up[0] != '\0' &&
+	        model_parse_giveup(sc->give_up, &in) < 0)) {
+		snprintf(err, errlen,
+		    "%s: [origin] give_up: '%s' is not a rule "
+		    "(zwp-probes=N,interval=T[,max=T], send-timeout=T, "
+		    "user-timeout=T, orphan, none)",
+		    name, sc->give_up);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+parse_result(
+    struct parse_ctx *ctx, int rc, const char *name, char *err, size_t errlen)
+{
+	if (rc > 0) {
+		snprintf(err, errlen, "%s:%d: %s", name, rc,
+		    ctx->msg[0] != '\0' ? ctx->msg : "not a key = value line");
+		return -EINVAL;
+	}
+	if (rc == -1) {
+		snprintf(err, errlen, "%s: %s", name, strerror(errno));
+		return -ENOENT;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		return -ENOMEM;
+	}
+	return scenario_check(ctx->sc, name, err, errlen);
+}
+
+int
+lab_scenario_parse(const char *text, const char *name, struct lab_scenario *sc,
+    char *err, size_t errlen)
+{
+	struct parse_ctx ctx = {.sc = sc};
+
+	scenario_defaults(sc);
+	return parse_result(
+	    &ctx, ini_parse_string(text, on_key, &ctx), name, err, errlen);
+}
+
+int
+lab_scenario_load(
+    const char *path, struct lab_scenario *sc, char *err, size_t errlen)
+{
+	struct parse_ctx ctx = {.sc = sc};
+	const char *base = strrchr(path, '/');
+	size_t n;
+	int rc;
+
+	scenario_defaults(sc);
+	rc = parse_result(
+	    &ctx, ini_parse(path, on_key, &ctx), path, err, errlen);
+	if (rc < 0)
+		return rc;
+	snprintf(sc->path, sizeof(sc->path), "%s", path);
+	if (sc->name[0] == '\0') {
+		base = base != NULL ? base + 1 : path;
+		n = strlen(base);
+		if (n > 4 && strcmp(base + n - 4, ".ini") == 0)
+			n -= 4;
+		snprintf(sc->name, sizeof(sc->name), "%.*s", (int)n, base);
+	}
+	return 0;
+}
+
+/* ---- the give-up rule as origin options ------------------------------- */
+
+struct argbuf {
+	const char **argv;
+	size_t max, n;
+	char *buf;
+	size_t len, used;
+};
+
+static int
+put_arg(struct argbuf *a, const char *s)
+{
+	size_t k = strlen(s) + 1;
+
+	if (a->n == a->max || a->used + k > a->len)
+		return -EINVAL;
+	memcpy(a->buf + a->used, s, k);
+	a->argv[a->n++] = a->buf + a->used;
+	a->used += k;
+	return 0;
+}
+
+static int
+put_duration_opt(struct argbuf *a, const char *opt, const char *value)
+{
+	uint64_t ms;
+
+	if (value == NULL || units_parse_duration(value, &ms) < 0 || ms == 0)
+		return -EINVAL;
+	return put_arg(a, opt) < 0 ? -EINVAL : put_arg(a, value);
+}
+
+/* "zwp-probes=N,interval=T[,max=T]": tok is N, rest the options. */
+static int
+zwp_args(struct argbuf *a, const char *n, char *rest)
+{
+	char *save = NULL, *opt, *eq;
+	bool have_interval = false;
+	char *end;
+
+	if (n == NULL || strtoul(n, &end, 10) == 0 || *end != '\0' ||
+	    put_arg(a, "--zwp-probes") < 0 || put_arg(a, n) < 0)
+		return -EINVAL;
+	for (opt = strtok_r(rest, ",", &save); opt != NULL;
+	     opt = strtok_r(NULL, ",", &save)) {
+		if ((eq = strchr(opt, '=')) == NULL)
+			return -EINVAL;
+		*eq++ = '\0';
+		if (strcmp(opt, "interval") == 0) {
+			have_interval = true;
+			if (put_duration_opt(a, "--zwp-interval", eq) < 0)
+				return -EINVAL;
+		} else if (strcmp(opt, "max") == 0) {
+			if (put_duration_opt(a, "--zwp-max-interval", eq) < 0)
+				return -EINVAL;
+		} else {
+			return -EINVAL;
+		}
+	}
+	return have_interval ? 0 : -EINVAL;
+}
+
+int
+lab_giveup_args(
+    const char *rule, const char **argv, size_t max, char *buf, size_t len)
+{
+	struct argbuf a = {argv, max, 0, buf, len, 0};
+	char tmp[128], *rest, *value;
+	int rc = -EINVAL;
+
+	if (strlen(rule) >= sizeof(tmp))
+		return -EINVAL;
+	strcpy(tmp, rule);
+	rest = strchr(tmp, ',');
+	if (rest != NULL)
+		*rest++ = '\0';
+	if ((value = strchr(tmp, '=')) != NULL)
+		*value++ = '\0';
+	if (tmp[0] == '\0' || strcmp(tmp, "none") == 0)
+		rc = value == NULL && rest == NULL ? 0 : -EINVAL;
+	else if (strcmp(tmp, "zwp-probes") == 0)
+		rc = zwp_args(
+		    &a, value, rest != NULL ? rest : tmp + strlen(tmp));
+	else if (rest != NULL)
+		rc = -EINVAL;
+	else if (strcmp(tmp, "send-timeout") == 0)
+		rc = put_duration_opt(&a, "--send-timeout", value);
+	else if (strcmp(tmp, "user-timeout") == 0)
+		rc = put_duration_opt(&a, "--user-timeout", value);
+	else if (strcmp(tmp, "orphan") == 0)
+		rc = put_arg(&a, "--close-after-write");
+	return rc < 0 ? rc : (int)a.n;
+}
+
+/* ---- the proxy config ------------------------------------------------- */
+
+static bool
+has_proxy_key(const struct lab_scenario *sc, const char *key)
+{
+	for (size_t i = 0; i < sc->nproxy; i++)
+		if (strcmp(sc->proxy[i].key, key) == 0)
+			return true;
+	return false;
+}
+
+/* Prints kv pairs whose "section." prefix is section. */
+static void
+print_keys(FILE *out, const char *section, const struct lab_kv *kv, size_t n,
+    const struct lab_scenario *skip_if_in)
+{
+	size_t len = strlen(section);
+
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(kv[i].key, section, len) != 0 ||
+		    kv[i].key[len] != '.')
+			continue;
+		if (skip_if_in != NULL && has_proxy_key(skip_if_in, kv[i].key))
+			continue;
+		fprintf(out, "%s = %s\n", kv[i].key + len + 1, kv[i].value);
+	}
+}
+
+void
+lab_proxy_config(FILE *out, const struct lab_scenario *sc, const char *listen,
+    const char *server, const char *admin, const char *access)
+{
+	const struct lab_kv owned[] = {{"listen.address", ""},
+	    {"upstream.server", ""}, {"admin.address", ""}, {"log.access", ""}};
+	const char *values[] = {listen, server, admin, access};
+	const char *prev = "";
+
+	fprintf(out,
+	    "# Written by sluice lab for %s: its [proxy] keys, the lab's\n"
+	    "# addresses and access log, and the lab's defaults\n"
+	    "# (upstream.rcvbuf pinned: docs/lab.md).\n",
+	    sc->path[0] != '\0' ? sc->path : sc->name);
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const char *section = config_keys[i].section;
+		size_t len = strlen(section);
+
+		if (strcmp(section, prev) == 0)
+			continue;
+		prev = section;
+		fprintf(out, "\n[%s]\n", section);
+		for (size_t j = 0; j < sizeof(owned) / sizeof(owned[0]); j++)
+			if (strncmp(owned[j].key, section, len) == 0 &&
+			    owned[j].key[len] == '.')
+				fprintf(out, "%s = %s\n",
+				    owned[j].key + len + 1, values[j]);
+		print_keys(out, section, lab_defaults,
+		    sizeof(lab_defaults) / sizeof(lab_defaults[0]), sc);
+		print_keys(out, section, sc->proxy, sc->nproxy, NULL);
+	}
+}
+
+/* ---- ss(8) output ------------------------------------------------------ */
+
+static bool
+all_digits(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (!isdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+/* "ESTAB 0 3877888 10.201.0.1:8000 10.201.0.2:41234" (state optional). */
+static void
+parse_head(struct lab_sock *s, char *line)
+{
+	char *tok[6], *save = NULL;
+	int n = 0, i = 0;
+
+	for (char *t = strtok_r(line, " \t", &save); t != NULL && n < 6;
+	     t = strtok_r(NULL, " \t", &save))
+		tok[n++] = t;
+	memset(s, 0, sizeof(*s));
+	s->snd_wnd = -1;
+	if (n > 0 && !all_digits(tok[0]))
+		snprintf(s->state, sizeof(s->state), "%s", tok[i++]);
+	if (n - i < 4)
+		return;
+	s->recv_q = strtoull(tok[i], NULL, 10);
+	s->send_q = strtoull(tok[i + 1], NULL, 10);
+	snprintf(s->local, sizeof(s->local), "%s", tok[i + 2]);
+	snprintf(s->peer, sizeof(s->peer), "%s", tok[i + 3]);
+}
+
+static void
+parse_info(struct lab_sock *s, char *line)
+{
+	char *save = NULL;
+
+	if (s->snd_wnd < 0)
+		s->snd_wnd = 0; /* ss prints snd_wnd only when it is not 0 */
+	for (char *t = strtok_r(line, " \t", &save); t != NULL;
+	     t = strtok_r(NULL, " \t", &save)) {
+		if (strncmp(t, "bytes_acked:", 12) == 0)
+			s->bytes_acked = strtoull(t + 12, NULL, 10);
+		else if (strncmp(t, "bytes_received:", 15) == 0)
+			s->bytes_received = strtoull(t + 15, NULL, 10);
+		else if (strncmp(t, "snd_wnd:", 8) == 0)
+			s->snd_wnd = strtoll(t + 8, NULL, 10);
+		else if (strncmp(t, "backoff:", 8) == 0)
+			s->backoff = (unsigned)strtoul(t + 8, NULL, 10);
+	}
+}
+
+size_t
+lab_ss_parse(const char *text, struct lab_sock *out, size_t max)
+{
+	char line[2048];
+	struct lab_sock *cur = NULL;
+	size_t n = 0;
+
+	while (*text != '\0') {
+		size_t len = strcspn(text, "\n");
+
+		snprintf(line, sizeof(line), "%.*s", (int)len, text);
+		text += len + (text[len] == '\n');
+		if (line[0] == ' ' || line[0] == '\t') {
+			if (cur != NULL)
+				parse_info(cur, line);
+		} else if (line[0] != '\0') {
+			if (n == max)
+				break;
+			cur = &out[n++];
+			parse_head(cur, line);
+		}
+	}
+	return n;
+}
+
+void
+lab_usage(FILE *out)
+{
+	const char *prev = "";
+
+	fprintf(out,
+	    "usage: sluice lab SCENARIO.ini [--json] [--out DIR] [-v] "
+	    "[--loopback]\n"
+	    "\n"
+	    "Reproduces the zero-window incident: namespaces origin - lb -\n"
+	    "client joined by veth pairs shaped with tc tbf, sluice origin,\n"
+	    "proxy and fetch in them, a timeline every 100 ms, and a verdict\n"
+	    "beside the model's prediction.  Needs root (ip netns); without\n"
+	    "it, --loopback runs on 127.0.0.1 with application-paced rates.\n"
+	    "\n"
+	    "  --out DIR     results (default lab-results/NAME-TIME/):\n"
+	    "                summary.json timeline.csv timeline.png and the\n"
+	    "                peers' JSON and logs\n"
+	    "  --json        print summary.json on stdout (verdict on stderr)\n"
+	    "  -v            print every command (ip, tc, sysctl, the peers)\n"
+	    "  --loopback    mode = loopback\n"
+	    "\n"
+	    "Scenario keys (docs/lab.md, conf/scenarios/):");
+	for (size_t i = 0; i < NSKEYS; i++) {
+		if (strcmp(skeys[i].section, prev) != 0)
+			fprintf(out, "\n  [%s]\n", skeys[i].section);
+		prev = skeys[i].section;
+		fprintf(out, "    %-11s %s\n", skeys[i].key, skeys[i].doc);
+	}
+	fprintf(out,
+	    "  [origin] [lb] [client]\n"
+	    "    sysctl.NAME per-namespace sysctl (net.ipv4.tcp_rto_max_ms)\n"
+	    "  [proxy]\n"
+	    "    SECTION.KEY proxy config keys (buffer.policy = pause);\n"
+	    "                upstream.rcvbuf is 256k unless set\n"
+	    "\n"
+	    "Exit codes: 0 measured (complete or truncated), 1 the lab could\n"
+	    "not run, 2 bad usage or scenario, 128+N stopped by signal N.\n");
+}
