@@ -15,8 +15,15 @@
  * no connection or no 2xx answer could be had, `timeout` when no byte came
  * for --timeout.  --resume turns a truncation into another request with
  * Range: bytes=N- and If-Range: ETAG, whose 206 must start at N.
+ *
+ * --stall-at BYTES --stall-for T is the seed article's printer out of
+ * paper: once BYTES body bytes came, the socket is not read for T, so the
+ * receive buffer fills and the window closes; then reading goes on at the
+ * same pace.  The reads before it are capped so that exactly BYTES are
+ * taken when it starts (the head's end is found by peeking).
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -67,6 +74,7 @@ struct fetch_opts {
 	uint64_t interval_ms; /* --interval */
 	uint64_t count;       /* --count (0: until the end) */
 	uint64_t rcvbuf;
+	const char *source; /* --source: the local address to bind, or NULL */
 	bool resume;
 	unsigned resume_attempts;
 	bool verify;
@@ -75,6 +83,9 @@ struct fetch_opts {
 	uint64_t timeout_ms;
 	bool have_key;
 	uint64_t key;
+	bool have_stall_at;
+	uint64_t stall_at;     /* --stall-at: body bytes before the stall */
+	uint64_t stall_for_ms; /* --stall-for; 0: no stall */
 };
 
 struct fetch {
@@ -82,6 +93,8 @@ struct fetch {
 	FILE *out;
 	int fd;
 	double t0;
+	double pace_t0;      /* --rate: the pace counts from here... */
+	uint64_t pace_bytes; /* ...and from this many wire bytes */
 
 	/* the representation */
 	int status;        /* of the first answer */
@@ -100,6 +113,8 @@ struct fetch {
 	uint64_t first_bad;
 	enum outcome outcome;
 	char why[160];
+	bool stalled;     /* the one stall has been done */
+	double stalled_s; /* and lasted this long */
 
 	/* the attempt in progress */
 	llhttp_t parser;
@@ -111,6 +126,7 @@ struct fetch {
 	bool restart; /* a resume got 200: start over */
 	bool bad_answer;
 	double last_progress;
+	int head_match; /* chars of "\r\n\r\n" ending the head bytes read */
 };
 
 static double
@@ -204,6 +220,24 @@ parse_url(const char *url, struct fetch_opts *o)
 	return 0;
 }
 
+/* --source: binds fd to that address (any port) of ai's family, so one
+ * host can be several clients (the lab's [dos] clients use their own). */
+static int
+bind_source(int fd, const struct addrinfo *ai, const struct fetch_opts *o)
+{
+	struct addrinfo hints = {0}, *res;
+	int rc;
+
+	hints.ai_family = ai->ai_family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+	if (getaddrinfo(o->source, "0", &hints, &res) != 0)
+		return -EADDRNOTAVAIL;
+	rc = bind(fd, res->ai_addr, res->ai_addrlen) == 0 ? 0 : -errno;
+	freeaddrinfo(res);
+	return rc;
+}
+
 /* Connects within the timeout; the socket or a negative errno. */
 static int
 dial(const struct fetch_opts *o)
@@ -230,6 +264,8 @@ dial(const struct fetch_opts *o)
 		}
 		setsockopt(
 		    fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+		if (o->source != NULL && (rc = bind_source(fd, ai, o)) < 0)
+			goto next;
 		fcntl(fd, F_SETFL, O_NONBLOCK);
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			goto connected;
@@ -526,7 +562,7 @@ paced_read_size(struct fetch *f)
 		n = 1;
 	if (n > BUF_SIZE)
 		n = BUF_SIZE;
-	due = f->t0 + (double)f->wire_bytes / bps;
+	due = f->pace_t0 + (double)(f->wire_bytes - f->pace_bytes) / bps;
 	sleep_s(due - now_s());
 	return n;
 }
@@ -545,6 +581,96 @@ wait_readable(struct fetch *f)
 	return rc < 0 ? -errno : rc;
 }
 
+/* ---- the stall (the printer out of paper) ----------------------------- */
+
+static bool
+stall_pending(const struct fetch *f)
+{
+	return f->opt.stall_for_ms != 0 && !f->stalled;
+}
+
+/* Before the next read: BYTES counts body bytes, so over HTTP the head
+ * must be in (--stall-at 0 stops right after it).  Once per run, even
+ * across resumes. */
+static bool
+stall_due(const struct fetch *f)
+{
+	return stall_pending(f) && (f->opt.raw || f->head_done) &&
+	    f->received >= f->opt.stall_at;
+}
+
+/* Not reading at all is the point: the receive buffer fills and the window
+ * goes to zero.  No poll runs meanwhile, so --timeout cannot count the
+ * stall; the pacer restarts here instead of bursting to catch up. */
+static void
+stall(struct fetch *f)
+{
+	double t = now_s();
+
+	sleep_s((double)f->opt.stall_for_ms / 1000);
+	f->stalled = true;
+	f->pace_t0 = now_s();
+	f->pace_bytes = f->wire_bytes;
+	f->stalled_s += f->pace_t0 - t; /* a second stall would show */
+}
+
+/* Where the first "\r\n\r\n" ends in p[0..n), the match carried over
+ * reads in *m (a read may end inside it); n when none ends there. */
+static size_t
+head_end(const char *p, size_t n, int *m)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		char c = p[i++];
+
+		*m = c == "\r\n\r\n"[*m] ? *m + 1 : c == '\r';
+		if (*m == 4) {
+			*m = 0;
+			return i;
+		}
+	}
+	return n;
+}
+
+/* Keeps the head match over what a read took, 1xx heads included. */
+static void
+track_head(struct fetch *f, const char *p, size_t n)
+{
+	size_t off = 0;
+
+	if (!stall_pending(f) || f->opt.raw || f->head_done)
+		return;
+	while (off < n)
+		off += head_end(p + off, n - off, &f->head_match);
+}
+
+/* Caps a read so that it takes no body byte past --stall-at: each body
+ * byte costs at least one wire byte, and within the head, a peek finds
+ * where the head ends.  0: nothing to take yet (poll again). */
+static size_t
+stall_cap(struct fetch *f, char *buf, size_t want)
+{
+	uint64_t left;
+	ssize_t n;
+	size_t end;
+	int m = f->head_match;
+
+	if (!stall_pending(f))
+		return want;
+	left =
+	    f->received < f->opt.stall_at ? f->opt.stall_at - f->received : 0;
+	if (f->opt.raw || f->head_done)
+		return left < want ? (size_t)left : want;
+	n = recv(f->fd, buf, want, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n <= 0)
+		return want; /* the recv reports the end or the error */
+	end = head_end(buf, (size_t)n, &m);
+	return left < (size_t)n - end ? end + (size_t)left : (size_t)n;
+}
+
 /* One connection's worth of reading.  Sets done or an outcome. */
 static void
 read_attempt(struct fetch *f)
@@ -556,6 +682,8 @@ read_attempt(struct fetch *f)
 	int rc;
 
 	while (!f->done) {
+		if (stall_due(f))
+			stall(f);
 		want = paced_read_size(f);
 		if ((rc = wait_readable(f)) <= 0) {
 			if (rc == 0)
@@ -567,6 +695,8 @@ read_attempt(struct fetch *f)
 				    strerror(-rc));
 			return;
 		}
+		if ((want = stall_cap(f, buf, want)) == 0)
+			continue;
 		n = recv(f->fd, buf, want, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -584,6 +714,7 @@ read_attempt(struct fetch *f)
 			return;
 		}
 		f->wire_bytes += (uint64_t)n;
+		track_head(f, buf, (size_t)n);
 		if (f->opt.raw) {
 			if (take_body(f, buf, (size_t)n) < 0)
 				return;
@@ -628,6 +759,7 @@ run(struct fetch *f)
 
 	for (;;) {
 		f->done = f->head_done = f->restart = f->bad_answer = false;
+		f->head_match = 0;
 		llhttp_init(&f->parser, HTTP_RESPONSE, &settings);
 		f->parser.data = f;
 		if ((fd = dial(&f->opt)) < 0) {
@@ -678,8 +810,14 @@ fetch_usage(FILE *out)
 	    "  --read BYTES --interval T [--count N]\n"
 	    "                         read BYTES every T, N times (the seed\n"
 	    "                         article's client: -b 100 -d 2 -c 1000)\n"
+	    "  --stall-at BYTES --stall-for T\n"
+	    "                         once BYTES body bytes came (0: right\n"
+	    "                         after the head), read nothing for T,\n"
+	    "                         then go on at the same pace (the seed\n"
+	    "                         article's printer out of paper)\n"
 	    "  --rcvbuf SIZE          SO_RCVBUF before connect: the window is\n"
 	    "                         what the reader makes it\n"
+	    "  --source IP            connect from this local address\n"
 	    "  --verify               check every byte against the origin's\n"
 	    "                         pattern (key from its ETag), report the\n"
 	    "                         first bad offset (a body that is not\n"
@@ -697,6 +835,7 @@ fetch_usage(FILE *out)
 	    "received_bytes\n"
 	    "                         verified outcome resumes seconds "
 	    "rate_bps\n"
+	    "                         stalled_s\n"
 	    "\n"
 	    "A progress bar goes to stderr when it is a terminal.\n"
 	    "Outcomes and exit codes:\n"
@@ -719,6 +858,9 @@ enum {
 	O_JSON,
 	O_TIMEOUT,
 	O_KEY,
+	O_STALL_AT,
+	O_STALL_FOR,
+	O_SOURCE,
 };
 
 static const struct option fetch_options[] = {
@@ -733,6 +875,9 @@ static const struct option fetch_options[] = {
     {"json", no_argument, NULL, O_JSON},
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"key", required_argument, NULL, O_KEY},
+    {"stall-at", required_argument, NULL, O_STALL_AT},
+    {"stall-for", required_argument, NULL, O_STALL_FOR},
+    {"source", required_argument, NULL, O_SOURCE},
     {"output", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -821,6 +966,29 @@ parse_args(int argc, char **argv, struct fetch_opts *o)
 			o->have_key = true;
 			o->key = pattern_key(optarg);
 			break;
+		case O_STALL_AT:
+			if (units_parse_size(optarg, &o->stall_at) < 0)
+				return usage_error("--stall-at", optarg,
+				    "not a size (bytes, k, M)");
+			o->have_stall_at = true;
+			break;
+		case O_SOURCE: {
+			unsigned char a[16];
+
+			if (inet_pton(AF_INET, optarg, a) != 1 &&
+			    inet_pton(AF_INET6, optarg, a) != 1)
+				return usage_error("--source", optarg,
+				    "not an IPv4 or IPv6 address");
+			o->source = optarg;
+			break;
+		}
+		case O_STALL_FOR:
+			if (units_parse_duration(optarg, &u) < 0 || u == 0 ||
+			    u > 86400000)
+				return usage_error("--stall-for", optarg,
+				    "not a duration (ms, s, m)");
+			o->stall_for_ms = u;
+			break;
 		default:
 			return FETCH_EXIT_USAGE;
 		}
@@ -834,6 +1002,10 @@ parse_args(int argc, char **argv, struct fetch_opts *o)
 		return usage_error("--read", NULL,
 		    "--read and --rate exclude "
 		    "each other");
+	if (o->have_stall_at != (o->stall_for_ms != 0))
+		return usage_error(
+		    o->have_stall_at ? "--stall-at" : "--stall-for", NULL,
+		    "--stall-at and --stall-for go together");
 	return 0;
 }
 
@@ -855,9 +1027,10 @@ print_json(const struct fetch *f, double seconds)
 		printf("%" PRIu64, f->expected);
 	printf(",\"received_bytes\":%" PRIu64 ",\"verified\":%s,"
 	       "\"outcome\":\"%s\",\"resumes\":%d,\"seconds\":%.3f,"
-	       "\"rate_bps\":%.0f",
+	       "\"rate_bps\":%.0f,\"stalled_s\":%.3f",
 	    f->received, verified, outcome_names[f->outcome], f->resumes,
-	    seconds, seconds > 0 ? (double)f->received * 8 / seconds : 0.0);
+	    seconds, seconds > 0 ? (double)f->received * 8 / seconds : 0.0,
+	    f->stalled_s);
 	if (f->corrupt)
 		printf(",\"first_bad_offset\":%" PRIu64, f->first_bad);
 	if (f->outcome != OUT_COMPLETE) {
@@ -895,7 +1068,7 @@ fetch_main(int argc, char **argv)
 	f.expected = UINT64_MAX;
 	f.verifiable = f.opt.raw;
 	f.key = f.opt.have_key ? f.opt.key : pattern_key(PATTERN_DEFAULT_NAME);
-	f.t0 = now_s();
+	f.t0 = f.pace_t0 = now_s();
 	run(&f);
 	seconds = now_s() - f.t0;
 	progress(&f, true);

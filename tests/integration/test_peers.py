@@ -15,10 +15,14 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import shutil
 import socket
 import struct
+import subprocess
 import sys
 import termios
+import threading
 import time
 
 sys.dont_write_bytecode = True      # leave no __pycache__ in the source tree
@@ -499,6 +503,166 @@ def rcvbuf():
 
 
 # ---------------------------------------------------------------------------
+# 10b: the printer out of paper (--stall-at, --stall-for)
+# ---------------------------------------------------------------------------
+
+def expect_stalled(res, want_s):
+    """stalled_s is about the --stall-for: never less, and well below two
+    stalls (the bound is generous, a loaded machine only sleeps longer)."""
+    st = res.get("stalled_s")
+    check(isinstance(st, (int, float)) and want_s - 0.1 <= st < want_s * 1.5,
+          "stalled_s %r, expected about %.1f s: %s" % (st, want_s, res.describe()))
+
+
+def client_socket(port):
+    """(Recv-Q, bytes_received) of the client's socket to 127.0.0.1:port
+    from ss -tin, or None when there is none."""
+    out = subprocess.run(["ss", "-tinH", "dport = :%d" % port], capture_output=True,
+                         text=True, timeout=10).stdout
+    m = re.search(r"^\S+\s+(\d+)\s+\d+\s+\S+\s+127\.0\.0\.1:%d\b.*\n.*?\bbytes_received:(\d+)"
+                  % port, out, re.M)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def sample_client(port, samples, stop):
+    while not stop.is_set():
+        got = client_socket(port)
+        if got:
+            samples.append(got)
+        stop.wait(0.1)
+
+
+def stall_http():
+    # --sndbuf 64k: with the default tcp_wmem (max 4 MiB) the whole 4 MiB
+    # body fits in the origin's socket at once, its connection ends before
+    # the stall, and it sees no zero window.
+    jf = env.path("origin-stall.json")
+    o = env.start_sluice_origin(["--sndbuf", "64k", "--json", jf], name="sluice-origin-stall")
+    samples, stop = [], threading.Event()
+    t = None
+    if shutil.which("ss"):
+        t = threading.Thread(target=sample_client, args=(o.port, samples, stop), daemon=True)
+        t.start()
+    try:
+        res = env.run_fetch(url(o, "/bytes/4M"),
+                            ["--stall-at", "1M", "--stall-for", "2s", "--rcvbuf", "64k",
+                             "--verify"], timeout=60)
+    finally:
+        stop.set()
+        if t:
+            t.join(15)
+    expect_complete(res, 4 * MiB)
+    expect_stalled(res, 2.0)
+    check(res.get("seconds") >= 1.9, "seconds %r, shorter than the 2 s stall"
+          % res.get("seconds"))
+    figures("stall 2 s at 1 MiB", res)
+    lines = harness.wait_until(lambda: harness.read_json_lines(jf), 10, 0.05)
+    check(lines, "no JSON line from the origin: " + " | ".join(o.log_tail(6)))
+    j = lines[0]
+    check(j["zero_window_s"] > 1.0, "the origin saw a zero window for %r s, expected > 1: %s"
+          % (j["zero_window_s"], json.dumps(j)))
+    env.note("origin during the stall: zero_window_s %.3f probes %s"
+             % (j["zero_window_s"], j["probes"]))
+    if t is None:
+        env.note("ss not found: the client's socket was not sampled")
+    else:
+        expect_held_at(samples, MiB)
+    stop_ok(o)
+
+
+def expect_held_at(samples, at):
+    """Some ss sample shows the client stopped at the stall point: it took
+    `at` body bytes and a head (under 1 KiB), not one more, and the kernel
+    holds what came after them unread."""
+    held = [(q, got - q) for q, got in samples if q > 0 and at <= got - q <= at + KiB]
+    check(held, "no ss sample of the client holding unread bytes after %d body bytes: %r"
+          % (at, samples[-20:]))
+    env.note("ss during the stall: %d of %d samples at the stall point, e.g. Recv-Q %d "
+             "after %d bytes taken" % (len(held), len(samples), held[-1][0], held[-1][1]))
+
+
+def stall_raw():
+    o = env.start_sluice_origin(["--raw"], name="sluice-origin-raw-stall")
+    res = env.run_fetch("tcp://127.0.0.1:%d" % o.port,
+                        ["--stall-at", "0", "--stall-for", "1s", "--read", "64k",
+                         "--interval", "10ms", "--count", "20", "--verify"], timeout=30)
+    check(res.json is not None, "no JSON object from fetch: " + res.describe())
+    expect(res, "outcome", "complete")
+    check(res.rc == 0, "exit status %s, expected 0: %s" % (res.rc, res.describe()))
+    expect(res, "verified", True)
+    n = res.get("received_bytes")
+    check(isinstance(n, int) and 0 < n <= 20 * 64 * KiB, "received_bytes %r, expected 1.."
+          "%d (20 reads of 64 KiB)" % (n, 20 * 64 * KiB))
+    expect_stalled(res, 1.0)
+    figures("raw stall 1 s before the first read", res)
+    stop_ok(o)
+
+
+def stall_rate():
+    # 2 MiB at 8 Mbit/s is 2.1 s, plus the 1 s stall.  A pacer that made up
+    # for the stall would burst and end near 2.1 s; pacing is never faster.
+    o = env.start_sluice_origin()
+    res = env.run_fetch(url(o, "/bytes/2M"), ["--rate", "8mbit", "--stall-at", "512k",
+                                              "--stall-for", "1s", "--verify"], timeout=60)
+    expect_complete(res, 2 * MiB)
+    expect_stalled(res, 1.0)
+    check(res.get("seconds") >= 2.8, "2 MiB at 8mbit with a 1 s stall took %r s, expected "
+          ">= 2.8: the pacer caught up the stall" % res.get("seconds"))
+    figures("rate 8mbit, 1 s stall at 512 KiB", res)
+    stop_ok(o)
+
+
+def stall_resume():
+    # Truncated at 1 MiB, resumed: stalls at 512 KiB, at 1 MiB (the
+    # truncation point) and at 2 MiB (in the resumed connection), once each.
+    o = env.start_sluice_origin(["--truncate-at", "1M"])
+    for at in ("512k", "1M", "2M"):
+        res = env.run_fetch(url(o, "/bytes/4M"), ["--resume", "--verify", "--stall-at", at,
+                                                  "--stall-for", "1s"], timeout=30)
+        expect_complete(res, 4 * MiB)
+        check(res.get("resumes") == 1, "--stall-at %s: resumes %r, expected 1"
+              % (at, res.get("resumes")))
+        expect_stalled(res, 1.0)
+        figures("resume with a stall at %s" % at, res)
+    stop_ok(o)
+
+
+def stall_usage():
+    u = "http://127.0.0.1:9/bytes/1M"
+    for args, want in ((["--stall-at", "1M"], "--stall-at and --stall-for go together"),
+                       (["--stall-for", "1s"], "--stall-at and --stall-for go together"),
+                       (["--stall-at", "1M", "--stall-for", "xyz"],
+                        "--stall-for xyz: not a duration"),
+                       (["--stall-at", "1M", "--stall-for", "0"], "--stall-for 0: not a duration"),
+                       (["--stall-at", "lots", "--stall-for", "1s"],
+                        "--stall-at lots: not a size")):
+        r = env.run_sluice(["fetch", u] + args, timeout=10)
+        check(r.returncode == 2, "%s: exit status %s, expected 2 (stderr %r)"
+              % (" ".join(args), r.returncode, r.stderr))
+        check(want in r.stderr, "%s: stderr %r, expected %r" % (" ".join(args), r.stderr, want))
+        check(not r.stdout.strip(), "%s: stdout %r on bad usage" % (" ".join(args), r.stdout))
+    r = env.run_sluice(["help", "fetch"])
+    check("--stall-at BYTES --stall-for T" in r.stdout and "stalled_s" in r.stdout,
+          "sluice help fetch does not document --stall-at/--stall-for and stalled_s")
+
+
+def source():
+    """--source: the connection comes from that local address (the lab's
+    [dos] clients use their own); a bad one is a usage error."""
+    jf = env.path("origin-source.json")
+    o = env.start_sluice_origin(["--json", jf], name="sluice-origin-source")
+    res = env.run_fetch(url(o, "/bytes/64k"), ["--verify", "--source", "127.0.0.2"])
+    expect_complete(res, 64 * 1024)
+    lines = harness.wait_until(lambda: harness.read_json_lines(jf), 5.0, 0.05)
+    check(lines and str(lines[0].get("peer", "")).startswith("127.0.0.2:"),
+          "the origin saw the peer %r, not 127.0.0.2" % (lines and lines[0].get("peer")))
+    r = env.run_sluice(["fetch", url(o, "/bytes/1k"), "--source", "nowhere"], timeout=10)
+    check(r.returncode == 2 and "--source nowhere: not an IPv4 or IPv6 address" in r.stderr,
+          "bad --source: exit %s, stderr %r" % (r.returncode, r.stderr))
+    stop_ok(o)
+
+
+# ---------------------------------------------------------------------------
 # 11: interop with curl and nginx
 # ---------------------------------------------------------------------------
 
@@ -610,6 +774,7 @@ def origin_root():
 
 
 env.case("fetch <- origin, 256 MiB verified", direct_256m)
+env.case("--source: the connection comes from that address", source)
 env.case("fetch <- proxy <- origin, 256 MiB verified", via_proxy_256m)
 env.case("chunked body, framing and 64 MiB verified", chunked)
 env.case("ranges: 206 bytes, suffix, clipped, 416, multi, HEAD, If-Range", ranges)
@@ -629,6 +794,11 @@ env.case("drip 200 B every 100 ms over HTTP", drip_http)
 env.case("raw origin: pattern from 0, paced reads", drip_raw)
 env.case("fetch --rate 8mbit is paced", rate)
 env.case("fetch --rcvbuf 64k", rcvbuf)
+env.case("fetch --stall-at 1M --stall-for 2s: zero window, then complete", stall_http)
+env.case("fetch --stall-at 0 --stall-for 1s over tcp://", stall_raw)
+env.case("fetch --rate with a stall: no burst after it", stall_rate)
+env.case("fetch --stall-at with --resume: one stall in total", stall_resume)
+env.case("fetch --stall-at/--stall-for: bad usage exits 2", stall_usage)
 env.case("curl from sluice origin, sha256 of the pattern", curl_from_origin)
 env.case("fetch from nginx, 32 MiB byte-exact", fetch_from_nginx)
 env.case("origin --root: curl whole and ranges, fetch, no escape", origin_root)
