@@ -47,6 +47,7 @@
 #include "json.h"
 #include "lab.h"
 #include "lab_int.h"
+#include "lab_lb.h"
 #include "model.h"
 #include "units.h"
 
@@ -429,6 +430,46 @@ apply_sysctls(struct lab *lab)
 	return 0;
 }
 
+/* [lb] kind = none: the lb namespace forwards, the ends route through it,
+ * and the client talks to the origin itself (the article's exercises). */
+static int
+route(struct lab *lab)
+{
+	if (lab_must_run(lab, "ip", "netns", "exec", lab->ns[LAB_LB], "sysctl",
+	        "-q", "-w", "net.ipv4.ip_forward=1", NULL) < 0 ||
+	    lab_must_run(lab, "ip", "-n", lab->ns[LAB_ORIGIN], "route", "add",
+	        "10.202.0.0/24", "via", LB_UP_IP, NULL) < 0 ||
+	    lab_must_run(lab, "ip", "-n", lab->ns[LAB_CLIENT], "route", "add",
+	        "10.201.0.0/24", "via", LB_IP, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * [client] initrwnd: the initial receive window the client offers, in
+ * segments, set on its routes (ip route ... initrwnd N).  Since Linux 5.x
+ * the first window is most of the receive buffer (about 64 KB); the seed
+ * article's kernel started at ten segments and grew the window as data
+ * came, which this brings back (exercise1.ini).
+ */
+static int
+initrwnd(struct lab *lab)
+{
+	char n[24];
+
+	if (lab->sc.client_initrwnd == 0)
+		return 0;
+	snprintf(n, sizeof(n), "%" PRIu64, lab->sc.client_initrwnd);
+	if (lab_must_run(lab, "ip", "-n", lab->ns[LAB_CLIENT], "route",
+	        "change", "10.202.0.0/24", "dev", "to-lb", "proto", "kernel",
+	        "scope", "link", "src", CLIENT_IP, "initrwnd", n, NULL) < 0)
+		return -1;
+	if (lab_has_lb(lab))
+		return 0;
+	return lab_must_run(lab, "ip", "-n", lab->ns[LAB_CLIENT], "route",
+	    "change", "10.201.0.0/24", "via", LB_IP, "initrwnd", n, NULL);
+}
+
 static int
 net_setup(struct lab *lab)
 {
@@ -446,7 +487,13 @@ net_setup(struct lab *lab)
 	    shape(lab, LAB_CLIENT, "to-lb", sc->lb_client_bps) < 0 ||
 	    apply_sysctls(lab) < 0)
 		return -1;
-	return 0;
+	if (sc->dos_clients != 0 &&
+	    lab_must_run(lab, "ip", "-n", lab->ns[LAB_CLIENT], "addr", "add",
+	        DOS_IP "/24", "dev", "to-lb", NULL) < 0)
+		return -1;
+	if (!lab_has_lb(lab) && route(lab) < 0)
+		return -1;
+	return initrwnd(lab);
 }
 
 static void
@@ -480,9 +527,9 @@ open_out(const struct lab *lab, const char *name)
 
 /* Starts this binary's verb args[0] on host h (through `ip netns exec`),
  * stdout and stderr to files in the results directory. */
-static int
-spawn(struct lab *lab, int h, const char *const args[], const char *out_name,
-    const char *err_name)
+static pid_t
+spawn_cmd(struct lab *lab, int h, bool self, const char *const args[],
+    const char *out_name, const char *err_name)
 {
 	char *argv[MAX_ARGS], out_path[PATH_MAX], err_path[PATH_MAX];
 	size_t n = 0;
@@ -495,7 +542,8 @@ spawn(struct lab *lab, int h, const char *const args[], const char *out_name,
 		argv[n++] = "exec";
 		argv[n++] = lab->ns[h];
 	}
-	argv[n++] = lab->exe;
+	if (self)
+		argv[n++] = lab->exe;
 	for (size_t i = 0; args[i] != NULL && n < MAX_ARGS - 1; i++)
 		argv[n++] = (char *)args[i];
 	argv[n] = NULL;
@@ -523,6 +571,18 @@ spawn(struct lab *lab, int h, const char *const args[], const char *out_name,
 		return -1;
 	}
 	setpgid(pid, pid); /* as the child does: whoever runs first */
+	return pid;
+}
+
+/* Starts this binary's verb args[0] as host h's peer. */
+static int
+spawn(struct lab *lab, int h, const char *const args[], const char *out_name,
+    const char *err_name)
+{
+	pid_t pid = spawn_cmd(lab, h, true, args, out_name, err_name);
+
+	if (pid < 0)
+		return -1;
 	lab->pid[h] = pid;
 	return 0;
 }
@@ -638,7 +698,8 @@ static int
 start_origin(struct lab *lab)
 {
 	const char *args[32] = {"origin", "--listen", NULL, "--json", NULL};
-	char listen[64], json[PATH_MAX], sndbuf[32], buf[256];
+	char listen[64], json[PATH_MAX], sndbuf[32], buf[256], drip[32],
+	    every[32];
 	size_t n = 5;
 	int k;
 
@@ -653,6 +714,17 @@ start_origin(struct lab *lab)
 		args[n++] = "--sndbuf";
 		args[n++] = sndbuf;
 	}
+	if (lab->sc.origin_drip != 0) {
+		snprintf(drip, sizeof(drip), "%" PRIu64, lab->sc.origin_drip);
+		snprintf(every, sizeof(every), "%" PRIu64 "ms",
+		    lab->sc.origin_every_ms);
+		args[n++] = "--drip";
+		args[n++] = drip;
+		args[n++] = "--every";
+		args[n++] = every;
+	}
+	if (lab->sc.origin_raw)
+		args[n++] = "--raw";
 	k = lab_giveup_args(lab->sc.give_up, args + n, 12, buf, sizeof(buf));
 	args[n + (size_t)(k > 0 ? k : 0)] = NULL;
 	close(open_out(lab, "origin.json")); /* the origin appends */
@@ -710,6 +782,120 @@ start_proxy(struct lab *lab)
 	return lab->proxy_port > 0 ? 0 : -1;
 }
 
+static int ns_socket(const struct lab *lab, int h);
+
+/* True once something accepts on LB_IP:PROXY_PORT inside the lb
+ * namespace. */
+static bool
+lb_listening(const struct lab *lab)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	int fd = ns_socket(lab, LAB_LB);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	sa.sin_port = htons(PROXY_PORT);
+	inet_pton(AF_INET, LB_IP, &sa.sin_addr);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Writes DIR/nginx.conf or DIR/haproxy.cfg (lab_lb.h, which also makes
+ * DIR/nginx-temp); its path in conf. */
+static int
+write_ext_config(struct lab *lab, char *conf, size_t len)
+{
+	char err[LAB_ERR_MAX];
+	bool nginx = lab->sc.lb_kind == LAB_LB_NGINX;
+	FILE *f;
+	int rc;
+
+	snprintf(lab->temp_abs, sizeof(lab->temp_abs), "%s/nginx-temp",
+	    lab->out_abs);
+	snprintf(conf, len, "%s/%s", lab->out_abs,
+	    nginx ? "nginx.conf" : "haproxy.cfg");
+	if ((f = fopen(conf, "w")) == NULL) {
+		fprintf(stderr, "sluice lab: %s: %s\n", conf, strerror(errno));
+		return -1;
+	}
+	rc = lab_lb_config(f, &lab->sc, LB_IP ":8080", ORIGIN_IP ":8000",
+	    lab->out_abs, lab->lb_notes, sizeof(lab->lb_notes), err,
+	    sizeof(err));
+	if (fclose(f) != 0 || rc < 0) {
+		fprintf(stderr, "sluice lab: %s: %s\n", conf,
+		    rc < 0 ? err : strerror(errno));
+		return -1;
+	}
+	for (char *l = lab->lb_notes, *nl; *l != '\0'; l = nl + 1) {
+		if ((nl = strchr(l, '\n')) == NULL)
+			break;
+		lab_note(lab, "%.*s", (int)(nl - l), l);
+	}
+	return 0;
+}
+
+/* nginx or HAProxy from Debian's packages, in the foreground in the lb
+ * namespace, with the config the scenario makes. */
+static int
+start_ext_lb(struct lab *lab)
+{
+	const char *args[16];
+	char conf[PATH_MAX], buf[PATH_MAX + 64], out[32], log[32];
+	const char *name = lab_lb_kind_name(lab->sc.lb_kind);
+	int n;
+
+	if (write_ext_config(lab, conf, sizeof(conf)) < 0)
+		return -1;
+	n = lab_lb_argv(
+	    &lab->sc, conf, lab->out_abs, args, 15, buf, sizeof(buf));
+	if (n < 0 || !lab_in_path(args[0])) {
+		fprintf(stderr,
+		    "sluice lab: [lb] kind = %s needs %s (Debian: apt-get "
+		    "install %s)\n",
+		    name, name,
+		    lab->sc.lb_kind == LAB_LB_NGINX ? "nginx-light"
+		                                    : "haproxy");
+		return -1;
+	}
+	args[n] = NULL;
+	snprintf(out, sizeof(out), "%s.out", name);
+	snprintf(log, sizeof(log), "%s.log", name);
+	lab->pid[LAB_LB] = spawn_cmd(lab, LAB_LB, false, args, out, log);
+	if (lab->pid[LAB_LB] < 0) {
+		lab->pid[LAB_LB] = 0;
+		return -1;
+	}
+	lab->proxy_port = PROXY_PORT;
+	for (int waited = 0; waited < START_MS && lab_signal == 0;
+	     waited += 20) {
+		if (lb_listening(lab))
+			return 0;
+		if (peer_exited(lab, LAB_LB))
+			break;
+		usleep(20000);
+	}
+	fprintf(stderr, "sluice lab: %s did not start listening on %s:%d\n",
+	    name, LB_IP, PROXY_PORT);
+	lab_print_tail(lab, log);
+	lab_print_tail(lab, "nginx-error.log");
+	return -1;
+}
+
+static int
+start_lb(struct lab *lab)
+{
+	switch (lab->sc.lb_kind) {
+	case LAB_LB_SLUICE:
+		return start_proxy(lab);
+	case LAB_LB_NONE:
+		return 0;
+	default:
+		return start_ext_lb(lab);
+	}
+}
+
 /* The client's rate: --rate, or in loopback mode the lb-client link's. */
 uint64_t
 lab_fetch_rate(const struct lab *lab)
@@ -719,37 +905,216 @@ lab_fetch_rate(const struct lab *lab)
 	return lab->sc.lb_client_bps;
 }
 
+/* Options with a number: "--opt" and its value, kept in a buffer. */
+struct optbuf {
+	const char **args;
+	size_t n;
+	char vals[12][32];
+	size_t nvals;
+};
+
+static void
+opt_num(struct optbuf *o, const char *opt, uint64_t v, const char *unit)
+{
+	if (v == 0 || o->nvals == 12)
+		return;
+	snprintf(
+	    o->vals[o->nvals], sizeof(o->vals[0]), "%" PRIu64 "%s", v, unit);
+	o->args[o->n++] = opt;
+	o->args[o->n++] = o->vals[o->nvals++];
+}
+
+/* The URL every client asks: through the balancer, or straight to the
+ * origin when there is none (tcp:// for a raw origin). */
+static void
+client_url(const struct lab *lab, char *url, size_t len)
+{
+	if (lab->sc.origin_raw)
+		snprintf(url, len, "tcp://%s:%d", lab->ip[LAB_ORIGIN],
+		    lab->origin_port);
+	else if (!lab_has_lb(lab))
+		snprintf(url, len, "http://%s:%d/bytes/%" PRIu64,
+		    lab->ip[LAB_ORIGIN], lab->origin_port, lab->sc.body);
+	else
+		snprintf(url, len, "http://%s:%d/bytes/%" PRIu64,
+		    lab->ip[LAB_LB], lab->proxy_port, lab->sc.body);
+}
+
 static int
 start_fetch(struct lab *lab)
 {
-	const char *args[16] = {"fetch", NULL, "--verify", "--json"};
-	char url[128], rate[32], rcvbuf[32], timeout[32];
-	size_t n = 4;
+	const struct lab_scenario *sc = &lab->sc;
+	const char *args[40] = {"fetch", NULL, "--json"};
+	struct optbuf o = {.args = args, .n = 3};
+	char url[128];
 
-	snprintf(url, sizeof(url), "http://%s:%d/bytes/%" PRIu64,
-	    lab->ip[LAB_LB], lab->proxy_port, lab->sc.body);
+	client_url(lab, url, sizeof(url));
 	args[1] = url;
-	if (lab_fetch_rate(lab) != 0) {
-		snprintf(
-		    rate, sizeof(rate), "%" PRIu64 "bit", lab_fetch_rate(lab));
-		args[n++] = "--rate";
-		args[n++] = rate;
+	if (!sc->origin_raw)
+		args[o.n++] = "--verify";
+	opt_num(&o, "--rate", lab_fetch_rate(lab), "bit");
+	opt_num(&o, "--rcvbuf", sc->client_rcvbuf, "");
+	opt_num(&o, "--timeout", sc->client_timeout_ms, "ms");
+	opt_num(&o, "--read", sc->client_read, "");
+	opt_num(&o, "--interval", sc->client_interval_ms, "ms");
+	opt_num(&o, "--count", sc->client_count, "");
+	if (sc->stall_for_ms != 0) {
+		args[o.n++] = "--stall-at";
+		snprintf(o.vals[o.nvals], sizeof(o.vals[0]), "%" PRIu64,
+		    sc->stall_at);
+		args[o.n++] = o.vals[o.nvals++];
+		opt_num(&o, "--stall-for", sc->stall_for_ms, "ms");
 	}
-	if (lab->sc.client_rcvbuf != 0) {
-		snprintf(
-		    rcvbuf, sizeof(rcvbuf), "%" PRIu64, lab->sc.client_rcvbuf);
-		args[n++] = "--rcvbuf";
-		args[n++] = rcvbuf;
-	}
-	if (lab->sc.client_timeout_ms != 0) {
-		snprintf(timeout, sizeof(timeout), "%" PRIu64 "ms",
-		    lab->sc.client_timeout_ms);
-		args[n++] = "--timeout";
-		args[n++] = timeout;
-	}
-	args[n] = NULL;
+	args[o.n] = NULL;
 	clock_gettime(CLOCK_MONOTONIC, &lab->t0);
 	return spawn(lab, LAB_CLIENT, args, "fetch.json", "fetch.log");
+}
+
+/*
+ * The [dos] clients: each asks for the body from its own source address,
+ * reads the head and then nothing (a receive buffer of dos_rcvbuf fills
+ * and its window stays zero), for longer than the run.  They start before
+ * the honest client, so they hold the proxy first.
+ */
+static int
+start_dos(struct lab *lab)
+{
+	char url[128], rcvbuf[32], out[32], err[32];
+	const char *args[] = {"fetch", url, "--json", "--source", DOS_IP,
+	    "--rcvbuf", rcvbuf, "--stall-at", "0", "--stall-for", "24h",
+	    "--timeout", "0", NULL};
+
+	client_url(lab, url, sizeof(url));
+	snprintf(rcvbuf, sizeof(rcvbuf), "%" PRIu64, lab->sc.dos_rcvbuf);
+	for (uint64_t i = 0; i < lab->sc.dos_clients; i++) {
+		snprintf(out, sizeof(out), "dos-%" PRIu64 ".json", i + 1);
+		snprintf(err, sizeof(err), "dos-%" PRIu64 ".log", i + 1);
+		lab->dos_pid[i] =
+		    spawn_cmd(lab, LAB_CLIENT, true, args, out, err);
+		if (lab->dos_pid[i] < 0) {
+			lab->dos_pid[i] = 0;
+			return -1;
+		}
+	}
+	if (lab->sc.dos_clients != 0)
+		usleep(
+		    500000); /* connected and stalled before the honest one */
+	return 0;
+}
+
+/* Reaps [dos] clients that ended by themselves (one that could not
+ * connect, say), so that none is left a zombie. */
+static void
+dos_reap(struct lab *lab)
+{
+	int status;
+
+	for (uint64_t i = 0; i < lab->sc.dos_clients; i++)
+		if (lab->dos_pid[i] != 0 &&
+		    waitpid(lab->dos_pid[i], &status, WNOHANG) ==
+		        lab->dos_pid[i])
+			lab->dos_pid[i] = 0;
+}
+
+/* SIGTERM to a helper's process group (tcpdump, a [dos] client), SIGKILL
+ * after ms; reaps it. */
+static void
+stop_group(pid_t *pid, int ms)
+{
+	pid_t p = *pid;
+	int status;
+
+	if (p <= 0)
+		return;
+	*pid = 0;
+	kill(-p, SIGTERM);
+	for (int waited = 0; waited < ms; waited += 20) {
+		if (waitpid(p, &status, WNOHANG) == p) {
+			p = 0;
+			break;
+		}
+		usleep(20000);
+	}
+	if (p != 0) {
+		kill(-p, SIGKILL);
+		reap(p);
+	}
+}
+
+/* ---- captures ---------------------------------------------------------- */
+
+static const struct {
+	int host;
+	const char *dev, *file, *log;
+} links[2] = {
+    {LAB_ORIGIN, "to-lb", "origin-lb.pcap", "origin-lb.tcpdump.log"},
+    {LAB_CLIENT, "to-lb", "lb-client.pcap", "lb-client.tcpdump.log"},
+};
+
+/*
+ * tcpdump on each link, at the origin's end and the client's (where the
+ * article ran it): headers only (-s 128), every packet written at once
+ * (-U, --immediate-mode: or the final RST is lost when it stops), as root
+ * (-Z root: the results directory need not be writable by its user).
+ */
+static int
+start_captures(struct lab *lab)
+{
+	char file[PATH_MAX], log[PATH_MAX], *text;
+	const char *args[] = {"tcpdump", "-i", NULL, "-n", "-s", "128", "-U",
+	    "--immediate-mode", "-Z", "root", "-w", file, "tcp", NULL};
+	bool ready;
+
+	if (!lab->sc.capture)
+		return 0;
+	if (lab->mode != LAB_MODE_NETNS) {
+		lab_note(lab, "capture needs network namespaces: none taken");
+		return 0;
+	}
+	if (!lab_in_path("tcpdump")) {
+		fprintf(stderr,
+		    "sluice lab: capture = on needs tcpdump "
+		    "(Debian: apt-get install tcpdump)\n");
+		return -1;
+	}
+	for (int i = 0; i < 2; i++) {
+		args[2] = links[i].dev;
+		lab_path_in(lab, links[i].file, file, sizeof(file));
+		lab->cap_pid[i] = spawn_cmd(lab, links[i].host, false, args,
+		    links[i].log, links[i].log);
+		if (lab->cap_pid[i] < 0) {
+			lab->cap_pid[i] = 0;
+			return -1;
+		}
+		lab_path_in(lab, links[i].log, log, sizeof(log));
+		ready = false;
+		for (int waited = 0; !ready && waited < START_MS;
+		     waited += 20) {
+			text = lab_read_file(log, FILE_MAX);
+			ready = text != NULL &&
+			    strstr(text, "listening on") != NULL;
+			free(text);
+			if (!ready)
+				usleep(20000);
+		}
+		if (!ready) {
+			fprintf(stderr, "sluice lab: tcpdump did not start:\n");
+			lab_print_tail(lab, links[i].log);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A second after the peers stopped, so the last packets are in. */
+static void
+stop_captures(struct lab *lab)
+{
+	if (lab->cap_pid[0] == 0 && lab->cap_pid[1] == 0)
+		return;
+	usleep(1000000);
+	for (int i = 0; i < 2; i++)
+		stop_group(&lab->cap_pid[i], STOP_MS);
 }
 
 /* SIGTERM to h's process group, SIGKILL after STOP_MS; reaps it. */
@@ -776,8 +1141,12 @@ stop_peer(struct lab *lab, int h, int ms)
 static void
 teardown(struct lab *lab)
 {
+	for (uint64_t i = 0; i < lab->sc.dos_clients && i < MAX_DOS; i++)
+		stop_group(&lab->dos_pid[i], STOP_MS);
 	for (int h = LAB_NHOSTS - 1; h >= 0; h--)
 		stop_peer(lab, h, STOP_MS);
+	for (int i = 0; i < 2; i++)
+		stop_group(&lab->cap_pid[i], STOP_MS);
 	for (int h = 0; h < LAB_NHOSTS; h++) {
 		if (lab->nsfd[h] >= 0)
 			close(lab->nsfd[h]);
@@ -904,6 +1273,28 @@ lab_json_obj(
 	return true;
 }
 
+/* With [dos] clients /connections lists theirs too: narrows [*body, *end)
+ * to the object of the honest client (its own source address). */
+static void
+honest_conn(const struct lab *lab, const char **body, const char **end)
+{
+	const char *p, *start, *next;
+
+	if (lab->sc.dos_clients == 0 ||
+	    (p = strstr(*body, "\"client\":\"" CLIENT_IP ":")) == NULL) {
+		if (lab->sc.dos_clients != 0)
+			*end = *body; /* not connected yet: nothing */
+		return;
+	}
+	for (start = p; start > *body && strncmp(start, "{\"id\"", 5) != 0;
+	     start--)
+		;
+	next = strstr(p, "{\"id\"");
+	*body = start;
+	if (next != NULL)
+		*end = next;
+}
+
 static void
 sample_proxy(const struct lab *lab, struct sample *s)
 {
@@ -921,6 +1312,7 @@ sample_proxy(const struct lab *lab, struct sample *s)
 		return;
 	}
 	end = body + strlen(body);
+	honest_conn(lab, &body, &end);
 	s->p_in = lab_json_u64(body, end, "bytes_from_upstream");
 	s->p_out = lab_json_u64(body, end, "bytes_to_client");
 	s->p_mem = lab_json_u64(body, end, "memory_bytes");
@@ -1009,7 +1401,9 @@ sample_client(const struct lab *lab, struct sample *s)
 	uint64_t sum = 0;
 
 	for (size_t i = 0; i < n; i++)
-		sum += socks[i].bytes_received;
+		if (strncmp(socks[i].local, DOS_IP ":", strlen(DOS_IP) + 1) !=
+		    0)
+			sum += socks[i].bytes_received;
 	if (sum > s->c_recv)
 		s->c_recv = sum;
 }
@@ -1019,7 +1413,7 @@ static const char *const csv_header =
     "origin_backoff_count,origin_zero_window_flag,proxy_from_upstream_bytes,"
     "proxy_to_client_bytes,proxy_memory_bytes,proxy_spool_bytes,"
     "proxy_paused_flag,upstream_rcv_queue_bytes,upstream_rcv_space_bytes,"
-    "client_snd_wnd_bytes,client_received_bytes";
+    "client_snd_wnd_bytes,client_received_bytes,lb_rss_bytes";
 
 static void
 csv_opt(FILE *f, int64_t v)
@@ -1042,7 +1436,7 @@ csv_row(FILE *f, const struct sample *s)
 	csv_opt(f, s->up_rcvq);
 	csv_opt(f, s->up_space);
 	csv_opt(f, s->cl_wnd);
-	fprintf(f, ",%" PRIu64 "\n", s->c_recv);
+	fprintf(f, ",%" PRIu64 ",%" PRIu64 "\n", s->c_recv, s->lb_rss);
 	fflush(f);
 }
 
@@ -1069,6 +1463,76 @@ progress(struct lab *lab)
 	lab->progress_shown = true;
 }
 
+/*
+ * nginx or HAProxy: the same figures from ss in the lb namespace (TCP_INFO
+ * of its sockets) and /proc.  Bytes held = read from the origin less what
+ * went into the client socket; the part in (unlinked) temp files under
+ * DIR/nginx-temp is the spool, the rest memory.
+ */
+static void
+sample_ext_lb(struct lab *lab, struct sample *s)
+{
+	struct lab_sock socks[MAX_SOCKS];
+	size_t n = ss_sample(lab, LAB_LB, "dport", lab->origin_port, socks);
+	uint64_t in = 0, out = 0, queued = 0, handed;
+
+	s->p_paused = -1;
+	s->up_rcvq = s->up_space = s->cl_wnd = -1;
+	for (size_t i = 0; i < n; i++) {
+		in += socks[i].bytes_received;
+		if (s->up_rcvq < 0)
+			s->up_rcvq = (int64_t)socks[i].recv_q;
+	}
+	n = ss_sample(lab, LAB_LB, "sport", lab->proxy_port, socks);
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(socks[i].peer, DOS_IP ":", strlen(DOS_IP) + 1) == 0)
+			continue;
+		out += socks[i].bytes_acked;
+		queued += socks[i].send_q;
+		if (s->cl_wnd < 0 && socks[i].snd_wnd >= 0)
+			s->cl_wnd = socks[i].snd_wnd;
+	}
+	if (in > s->p_in) /* sockets vanish at the end: keep the totals */
+		s->p_in = in;
+	if (out > s->p_out)
+		s->p_out = out;
+	s->p_spool = lab->pid[LAB_LB] != 0 && lab->temp_abs[0] != '\0'
+	    ? lab_group_files(lab->pid[LAB_LB], lab->temp_abs)
+	    : 0;
+	handed = out + queued + s->p_spool;
+	s->p_mem = n > 0 && in > handed ? in - handed : 0;
+}
+
+/* Zero-window episodes and peaks, kept over the whole run. */
+static void
+keep_peaks(struct lab *lab, const struct sample *s)
+{
+	struct peaks *pk = &lab->peak;
+
+	if (s->o_zero) {
+		if (pk->o_zero_since < 0)
+			pk->o_zero_since = s->t;
+		if (s->t - pk->o_zero_since > pk->o_zero_longest)
+			pk->o_zero_longest = s->t - pk->o_zero_since;
+	} else {
+		pk->o_zero_since = -1;
+	}
+	if (s->cl_wnd == 0) {
+		if (pk->c_zero_since < 0)
+			pk->c_zero_since = s->t;
+		if (s->t - pk->c_zero_since > pk->c_zero_longest)
+			pk->c_zero_longest = s->t - pk->c_zero_since;
+	} else {
+		pk->c_zero_since = -1;
+	}
+	if (s->p_mem > pk->mem)
+		pk->mem = s->p_mem;
+	if (s->p_spool > pk->spool)
+		pk->spool = s->p_spool;
+	if (s->lb_rss > pk->rss)
+		pk->rss = s->lb_rss;
+}
+
 static void
 take_sample(struct lab *lab)
 {
@@ -1077,12 +1541,23 @@ take_sample(struct lab *lab)
 
 	s->t = lab_elapsed(lab);
 	sample_origin(lab, s);
-	sample_proxy(lab, s);
-	if (s->p_paused < 0) { /* the download is over: keep its totals */
-		s->p_in = p_in;
-		s->p_out = p_out;
+	if (lab->sc.lb_kind == LAB_LB_SLUICE) {
+		sample_proxy(lab, s);
+		if (s->p_paused < 0) { /* the download is over: keep totals */
+			s->p_in = p_in;
+			s->p_out = p_out;
+		}
+	} else if (lab_has_lb(lab)) {
+		sample_ext_lb(lab, s);
+	} else {
+		s->p_paused = -1;
+		s->up_rcvq = s->up_space = s->cl_wnd = -1;
 	}
+	s->lb_rss = lab_has_lb(lab) && lab->pid[LAB_LB] != 0
+	    ? lab_group_rss(lab->pid[LAB_LB])
+	    : 0;
 	sample_client(lab, s);
+	keep_peaks(lab, s);
 	if (s->o_wnd > 0 && (uint64_t)s->o_wnd > lab->max_wnd)
 		lab->max_wnd = (uint64_t)s->o_wnd;
 	if (s->up_rcvq > 0 && (uint64_t)s->up_rcvq > lab->max_wnd)
@@ -1151,6 +1626,7 @@ sample_loop(struct lab *lab)
 		    "http://127.0.0.1:%d/connections in the lb's\n",
 		    SAMPLE_MS, lab->admin_port);
 	while (lab_signal == 0) {
+		dos_reap(lab);
 		if (peer_exited(lab, LAB_CLIENT))
 			break;
 		if (lab_elapsed(lab) >= limit) {
@@ -1167,6 +1643,51 @@ sample_loop(struct lab *lab)
 		fputs("\r\033[K", stderr);
 }
 
+/* The proxy's access lines from the [dos] clients' address so far. */
+static uint64_t
+dos_lines(const struct lab *lab)
+{
+	char path[PATH_MAX], *text;
+	uint64_t n = 0;
+
+	lab_path_in(lab, "access.json", path, sizeof(path));
+	if ((text = lab_read_file(path, FILE_MAX)) == NULL)
+		return 0;
+	for (const char *p = text;
+	     (p = strstr(p, "\"client\":\"" DOS_IP ":")) != NULL; p++)
+		n++;
+	free(text);
+	return n;
+}
+
+/* After the honest client: the proxy gets until its client zero-window
+ * limit (at most a minute) to close every [dos] client; then they are
+ * stopped (they never read again, so they never end by themselves). */
+static void
+dos_wait(struct lab *lab)
+{
+	double limit = (double)config_client_zwp_ms(lab->cfg) / 1000.0 + 2;
+	uint64_t n = 0;
+
+	if (lab->sc.dos_clients == 0)
+		return;
+	if (limit > 60)
+		limit = 60;
+	for (double waited = 0; waited < limit && lab_signal == 0;
+	     waited += 0.1) {
+		if ((n = dos_lines(lab)) >= lab->sc.dos_clients)
+			break;
+		usleep(100000);
+	}
+	for (uint64_t i = 0; i < lab->sc.dos_clients; i++)
+		stop_group(&lab->dos_pid[i], STOP_MS);
+	if (n < lab->sc.dos_clients)
+		lab_note(lab,
+		    "%" PRIu64 " of %" PRIu64 " [dos] clients still held "
+		    "after the honest client",
+		    lab->sc.dos_clients - n, lab->sc.dos_clients);
+}
+
 /* After the fetch: the proxy's access line, then the peers stop. */
 static void
 end_run(struct lab *lab)
@@ -1180,8 +1701,10 @@ end_run(struct lab *lab)
 		    lab->sc.time_limit_ms);
 		stop_peer(lab, LAB_CLIENT, STOP_MS);
 	}
+	dos_wait(lab);
 	lab_path_in(lab, "access.json", path, sizeof(path));
-	for (int waited = 0; waited < ACCESS_MS && lab_signal == 0;
+	for (int waited = 0; lab->sc.lb_kind == LAB_LB_SLUICE &&
+	     waited < ACCESS_MS && lab_signal == 0;
 	     waited += 50) {
 		text = lab_read_file(path, FILE_MAX);
 		if (text != NULL && strstr(text, "\"outcome\"") != NULL) {
@@ -1193,6 +1716,7 @@ end_run(struct lab *lab)
 	}
 	stop_peer(lab, LAB_LB, STOP_MS);
 	stop_peer(lab, LAB_ORIGIN, STOP_MS);
+	stop_captures(lab);
 }
 
 /* ---- the command ------------------------------------------------------- */
@@ -1284,7 +1808,7 @@ load_proxy_config(struct lab *lab)
 
 struct args {
 	const char *scenario, *out;
-	bool json, verbose, loopback;
+	bool json, verbose, loopback, capture;
 };
 
 static int
@@ -1294,12 +1818,13 @@ parse_args(int argc, char **argv, struct args *a)
 	    {"out", required_argument, NULL, 'o'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"loopback", no_argument, NULL, 'l'},
+	    {"capture", no_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	int c;
 
 	memset(a, 0, sizeof(*a));
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "jo:vlh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jo:vlch", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			a->json = true;
@@ -1312,6 +1837,9 @@ parse_args(int argc, char **argv, struct args *a)
 			break;
 		case 'l':
 			a->loopback = true;
+			break;
+		case 'c':
+			a->capture = true;
 			break;
 		case 'h':
 			lab_usage(stdout);
@@ -1334,7 +1862,7 @@ parse_args(int argc, char **argv, struct args *a)
 static int
 prepare(struct lab *lab, const struct args *a)
 {
-	char err[LAB_ERR_MAX];
+	char err[LAB_ERR_MAX], *abs;
 	ssize_t n;
 
 	if (lab_scenario_load(a->scenario, &lab->sc, err, sizeof(err)) < 0) {
@@ -1360,16 +1888,54 @@ prepare(struct lab *lab, const struct args *a)
 		return 1;
 	}
 	lab->exe[n] = '\0';
+	if (a->capture)
+		lab->sc.capture = true;
+	if (lab->mode != LAB_MODE_NETNS &&
+	    (lab->sc.lb_kind != LAB_LB_SLUICE || lab->sc.dos_clients != 0)) {
+		fprintf(stderr,
+		    "sluice lab: %s: [lb] kind = %s and [dos] need network "
+		    "namespaces (mode = netns)\n",
+		    a->scenario, lab_lb_kind_name(lab->sc.lb_kind));
+		return 2;
+	}
 	if (make_out(lab, a->out) < 0)
 		return 1;
+	if ((abs = realpath(lab->out, NULL)) == NULL ||
+	    strlen(abs) >= sizeof(lab->out_abs)) {
+		fprintf(stderr, "sluice lab: %s: %s\n", lab->out,
+		    abs == NULL ? strerror(errno) : "path too long");
+		free(abs);
+		return 1;
+	}
+	strcpy(lab->out_abs, abs);
+	free(abs);
 	lab->selfns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	return 0;
+}
+
+/* "6.00 MiB through nginx", for the first line. */
+static const char *
+what_runs(const struct lab *lab, char *buf, size_t len)
+{
+	if (lab->sc.origin_raw)
+		snprintf(buf, len, "a raw stream straight from the origin");
+	else if (!lab_has_lb(lab))
+		snprintf(buf, len, "%.2f MiB straight from the origin",
+		    (double)lab->sc.body / MIB);
+	else
+		snprintf(buf, len, "%.2f MiB through %s",
+		    (double)lab->sc.body / MIB,
+		    lab->sc.lb_kind == LAB_LB_SLUICE
+		        ? "sluice proxy"
+		        : lab_lb_kind_name(lab->sc.lb_kind));
+	return buf;
 }
 
 static int
 run(struct lab *lab)
 {
 	bool netns = lab->mode == LAB_MODE_NETNS;
+	char what[96];
 
 	lab->ip[LAB_ORIGIN] = netns ? ORIGIN_IP : "127.0.0.1";
 	lab->ip[LAB_LB] = netns ? LB_IP : "127.0.0.1";
@@ -1378,15 +1944,14 @@ run(struct lab *lab)
 		loopback_notes(lab);
 	else if (net_setup(lab) < 0)
 		return -1;
-	if (start_origin(lab) < 0 || start_proxy(lab) < 0 ||
-	    open_csv(lab) < 0 || start_fetch(lab) < 0)
+	if (start_captures(lab) < 0 || start_origin(lab) < 0 ||
+	    start_lb(lab) < 0 || open_csv(lab) < 0 || start_dos(lab) < 0 ||
+	    start_fetch(lab) < 0)
 		return -1;
 	if (!lab->json)
-		fprintf(stderr,
-		    "sluice lab: %s: %s, %.2f MiB through sluice proxy, "
-		    "results in %s\n",
+		fprintf(stderr, "sluice lab: %s: %s, %s, results in %s\n",
 		    lab->sc.name, netns ? "network namespaces" : "loopback",
-		    (double)lab->sc.body / MIB, lab->out);
+		    what_runs(lab, what, sizeof(what)), lab->out);
 	sample_loop(lab);
 	if (lab_signal != 0)
 		return -1;
@@ -1406,6 +1971,7 @@ lab_main(int argc, char **argv)
 	for (int h = 0; h < LAB_NHOSTS; h++)
 		lab->nsfd[h] = -1;
 	lab->selfns = -1;
+	lab->peak.o_zero_since = lab->peak.c_zero_since = -1;
 	if (parse_args(argc, argv, &a) < 0) {
 		free(lab);
 		return 2;

@@ -13,6 +13,7 @@
 #ifndef SLUICE_LAB_H
 #define SLUICE_LAB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +34,14 @@ extern const char *const lab_host_names[LAB_NHOSTS];
 enum lab_mode {
 	LAB_MODE_NETNS = 0,
 	LAB_MODE_LOOPBACK,
+};
+
+/* [lb] kind: the balancer under test (docs/lab.md). */
+enum lab_lb_kind {
+	LAB_LB_SLUICE = 0, /* sluice proxy, config from [proxy] */
+	LAB_LB_NGINX,      /* Debian's nginx, generated or [lb] config */
+	LAB_LB_HAPROXY,    /* Debian's HAProxy, likewise */
+	LAB_LB_NONE,       /* the lb namespace only routes: client to origin */
 };
 
 struct lab_kv {
@@ -59,6 +68,27 @@ struct lab_scenario {
 	size_t nsysctl[LAB_NHOSTS];
 	struct lab_kv proxy[LAB_MAX_KV]; /* "buffer.policy" = "pause" */
 	size_t nproxy;
+
+	/* [lab] */
+	bool capture;              /* tcpdump per link into the results */
+	uint64_t windows;          /* rows of the window table, 0: none */
+	char article_windows[256]; /* "1460, 1260, ..." printed beside it */
+	/* [lb] */
+	int lb_kind;         /* enum lab_lb_kind */
+	char lb_config[256]; /* a config file used as it is, or "" */
+	struct lab_kv lb_directives[LAB_MAX_KV]; /* nginx.X / haproxy.X */
+	size_t nlb_directives; /* key without its "nginx." prefix */
+	/* [origin]: the seed article's server */
+	uint64_t origin_drip, origin_every_ms; /* --drip B --every T; 0: no */
+	bool origin_raw;                       /* --raw: no HTTP */
+	/* [client] */
+	uint64_t client_read, client_interval_ms, client_count; /* --read.. */
+	uint64_t stall_at;        /* --stall-at BYTES (when stall_for_ms) */
+	uint64_t stall_for_ms;    /* --stall-for T, 0: no stall */
+	uint64_t client_initrwnd; /* route option initrwnd (segments), 0 */
+	/* [dos]: clients that hold a zero window forever */
+	uint64_t dos_clients; /* how many, beside the honest client */
+	uint64_t dos_rcvbuf;  /* their SO_RCVBUF (default 4k) */
 };
 
 /* One socket of ss -tinH output. */
@@ -103,6 +133,9 @@ void lab_proxy_config(FILE *out, const struct lab_scenario *sc,
 
 /* Parses `ss -tinH` output into at most max sockets; returns how many. */
 size_t lab_ss_parse(const char *text, struct lab_sock *out, size_t max);
+
+/* "sluice", "nginx", "haproxy" or "none". */
+const char *lab_lb_kind_name(int kind);
 
 /* `sluice lab`: argv[0] is "lab".  Exit code (docs/lab.md). */
 int lab_main(int argc, char **argv);

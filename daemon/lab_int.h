@@ -14,12 +14,13 @@
 
 #include "lab.h"
 #include "model.h"
+#include "pcap.h"
 
 #define SAMPLE_MS   100
 #define MAX_ARGS    48
 #define OUT_MAX     (64 * 1024)
 #define FILE_MAX    (256 * 1024)
-#define MAX_SOCKS   16
+#define MAX_SOCKS   96
 #define MAX_SEEN    16
 #define MAX_NOTES   8
 #define START_MS    5000 /* a peer must listen within this */
@@ -33,6 +34,8 @@
 #define LB_UP_IP    "10.201.0.2"
 #define LB_IP       "10.202.0.1"
 #define CLIENT_IP   "10.202.0.2"
+#define DOS_IP      "10.202.0.3" /* the [dos] clients' own source address */
+#define MAX_DOS     64
 #define ORIGIN_PORT 8000
 #define PROXY_PORT  8080
 #define ADMIN_PORT  9090
@@ -47,6 +50,14 @@ struct sample {
 	int p_paused;                      /* -1: no download in the proxy */
 	int64_t up_rcvq, up_space, cl_wnd; /* -1: no such socket */
 	uint64_t c_recv;
+	uint64_t lb_rss; /* VmRSS of the balancer's processes, 0: none */
+};
+
+/* Figures the sampling keeps over the whole run. */
+struct peaks {
+	double o_zero_since, o_zero_longest; /* origin's zero window, s */
+	double c_zero_since, c_zero_longest; /* toward the client */
+	uint64_t mem, spool, rss;            /* bytes */
 };
 
 /* One origin connection seen by ss, kept after it is gone. */
@@ -74,6 +85,16 @@ struct result {
 	char kernel[128];
 	char plot[PATH_MAX + 32]; /* the path, or why there is none */
 	bool plotted;
+	/* [dos] */
+	unsigned dos_freed, dos_zwp; /* clients cut; access lines saying so */
+	double dos_min_s, dos_max_s; /* when they were cut */
+	/* the captures: [0] origin-lb, [1] lb-client */
+	bool cap_ok[2];
+	struct pcap_conn cap[2];
+	size_t cap_packets[2];
+	char cap_err[2][200];
+	/* nginx */
+	char lb_error[240]; /* the error log's word on the upstream, or "" */
 };
 
 struct lab {
@@ -101,6 +122,12 @@ struct lab {
 	bool time_limit_hit, progress_shown;
 	char notes[MAX_NOTES][200];
 	size_t nnotes;
+	struct peaks peak;
+	pid_t cap_pid[2];       /* tcpdump on origin-lb and lb-client */
+	pid_t dos_pid[MAX_DOS]; /* the [dos] clients */
+	char lb_notes[1024];    /* [proxy] keys nginx/haproxy cannot take */
+	char out_abs[PATH_MAX - 64]; /* the results directory, absolute */
+	char temp_abs[PATH_MAX];     /* nginx's temp files under it, or "" */
 };
 
 /* Set by SIGINT/SIGTERM/SIGHUP; the loop and the setup steps look at it. */
@@ -125,6 +152,14 @@ uint64_t lab_json_u64(const char *s, const char *end, const char *key);
 void lab_json_str(const char *s, const char *key, char *buf, size_t len);
 bool lab_json_obj(
     const char *s, const char *name, const char **start, const char **end);
+
+/* True when a balancer runs in the lb namespace ([lb] kind = none only
+ * routes between the client and the origin). */
+static inline bool
+lab_has_lb(const struct lab *lab)
+{
+	return lab->sc.lb_kind != LAB_LB_NONE;
+}
 
 /* lab_report.c: figures, summary.json, plot and verdict; an exit code. */
 int lab_report(struct lab *lab);

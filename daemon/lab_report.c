@@ -35,11 +35,8 @@
 #include "model.h"
 #include "units.h"
 
-#include "config.h"
-#include "json.h"
-#include "lab.h"
 #include "lab_int.h"
-#include "model.h"
+#include "lab_lb.h"
 
 /* ---- results ----------------------------------------------------------- */
 
@@ -81,10 +78,26 @@ origin_figures(struct result *r)
 	free(copy);
 }
 
+/* The access line of the honest client (with [dos] clients there are
+ * theirs too, from DOS_IP), or the first. */
+static const char *
+honest_line(const char *access)
+{
+	const char *p, *line;
+
+	if (access == NULL)
+		return NULL;
+	if ((p = strstr(access, "\"client\":\"" CLIENT_IP ":")) == NULL)
+		return strchr(access, '{');
+	for (line = p; line > access && line[-1] != '\n'; line--)
+		;
+	return line;
+}
+
 static void
 access_figures(struct result *r)
 {
-	const char *line = r->access != NULL ? strchr(r->access, '{') : NULL;
+	const char *line = honest_line(r->access);
 	const char *end;
 
 	if (line == NULL)
@@ -96,6 +109,82 @@ access_figures(struct result *r)
 	r->paused_s = lab_json_num(line, end, "paused_s");
 	r->peak_memory = lab_json_u64(line, end, "peak_memory");
 	r->spilled = lab_json_u64(line, end, "spilled_bytes");
+}
+
+/* The [dos] clients, from the proxy's access lines of their address:
+ * how many it closed, how many as client_zwp_timeout, and after how long
+ * (each line's duration_s).  The clients themselves cannot tell: they
+ * never read again, so they never see the reset. */
+static void
+dos_figures(const struct lab *lab, struct result *r)
+{
+	const char *p = r->access;
+
+	r->dos_min_s = r->dos_max_s = -1;
+	while (lab->sc.dos_clients != 0 && p != NULL &&
+	    (p = strstr(p, "\"client\":\"" DOS_IP ":")) != NULL) {
+		const char *eol = p + strcspn(p, "\n");
+		const char *o = strstr(p, "\"outcome\":\"client_zwp_timeout\"");
+		double s = lab_json_num(p, eol, "duration_s");
+
+		r->dos_freed++;
+		if (o != NULL && o < eol)
+			r->dos_zwp++;
+		if (s >= 0 && (r->dos_min_s < 0 || s < r->dos_min_s))
+			r->dos_min_s = s;
+		if (s > r->dos_max_s)
+			r->dos_max_s = s;
+		p = eol;
+	}
+}
+
+/* Each link's capture, read back: one connection to the balancer's (or,
+ * without one, the origin's) port. */
+static void
+capture_figures(const struct lab *lab, struct result *r)
+{
+	static const char *const files[2] = {
+	    "origin-lb.pcap", "lb-client.pcap"};
+	int port[2] = {lab->origin_port,
+	    lab_has_lb(lab) ? lab->proxy_port : lab->origin_port};
+	char path[PATH_MAX];
+	struct pcap_pkt *pkts;
+	size_t n;
+
+	for (int i = 0; i < 2 && lab->sc.capture && lab->mode == LAB_MODE_NETNS;
+	     i++) {
+		lab_path_in(lab, files[i], path, sizeof(path));
+		if (pcap_read(path, &pkts, &n, r->cap_err[i],
+		        sizeof(r->cap_err[i])) < 0)
+			continue;
+		r->cap_packets[i] = n;
+		if (pcap_analyse(pkts, n, (uint16_t)port[i], &r->cap[i]) == 0)
+			r->cap_ok[i] = true;
+		else
+			snprintf(r->cap_err[i], sizeof(r->cap_err[i]),
+			    "%s: no connection to port %d", files[i], port[i]);
+		free(pkts);
+	}
+}
+
+/* nginx's error log on the upstream, the line a operator would grep. */
+static void
+lb_error_figures(const struct lab *lab, struct result *r)
+{
+	char path[PATH_MAX], *text, *p;
+
+	if (lab->sc.lb_kind != LAB_LB_NGINX)
+		return;
+	lab_path_in(lab, "nginx-error.log", path, sizeof(path));
+	if ((text = lab_read_file(path, FILE_MAX)) == NULL)
+		return;
+	/* "... [error] 25317#25317: *2 readv() failed (104: Connection reset
+	 * by peer) while reading upstream, client: ...": the message */
+	if ((p = strstr(text, "[error] ")) != NULL &&
+	    (p = strstr(p, ": *")) != NULL && (p = strchr(p + 3, ' ')) != NULL)
+		snprintf(r->lb_error, sizeof(r->lb_error), "%.*s",
+		    (int)strcspn(p + 1, ",\n"), p + 1);
+	free(text);
 }
 
 static void
@@ -124,8 +213,17 @@ figures(const struct lab *lab, struct result *r)
 	    lab->sc.body > r->client_bytes ? lab->sc.body - r->client_bytes : 0;
 	r->complete = strcmp(r->fetch_outcome, "complete") == 0 &&
 	    r->verified == 1 && r->unsent == 0;
+	if (lab->sc.origin_raw) { /* a stream read for a while: no body */
+		r->unsent = 0;
+		r->complete = strcmp(r->fetch_outcome, "complete") == 0;
+	}
 	origin_figures(r);
 	access_figures(r);
+	dos_figures(lab, r);
+	if (lab->sc.lb_kind != LAB_LB_SLUICE)
+		r->peak_memory = lab->peak.mem;
+	capture_figures(lab, r);
+	lb_error_figures(lab, r);
 	if (uname(&u) == 0)
 		snprintf(r->kernel, sizeof(r->kernel), "%s", u.release);
 }
@@ -150,6 +248,8 @@ predict(const struct lab *lab, struct result *r)
 	const struct config *cfg = lab->cfg;
 	struct model_in in;
 
+	if (lab->sc.lb_kind != LAB_LB_SLUICE)
+		return; /* the model is of sluice's policies */
 	model_defaults(&in);
 	in.size = lab->sc.body;
 	in.client_bps = client_goodput(lab);
@@ -260,12 +360,61 @@ summary_predicted(FILE *f, const struct result *r)
 	json_string(f, r->mo.recommendation);
 }
 
+/* The balancer, the peaks the timeline kept, and the stories of part two:
+ * the stall, the [dos] clients, the captures. */
+static void
+summary_lab2(FILE *f, const struct lab *lab, const struct result *r)
+{
+	static const char *const links[2] = {"origin-lb", "lb-client"};
+	const struct peaks *pk = &lab->peak;
+
+	fprintf(f,
+	    ",\"lb_kind\":\"%s\",\"lb_peak_rss_bytes\":%" PRIu64
+	    ",\"lb_peak_memory_bytes\":%" PRIu64
+	    ",\"lb_peak_spool_bytes\":%" PRIu64
+	    ",\"origin_longest_zero_window_s\":%.1f"
+	    ",\"client_longest_zero_window_s\":%.1f,\"lb_error\":",
+	    lab_lb_kind_name(lab->sc.lb_kind), pk->rss, pk->mem, pk->spool,
+	    pk->o_zero_longest, pk->c_zero_longest);
+	json_string(f, r->lb_error);
+	fprintf(f, ",\"stall\":");
+	if (lab->sc.stall_for_ms != 0)
+		fprintf(f, "{\"at_bytes\":%" PRIu64 ",\"for_s\":%.3f}",
+		    lab->sc.stall_at, (double)lab->sc.stall_for_ms / 1000.0);
+	else
+		fputs("null", f);
+	fprintf(f, ",\"dos\":");
+	if (lab->sc.dos_clients != 0)
+		fprintf(f,
+		    "{\"clients\":%" PRIu64 ",\"freed\":%u,"
+		    "\"freed_client_zwp_timeout\":%u,\"min_held_s\":%.1f,"
+		    "\"max_held_s\":%.1f}",
+		    lab->sc.dos_clients, r->dos_freed, r->dos_zwp, r->dos_min_s,
+		    r->dos_max_s);
+	else
+		fputs("null", f);
+	fprintf(f, ",\"capture\":");
+	if (!lab->sc.capture) {
+		fputs("null", f);
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		fprintf(f, "%s\"%s\":", i == 0 ? "{" : ",", links[i]);
+		if (r->cap_ok[i])
+			pcap_conn_json(f, &r->cap[i]);
+		else
+			fputs("null", f);
+	}
+	fputc('}', f);
+}
+
 static void
 write_summary(FILE *f, const struct lab *lab, const struct result *r)
 {
 	summary_measured(f, lab, r);
 	summary_predicted(f, r);
-	fprintf(f, ",\"lb_kind\":\"sluice\",\"kernel\":");
+	summary_lab2(f, lab, r);
+	fprintf(f, ",\"kernel\":");
 	json_string(f, r->kernel);
 	fprintf(f, ",\"delay_applied\":%s,\"notes\":",
 	    lab->netem == 1       ? "true"
@@ -477,6 +626,15 @@ plot(struct lab *lab, struct result *r)
 static void
 verdict_what(FILE *f, const struct lab *lab, const struct result *r)
 {
+	if (lab->sc.origin_raw) {
+		fprintf(f,
+		    "%s: the client read %" PRIu64 " bytes of the origin's "
+		    "stream in %.1f s (%s).\n",
+		    lab->sc.name, r->client_bytes, r->seconds,
+		    r->fetch_outcome[0] != '\0' ? r->fetch_outcome
+		                                : "no answer");
+		return;
+	}
 	if (r->complete) {
 		fprintf(f,
 		    "%s: COMPLETE. All %.2f MiB reached the client, verified, "
@@ -504,32 +662,43 @@ verdict_rule(FILE *f, const struct lab *lab, const struct result *r)
 {
 	const char *rule =
 	    lab->sc.give_up[0] != '\0' ? lab->sc.give_up : "none";
+	char logged[300];
+
+	if (lab->sc.lb_kind == LAB_LB_SLUICE)
+		snprintf(logged, sizeof(logged),
+		    "the proxy paused its upstream %.1f s, logged %s",
+		    r->paused_s > 0 ? r->paused_s : 0,
+		    r->proxy_outcome[0] != '\0' ? r->proxy_outcome : "nothing");
+	else if (r->lb_error[0] != '\0')
+		snprintf(logged, sizeof(logged), "%s's error log: \"%s\"",
+		    lab_lb_kind_name(lab->sc.lb_kind), r->lb_error);
+	else
+		snprintf(logged, sizeof(logged), "%s logged no error",
+		    lab_lb_kind_name(lab->sc.lb_kind));
 
 	if (r->gave_up[0] != '\0')
 		fprintf(f,
 		    "  Rule that fired: the origin's %s (%s), after %.1f s "
-		    "of zero window in all (%u probes); the proxy logged "
-		    "%s%s",
-		    r->gave_up, rule, r->zero_window_s, r->probes,
-		    r->proxy_outcome[0] != '\0' ? r->proxy_outcome : "nothing",
+		    "of zero window in all (%u probes); %s%s",
+		    r->gave_up, rule, r->zero_window_s, r->probes, logged,
 		    r->resumes > 0 ? "" : ".\n");
 	else
 		fprintf(f,
 		    "  No give-up rule fired (the origin's: %s); it saw %.1f s "
-		    "of zero window in all; the proxy paused its upstream "
-		    "%.1f s, logged %s%s",
-		    rule, r->zero_window_s, r->paused_s > 0 ? r->paused_s : 0,
-		    r->proxy_outcome[0] != '\0' ? r->proxy_outcome : "nothing",
+		    "of zero window in all (%.1f s at the longest); %s%s",
+		    rule, r->zero_window_s, lab->peak.o_zero_longest, logged,
 		    r->resumes > 0 ? "" : ".\n");
 	if (r->resumes > 0)
 		fprintf(f, " and resumed %ld times with Range.\n", r->resumes);
 }
 
 static void
-verdict_model(FILE *f, const struct result *r)
+verdict_model(FILE *f, const struct lab *lab, const struct result *r)
 {
 	double diff;
 
+	if (lab->sc.lb_kind != LAB_LB_SLUICE)
+		return; /* the model is of sluice's policies */
 	if (!r->have_model) {
 		fprintf(f, "  Model: no prediction for these inputs.\n");
 		return;
@@ -550,14 +719,175 @@ verdict_model(FILE *f, const struct result *r)
 		fprintf(f, "  To complete: %s\n", r->mo.recommendation);
 }
 
+/* nginx or HAProxy: what it held, and the setting that bounded it. */
+static void
+verdict_lb(FILE *f, const struct lab *lab)
+{
+	const struct peaks *pk = &lab->peak;
+	char cap[64];
+	bool dflt = false;
+
+	if (lab->sc.lb_kind != LAB_LB_NGINX &&
+	    lab->sc.lb_kind != LAB_LB_HAPROXY)
+		return;
+	fprintf(f,
+	    "  %s held at most %.2f MiB in memory and %.2f MiB in temp "
+	    "files (peak VmRSS %.1f MiB)",
+	    lab_lb_kind_name(lab->sc.lb_kind), (double)pk->mem / MIB,
+	    (double)pk->spool / MIB, (double)pk->rss / MIB);
+	if (lab->sc.lb_kind == LAB_LB_NGINX &&
+	    lab_lb_setting(&lab->sc, "proxy_max_temp_file_size", cap,
+	        sizeof(cap), &dflt) == 0)
+		fprintf(f,
+		    "; nginx's temp-file cap, proxy_max_temp_file_size = %s%s, "
+		    "%s",
+		    cap, dflt ? " (its default)" : "",
+		    pk->spool > 0 && pk->spool + 65536 >= lab_lb_size(cap)
+		        ? "was reached: from then on nginx read the origin "
+		          "only "
+		          "as fast as the client drained, and the origin's "
+		          "window stayed zero"
+		        : "was not reached");
+	else if (lab->sc.lb_kind == LAB_LB_HAPROXY &&
+	    lab_lb_setting(&lab->sc, "tune.bufsize", cap, sizeof(cap), &dflt) ==
+	        0)
+		fprintf(f,
+		    "; HAProxy keeps one buffer per direction (tune.bufsize = "
+		    "%s%s) and reads the origin as the client drains",
+		    cap, dflt ? ", its default" : "");
+	fprintf(f, ".\n");
+}
+
+/* The probes an origin sends in w seconds of zero window from a first
+ * interval t0 (doubling, at most 120 s apart: the kernel's RTO max). */
+static unsigned
+probes_in(double w, double t0)
+{
+	unsigned n = 0;
+	double due = 0, step = t0;
+
+	while (n < 64) {
+		due += step;
+		if (due > w)
+			break;
+		n++;
+		step = step * 2 > 120 ? 120 : step * 2;
+	}
+	return n;
+}
+
+/*
+ * The printer: the reader stopped; say what that cost and which setting,
+ * had it been shorter, would have ended the download.  The origin side
+ * uses the longest zero-window episode the timeline saw, the client side
+ * the longest the proxy saw toward its client.
+ */
+static void
+verdict_stall(FILE *f, const struct lab *lab)
+{
+	const struct peaks *pk = &lab->peak;
+	uint64_t zwp = lab->cfg != NULL ? config_client_zwp_ms(lab->cfg) : 0;
+	unsigned k;
+
+	if (lab->sc.stall_for_ms == 0)
+		return;
+	k = probes_in(pk->o_zero_longest, 0.2);
+	fprintf(f,
+	    "  The stall: the client stopped reading for %.0f s after %" PRIu64
+	    " bytes; the proxy saw its window at zero for %.1f s, the origin "
+	    "saw a zero window for %.1f s at the longest.\n",
+	    (double)lab->sc.stall_for_ms / 1000.0, lab->sc.stall_at,
+	    pk->c_zero_longest, pk->o_zero_longest);
+	fprintf(f,
+	    "  It would have been killed by: an origin that gives up after "
+	    "%u zero-window probes or fewer (from 200 ms, doubling: Linux "
+	    "probes with tcp_retries2 = 15 by default), or a send timeout "
+	    "under %.0f s (nginx's default send_timeout, 60 s, %s)",
+	    k, pk->o_zero_longest,
+	    pk->o_zero_longest > 60 ? "would have" : "would not");
+	if (lab->sc.lb_kind == LAB_LB_SLUICE)
+		fprintf(f,
+		    "; or the proxy's client.zwp_timeout under %.0f s (it is "
+		    "%.0f s)",
+		    pk->c_zero_longest, (double)zwp / 1000.0);
+	fprintf(f, ".\n");
+}
+
+static void
+verdict_dos(FILE *f, const struct lab *lab, const struct result *r)
+{
+	if (lab->sc.dos_clients == 0)
+		return;
+	fprintf(f,
+	    "  DoS: %" PRIu64 " clients held a zero window; %s freed %u of "
+	    "them",
+	    lab->sc.dos_clients, lab_lb_kind_name(lab->sc.lb_kind),
+	    r->dos_freed);
+	if (r->dos_freed > 0)
+		fprintf(f,
+		    ", each after %.1f to %.1f s (%u closed as "
+		    "client_zwp_timeout)",
+		    r->dos_min_s, r->dos_max_s, r->dos_zwp);
+	fprintf(f, "; the honest client was %s.\n",
+	    r->complete ? "served in full" : "NOT served in full");
+}
+
+/* What the captures show: per link the receiver's zero windows and the
+ * sender's probes; the window table of the exercises. */
+static void
+verdict_capture(FILE *f, const struct lab *lab, const struct result *r)
+{
+	static const char *const files[2] = {
+	    "origin-lb.pcap", "lb-client.pcap"};
+
+	if (!lab->sc.capture || lab->mode != LAB_MODE_NETNS)
+		return;
+	for (int i = 0; i < 2; i++) {
+		const struct pcap_conn *c = &r->cap[i];
+
+		if (!r->cap_ok[i]) {
+			fprintf(f, "  Capture %s: %s.\n", files[i],
+			    r->cap_err[i][0] != '\0' ? r->cap_err[i]
+			                             : "not read");
+			continue;
+		}
+		fprintf(f,
+		    "  Capture %s: %zu packets; %" PRIu64 " data bytes; "
+		    "the receiver's window was zero for %.1f s",
+		    files[i], r->cap_packets[i], c->data_bytes,
+		    c->zero_window_s);
+		if (c->first_zero_ack >= 0)
+			fprintf(f, ", first after %" PRId64 " bytes at %.1f s",
+			    c->first_zero_ack - 1, c->first_zero_t);
+		fprintf(f, "; %zu zero-window probes%s%s.\n", c->nprobes,
+		    c->reset_by_server ? "; RST from the sender" : "",
+		    c->reset_by_client ? "; RST from the receiver" : "");
+	}
+	if (lab->sc.windows != 0 && r->cap_ok[1]) {
+		fprintf(f,
+		    "\n  The client's advertised windows (lb-client.pcap):\n");
+		pcap_print_windows(f, &r->cap[1], (size_t)lab->sc.windows,
+		    lab->sc.article_windows);
+		if (r->cap[1].nprobes > 0) {
+			fprintf(f, "\n  Zero-window probes:\n");
+			pcap_print_probes(f, &r->cap[1]);
+		}
+	}
+}
+
 static void
 verdict(const struct lab *lab, const struct result *r)
 {
 	FILE *f = lab->json ? stderr : stdout;
 
 	verdict_what(f, lab, r);
-	verdict_rule(f, lab, r);
-	verdict_model(f, r);
+	if (!lab->sc.origin_raw)
+		verdict_rule(f, lab, r);
+	verdict_lb(f, lab);
+	verdict_stall(f, lab);
+	verdict_dos(f, lab, r);
+	verdict_model(f, lab, r);
+	verdict_capture(f, lab, r);
 	for (size_t i = 0; i < lab->nnotes; i++)
 		fprintf(f, "  Note: %s.\n", lab->notes[i]);
 	fprintf(f, "  Plot: %s\n  Results: %s\n", r->plot, lab->out);
@@ -588,5 +918,8 @@ lab_report(struct lab *lab)
 	free(r.fetch);
 	free(r.origin);
 	free(r.access);
+	for (int i = 0; i < 2; i++)
+		if (r.cap_ok[i])
+			pcap_conn_free(&r.cap[i]);
 	return rc;
 }

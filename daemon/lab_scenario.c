@@ -32,6 +32,7 @@
 #include "config.h"
 #include "json.h"
 #include "lab.h"
+#include "pcap.h"
 #include "model.h"
 #include "units.h"
 
@@ -45,6 +46,9 @@ enum skey_type {
 	SK_DURATION,
 	SK_RATE,
 	SK_MODE,
+	SK_BOOL,  /* on/off */
+	SK_COUNT, /* a plain number */
+	SK_KIND,  /* enum lab_lb_kind */
 };
 
 struct skey {
@@ -69,6 +73,13 @@ static const struct skey skeys[] = {
         "the fetch is stopped after this (default 60s)"),
     SK("lab", "body", SK_SIZE, body, "bytes the client asks for (16M)"),
     SK("lab", "notes", SK_STR, notes, "free text, copied to summary.json"),
+    SK("lab", "capture", SK_BOOL, capture,
+        "on: tcpdump writes a pcap per link into the results (off)"),
+    SK("lab", "windows", SK_COUNT, windows,
+        "rows of the table of the client's advertised windows, read "
+        "from the capture (0: none)"),
+    SK("lab", "article_windows", SK_STR, article_windows,
+        "ACK:WIN pairs from the seed article, printed beside that table"),
     SK("links", "origin_lb", SK_RATE, origin_lb_bps,
         "tc tbf rate of the origin-lb link (1gbit)"),
     SK("links", "lb_client", SK_RATE, lb_client_bps,
@@ -80,12 +91,39 @@ static const struct skey skeys[] = {
         "send-timeout=T, user-timeout=T, orphan, none"),
     SK("origin", "sndbuf", SK_SIZE, origin_sndbuf,
         "the origin's SO_SNDBUF (0: autotuning)"),
+    SK("origin", "drip", SK_SIZE, origin_drip,
+        "send this many bytes every `every` (the article's server)"),
+    SK("origin", "every", SK_DURATION, origin_every_ms, "the drip's interval"),
+    SK("origin", "raw", SK_BOOL, origin_raw,
+        "on: no HTTP, the pattern from the first byte ([lb] kind = none)"),
+    SK("lb", "kind", SK_KIND, lb_kind,
+        "the balancer under test: sluice (default), nginx, haproxy, or "
+        "none (the lb namespace only routes)"),
+    SK("lb", "config", SK_STR, lb_config,
+        "nginx/haproxy: this config file instead of a generated one "
+        "(@LISTEN@ @ORIGIN@ @DIR@ replaced)"),
     SK("client", "rate", SK_RATE, client_rate_bps,
         "sluice fetch --rate (0: read as fast as the link allows)"),
     SK("client", "rcvbuf", SK_SIZE, client_rcvbuf,
         "sluice fetch --rcvbuf (0: autotuning)"),
     SK("client", "timeout", SK_DURATION, client_timeout_ms,
         "sluice fetch --timeout (0: its default, 60s)"),
+    SK("client", "read", SK_SIZE, client_read,
+        "sluice fetch --read: bytes per read (the article's client)"),
+    SK("client", "interval", SK_DURATION, client_interval_ms,
+        "sluice fetch --interval between reads"),
+    SK("client", "count", SK_COUNT, client_count,
+        "sluice fetch --count: reads in all (0: until the end)"),
+    SK("client", "initrwnd", SK_COUNT, client_initrwnd,
+        "the client's initial receive window in segments (route option "
+        "initrwnd; 0: the kernel's, about 64 KB since Linux 5.x)"),
+    SK("client", "stall_at", SK_SIZE, stall_at,
+        "sluice fetch --stall-at: stop reading after these body bytes"),
+    SK("client", "stall_for", SK_DURATION, stall_for_ms,
+        "sluice fetch --stall-for: ...for this long (0: no stall)"),
+    SK("dos", "clients", SK_COUNT, dos_clients,
+        "clients that hold a zero window forever, beside the honest one"),
+    SK("dos", "rcvbuf", SK_SIZE, dos_rcvbuf, "their SO_RCVBUF (4k)"),
 };
 #define NSKEYS (sizeof(skeys) / sizeof(skeys[0]))
 
@@ -102,7 +140,8 @@ static const struct lab_kv lab_defaults[] = {
 
 struct parse_ctx {
 	struct lab_scenario *sc;
-	char msg[256]; /* the first error: "[section] key: message" */
+	char msg[256];      /* the first error: "[section] key: message" */
+	int directive_kind; /* of the [lb] nginx.* or haproxy.* keys, 0 */
 };
 
 static int
@@ -123,6 +162,23 @@ fail(struct parse_ctx *ctx, const char *section, const char *key,
 	return 0; /* inih: this line is an error */
 }
 
+/* A plain decimal number, at most a million (counts of reads, clients). */
+static int
+parse_count(const char *value, uint64_t *v)
+{
+	char *end;
+	unsigned long long n;
+
+	if (!isdigit((unsigned char)value[0]))
+		return -EINVAL;
+	errno = 0;
+	n = strtoull(value, &end, 10);
+	if (errno != 0 || *end != '\0' || n > 1000000)
+		return -EINVAL;
+	*v = n;
+	return 0;
+}
+
 static int
 parse_number(enum skey_type type, const char *value, uint64_t *v)
 {
@@ -133,9 +189,51 @@ parse_number(enum skey_type type, const char *value, uint64_t *v)
 		return units_parse_duration(value, v);
 	case SK_RATE:
 		return units_parse_rate(value, v);
+	case SK_COUNT:
+		return parse_count(value, v);
 	default:
 		return -EINVAL;
 	}
+}
+
+static const char *const lb_kinds[] = {"sluice", "nginx", "haproxy", "none"};
+
+/* on/off, or a balancer's name: the field's type (bool or int) decides. */
+static int
+set_enum(struct parse_ctx *ctx, const struct skey *k, const char *value)
+{
+	char *field = (char *)ctx->sc + k->offset;
+	bool b;
+
+	if (k->type == SK_KIND) {
+		for (int i = 0;
+		     i < (int)(sizeof(lb_kinds) / sizeof(lb_kinds[0])); i++)
+			if (strcmp(value, lb_kinds[i]) == 0) {
+				memcpy(field, &i, sizeof(i));
+				return 1;
+			}
+		return fail(ctx, k->section, k->key,
+		    "'%s' is not sluice, nginx, haproxy or none", value);
+	}
+	if (strcmp(value, "on") == 0 || strcmp(value, "yes") == 0 ||
+	    strcmp(value, "true") == 0)
+		b = true;
+	else if (strcmp(value, "off") == 0 || strcmp(value, "no") == 0 ||
+	    strcmp(value, "false") == 0)
+		b = false;
+	else
+		return fail(ctx, k->section, k->key,
+		    "'%s' is neither on nor off", value);
+	memcpy(field, &b, sizeof(b));
+	return 1;
+}
+
+const char *
+lab_lb_kind_name(int kind)
+{
+	return kind >= 0 && kind < (int)(sizeof(lb_kinds) / sizeof(lb_kinds[0]))
+	    ? lb_kinds[kind]
+	    : "?";
 }
 
 static int
@@ -143,7 +241,8 @@ set_key(struct parse_ctx *ctx, const struct skey *k, const char *value)
 {
 	char *field = (char *)ctx->sc + k->offset;
 	static const char *const what[] = {"", "a size (64k, 16M)",
-	    "a duration (250ms, 30s)", "a rate (2mbit, 1gbit)", ""};
+	    "a duration (250ms, 30s)", "a rate (2mbit, 1gbit)", "", "",
+	    "a number (0, 8)", ""};
 	uint64_t v;
 	int mode;
 
@@ -165,6 +264,8 @@ set_key(struct parse_ctx *ctx, const struct skey *k, const char *value)
 		memcpy(field, &mode, sizeof(mode));
 		return 1;
 	}
+	if (k->type == SK_BOOL || k->type == SK_KIND)
+		return set_enum(ctx, k, value);
 	if (parse_number(k->type, value, &v) < 0)
 		return fail(ctx, k->section, k->key, "'%s' is not %s", value,
 		    what[k->type]);
@@ -240,6 +341,35 @@ proxy_key(struct parse_ctx *ctx, const char *key, const char *value)
 	    "config)");
 }
 
+/* [lb] nginx.NAME / haproxy.NAME: a directive of that balancer's config,
+ * kept without its prefix; one product per file (checked against kind
+ * once the whole file is read). */
+static int
+directive_key(struct parse_ctx *ctx, const char *key, const char *value)
+{
+	struct lab_scenario *sc = ctx->sc;
+	int kind = strncmp(key, "nginx.", 6) == 0 ? LAB_LB_NGINX
+	    : strncmp(key, "haproxy.", 8) == 0    ? LAB_LB_HAPROXY
+	                                          : -1;
+	const char *name = strchr(key, '.') + 1;
+
+	if (kind < 0 || *name == '\0')
+		return fail(ctx, "lb", key,
+		    "not nginx.DIRECTIVE or haproxy.KEYWORD (sluice help lab)");
+	if (ctx->directive_kind != 0 && ctx->directive_kind != kind)
+		return fail(ctx, "lb", key,
+		    "nginx.* and haproxy.* keys in one scenario");
+	if (strpbrk(value, ";{}#\n") != NULL ||
+	    strpbrk(name, ";{}#\t") != NULL ||
+	    (kind == LAB_LB_NGINX && strchr(name, ' ') != NULL))
+		return fail(ctx, "lb", key,
+		    "one directive: no ';', '{' or '}' (use [lb] config for "
+		    "blocks)");
+	ctx->directive_kind = kind;
+	return add_kv(
+	    ctx, "lb", sc->lb_directives, &sc->nlb_directives, name, value);
+}
+
 static int
 host_of(const char *section)
 {
@@ -259,15 +389,17 @@ on_key(void *user, const char *section, const char *key, const char *value)
 		return proxy_key(ctx, key, value);
 	if (h >= 0 && strncmp(key, "sysctl.", strlen("sysctl.")) == 0)
 		return sysctl_key(ctx, h, key, value);
+	if (h == LAB_LB && strchr(key, '.') != NULL)
+		return directive_key(ctx, key, value);
 	for (size_t i = 0; i < NSKEYS; i++)
 		if (strcmp(skeys[i].section, section) == 0 &&
 		    strcmp(skeys[i].key, key) == 0)
 			return set_key(ctx, &skeys[i], value);
 	if (h >= 0 || strcmp(section, "lab") == 0 ||
-	    strcmp(section, "links") == 0)
+	    strcmp(section, "links") == 0 || strcmp(section, "dos") == 0)
 		return fail(ctx, section, key, "unknown key (sluice help lab)");
 	return fail(ctx, section, key,
-	    "unknown section (lab, links, origin, lb, client, proxy)");
+	    "unknown section (lab, links, origin, lb, client, dos, proxy)");
 }
 
 static void
@@ -279,14 +411,65 @@ scenario_defaults(struct lab_scenario *sc)
 	sc->body = 16 * 1024 * 1024;
 	sc->origin_lb_bps = 1000000000;
 	sc->lb_client_bps = 2000000;
+	sc->dos_rcvbuf = 4096;
+}
+
+/* Checks that need the whole file.  0, or -EINVAL with err filled. */
+/* The whole-file checks: each returns a message, or NULL. */
+static const char *
+check_peers(const struct lab_scenario *sc)
+{
+	bool proxied = sc->lb_kind != LAB_LB_NONE;
+
+	if ((sc->origin_drip != 0) != (sc->origin_every_ms != 0))
+		return "[origin] drip and every go together";
+	if (sc->origin_raw && proxied)
+		return "[origin] raw = on needs [lb] kind = none (no HTTP to "
+		       "balance)";
+	if (sc->client_read != 0 && sc->client_interval_ms == 0)
+		return "[client] read needs interval";
+	if ((sc->client_interval_ms != 0 || sc->client_count != 0) &&
+	    sc->client_read == 0)
+		return "[client] interval and count need read";
+	if (sc->stall_at != 0 && sc->stall_for_ms == 0)
+		return "[client] stall_at needs stall_for";
+	if (sc->dos_clients > 64)
+		return "[dos] clients: at most 64";
+	if (sc->dos_clients != 0 && sc->lb_kind != LAB_LB_SLUICE)
+		return "[dos] is measured from sluice proxy's access log: [lb] "
+		       "kind = sluice";
+	return NULL;
+}
+
+static const char *
+check_lb(const struct lab_scenario *sc)
+{
+	if (sc->nproxy != 0 && sc->lb_kind == LAB_LB_NONE)
+		return "[proxy] keys with [lb] kind = none (no proxy runs)";
+	if (sc->lb_config[0] != '\0' && sc->lb_kind != LAB_LB_NGINX &&
+	    sc->lb_kind != LAB_LB_HAPROXY)
+		return "[lb] config is for kind = nginx or haproxy";
+	if (sc->nlb_directives != 0 && sc->lb_config[0] != '\0')
+		return "[lb] nginx.*/haproxy.* keys and config: the file is "
+		       "used "
+		       "as it is";
+	if (sc->windows != 0 && !sc->capture)
+		return "[lab] windows are read from the capture: capture = on";
+	if (pcap_parse_article(sc->article_windows, NULL, NULL, 0) < 0)
+		return "[lab] article_windows: not ACK:WIN pairs separated by "
+		       "commas (1:1460, 201:1260)";
+	if (sc->article_windows[0] != '\0' && sc->windows == 0)
+		return "[lab] article_windows is printed beside the window "
+		       "table: windows = N";
+	return NULL;
 }
 
 /* Checks that need the whole file.  0, or -EINVAL with err filled. */
 static int
-scenario_check(
-    const struct lab_scenario *sc, const char *name, char *err, size_t errlen)
+scenario_check(const struct lab_scenario *sc, int directive_kind,
+    const char *name, char *err, size_t errlen)
 {
-	const char *argv[8];
+	const char *argv[8], *msg;
 	char buf[256];
 	struct model_in in;
 
@@ -309,6 +492,18 @@ scenario_check(
 		    name, sc->give_up);
 		return -EINVAL;
 	}
+	if (directive_kind != 0 && directive_kind != sc->lb_kind) {
+		snprintf(err, errlen,
+		    "%s: [lb] %s.* keys need kind = %s (kind is %s)", name,
+		    lab_lb_kind_name(directive_kind),
+		    lab_lb_kind_name(directive_kind),
+		    lab_lb_kind_name(sc->lb_kind));
+		return -EINVAL;
+	}
+	if ((msg = check_peers(sc)) != NULL || (msg = check_lb(sc)) != NULL) {
+		snprintf(err, errlen, "%s: %s", name, msg);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -329,7 +524,7 @@ parse_result(
 		snprintf(err, errlen, "%s: out of memory", name);
 		return -ENOMEM;
 	}
-	return scenario_check(ctx->sc, name, err, errlen);
+	return scenario_check(ctx->sc, ctx->directive_kind, name, err, errlen);
 }
 
 int
@@ -610,13 +805,14 @@ lab_usage(FILE *out)
 
 	fprintf(out,
 	    "usage: sluice lab SCENARIO.ini [--json] [--out DIR] [-v] "
-	    "[--loopback]\n"
+	    "[--loopback] [--capture]\n"
 	    "\n"
 	    "Reproduces the zero-window incident: namespaces origin - lb -\n"
 	    "client joined by veth pairs shaped with tc tbf, sluice origin,\n"
-	    "proxy and fetch in them, a timeline every 100 ms, and a verdict\n"
-	    "beside the model's prediction.  Needs root (ip netns); without\n"
-	    "it, --loopback runs on 127.0.0.1 with application-paced rates.\n"
+	    "a balancer (sluice proxy, nginx or HAProxy) and sluice fetch in\n"
+	    "them, a timeline every 100 ms, and a verdict beside the model's\n"
+	    "prediction.  Needs root (ip netns); without it, --loopback runs\n"
+	    "sluice on 127.0.0.1 with application-paced rates.\n"
 	    "\n"
 	    "  --out DIR     results (default lab-results/NAME-TIME/):\n"
 	    "                summary.json timeline.csv timeline.png and the\n"
@@ -624,20 +820,28 @@ lab_usage(FILE *out)
 	    "  --json        print summary.json on stdout (verdict on stderr)\n"
 	    "  -v            print every command (ip, tc, sysctl, the peers)\n"
 	    "  --loopback    mode = loopback\n"
+	    "  --capture     capture = on: tcpdump writes origin-lb.pcap and\n"
+	    "                lb-client.pcap into the results\n"
 	    "\n"
 	    "Scenario keys (docs/lab.md, conf/scenarios/):");
 	for (size_t i = 0; i < NSKEYS; i++) {
 		if (strcmp(skeys[i].section, prev) != 0)
 			fprintf(out, "\n  [%s]\n", skeys[i].section);
 		prev = skeys[i].section;
-		fprintf(out, "    %-11s %s\n", skeys[i].key, skeys[i].doc);
+		fprintf(out, "    %-15s %s\n", skeys[i].key, skeys[i].doc);
 	}
 	fprintf(out,
 	    "  [origin] [lb] [client]\n"
-	    "    sysctl.NAME per-namespace sysctl (net.ipv4.tcp_rto_max_ms)\n"
+	    "    sysctl.NAME     per-namespace sysctl "
+	    "(net.ipv4.tcp_rto_max_ms)\n"
+	    "  [lb]\n"
+	    "    nginx.NAME      a directive in nginx's location block\n"
+	    "                    (nginx.proxy_max_temp_file_size = 2560k)\n"
+	    "    haproxy.NAME    a line in HAProxy's defaults, or global for\n"
+	    "                    tune.* and global.* (haproxy.timeout server)\n"
 	    "  [proxy]\n"
-	    "    SECTION.KEY proxy config keys (buffer.policy = pause);\n"
-	    "                upstream.rcvbuf is 256k unless set\n"
+	    "    SECTION.KEY     sluice proxy config keys (buffer.policy =\n"
+	    "                    pause); upstream.rcvbuf is 256k unless set\n"
 	    "\n"
 	    "Exit codes: 0 measured (complete or truncated), 1 the lab could\n"
 	    "not run, 2 bad usage or scenario, 128+N stopped by signal N.\n");

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Installs what sluice needs to build and test, from Debian 12's packages
 # only.  llhttp comes as C sources in node-llhttp; meson compiles them.
-# nginx-light is a real peer in the tests; its package would start a
-# system nginx on port 80, so services are kept from starting during the
-# install (policy-rc.d), and the tests run their own nginx on loopback.
+# nginx-light and haproxy are real peers in the tests and the lab; their
+# packages would start system services, so services are kept from
+# starting during the install (policy-rc.d), and the tests run their own
+# instances on loopback or in the lab's namespaces.  tcpdump writes the
+# lab's captures.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -19,5 +21,5 @@ apt-get install -y -qq --no-install-recommends \
 	gcc libc6-dev meson ninja-build pkg-config \
 	libuv1-dev libinih-dev libcmocka-dev node-llhttp \
 	python3 curl procps ca-certificates clang-format valgrind iproute2 gnuplot-nox \
-	nginx-light >/dev/null
+	nginx-light haproxy tcpdump >/dev/null
 echo "deps: installed"

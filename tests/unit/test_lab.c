@@ -116,6 +116,68 @@ scenario_full(void **state)
 	assert_string_equal(sc.proxy[1].value, "1M");
 }
 
+/* Part two's keys: the balancer, the article's peers, the stall, [dos]. */
+static void
+scenario_part_two(void **state)
+{
+	struct lab_scenario sc;
+
+	(void)state;
+	parse_ok("[lab]\ncapture = on\nwindows = 12\n"
+	         "article_windows = 1:1460, 201:1260\n"
+	         "[lb]\nkind = none\n"
+	         "[origin]\nraw = on\ndrip = 200\nevery = 1s\n"
+	         "[client]\nread = 100\ninterval = 2s\ncount = 8\n"
+	         "initrwnd = 10\n",
+	    &sc);
+	assert_true(sc.capture && sc.windows == 12 && sc.origin_raw);
+	assert_int_equal(sc.lb_kind, LAB_LB_NONE);
+	assert_true(sc.origin_drip == 200 && sc.origin_every_ms == 1000);
+	assert_true(sc.client_read == 100 && sc.client_interval_ms == 2000);
+	assert_true(sc.client_count == 8 && sc.client_initrwnd == 10);
+	parse_ok("[lb]\nkind = nginx\nnginx.proxy_max_temp_file_size = 2560k\n"
+	         "[client]\nstall_at = 1M\nstall_for = 60s\n",
+	    &sc);
+	assert_int_equal(sc.lb_kind, LAB_LB_NGINX);
+	assert_int_equal(sc.nlb_directives, 1);
+	assert_string_equal(
+	    sc.lb_directives[0].key, "proxy_max_temp_file_size");
+	assert_string_equal(sc.lb_directives[0].value, "2560k");
+	assert_true(sc.stall_at == 1048576 && sc.stall_for_ms == 60000);
+	parse_ok("[lb]\nkind = haproxy\nhaproxy.timeout server = 10s\n", &sc);
+	assert_string_equal(sc.lb_directives[0].key, "timeout server");
+	parse_ok("[dos]\nclients = 8\n", &sc);
+	assert_true(sc.dos_clients == 8 && sc.dos_rcvbuf == 4096);
+}
+
+static void
+scenario_part_two_errors(void **state)
+{
+	(void)state;
+	parse_err("[lb]\nkind = envoy\n", "t.ini:2: [lb] kind: 'envoy' is not");
+	parse_err(
+	    "[lab]\ncapture = maybe\n", "t.ini:2: [lab] capture: 'maybe'");
+	parse_err("[lb]\nnginx.proxy_buffering = on\n",
+	    "t.ini: [lb] nginx.* keys need kind = nginx (kind is sluice)");
+	parse_err("[lb]\nkind = nginx\nnginx.a = 1\nhaproxy.b = 2\n",
+	    "t.ini:4: [lb] haproxy.b: nginx.* and haproxy.* keys");
+	parse_err("[lb]\nkind = nginx\nnginx.a = 1; evil\n",
+	    "t.ini:3: [lb] nginx.a: one directive");
+	parse_err("[lb]\nenvoy.x = 1\n", "t.ini:2: [lb] envoy.x: not nginx.");
+	parse_err("[origin]\nraw = on\n", "t.ini: [origin] raw = on needs");
+	parse_err("[origin]\ndrip = 200\n", "t.ini: [origin] drip and every");
+	parse_err("[client]\nread = 100\n", "t.ini: [client] read needs");
+	parse_err("[client]\nstall_at = 1M\n", "t.ini: [client] stall_at");
+	parse_err("[lb]\nkind = nginx\n[dos]\nclients = 2\n",
+	    "t.ini: [dos] is measured from sluice");
+	parse_err("[lb]\nkind = none\n[proxy]\nbuffer.policy = spill\n",
+	    "t.ini: [proxy] keys with [lb] kind = none");
+	parse_err("[lab]\nwindows = 5\n", "t.ini: [lab] windows are read");
+	parse_err("[lab]\ncapture = on\nwindows = 5\narticle_windows = 1:x\n",
+	    "t.ini: [lab] article_windows: not ACK:WIN");
+	parse_err("[dos]\nclients = many\n", "t.ini:2: [dos] clients: 'many'");
+}
+
 static void
 scenario_errors(void **state)
 {
@@ -303,8 +365,9 @@ ss_output(void **state)
 static void
 shipped_scenarios(void **state)
 {
-	static const char *const names[] = {
-	    "incident", "spill", "resume", "small-gap", "patient-origin"};
+	static const char *const names[] = {"incident", "spill", "resume",
+	    "small-gap", "patient-origin", "nginx-default", "haproxy",
+	    "exercise1", "exercise2", "exercise3", "printer", "dos"};
 	char path[512], err[LAB_ERR_MAX], cerr[CONFIG_ERR_MAX];
 	struct lab_scenario sc;
 	struct config *cfg;
@@ -325,7 +388,12 @@ shipped_scenarios(void **state)
 		if (cfg == NULL)
 			print_error("%s\n", cerr);
 		assert_non_null(cfg);
-		assert_true(cfg->upstream.rcvbuf != 0); /* pinned */
+		/* pinned, for sluice; nginx and HAProxy pin theirs with the
+		 * lb namespace's tcp_rmem */
+		if (sc.lb_kind == LAB_LB_SLUICE)
+			assert_true(cfg->upstream.rcvbuf != 0);
+		else if (sc.lb_kind != LAB_LB_NONE)
+			assert_int_equal(sc.nsysctl[LAB_LB], 1);
 		config_free(cfg);
 		free(text);
 	}
@@ -338,6 +406,8 @@ main(void)
 	    cmocka_unit_test(scenario_defaults),
 	    cmocka_unit_test(scenario_full),
 	    cmocka_unit_test(scenario_errors),
+	    cmocka_unit_test(scenario_part_two),
+	    cmocka_unit_test(scenario_part_two_errors),
 	    cmocka_unit_test(giveup_args),
 	    cmocka_unit_test(proxy_config_defaults),
 	    cmocka_unit_test(proxy_config_overrides),
