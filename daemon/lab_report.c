@@ -743,10 +743,9 @@ verdict_lb(FILE *f, const struct lab *lab)
 		    "%s",
 		    cap, dflt ? " (its default)" : "",
 		    pk->spool > 0 && pk->spool + 65536 >= lab_lb_size(cap)
-		        ? "was reached: from then on nginx read the origin "
-		          "only "
-		          "as fast as the client drained, and the origin's "
-		          "window stayed zero"
+		        ? "was reached: nginx then stops reading the origin "
+		          "until the client has drained the file, and the "
+		          "origin's window stays zero"
 		        : "was not reached");
 	else if (lab->sc.lb_kind == LAB_LB_HAPROXY &&
 	    lab_lb_setting(&lab->sc, "tune.bufsize", cap, sizeof(cap), &dflt) ==
@@ -800,8 +799,8 @@ verdict_stall(FILE *f, const struct lab *lab)
 	    pk->c_zero_longest, pk->o_zero_longest);
 	fprintf(f,
 	    "  It would have been killed by: an origin that gives up after "
-	    "%u zero-window probes or fewer (from 200 ms, doubling: Linux "
-	    "probes with tcp_retries2 = 15 by default), or a send timeout "
+	    "%u zero-window probes or fewer (from 200 ms, doubling: the "
+	    "article's retry limit), or a send timeout "
 	    "under %.0f s (nginx's default send_timeout, 60 s, %s)",
 	    k, pk->o_zero_longest,
 	    pk->o_zero_longest > 60 ? "would have" : "would not");
