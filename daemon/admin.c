@@ -243,6 +243,36 @@ static const struct counter {
         "Times memory_limit stopped reads."},
 };
 
+/* SIGHUP: the reload counters, by result, and the state they leave (as
+ * Prometheus's own prometheus_config_last_reload_* do). */
+static void
+write_reload_metrics(FILE *f, const struct proxy *px)
+{
+	size_t live = 0;
+
+	for (const struct proxy_gen *g = px->gens; g != NULL; g = g->next)
+		live++;
+	family(f, "config_reloads_total", "counter",
+	    "Config reloads (SIGHUP), by result.");
+	fprintf(f, "sluice_config_reloads_total{result=\"ok\"} %" PRIu64 "\n",
+	    px->stats.reloads_ok);
+	fprintf(f,
+	    "sluice_config_reloads_total{result=\"failed\"} %" PRIu64 "\n",
+	    px->stats.reloads_failed);
+	family(f, "config_last_reload_successful", "gauge",
+	    "Whether the last reload was taken (1 before any).");
+	sample(f, "config_last_reload_successful", (uint64_t)px->reload_ok);
+	family(f, "config_last_reload_timestamp_seconds", "gauge",
+	    "When the last reload was tried, Unix time (0: never).");
+	sample(f, "config_last_reload_timestamp_seconds", px->reload_time);
+	family(f, "config_generation", "gauge",
+	    "The config generation new connections use (1: at start).");
+	sample(f, "config_generation", px->gen->n);
+	family(f, "config_generations_live", "gauge",
+	    "Config generations still in use (older ones by connections).");
+	sample(f, "config_generations_live", live);
+}
+
 static void
 write_metrics(FILE *f, const struct proxy *px)
 {
@@ -275,6 +305,7 @@ write_metrics(FILE *f, const struct proxy *px)
 	family(f, "memory_limit_bytes", "gauge",
 	    "The [buffer] memory_limit setting (0: none).");
 	sample(f, "memory_limit_bytes", px->cfg->buffer.memory_limit);
+	write_reload_metrics(f, px);
 }
 
 static void
@@ -700,13 +731,14 @@ log_listening(struct admin *ad)
 }
 
 int
-admin_start(struct proxy *px, char *err, size_t errlen)
+admin_start(struct proxy *px, const struct config *cfg, struct admin **out,
+    char *err, size_t errlen)
 {
-	const struct config *cfg = px->cfg;
 	const struct sockaddr_any *a = &cfg->admin.address;
 	struct admin *ad;
 	int rc;
 
+	*out = NULL;
 	if (a->len == 0)
 		return 0;
 	if ((ad = calloc(1, sizeof(*ad))) == NULL) {
@@ -729,19 +761,16 @@ admin_start(struct proxy *px, char *err, size_t errlen)
 		uv_close((uv_handle_t *)&ad->listener, admin_on_listener_close);
 		return -1;
 	}
-	px->admin = ad;
+	*out = ad;
 	log_listening(ad);
 	return 0;
 }
 
 void
-admin_stop(struct proxy *px)
+admin_stop(struct admin *ad)
 {
-	struct admin *ad = px->admin;
-
 	if (ad == NULL)
 		return;
-	px->admin = NULL;
 	ad->stopping = 1;
 	uv_close((uv_handle_t *)&ad->listener, admin_on_listener_close);
 	for (struct admin_conn *ac = ad->conns; ac != NULL; ac = ac->next)

@@ -11,12 +11,20 @@
 
 #include <stddef.h>
 
+struct admin;
+struct config;
 struct proxy;
 
-/* Binds px->cfg->admin.address when set.  0, or -1 with err naming the
- * config line of [admin] address. */
-int admin_start(struct proxy *px, char *err, size_t errlen);
-/* Closes the listener and any admin connection (shutdown). */
-void admin_stop(struct proxy *px);
+/*
+ * Binds cfg->admin.address when set and serves px's pages there.  0 with
+ * *out the new listener (NULL when the address is unset), or -1 with err
+ * naming the config line of [admin] address.  A reload starts the new one
+ * before it stops the old, so a failed bind changes nothing.
+ */
+int admin_start(struct proxy *px, const struct config *cfg, struct admin **out,
+    char *err, size_t errlen);
+/* Closes the listener and its connections; frees ad once they closed.
+ * NULL is a no-op. */
+void admin_stop(struct admin *ad);
 
 #endif

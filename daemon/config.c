@@ -65,7 +65,8 @@ const struct config_key config_keys[] = {
         NULL, "0", "TCP_USER_TIMEOUT toward clients (0: kernel default)"},
     {"client", "idle_timeout", CT_DURATION, OFF(client.idle_timeout), 1, DAY_MS,
         NULL, "60s",
-        "no byte from a client we wait on, or no write progress toward it"},
+        "no byte from a client we wait on (a client that stops reading is "
+        "zwp_timeout's)"},
     {"client", "max_header_size", CT_SIZE, OFF(client.max_header_size), 1 * KiB,
         1 * MiB, NULL, "32k",
         "largest request head accepted; a larger one gets 431"},
@@ -675,6 +676,31 @@ config_line(const struct config *cfg, const char *section, const char *key)
 	if (find_key(section, key, &idx) == NULL)
 		return 0;
 	return cfg->lines[idx];
+}
+
+int
+config_address_equal(const struct sockaddr_any *a, const struct sockaddr_any *b)
+{
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)&a->ss;
+	const struct sockaddr_in *b4 = (const struct sockaddr_in *)&b->ss;
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&a->ss;
+	const struct sockaddr_in6 *b6 = (const struct sockaddr_in6 *)&b->ss;
+
+	/* Field by field: the text may differ ("localhost" or "127.0.0.1")
+	 * and padding is no part of an address. */
+	if (a->len != b->len || a->ss.ss_family != b->ss.ss_family)
+		return 0;
+	if (a->len == 0)
+		return 1;
+	if (a->ss.ss_family == AF_INET)
+		return a4->sin_port == b4->sin_port &&
+		    a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	if (a->ss.ss_family == AF_INET6)
+		return a6->sin6_port == b6->sin6_port &&
+		    a6->sin6_scope_id == b6->sin6_scope_id &&
+		    memcmp(&a6->sin6_addr, &b6->sin6_addr,
+		        sizeof(a6->sin6_addr)) == 0;
+	return memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
 /* Wraps text into "; " comment lines of at most 78 columns (inih reads

@@ -134,6 +134,10 @@ const char *config_keys_enum_name(const char *section, const char *key, int v);
 
 /* The line a key was given on, or 0. */
 int config_line(const struct config *cfg, const char *section, const char *key);
+/* Whether two addresses are the same socket address (family, address,
+ * port), whatever their text.  Two unset ones (len 0) are equal. */
+int config_address_equal(
+    const struct sockaddr_any *a, const struct sockaddr_any *b);
 
 /* Writes the key table as a commented INI file (conf/sluice.ini) or as a
  * markdown table (docs/config.md). */

@@ -73,7 +73,8 @@ enum frame {
 
 struct conn {
 	struct proxy *px;
-	const struct config *cfg;
+	struct proxy_gen *gen;    /* the config generation it started on */
+	const struct config *cfg; /* gen->cfg, for the whole connection */
 	struct conn *prev, *next;
 	uint64_t id;
 	int nhandles;
@@ -141,6 +142,7 @@ struct conn {
 	unsigned resume_wait : 1;    /* a resume is waiting for rtimer */
 	unsigned client_range : 1;   /* the client sent Range */
 	unsigned spill_fellback : 1; /* counted in stats.spill_fallbacks */
+	unsigned served : 1;         /* a request began on this connection */
 
 	/* the access log and /connections */
 	enum outcome outcome;
@@ -288,7 +290,7 @@ pace_allows(const struct conn *c)
 	if (c->cfg->buffer.policy != POLICY_PACE)
 		return 1;
 	return (c->pace_tokens > 0 && mem < c->cfg->buffer.low_watermark) ||
-	    mem < c->px->pool.block_size;
+	    mem < c->gen->pool.block_size;
 }
 
 /*
@@ -355,7 +357,7 @@ check_down(struct conn *c)
 {
 	const struct config *cfg = c->cfg;
 	struct pipe *d = &c->down;
-	size_t load = pipe_load(d), bs = c->px->pool.block_size;
+	size_t load = pipe_load(d), bs = c->gen->pool.block_size;
 	enum wm_event ev;
 	int spooling = cfg->buffer.policy == POLICY_SPILL && pipe_can_spool(d);
 
@@ -482,7 +484,7 @@ static void
 release_server(struct conn *c)
 {
 	if (c->server >= 0) {
-		balancer_release(&c->px->bal, c->server);
+		balancer_release(&c->gen->bal, c->server);
 		c->server = -1;
 	}
 }
@@ -502,7 +504,8 @@ conn_free(struct conn *c)
 		c->px->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	proxy_conn_gone(c->px, c);
+	/* last: the generation may go with it, and its pool */
+	proxy_conn_gone(c->px, c->gen);
 	free(c);
 }
 
@@ -972,6 +975,7 @@ req_on_message_begin(llhttp_t *p)
 	struct conn *c = of_parser(p);
 
 	c->req_started = 1;
+	c->served = 1;
 	c->t_start = uv_now(c->px->loop);
 	http_head_reset(&c->reqh);
 	return 0;
@@ -1433,8 +1437,8 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 		/* reads made while memory was nearly empty need no tokens:
 		 * a debt from them would close the window later for nothing */
 		c->pace_tokens -= (double)len;
-		if (c->pace_tokens < -(double)c->px->pool.block_size)
-			c->pace_tokens = -(double)c->px->pool.block_size;
+		if (c->pace_tokens < -(double)c->gen->pool.block_size)
+			c->pace_tokens = -(double)c->gen->pool.block_size;
 	}
 	return push_body(c, &c->down, c->resp_frame, at, len) < 0 ? -1 : 0;
 }
@@ -1493,8 +1497,9 @@ feed_upstream(struct conn *c, const char *data, size_t n)
 		response_failed(c, why);
 		return;
 	}
-	if (c->cfg->buffer.memory_limit != 0 && !c->px->mem_full &&
-	    proxy_memory(c->px) >= c->cfg->buffer.memory_limit) {
+	/* memory_limit is process-wide: the current generation's value */
+	if (c->px->cfg->buffer.memory_limit != 0 && !c->px->mem_full &&
+	    proxy_memory(c->px) >= c->px->cfg->buffer.memory_limit) {
 		/* memory_limit: every download holds (or spills) its reads
 		 * until client writes free memory (proxy_memory_check) */
 		c->px->mem_full = 1;
@@ -1647,7 +1652,7 @@ connect_upstream(struct conn *c)
 static void
 start_upstream(struct conn *c)
 {
-	int idx = balancer_pick(&c->px->bal, c->tried);
+	int idx = balancer_pick(&c->gen->bal, c->tried);
 
 	if (idx < 0 && c->resp_head_sent) {
 		/* a resume found no server: try again later, or end short */
@@ -1665,7 +1670,7 @@ start_upstream(struct conn *c)
 	}
 	c->server = idx;
 	c->tried |= 1ULL << idx;
-	balancer_acquire(&c->px->bal, idx);
+	balancer_acquire(&c->gen->bal, idx);
 	if (c->ustate == U_CLOSING) {
 		c->connect_pending = 1; /* the old handle must close first */
 		return;
@@ -1695,7 +1700,7 @@ conn_on_rtimer(uv_timer_t *t)
 	    "Range: bytes=%llu-\r\nIf-Range: %s\r\n\r\n",
 	    (unsigned long long)c->resp_body_in, c->validator);
 	pipe_destroy(&c->up);
-	pipe_init(&c->up, &c->px->pool, c->cfg->buffer.high_watermark,
+	pipe_init(&c->up, &c->gen->pool, c->cfg->buffer.high_watermark,
 	    c->cfg->buffer.low_watermark);
 	if (pipe_push_copy(&c->up, buf, n + (size_t)m) < 0)
 		goto fail;
@@ -1865,6 +1870,25 @@ conn_drain(struct conn *c)
 		conn_close(c, 0, NULL, 0); /* idle between requests */
 }
 
+int
+conn_retire(struct conn *c)
+{
+	/* As nginx's old workers after a reload: the download in progress
+	 * ends on the old config, then the connection closes, so the
+	 * client's next request comes in on a new one.  An idle keep-alive
+	 * connection closes now (a client retries a request that meets
+	 * this close, RFC 9112 §9.3.1); one that has not sent its first
+	 * request yet is kept for that request, which a close could lose. */
+	if (c->closing)
+		return 0;
+	c->close_after = 1;
+	if (!c->req_started && c->served) {
+		conn_close(c, 0, NULL, 0);
+		return 0;
+	}
+	return 1;
+}
+
 static void
 describe_peer(struct conn *c)
 {
@@ -1900,7 +1924,7 @@ client_socket_options(struct conn *c)
 	 * it (an autotuned send buffer of megabytes wakes writers only when a
 	 * third is free, which would stall the pipe, and the upstream). */
 	if (cfg->buffer.policy == POLICY_PACE &&
-	    sockopt_notsent_lowat(fd, 2 * c->px->pool.block_size) < 0)
+	    sockopt_notsent_lowat(fd, 2 * c->gen->pool.block_size) < 0)
 		log_warn("client %s: cannot set TCP_NOTSENT_LOWAT: %s", c->peer,
 		    strerror(errno));
 	if (sockopt_client(fd, cfg->client.sndbuf, ut, &which) < 0)
@@ -1914,9 +1938,10 @@ client_socket_options(struct conn *c)
 }
 
 void
-conn_accept(struct proxy *px)
+conn_accept(struct proxy *px, uv_stream_t *server)
 {
-	const struct config *cfg = px->cfg;
+	struct proxy_gen *gen = px->gen;
+	const struct config *cfg = gen->cfg;
 	size_t hsz = (size_t)cfg->client.max_header_size;
 	struct conn *c;
 
@@ -1929,7 +1954,9 @@ conn_accept(struct proxy *px)
 		return;
 	}
 	c->px = px;
+	c->gen = gen;
 	c->cfg = cfg;
+	proxy_gen_hold(gen); /* dropped by conn_free, whatever happens next */
 	c->id = ++px->next_id;
 	c->server = -1;
 	uv_tcp_init(px->loop, &c->client);
@@ -1940,13 +1967,13 @@ conn_accept(struct proxy *px)
 	c->client.data = c->ctimer.data = c->utimer.data = c;
 	c->ptimer.data = c->rtimer.data = c;
 	c->nhandles = 5;
-	pipe_init(&c->up, &px->pool, cfg->buffer.high_watermark,
+	pipe_init(&c->up, &gen->pool, cfg->buffer.high_watermark,
 	    cfg->buffer.low_watermark);
-	pipe_init(&c->down, &px->pool, cfg->buffer.high_watermark,
+	pipe_init(&c->down, &gen->pool, cfg->buffer.high_watermark,
 	    cfg->buffer.low_watermark);
 	if (cfg->buffer.policy == POLICY_SPILL)
 		pipe_spill_setup(
-		    &c->down, &px->spill, (size_t)cfg->buffer.high_watermark);
+		    &c->down, &gen->spill, (size_t)cfg->buffer.high_watermark);
 	http_head_init(&c->reqh, c->headbuf, hsz);
 	http_head_init(&c->resph, c->headbuf + hsz, hsz);
 	llhttp_init(&c->reqp, HTTP_REQUEST, &req_settings);
@@ -1956,8 +1983,7 @@ conn_accept(struct proxy *px)
 		px->conns->prev = c;
 	px->conns = c;
 	px->nconns++;
-	if (uv_accept((uv_stream_t *)&px->listener, (uv_stream_t *)&c->client) <
-	    0) {
+	if (uv_accept(server, (uv_stream_t *)&c->client) < 0) {
 		conn_close(c, 0, NULL, 0);
 		return;
 	}

@@ -7,7 +7,10 @@
  * Ownership (DESIGN): the conn owns both sockets, both timers and both
  * pipes; it is freed in the close callback of its last handle, and nothing
  * else frees it.  Every way a connection ends goes through conn_close(),
- * which logs once with the reason.
+ * which logs once with the reason.  It holds a reference on the config
+ * generation it was accepted under (proxy.h) from accept to free: its
+ * buffers, timeouts and server list are that generation's, whatever a
+ * reload does meanwhile.
  */
 #ifndef SLUICE_CONN_H
 #define SLUICE_CONN_H
@@ -24,11 +27,17 @@
 struct conn;
 struct proxy;
 
-/* Accepts one pending connection from the listener. */
-void conn_accept(struct proxy *px);
+/* Accepts one pending connection from server; it takes the current
+ * config generation (px->gen) for its whole life. */
+void conn_accept(struct proxy *px, uv_stream_t *server);
 /* SIGTERM: an idle keep-alive connection closes now; one in a download
  * finishes it, then closes. */
 void conn_drain(struct conn *c);
+/* A reload made the connection's generation old: the download in progress
+ * finishes on it, then the connection closes; an idle keep-alive one
+ * closes now, one that never had a request keeps its first.  1 when the
+ * connection stays open for that, 0 when it is closing. */
+int conn_retire(struct conn *c);
 /* Ends the connection at once (drain deadline). */
 void conn_abort(struct conn *c, const char *reason);
 

@@ -1,11 +1,22 @@
 /*
  * log: see log.h.  Single-threaded: the daemon runs one libuv loop.
+ *
+ * journald reads a stream line by line: every line is one entry, and a
+ * line that starts with "<N>" gets priority N (systemd.exec(5), "Logging
+ * and Standard Input/Output").  So an event is exactly one line: a newline
+ * inside a message (an error text, a path) is written as a space, and the
+ * line with its newline goes out in one write(2), so that lines of several
+ * processes sharing the stream cannot interleave.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sys/stat.h>
 
 #include "log.h"
 
@@ -26,30 +37,86 @@ log_enabled(enum log_level level)
 	return level <= threshold;
 }
 
+/*
+ * Whether stderr is the journal stream systemd set up.  JOURNAL_STREAM
+ * holds "DEVICE:INODE" of that stream; systemd.exec(5) says to compare it
+ * with stderr's, since a child whose stderr was redirected (to a file, a
+ * pipe) inherits the variable all the same.  Decided once: stderr does not
+ * change under us.
+ */
+static int
+journal_stream(void)
+{
+	static int known, yes;
+	unsigned long long dev, ino;
+	const char *v;
+	struct stat st;
+
+	if (known)
+		return yes;
+	known = 1;
+	v = getenv("JOURNAL_STREAM");
+	yes = v != NULL && sscanf(v, "%llu:%llu", &dev, &ino) == 2 &&
+	    fstat(STDERR_FILENO, &st) == 0 &&
+	    (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
+	return yes;
+}
+
+/* The prefix: "<N>" for journald, else the UTC time and the level. */
+static int
+prefix(char *line, size_t size, enum log_level level)
+{
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	if (journal_stream())
+		return snprintf(line, size, "<%d>", priorities[level]);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = (int)strftime(line, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	n += snprintf(line + n, size - (size_t)n,
+	    ".%03ldZ %s: ", ts.tv_nsec / 1000000, names[level]);
+	return n;
+}
+
+/* One write(2) for the line: up to PIPE_BUF bytes (more than a line
+ * holds) it is atomic on a pipe or socket.  A failed write is dropped:
+ * there is nowhere else to say so. */
+static void
+write_all(const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(STDERR_FILENO, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
 	char line[2048];
 	va_list ap;
-	int n;
+	size_t n, end;
 
 	if (!log_enabled(level))
 		return;
-	if (getenv("JOURNAL_STREAM") != NULL) {
-		n = snprintf(line, sizeof(line), "<%d>", priorities[level]);
-	} else {
-		struct timespec ts;
-		struct tm tm;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		n = (int)strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-		n += snprintf(line + n, sizeof(line) - (size_t)n,
-		    ".%03ldZ %s: ", ts.tv_nsec / 1000000, names[level]);
-	}
+	n = (size_t)prefix(line, sizeof(line), level);
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	va_end(ap);
-	/* One write per line, so lines from several processes do not mix. */
-	fprintf(stderr, "%s\n", line);
+	end = n + strlen(line + n);
+	for (size_t i = n; i < end; i++)
+		if (line[i] == '\n' || line[i] == '\r')
+			line[i] = ' ';
+	line[end++] = '\n';
+	write_all(line, end);
 }

@@ -2,9 +2,10 @@
  * log: one line per event on stderr, filtered by level.
  *
  * Low layers do not log (STYLE 5); the layer that decides something logs it
- * once.  When stderr is a journal stream (JOURNAL_STREAM set) each line gets
- * the syslog priority prefix "<N>" that journald understands; otherwise a
- * timestamp and the level name.
+ * once.  When stderr is a journal stream (JOURNAL_STREAM set and naming
+ * stderr's device and inode) each line gets the syslog priority prefix
+ * "<N>" that journald understands; otherwise a timestamp and the level
+ * name.  One event is one line, newlines in a message become spaces.
  */
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H

@@ -1,11 +1,38 @@
 /*
  * proxy: see proxy.h.
  *
+ * Reload (SIGHUP), as production proxies do it within one process: the
+ * file is loaded again by the loader `sluice proxy` starts with
+ * (config_load, with every check `sluice check` makes of the file).  Then
+ * everything that can fail is prepared before anything changes: the new
+ * generation (its pool, its balancer), the access log opened anew, a
+ * listener bound for a [listen] or [admin] address that changed.  If any of
+ * it fails, the error is logged with its FILE:LINE, what was prepared is
+ * undone and the running config stays whole: a reload is taken entirely or
+ * not at all.  Otherwise it is committed in one loop turn:
+ *
+ *   - new connections are accepted into the new generation; connections of
+ *     older ones are retired (conn_retire): each finishes its download on
+ *     the config it started with (buffers, timeouts, servers, retries),
+ *     then closes.  A generation is freed with its last connection;
+ *   - a listener whose address did not change is kept as it is, so there is
+ *     no moment without one; a changed one is replaced by the new socket,
+ *     already listening (the old one closes; its connections go on);
+ *   - the access log is the new file (reopened on every reload, so that
+ *     logrotate can use `systemctl reload`), the old FILE closed at once:
+ *     lines are written whole, nothing holds it;
+ *   - the log level and the process-wide limits (memory_limit,
+ *     spill_total) take their new values for every decision from then on.
+ *
  * Shutdown (SIGTERM/SIGINT): the listener closes at once, so new connections
  * are refused; connections idle between requests close; downloads in flight
  * run to their end (without keep-alive) until [listen] drain_timeout, when
  * the rest are cut.  The loop then has no handle left and proxy_main returns
- * 0.  A second signal cuts at once.
+ * 0.  A second signal cuts at once; a SIGHUP during the drain is ignored.
+ *
+ * systemd (Type=notify, notify.h): READY=1 once the listeners are bound;
+ * RELOADING=1 and READY=1 around every reload, taken or refused; STOPPING=1
+ * when the drain starts.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -13,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -22,8 +50,262 @@
 #include "conn.h"
 #include "admin.h"
 #include "log.h"
+#include "notify.h"
 #include "proxy.h"
 #include "sockopt.h"
+
+#define BACKLOG 511
+
+/* What a reload prepares before it changes anything (reload_prepare). */
+struct reload {
+	struct config *cfg;
+	struct proxy_gen *gen;
+	uv_tcp_t *listener; /* bound when [listen] address changed */
+	struct admin *admin;
+	int admin_changed; /* admin replaces px->admin (NULL: none) */
+	FILE *access;
+};
+
+/* ---- notify ----------------------------------------------------------- */
+
+/* The service manager is told, not asked: a failure is worth a warning,
+ * not a change of course (notify.h). */
+static void
+notified(const char *what, int rc)
+{
+	if (rc < 0)
+		log_warn("notify %s: %s", what, strerror(-rc));
+}
+
+/* ---- listeners -------------------------------------------------------- */
+
+static void proxy_on_connection(uv_stream_t *server, int status);
+
+static void
+free_on_close(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* A listener lives on the heap: a reload to a new address binds the new
+ * one while the old still accepts. */
+static void
+close_listener(uv_tcp_t *l)
+{
+	if (l != NULL)
+		uv_close((uv_handle_t *)l, free_on_close);
+}
+
+/* Binds and listens on cfg's [listen] address.  0 with *out, or -1 with
+ * err naming the config line. */
+static int
+listen_on(struct proxy *px, const struct config *cfg, uv_tcp_t **out, char *err,
+    size_t errlen)
+{
+	const struct sockaddr_any *a = &cfg->listen.address;
+	uv_tcp_t *l;
+	int rc;
+
+	if ((l = malloc(sizeof(*l))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	uv_tcp_init(px->loop, l);
+	l->data = px;
+	rc = uv_tcp_bind(l, (const struct sockaddr *)&a->ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)l, BACKLOG, proxy_on_connection);
+	if (rc < 0) {
+		snprintf(err, errlen,
+		    "%s:%d: [listen] address: cannot listen on %s: %s",
+		    cfg->path, config_line(cfg, "listen", "address"), a->text,
+		    uv_strerror(rc));
+		close_listener(l);
+		return -1;
+	}
+	*out = l;
+	return 0;
+}
+
+static void
+print_listening(uv_tcp_t *l)
+{
+	struct sockaddr_storage ss;
+	char text[INET6_ADDRSTRLEN + 8] = "?";
+	int len = sizeof(ss);
+
+	if (uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len) == 0)
+		sockopt_addr_text(
+		    (struct sockaddr *)&ss, NULL, 0, text, sizeof(text));
+	log_info("listening on %s", text);
+}
+
+/* Opens [log] access for appending: 0 with *out (NULL for stderr), or -1
+ * with err naming the config line. */
+static int
+open_access(const struct config *cfg, FILE **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (cfg->log.access[0] == '\0')
+		return 0;
+	if ((*out = fopen(cfg->log.access, "a")) == NULL) {
+		snprintf(err, errlen, "%s:%d: [log] access: %s: %s", cfg->path,
+		    config_line(cfg, "log", "access"), cfg->log.access,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Room for the head rewrites of every live generation: grows only, since
+ * connections of an older one may still need its larger size. */
+static int
+grow_scratch(struct proxy *px, const struct config *cfg)
+{
+	size_t want = 2 * (size_t)cfg->client.max_header_size + 8192;
+	char *p;
+
+	if (want <= px->scratch_size)
+		return 0;
+	if ((p = realloc(px->scratch, want)) == NULL)
+		return -ENOMEM;
+	px->scratch = p;
+	px->scratch_size = want;
+	return 0;
+}
+
+/* Keep up to 8 MiB of free blocks for reuse and give the rest back to the
+ * system: blocks are allocated with mmap (the threshold is pinned at the
+ * block size, glibc would otherwise raise it), so a freed block leaves the
+ * process's memory at once, and memory_limit or zwp_timeout freeing a
+ * download's buffer shows in VmRSS. */
+static void
+tune_malloc(const struct config *cfg)
+{
+	mallopt(M_MMAP_THRESHOLD, (int)cfg->buffer.block_size);
+}
+
+/* ---- generations ------------------------------------------------------ */
+
+/* A generation for cfg, not yet linked into px->gens, no reference.  The
+ * round-robin cursor goes on from the current generation's. */
+static struct proxy_gen *
+gen_new(struct proxy *px, struct config *cfg)
+{
+	struct proxy_gen *g;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL)
+		return NULL;
+	g->px = px;
+	g->cfg = cfg;
+	g->n = px->gen != NULL ? px->gen->n + 1 : 1;
+	pool_init(&g->pool, (size_t)cfg->buffer.block_size,
+	    (size_t)(8ULL * 1024 * 1024 / cfg->buffer.block_size));
+	balancer_init(&g->bal, cfg);
+	if (balancer_share(&g->bal, &px->loads) < 0) {
+		free(g);
+		return NULL;
+	}
+	if (px->gen != NULL)
+		g->bal.next = px->gen->bal.next % cfg->upstream.nservers;
+	g->spill.dir = cfg->buffer.spill_dir;
+	g->spill.total = &px->spool_bytes;
+	g->spill.total_limit = cfg->buffer.spill_total;
+	return g;
+}
+
+/* Undoes gen_new (the config stays the caller's). */
+static void
+gen_discard(struct proxy_gen *g)
+{
+	balancer_unshare(&g->bal);
+	pool_destroy(&g->pool);
+	free(g);
+}
+
+/* Makes g the generation new connections take, holding the proxy's
+ * reference on it. */
+static void
+gen_install(struct proxy *px, struct proxy_gen *g)
+{
+	g->next = px->gens;
+	if (px->gens != NULL)
+		px->gens->prev = g;
+	px->gens = g;
+	g->refs = 1;
+	px->gen = g;
+	px->cfg = g->cfg;
+}
+
+/* The last reference went: the generation, its config and its pool. */
+static void
+gen_free(struct proxy *px, struct proxy_gen *g)
+{
+	if (g->pool.nused != 0) {
+		/* a block still points at this pool: keep it, leak and say so
+		 * rather than free memory something still uses */
+		log_error("config generation %llu: %zu blocks still in use at "
+		          "release; kept",
+		    (unsigned long long)g->n, g->pool.nused);
+		return;
+	}
+	if (g->prev != NULL)
+		g->prev->next = g->next;
+	else
+		px->gens = g->next;
+	if (g->next != NULL)
+		g->next->prev = g->prev;
+	if (g != px->gen)
+		log_info("config generation %llu released: its last "
+		         "connection ended",
+		    (unsigned long long)g->n);
+	config_free(g->cfg);
+	gen_discard(g);
+}
+
+static void
+gen_put(struct proxy *px, struct proxy_gen *g)
+{
+	if (--g->refs == 0)
+		gen_free(px, g);
+}
+
+void
+proxy_gen_hold(struct proxy_gen *gen)
+{
+	gen->refs++;
+	gen->nconns++;
+}
+
+uint64_t
+proxy_memory(const struct proxy *px)
+{
+	uint64_t n = 0;
+
+	for (const struct proxy_gen *g = px->gens; g != NULL; g = g->next)
+		n += (uint64_t)g->pool.nused * g->pool.block_size;
+	return n;
+}
+
+void
+proxy_memory_check(struct proxy *px)
+{
+	uint64_t limit = px->cfg->buffer.memory_limit;
+
+	/* Hysteresis: wake the waiting reads once an eighth is free again,
+	 * not at every block that comes back.  No limit (a reload may have
+	 * lifted it): wake them now. */
+	if (!px->mem_full ||
+	    (limit != 0 && proxy_memory(px) > limit - limit / 8))
+		return;
+	px->mem_full = 0;
+	log_debug("memory_limit: %llu bytes buffered, reads go on",
+	    (unsigned long long)proxy_memory(px));
+	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
+		conn_wake(c);
+}
+
+/* ---- accepting -------------------------------------------------------- */
 
 static void
 proxy_on_connection(uv_stream_t *server, int status)
@@ -36,8 +318,10 @@ proxy_on_connection(uv_stream_t *server, int status)
 	}
 	if (px->draining)
 		return;
-	conn_accept(px);
+	conn_accept(px, server);
 }
+
+/* ---- shutdown --------------------------------------------------------- */
 
 static void
 abort_all(struct proxy *px, const char *reason)
@@ -46,35 +330,15 @@ abort_all(struct proxy *px, const char *reason)
 		conn_abort(c, reason);
 }
 
-uint64_t
-proxy_memory(const struct proxy *px)
-{
-	return (uint64_t)px->pool.nused * px->pool.block_size;
-}
-
-void
-proxy_memory_check(struct proxy *px)
-{
-	uint64_t limit = px->cfg->buffer.memory_limit;
-
-	/* Hysteresis: wake the waiting reads once an eighth is free again,
-	 * not at every block that comes back. */
-	if (!px->mem_full || proxy_memory(px) > limit - limit / 8)
-		return;
-	px->mem_full = 0;
-	log_debug("memory_limit: %llu bytes buffered, reads go on",
-	    (unsigned long long)proxy_memory(px));
-	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
-		conn_wake(c);
-}
-
 static void
 proxy_finish(struct proxy *px)
 {
-	admin_stop(px);
+	admin_stop(px->admin);
+	px->admin = NULL;
 	uv_close((uv_handle_t *)&px->drain_timer, NULL);
 	uv_close((uv_handle_t *)&px->sigint, NULL);
 	uv_close((uv_handle_t *)&px->sigterm, NULL);
+	uv_close((uv_handle_t *)&px->sighup, NULL);
 	log_info("drained, exiting");
 }
 
@@ -100,11 +364,13 @@ proxy_on_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	px->draining = 1;
+	notified("STOPPING=1", notify_stopping());
 	log_info("signal %d: stop accepting, draining %zu connections "
 	         "(up to %llu ms)",
 	    signum, px->nconns,
 	    (unsigned long long)px->cfg->listen.drain_timeout);
-	uv_close((uv_handle_t *)&px->listener, NULL);
+	close_listener(px->listener);
+	px->listener = NULL;
 	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
 		conn_drain(c);
 	if (px->nconns == 0) {
@@ -116,95 +382,210 @@ proxy_on_signal(uv_signal_t *s, int signum)
 }
 
 void
-proxy_conn_gone(struct proxy *px, struct conn *c)
+proxy_conn_gone(struct proxy *px, struct proxy_gen *gen)
 {
-	(void)c;
 	px->nconns--;
+	gen->nconns--;
+	gen_put(px, gen);
 	if (px->draining && px->nconns == 0)
 		proxy_finish(px);
 }
 
-static void
-print_listening(struct proxy *px)
-{
-	struct sockaddr_storage ss;
-	char text[INET6_ADDRSTRLEN + 8] = "?";
-	int len = sizeof(ss);
+/* ---- reload ----------------------------------------------------------- */
 
-	if (uv_tcp_getsockname(&px->listener, (struct sockaddr *)&ss, &len) ==
-	    0)
-		sockopt_addr_text(
-		    (struct sockaddr *)&ss, NULL, 0, text, sizeof(text));
-	log_info("listening on %s", text);
+static void
+reload_undo(struct reload *r)
+{
+	close_listener(r->listener);
+	admin_stop(r->admin);
+	if (r->access != NULL)
+		fclose(r->access);
+	if (r->gen != NULL)
+		gen_discard(r->gen);
+	config_free(r->cfg);
+}
+
+/*
+ * Everything a reload may fail at, done before anything changes: the file
+ * and its checks, memory, the access log, the listeners whose address
+ * changed (an unchanged one is kept, so its port 0 stays the same port).
+ * 0, or -1 with err (FILE:LINE: [section] key: message) and r undone.
+ */
+static int
+reload_prepare(struct proxy *px, struct reload *r, char *err, size_t errlen)
+{
+	const struct config *old = px->cfg;
+
+	memset(r, 0, sizeof(*r));
+	if ((r->cfg = config_load(px->path, err, errlen)) == NULL)
+		return -1;
+	if (grow_scratch(px, r->cfg) < 0 ||
+	    (r->gen = gen_new(px, r->cfg)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", px->path);
+		goto undo;
+	}
+	if (open_access(r->cfg, &r->access, err, errlen) < 0)
+		goto undo;
+	if (!config_address_equal(
+	        &old->listen.address, &r->cfg->listen.address) &&
+	    listen_on(px, r->cfg, &r->listener, err, errlen) < 0)
+		goto undo;
+	r->admin_changed =
+	    !config_address_equal(&old->admin.address, &r->cfg->admin.address);
+	if (r->admin_changed &&
+	    admin_start(px, r->cfg, &r->admin, err, errlen) < 0)
+		goto undo;
+	return 0;
+undo:
+	reload_undo(r);
+	return -1;
+}
+
+/* Connections of older generations finish their download, then close;
+ * returns how many stay for that. */
+static size_t
+retire_all(struct proxy *px)
+{
+	size_t n = 0;
+
+	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
+		n += (size_t)conn_retire(c);
+	return n;
+}
+
+/* Takes what reload_prepare made; nothing here can fail. */
+static void
+reload_commit(struct proxy *px, struct reload *r)
+{
+	struct proxy_gen *old = px->gen;
+	size_t stay;
+
+	gen_install(px, r->gen);
+	if (r->listener != NULL) {
+		close_listener(px->listener);
+		px->listener = r->listener;
+		print_listening(px->listener);
+	}
+	if (r->admin_changed) {
+		admin_stop(px->admin);
+		px->admin = r->admin;
+	}
+	if (px->access != NULL)
+		fclose(px->access);
+	px->access = r->access;
+	log_set_level((enum log_level)px->cfg->log.level);
+	tune_malloc(px->cfg);
+	/* spill_total is process-wide: every generation's spill decisions
+	 * use the new value from now on */
+	for (struct proxy_gen *g = px->gens; g != NULL; g = g->next)
+		g->spill.total_limit = px->cfg->buffer.spill_total;
+	stay = retire_all(px);
+	log_info("reload: %s taken as config generation %llu; %zu in-flight "
+	         "connections stay on older generations until they end",
+	    px->path, (unsigned long long)px->gen->n, stay);
+	/* The old pool's free blocks serve nobody now: this frees only its
+	 * free list, and with keep 0 the blocks still in use are freed as
+	 * they come back. */
+	old->pool.keep = 0;
+	pool_destroy(&old->pool);
+	gen_put(px, old);
+	proxy_memory_check(px);
+}
+
+static void
+reload(struct proxy *px)
+{
+	char err[CONFIG_ERR_MAX];
+	struct reload r;
+
+	px->reload_time = (uint64_t)time(NULL);
+	if (reload_prepare(px, &r, err, sizeof(err)) < 0) {
+		px->stats.reloads_failed++;
+		px->reload_ok = 0;
+		log_error("reload failed: %s; config generation %llu stays",
+		    err, (unsigned long long)px->gen->n);
+		/* READY=1 carries its own STATUS: the reason goes after it,
+		 * so that systemctl status shows it */
+		notified("READY=1", notify_ready());
+		notified("STATUS", notify_status("reload failed: %s", err));
+		return;
+	}
+	reload_commit(px, &r);
+	px->stats.reloads_ok++;
+	px->reload_ok = 1;
+	notified("READY=1", notify_ready());
+	notified("STATUS",
+	    notify_status(
+	        "config generation %llu", (unsigned long long)px->gen->n));
+}
+
+static void
+proxy_on_sighup(uv_signal_t *s, int signum)
+{
+	struct proxy *px = s->data;
+
+	(void)signum;
+	if (px->draining) {
+		log_warn("SIGHUP while draining: reload ignored");
+		return;
+	}
+	notified("RELOADING=1", notify_reloading());
+	reload(px); /* READY=1 and the outcome as STATUS */
+}
+
+/* ---- start ------------------------------------------------------------ */
+
+static void
+start_signals(struct proxy *px)
+{
+	uv_timer_init(px->loop, &px->drain_timer);
+	uv_signal_init(px->loop, &px->sigint);
+	uv_signal_init(px->loop, &px->sigterm);
+	uv_signal_init(px->loop, &px->sighup);
+	px->drain_timer.data = px->sigint.data = px->sigterm.data = px;
+	px->sighup.data = px;
+	uv_signal_start(&px->sigint, proxy_on_signal, SIGINT);
+	uv_signal_start(&px->sigterm, proxy_on_signal, SIGTERM);
+	uv_signal_start(&px->sighup, proxy_on_sighup, SIGHUP);
 }
 
 int
-proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
-    char *err, size_t errlen)
+proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
+    const char *path, char *err, size_t errlen)
 {
-	const struct sockaddr_any *a = &cfg->listen.address;
-	int rc;
+	struct proxy_gen *g;
 
 	memset(px, 0, sizeof(*px));
 	px->loop = loop;
-	px->cfg = cfg;
-	/* Keep up to 8 MiB of free blocks for reuse and give the rest back
-	 * to the system: blocks are allocated with mmap (the threshold is
-	 * pinned at the block size, glibc would otherwise raise it), so a
-	 * freed block leaves the process's memory at once, and memory_limit
-	 * or zwp_timeout freeing a download's buffer shows in VmRSS. */
-	mallopt(M_MMAP_THRESHOLD, (int)cfg->buffer.block_size);
-	pool_init(&px->pool, (size_t)cfg->buffer.block_size,
-	    (size_t)(8ULL * 1024 * 1024 / cfg->buffer.block_size));
-	balancer_init(&px->bal, cfg);
-	px->spill.dir = cfg->buffer.spill_dir;
-	px->spill.total = &px->spool_bytes;
-	px->spill.total_limit = cfg->buffer.spill_total;
-	px->scratch_size = 2 * (size_t)cfg->client.max_header_size + 8192;
-	if ((px->scratch = malloc(px->scratch_size)) == NULL) {
+	px->path = path;
+	px->reload_ok = 1;
+	tune_malloc(cfg);
+	if (grow_scratch(px, cfg) < 0 || (g = gen_new(px, cfg)) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	uv_tcp_init(loop, &px->listener);
-	px->listener.data = px;
-	rc = uv_tcp_bind(&px->listener, (const struct sockaddr *)&a->ss, 0);
-	if (rc == 0)
-		rc = uv_listen(
-		    (uv_stream_t *)&px->listener, 511, proxy_on_connection);
-	if (rc < 0) {
-		snprintf(err, errlen,
-		    "%s:%d: [listen] address: cannot listen "
-		    "on %s: %s",
-		    cfg->path, config_line(cfg, "listen", "address"), a->text,
-		    uv_strerror(rc));
-		uv_close((uv_handle_t *)&px->listener, NULL);
 		free(px->scratch);
 		return -1;
 	}
-	if (cfg->log.access[0] != '\0' &&
-	    (px->access = fopen(cfg->log.access, "a")) == NULL) {
-		snprintf(err, errlen, "%s:%d: [log] access: %s: %s", cfg->path,
-		    config_line(cfg, "log", "access"), cfg->log.access,
-		    strerror(errno));
+	if (listen_on(px, cfg, &px->listener, err, errlen) < 0)
+		goto discard;
+	if (open_access(cfg, &px->access, err, errlen) < 0)
 		goto close_listener;
-	}
-	if (admin_start(px, err, errlen) < 0)
+	if (admin_start(px, cfg, &px->admin, err, errlen) < 0)
 		goto close_access;
-	uv_timer_init(loop, &px->drain_timer);
-	uv_signal_init(loop, &px->sigint);
-	uv_signal_init(loop, &px->sigterm);
-	px->drain_timer.data = px->sigint.data = px->sigterm.data = px;
-	uv_signal_start(&px->sigint, proxy_on_signal, SIGINT);
-	uv_signal_start(&px->sigterm, proxy_on_signal, SIGTERM);
-	print_listening(px);
+	gen_install(px, g);
+	start_signals(px);
+	print_listening(px->listener);
 	return 0;
 close_access:
 	if (px->access != NULL)
 		fclose(px->access);
 	px->access = NULL;
 close_listener:
-	uv_close((uv_handle_t *)&px->listener, NULL);
+	close_listener(px->listener);
+	px->listener = NULL;
+discard:
+	gen_discard(g);
 	free(px->scratch);
+	px->scratch = NULL;
 	return -1;
 }
 
@@ -234,6 +615,21 @@ proxy_check_address(const struct config *cfg, char *err, size_t errlen)
 	return rc;
 }
 
+/* After the loop: the current generation (the only one left once every
+ * connection has ended) and what the proxy itself holds. */
+static void
+proxy_release(struct proxy *px)
+{
+	gen_put(px, px->gen);
+	px->gen = NULL;
+	if (px->gens != NULL)
+		log_error("config generation %llu still held at exit",
+		    (unsigned long long)px->gens->n);
+	free(px->scratch);
+	if (px->access != NULL)
+		fclose(px->access);
+}
+
 int
 proxy_main(const char *config_path)
 {
@@ -252,7 +648,7 @@ proxy_main(const char *config_path)
 	 * the process. */
 	signal(SIGPIPE, SIG_IGN);
 	loop = uv_default_loop();
-	if (proxy_start(&px, loop, cfg, err, sizeof(err)) < 0) {
+	if (proxy_start(&px, loop, cfg, config_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		uv_run(loop, UV_RUN_DEFAULT);
 		uv_loop_close(loop);
@@ -266,14 +662,11 @@ proxy_main(const char *config_path)
 	    (unsigned long long)cfg->buffer.high_watermark,
 	    (unsigned long long)cfg->buffer.low_watermark,
 	    (unsigned long long)cfg->buffer.memory_limit);
+	notified("READY=1", notify_ready());
 	uv_run(loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(loop);
 	if (rc != 0)
 		log_error("loop closed with handles open: %s", uv_strerror(rc));
-	pool_destroy(&px.pool);
-	free(px.scratch);
-	if (px.access != NULL)
-		fclose(px.access);
-	config_free(cfg);
+	proxy_release(&px);
 	return rc == 0 ? 0 : 1;
 }

@@ -1,13 +1,23 @@
 /*
- * proxy: the daemon's process-wide state: the listener, the block pool, the
- * balancer, the list of live connections and the signal handlers that stop
- * it (stop accepting, drain in-flight downloads up to drain_timeout, exit 0).
+ * proxy: the daemon's process-wide state: the listener, the config
+ * generations, the list of live connections and the signal handlers: SIGHUP
+ * reloads the config, SIGTERM/SIGINT stop it (stop accepting, drain
+ * in-flight downloads up to drain_timeout, exit 0).
+ *
+ * Ownership: a config generation (struct proxy_gen) owns one loaded config
+ * and the runtime state that follows its settings: the block pool
+ * (block_size), the balancer (the server list) and the spill settings.  It
+ * is reference counted: the proxy holds one reference while it is current,
+ * every connection one from accept to free.  The last reference frees it,
+ * config included.  Process-wide limits (memory_limit, spill_total), the
+ * log level, the access log and the listeners follow the current one.
  */
 #ifndef SLUICE_PROXY_H
 #define SLUICE_PROXY_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <uv.h>
 
@@ -19,44 +29,65 @@
 
 struct conn;
 
+struct proxy_gen {
+	struct proxy *px;
+	struct proxy_gen *prev, *next; /* px->gens, newest first */
+	struct config *cfg;            /* freed with the generation */
+	uint64_t n;                    /* 1: the config loaded at start */
+	unsigned refs;                 /* the proxy's (if current), conns' */
+	size_t nconns;                 /* connections that use it */
+	struct pool pool;              /* blocks of buffer.block_size */
+	struct balancer bal;           /* over cfg's server list */
+	struct spill_cfg spill;        /* what policy spill may use */
+};
+
 struct proxy {
 	uv_loop_t *loop;
-	const struct config *cfg;
-	struct pool pool;
-	struct balancer bal;
-	uv_tcp_t listener;
-	uv_signal_t sigint, sigterm;
+	const char *path;            /* the config file, read again on SIGHUP */
+	struct proxy_gen *gen;       /* the current generation */
+	const struct config *cfg;    /* gen->cfg */
+	struct proxy_gen *gens;      /* every live generation */
+	struct balancer_load *loads; /* per server, shared by all balancers */
+	uv_tcp_t *listener;          /* clients; NULL once draining */
+	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t drain_timer;
 	struct conn *conns; /* every live connection, doubly linked */
 	size_t nconns;
 	uint64_t next_id;
 	int draining;
 	struct stats stats;
-	FILE *access;           /* [log] access, or NULL for stderr */
-	uint64_t spool_bytes;   /* bytes in all spool files now */
-	int mem_full;           /* memory_limit reached: reads wait */
-	struct admin *admin;    /* [admin] listener, or NULL */
-	struct spill_cfg spill; /* what policy spill may use */
-	char *scratch;          /* one head rewritten at a time */
-	size_t scratch_size;
+	FILE *access;         /* [log] access, or NULL for stderr */
+	uint64_t spool_bytes; /* bytes in all spool files now */
+	int mem_full;         /* memory_limit reached: reads wait */
+	struct admin *admin;  /* [admin] listener, or NULL */
+	char *scratch;        /* one head rewritten at a time */
+	size_t scratch_size;  /* enough for every live generation */
+	int reload_ok;        /* the last SIGHUP's result (1 before any) */
+	uint64_t reload_time; /* its time (Unix seconds), 0: none yet */
 };
 
 /*
- * Binds the listener and installs the signal handlers.  Returns 0, or -1 with
- * err naming the config line of the failing key.
+ * Loads nothing: takes cfg (which it frees from then on, in its
+ * generation), binds the listeners, opens the access log and installs the
+ * signal handlers.  path is the file SIGHUP reads again.  Returns 0, or -1
+ * with err naming the config line of the failing key (cfg is then the
+ * caller's again).
  */
-int proxy_start(struct proxy *px, uv_loop_t *loop, const struct config *cfg,
-    char *err, size_t errlen);
+int proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
+    const char *path, char *err, size_t errlen);
 /* `sluice check`: can this host bind the listen address at all (a local
  * address)?  Binds port 0 so that a running instance does not fail it.
  * 0, or a negative errno with err naming the config line. */
 int proxy_check_address(const struct config *cfg, char *err, size_t errlen);
-/* Bytes buffered in memory by all downloads: the pool's blocks in use. */
+/* Bytes buffered in memory by all downloads: the pools' blocks in use. */
 uint64_t proxy_memory(const struct proxy *px);
 /* Re-evaluates memory_limit after memory was freed; wakes paused reads. */
 void proxy_memory_check(struct proxy *px);
-/* Called by conn when a connection is freed (after it unlinked itself). */
-void proxy_conn_gone(struct proxy *px, struct conn *c);
+/* Takes a reference on a generation (a connection starting on it). */
+void proxy_gen_hold(struct proxy_gen *gen);
+/* Called by conn when a connection is freed (after it unlinked itself and
+ * gave back its blocks); drops its reference on gen. */
+void proxy_conn_gone(struct proxy *px, struct proxy_gen *gen);
 /* `sluice proxy -c FILE`: loads, starts, runs until drained.  Exit code. */
 int proxy_main(const char *config_path);
 

@@ -35,6 +35,8 @@ struct stats {
 	uint64_t resumes;         /* upstream reconnects with Range */
 	uint64_t client_zwp_timeouts;
 	uint64_t memory_limit_hits; /* times memory_limit stopped reads */
+	uint64_t reloads_ok;        /* SIGHUP: a new config generation */
+	uint64_t reloads_failed;    /* SIGHUP: refused, the old one stays */
 };
 
 #endif
