@@ -5,7 +5,8 @@
 # packages would start system services, so services are kept from
 # starting during the install (policy-rc.d), and the tests run their own
 # instances on loopback or in the lab's namespaces.  tcpdump writes the
-# lab's captures.
+# lab's captures.  systemd (systemd-analyze) and man-db check the unit
+# and the man page that meson installs.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -21,5 +22,5 @@ apt-get install -y -qq --no-install-recommends \
 	gcc libc6-dev meson ninja-build pkg-config \
 	libuv1-dev libinih-dev libcmocka-dev node-llhttp \
 	python3 curl procps ca-certificates clang-format valgrind iproute2 gnuplot-nox \
-	nginx-light haproxy tcpdump >/dev/null
+	nginx-light haproxy tcpdump systemd man-db >/dev/null
 echo "deps: installed"
