@@ -175,6 +175,16 @@ scenario_in(const char *path, struct plan_opts *o)
 
 	if (lab_scenario_load(path, &sc, err, sizeof(err)) < 0)
 		return usage_error("scenario", NULL, err);
+	if (sc.lb_kind != LAB_LB_SLUICE || sc.origin_raw)
+		return usage_error("scenario", path,
+		    "the model is of sluice proxy's policies; this scenario "
+		    "runs another balancer or none: measure it with sluice "
+		    "lab");
+	if (sc.stall_for_ms != 0 || sc.dos_clients != 0)
+		fprintf(stderr,
+		    "sluice plan: %s: the model has no stalled reader and no "
+		    "[dos] clients: it predicts the download without them\n",
+		    path);
 	if ((f = open_memstream(&text, &len)) == NULL)
 		return usage_error("scenario", path, strerror(errno));
 	lab_proxy_config(f, &sc, "127.0.0.1:0", "127.0.0.1:9", "", "");
