@@ -256,6 +256,22 @@ def wait_until(pred, timeout, interval=0.02):
         time.sleep(interval)
 
 
+def connect_refused(port):
+    """True if a connect to 127.0.0.1:port is refused now.  A reset counts
+    too: a connect that lands in the accept queue just as the listener
+    closes is reset by the kernel, which is the same refusal, seen a moment
+    later."""
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(("127.0.0.1", port))
+        return False
+    except (ConnectionRefusedError, ConnectionResetError):
+        return True
+    finally:
+        s.close()
+
+
 def tail(path, n=15):
     try:
         with open(path, "rb") as f:

@@ -145,21 +145,6 @@ def sigterm_idle():
     env.note("idle proxy exited %.2f s after SIGTERM" % (time.monotonic() - t0))
 
 
-def connect_refused(port):
-    """True if a connect to port is refused now.  A reset counts too: a
-    connect that lands in the accept queue just as the listener closes is
-    reset by the kernel, which is the same refusal, seen a moment later."""
-    s = socket.socket()
-    s.settimeout(2)
-    try:
-        s.connect(("127.0.0.1", port))
-        return False
-    except (ConnectionRefusedError, ConnectionResetError):
-        return True
-    finally:
-        s.close()
-
-
 def sigterm_drains():
     origin = env.start_origin(id="drain")
     px = env.start_proxy(config([origin.addr], listen={"drain_timeout": "30s"}),
@@ -192,7 +177,7 @@ def sigterm_drains():
         at_term = sink.length
 
         # New connections are refused soon after (poll, bounded: 3 s).
-        refused = harness.wait_until(lambda: connect_refused(px.port), 3.0, 0.05)
+        refused = harness.wait_until(lambda: harness.connect_refused(px.port), 3.0, 0.05)
         in_flight = t.is_alive()
 
         t.join(40)

@@ -211,20 +211,6 @@ def which_origin(port, keys, size=4 * KiB):
     raise AssertionError("ETag %r is from none of the origins %s" % (etag, keys))
 
 
-def connect_refused(port):
-    """True if a connect to port is refused now (a reset counts: a connect
-    that lands in the backlog as the listener closes is reset)."""
-    s = socket.socket()
-    s.settimeout(2)
-    try:
-        s.connect(("127.0.0.1", port))
-        return False
-    except (ConnectionRefusedError, ConnectionResetError):
-        return True
-    finally:
-        s.close()
-
-
 class Download:
     """`sluice fetch URL --rate RATE --verify --json` in a thread."""
 
@@ -398,7 +384,7 @@ def drain():
         t0 = time.monotonic()
         px.popen.send_signal(signal.SIGTERM)
         check(notify.wait_for("STOPPING=1"), "no STOPPING=1: %s" % notify.messages)
-        refused = harness.wait_until(lambda: connect_refused(px.port), 3.0, 0.05)
+        refused = harness.wait_until(lambda: harness.connect_refused(px.port), 3.0, 0.05)
         in_flight = dl.alive()
         px.popen.send_signal(signal.SIGHUP)
         wait_log(px, rb"SIGHUP while draining: reload ignored", 5)
@@ -439,9 +425,9 @@ def address_change():
     wait_log(px, (r"admin: listening on 127\.0\.0\.1:%d" % new_aport).encode(), 1)
     check(dl.alive(), "the download ended before the reload: not exercised")
     check(which_origin(new_port, "A") == "A", "no answer on the new port")
-    check(harness.wait_until(lambda: connect_refused(old_port), 3.0, 0.05),
+    check(harness.wait_until(lambda: harness.connect_refused(old_port), 3.0, 0.05),
           "the old port still accepts")
-    check(harness.wait_until(lambda: connect_refused(old_aport), 3.0, 0.05),
+    check(harness.wait_until(lambda: harness.connect_refused(old_aport), 3.0, 0.05),
           "the old admin port still accepts")
     check(reloads(new_aport) == (1, 0), "reloads %s on the new admin port" % (reloads(new_aport),))
     r = dl.finish(n, 30)
