@@ -13,6 +13,7 @@
 #ifndef SLUICE_LAB_H
 #define SLUICE_LAB_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -133,6 +134,14 @@ void lab_proxy_config(FILE *out, const struct lab_scenario *sc,
 
 /* Parses `ss -tinH` output into at most max sockets; returns how many. */
 size_t lab_ss_parse(const char *text, struct lab_sock *out, size_t max);
+
+/*
+ * An inih handler's error, "[section] key: message", into msg unless it
+ * already holds one (the first error is reported).  Returns 0, which tells
+ * inih the line is an error.  For the lab's and sluice bench's files.
+ */
+int lab_ini_fail(char *msg, size_t len, const char *section, const char *key,
+    const char *fmt, va_list ap);
 
 /* "sluice", "nginx", "haproxy" or "none". */
 const char *lab_lb_kind_name(int kind);

@@ -144,22 +144,30 @@ struct parse_ctx {
 	int directive_kind; /* of the [lb] nginx.* or haproxy.* keys, 0 */
 };
 
+int
+lab_ini_fail(char *msg, size_t len, const char *section, const char *key,
+    const char *fmt, va_list ap)
+{
+	int n;
+
+	if (msg[0] != '\0')
+		return 0; /* the first error is the one to report */
+	n = snprintf(msg, len, "[%s] %s: ", section, key);
+	if (n >= 0 && (size_t)n < len)
+		vsnprintf(msg + n, len - (size_t)n, fmt, ap);
+	return 0; /* inih: this line is an error */
+}
+
 static int
 fail(struct parse_ctx *ctx, const char *section, const char *key,
     const char *fmt, ...)
 {
 	va_list ap;
-	int n;
 
-	if (ctx->msg[0] != '\0')
-		return 0;
-	n = snprintf(ctx->msg, sizeof(ctx->msg), "[%s] %s: ", section, key);
-	if (n < 0 || (size_t)n >= sizeof(ctx->msg))
-		return 0;
 	va_start(ap, fmt);
-	vsnprintf(ctx->msg + n, sizeof(ctx->msg) - (size_t)n, fmt, ap);
+	lab_ini_fail(ctx->msg, sizeof(ctx->msg), section, key, fmt, ap);
 	va_end(ap);
-	return 0; /* inih: this line is an error */
+	return 0;
 }
 
 /* A plain decimal number, at most a million (counts of reads, clients). */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "config.h"
 #include "fetch.h"
 #include "lab.h"
@@ -38,7 +39,10 @@ usage(FILE *out)
 	    "  sluice lab SCENARIO.ini [--json] [--out DIR] [-v]\n"
 	    "                           reproduce the incident in network\n"
 	    "                           namespaces (sluice help lab)\n"
-	    "  sluice help [origin|fetch|plan|lab|config [--ini]]\n"
+	    "  sluice bench SWEEP.ini [--out DIR] [--json] [-v]\n"
+	    "                           run a grid of lab scenarios and\n"
+	    "                           compare them (sluice help bench)\n"
+	    "  sluice help [origin|fetch|plan|lab|bench|config [--ini]]\n"
 	    "                           this text, or every config key as a\n"
 	    "                           markdown table (or as a commented "
 	    "INI)\n"
@@ -111,6 +115,10 @@ main(int argc, char **argv)
 			lab_usage(stdout);
 			return 0;
 		}
+		if (argc > 2 && strcmp(argv[2], "bench") == 0) {
+			bench_usage(stdout);
+			return 0;
+		}
 		if (argc > 2 && strcmp(argv[2], "plan") == 0) {
 			plan_usage(stdout);
 			return 0;
@@ -131,6 +139,8 @@ main(int argc, char **argv)
 		return fetch_main(argc - 1, argv + 1);
 	if (strcmp(verb, "lab") == 0)
 		return lab_main(argc - 1, argv + 1);
+	if (strcmp(verb, "bench") == 0)
+		return bench_main(argc - 1, argv + 1);
 	if (strcmp(verb, "plan") == 0)
 		return plan_main(argc - 1, argv + 1);
 	if (strcmp(verb, "proxy") == 0 || strcmp(verb, "check") == 0) {

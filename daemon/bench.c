@@ -1,0 +1,1837 @@
+/*
+ * bench: `sluice bench SWEEP.ini` (bench.h, docs/lab.md "Sweeps").  The
+ * sweep file and its combinations are pure and unit-tested; a run is
+ * `/proc/self/exe lab scenario.ini --json --out DIR` as a child (fork/exec,
+ * no shell), so each run has fresh namespaces and the lab's own teardown.
+ * Its summary.json is read back; a lab that could not run (exit 1, no
+ * summary) makes the row's outcome `error`, never `truncated`.
+ *
+ * Invariant: nothing runs before every combination has parsed as a
+ * scenario and made a valid proxy config.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <ini.h>
+
+#include "bench.h"
+#include "config.h"
+#include "lab.h"
+#include "lab_int.h"
+#include "model.h"
+#include "units.h"
+
+enum vtype {
+	V_SIZE,
+	V_RATE,
+	V_DURATION,
+	V_ENUM, /* the names of the proxy config key's enum */
+	V_GIVEUP,
+	V_KIND,
+};
+
+struct axis_def {
+	const char *name, *section, *key;
+	enum vtype type;
+	char sep; /* list separator in the sweep file */
+	const char *column;
+};
+
+/* The axes (STYLE 9): the sweep key, the scenario key it sets, its CSV
+ * column.  A give-up rule holds commas, so its list is split on '|'. */
+static const struct axis_def axis_defs[BENCH_NAXES] = {
+    {"policy", "proxy", "buffer.policy", V_ENUM, ',', "policy"},
+    {"high_watermark", "proxy", "buffer.high_watermark", V_SIZE, ',',
+        "high_watermark_bytes"},
+    {"low_watermark", "proxy", "buffer.low_watermark", V_SIZE, ',',
+        "low_watermark_bytes"},
+    {"spill_limit", "proxy", "buffer.spill_limit", V_SIZE, ',',
+        "spill_limit_bytes"},
+    {"resume", "proxy", "buffer.resume", V_ENUM, ',', "resume"},
+    {"zwp_timeout", "proxy", "client.zwp_timeout", V_DURATION, ',',
+        "zwp_timeout_ms"},
+    {"rcvbuf", "proxy", "upstream.rcvbuf", V_SIZE, ',', "rcvbuf_bytes"},
+    {"client_rate", "links", "lb_client", V_RATE, ',', "client_rate_bps"},
+    {"origin_give_up", "origin", "give_up", V_GIVEUP, '|', "origin_give_up"},
+    {"lb", "lb", "kind", V_KIND, ',', "lb"},
+    {"body", "lab", "body", V_SIZE, ',', "body_bytes"},
+};
+
+const char *
+bench_axis_name(int a)
+{
+	return a >= 0 && a < BENCH_NAXES ? axis_defs[a].name : "?";
+}
+
+const char *
+bench_axis_column(int a)
+{
+	return a >= 0 && a < BENCH_NAXES ? axis_defs[a].column : "?";
+}
+
+/* ---- the sweep file --------------------------------------------------- */
+
+struct sweep_ctx {
+	struct bench_sweep *sw;
+	char dir[PATH_MAX]; /* the sweep file's directory, for base */
+	char msg[400];      /* the first error: "[section] key: message" */
+	bool have_base;
+};
+
+static int
+sfail(struct sweep_ctx *ctx, const char *section, const char *key,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	lab_ini_fail(ctx->msg, sizeof(ctx->msg), section, key, fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+/* The proxy config key behind an axis, for its enum names. */
+static const struct config_key *
+config_key_of(const char *dotted)
+{
+	const char *dot = strchr(dotted, '.');
+	size_t seclen = dot != NULL ? (size_t)(dot - dotted) : 0;
+
+	for (size_t i = 0; dot != NULL && i < config_nkeys; i++)
+		if (strlen(config_keys[i].section) == seclen &&
+		    strncmp(config_keys[i].section, dotted, seclen) == 0 &&
+		    strcmp(config_keys[i].key, dot + 1) == 0)
+			return &config_keys[i];
+	return NULL;
+}
+
+/* Checks one value with the parser the lab or the config uses; NULL when
+ * it is good, else what it should have been. */
+static const char *
+value_error(const struct axis_def *d, const char *v)
+{
+	const struct config_key *k;
+	const char *argv[8];
+	char buf[256];
+	struct model_in in;
+	uint64_t n;
+
+	switch (d->type) {
+	case V_SIZE:
+		return units_parse_size(v, &n) < 0 ? "a size (64k, 2M)" : NULL;
+	case V_RATE:
+		return units_parse_rate(v, &n) < 0 || n < 8
+		    ? "a rate (2mbit, 1gbit)"
+		    : NULL;
+	case V_DURATION:
+		return units_parse_duration(v, &n) < 0 ? "a duration (5s)"
+		                                       : NULL;
+	case V_ENUM:
+		k = config_key_of(d->key);
+		for (size_t i = 0; k != NULL && k->names[i] != NULL; i++)
+			if (strcmp(v, k->names[i]) == 0)
+				return NULL;
+		return strcmp(d->name, "policy") == 0 ? "pause, spill or pace"
+		                                      : "on or off";
+	case V_GIVEUP:
+		model_defaults(&in);
+		if (lab_giveup_args(v, argv, 8, buf, sizeof(buf)) < 0 ||
+		    (v[0] != '\0' && strcmp(v, "none") != 0 &&
+		        model_parse_giveup(v, &in) < 0))
+			return "a give-up rule "
+			       "(zwp-probes=N,interval=T[,max=T], "
+			       "send-timeout=T, user-timeout=T, orphan, none)";
+		return NULL;
+	case V_KIND:
+		for (int i = LAB_LB_SLUICE; i <= LAB_LB_NONE; i++)
+			if (strcmp(v, lab_lb_kind_name(i)) == 0)
+				return NULL;
+		return "sluice, nginx, haproxy or none";
+	}
+	return "?";
+}
+
+/* Strips blanks at both ends, in place. */
+static char *
+trim(char *s)
+{
+	char *end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+/* "pause, spill": splits on the axis's separator and checks each value. */
+static int
+axis_key(struct sweep_ctx *ctx, const char *key, const char *value)
+{
+	const struct axis_def *d = NULL;
+	struct bench_axis *ax = NULL;
+	char tmp[2048], sep[2], *tok;
+	const char *why;
+
+	for (int a = 0; a < BENCH_NAXES; a++)
+		if (strcmp(axis_defs[a].name, key) == 0) {
+			d = &axis_defs[a];
+			ax = &ctx->sw->axes[a];
+		}
+	if (d == NULL)
+		return sfail(ctx, "axes", key,
+		    "not an axis (sluice help bench: policy, high_watermark, "
+		    "low_watermark, spill_limit, resume, zwp_timeout, rcvbuf, "
+		    "client_rate, origin_give_up, lb, body)");
+	if (ax->nvalues != 0)
+		return sfail(ctx, "axes", key, "given twice");
+	if (strlen(value) >= sizeof(tmp))
+		return sfail(ctx, "axes", key, "too long");
+	strcpy(tmp, value);
+	sep[0] = d->sep;
+	sep[1] = '\0';
+	if (trim(tmp)[0] == '\0')
+		return sfail(ctx, "axes", key, "an empty list");
+	for (char *p = tmp; (tok = strsep(&p, sep)) != NULL;) {
+		tok = trim(tok);
+		if (*tok == '\0')
+			return sfail(ctx, "axes", key,
+			    "an empty value in the list (values are separated "
+			    "by '%c')",
+			    d->sep);
+		if ((why = value_error(d, tok)) != NULL)
+			return sfail(
+			    ctx, "axes", key, "'%s' is not %s", tok, why);
+		if (ax->nvalues == BENCH_MAX_VALUES ||
+		    strlen(tok) >= BENCH_VALUE_MAX)
+			return sfail(ctx, "axes", key,
+			    "at most %d values of %d characters",
+			    BENCH_MAX_VALUES, BENCH_VALUE_MAX - 1);
+		strcpy(ax->values[ax->nvalues++], tok);
+	}
+	return 1;
+}
+
+/* Reads a whole file into a malloc'd string, or NULL with errno set. */
+static char *
+read_text(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m;
+	int c;
+
+	if (f == NULL)
+		return NULL;
+	if ((m = open_memstream(&text, &len)) == NULL) {
+		fclose(f);
+		return NULL;
+	}
+	while ((c = getc(f)) != EOF)
+		putc(c, m);
+	fclose(f);
+	fclose(m);
+	return text;
+}
+
+/* base = PATH, relative to the sweep file: it must load as a scenario. */
+static int
+base_key(struct sweep_ctx *ctx, const char *value)
+{
+	struct bench_sweep *sw = ctx->sw;
+	struct lab_scenario *sc;
+	char err[LAB_ERR_MAX];
+	int n;
+
+	if (value[0] == '/')
+		n = snprintf(sw->base, sizeof(sw->base), "%s", value);
+	else
+		n = snprintf(
+		    sw->base, sizeof(sw->base), "%s/%s", ctx->dir, value);
+	if (n < 0 || (size_t)n >= sizeof(sw->base))
+		return sfail(ctx, "bench", "base", "path too long");
+	if ((sc = malloc(sizeof(*sc))) == NULL)
+		return sfail(ctx, "bench", "base", "out of memory");
+	n = lab_scenario_load(sw->base, sc, err, sizeof(err));
+	free(sc);
+	if (n < 0)
+		return sfail(ctx, "bench", "base", "%s", err);
+	free(sw->base_text);
+	if ((sw->base_text = read_text(sw->base)) == NULL)
+		return sfail(
+		    ctx, "bench", "base", "%s: %s", sw->base, strerror(errno));
+	ctx->have_base = true;
+	return 1;
+}
+
+static int
+bench_section_key(struct sweep_ctx *ctx, const char *key, const char *value)
+{
+	struct bench_sweep *sw = ctx->sw;
+	char *end;
+	unsigned long long n;
+
+	if (strcmp(key, "name") == 0) {
+		if (value[0] == '\0' || strlen(value) >= sizeof(sw->name) ||
+		    strpbrk(value, "/ \t") != NULL)
+			return sfail(ctx, "bench", key,
+			    "a word of at most %zu characters",
+			    sizeof(sw->name) - 1);
+		strcpy(sw->name, value);
+		return 1;
+	}
+	if (strcmp(key, "base") == 0)
+		return base_key(ctx, value);
+	if (strcmp(key, "repeat") == 0) {
+		errno = 0;
+		n = strtoull(value, &end, 10);
+		if (!isdigit((unsigned char)value[0]) || *end != '\0' ||
+		    errno != 0 || n < 1 || n > 20)
+			return sfail(ctx, "bench", key,
+			    "'%s' is not a count from 1 to 20", value);
+		sw->repeat = n;
+		return 1;
+	}
+	return sfail(ctx, "bench", key, "unknown key (name, base, repeat)");
+}
+
+static int
+on_sweep_key(
+    void *user, const char *section, const char *key, const char *value)
+{
+	struct sweep_ctx *ctx = user;
+
+	if (strcmp(section, "bench") == 0)
+		return bench_section_key(ctx, key, value);
+	if (strcmp(section, "axes") == 0)
+		return axis_key(ctx, key, value);
+	return sfail(ctx, section, key, "unknown section (bench, axes)");
+}
+
+size_t
+bench_combinations(const struct bench_sweep *sw)
+{
+	size_t n = 1;
+
+	for (int a = 0; a < BENCH_NAXES; a++)
+		if (sw->axes[a].nvalues > 1)
+			n *= sw->axes[a].nvalues;
+	return n;
+}
+
+size_t
+bench_value_index(const struct bench_sweep *sw, size_t i, int a)
+{
+	size_t stride = 1;
+
+	if (sw->axes[a].nvalues <= 1)
+		return 0;
+	for (int b = a + 1; b < BENCH_NAXES; b++)
+		if (sw->axes[b].nvalues > 1)
+			stride *= sw->axes[b].nvalues;
+	return (i / stride) % sw->axes[a].nvalues;
+}
+
+/* ---- the scenario of one combination ---------------------------------- */
+
+/* The (section, key) a scenario line sets, or false for other lines. */
+static bool
+line_key(const char *line, size_t len, char *section, size_t seclen, char *key,
+    size_t keylen)
+{
+	size_t i = 0, k;
+
+	while (i < len && isspace((unsigned char)line[i]))
+		i++;
+	if (i == len || line[i] == ';' || line[i] == '#')
+		return false;
+	if (line[i] == '[') {
+		k = strcspn(line + i + 1, "]\n");
+		snprintf(section, seclen, "%.*s", (int)k, line + i + 1);
+		return false;
+	}
+	k = strcspn(line + i, "=:\n");
+	if (i + k >= len)
+		return false;
+	while (k > 0 && isspace((unsigned char)line[i + k - 1]))
+		k--;
+	snprintf(key, keylen, "%.*s", (int)k, line + i);
+	return true;
+}
+
+/* Whether combination i overrides section/key. */
+static bool
+overridden(const struct bench_sweep *sw, const char *section, const char *key)
+{
+	for (int a = 0; a < BENCH_NAXES; a++)
+		if (sw->axes[a].nvalues != 0 &&
+		    strcmp(axis_defs[a].section, section) == 0 &&
+		    strcmp(axis_defs[a].key, key) == 0)
+			return true;
+	return false;
+}
+
+char *
+bench_scenario_text(const struct bench_sweep *sw, size_t i)
+{
+	char section[64] = "", key[128], *text = NULL;
+	const char *p = sw->base_text;
+	bool dropping = false;
+	size_t len = 0;
+	FILE *out;
+
+	if (p == NULL || (out = open_memstream(&text, &len)) == NULL)
+		return NULL;
+	while (*p != '\0') {
+		size_t n = strcspn(p, "\n");
+		bool cont = n > 0 && (p[0] == ' ' || p[0] == '\t') &&
+		    strspn(p, " \t") < n;
+
+		/* A continuation line belongs to the key above it. */
+		if (!(cont && dropping))
+			dropping = line_key(p, n, section, sizeof(section), key,
+			               sizeof(key)) &&
+			    overridden(sw, section, key);
+		fprintf(out, "%s%.*s\n", dropping ? "# sluice bench: " : "",
+		    (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+	fprintf(out, "\n# sluice bench: this run's axes\n");
+	for (int a = 0; a < BENCH_NAXES; a++)
+		if (sw->axes[a].nvalues != 0)
+			fprintf(out, "[%s]\n%s = %s\n", axis_defs[a].section,
+			    axis_defs[a].key,
+			    sw->axes[a].values[bench_value_index(sw, i, a)]);
+	fclose(out);
+	return text;
+}
+
+/* "policy=spill high_watermark=2M": the combination's varying axes. */
+static void
+combo_label(
+    const struct bench_sweep *sw, size_t i, char *buf, size_t len, char sep)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (int a = 0; a < BENCH_NAXES && used < len; a++) {
+		if (sw->axes[a].nvalues <= 1)
+			continue;
+		used += (size_t)snprintf(buf + used, len - used, "%s%s=%s",
+		    used != 0 ? (sep == ' ' ? " " : ", ") : "",
+		    axis_defs[a].name,
+		    sw->axes[a].values[bench_value_index(sw, i, a)]);
+	}
+	if (buf[0] == '\0')
+		snprintf(buf, len, "the base scenario");
+}
+
+/* The value a run sees for axis a, from its parsed scenario and proxy
+ * config: numbers in bytes, bits/s or ms, names as they are. */
+static void
+effective_value(int a, const struct lab_scenario *sc, const struct config *cfg,
+    char *buf, size_t len)
+{
+	const struct axis_def *d = &axis_defs[a];
+	const struct config_key *k;
+	const char *base = (const char *)cfg;
+	uint64_t v = 0;
+	int e;
+
+	if (strcmp(d->section, "proxy") == 0) {
+		k = config_key_of(d->key);
+		if (k->type == CT_ENUM) {
+			memcpy(&e, base + k->offset, sizeof(e));
+			snprintf(buf, len, "%s",
+			    config_keys_enum_name(k->section, k->key, e));
+			return;
+		}
+		memcpy(&v, base + k->offset, sizeof(v));
+	} else if (a == BENCH_CLIENT_RATE) {
+		v = sc->lb_client_bps;
+	} else if (a == BENCH_BODY) {
+		v = sc->body;
+	} else if (a == BENCH_GIVE_UP) {
+		snprintf(buf, len, "%s", sc->give_up[0] ? sc->give_up : "none");
+		return;
+	} else {
+		snprintf(buf, len, "%s", lab_lb_kind_name(sc->lb_kind));
+		return;
+	}
+	snprintf(buf, len, "%" PRIu64, v);
+}
+
+/* Parses combination i as the lab will, and its proxy config as the
+ * proxy will; fills its point.  0, or -EINVAL with err naming it. */
+static int
+check_combination(struct bench_sweep *sw, size_t i, struct lab_scenario *sc,
+    char *err, size_t errlen)
+{
+	char label[512], e[LAB_ERR_MAX] = "", *text, *cfgtext = NULL;
+	struct config *cfg = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	combo_label(sw, i, label, sizeof(label), ' ');
+	if ((text = bench_scenario_text(sw, i)) == NULL)
+		return -ENOMEM;
+	if (lab_scenario_parse(text, "scenario", sc, e, sizeof(e)) == 0 &&
+	    (f = open_memstream(&cfgtext, &len)) != NULL) {
+		lab_proxy_config(f, sc, LB_IP ":8080", ORIGIN_IP ":8000",
+		    "127.0.0.1:9090", "");
+		fclose(f);
+		cfg = config_load_string(cfgtext, "proxy.ini", e, sizeof(e));
+		free(cfgtext);
+	}
+	free(text);
+	if (cfg == NULL) {
+		snprintf(err, errlen,
+		    "%s: [axes] %s: the lab would refuse it: %s", sw->path,
+		    label, e);
+		return -EINVAL;
+	}
+	for (int a = 0; a < BENCH_NAXES; a++)
+		effective_value(a, sc, cfg, sw->points[i].values[a],
+		    sizeof(sw->points[i].values[a]));
+	config_free(cfg);
+	return 0;
+}
+
+/* Every combination must be one the lab runs (see the file's comment). */
+static int
+sweep_check(struct bench_sweep *sw, char *err, size_t errlen)
+{
+	size_t n = bench_combinations(sw);
+	struct lab_scenario *sc;
+	int rc = 0;
+
+	if (n * sw->repeat > BENCH_MAX_RUNS) {
+		snprintf(err, errlen, "%s: [axes]: %zu runs, at most %d",
+		    sw->path, n * (size_t)sw->repeat, BENCH_MAX_RUNS);
+		return -EINVAL;
+	}
+	sw->points = calloc(n, sizeof(*sw->points));
+	sc = malloc(sizeof(*sc));
+	if (sw->points == NULL || sc == NULL) {
+		free(sc);
+		snprintf(err, errlen, "%s: out of memory", sw->path);
+		return -ENOMEM;
+	}
+	sw->npoints = n;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = check_combination(sw, i, sc, err, errlen);
+	sw->mode = sc->mode;
+	free(sc);
+	return rc;
+}
+
+/* The default name: the file's base name without ".ini". */
+static void
+default_name(struct bench_sweep *sw, const char *path)
+{
+	const char *base = strrchr(path, '/');
+	size_t n;
+
+	base = base != NULL ? base + 1 : path;
+	n = strlen(base);
+	if (n > 4 && strcmp(base + n - 4, ".ini") == 0)
+		n -= 4;
+	snprintf(sw->name, sizeof(sw->name), "%.*s", (int)n, base);
+}
+
+int
+bench_sweep_parse(const char *text, const char *name, struct bench_sweep *sw,
+    char *err, size_t errlen)
+{
+	struct sweep_ctx ctx = {.sw = sw};
+	const char *slash = strrchr(name, '/');
+	int rc;
+
+	memset(sw, 0, sizeof(*sw));
+	sw->repeat = 1;
+	snprintf(sw->path, sizeof(sw->path), "%s", name);
+	if (slash == NULL)
+		snprintf(ctx.dir, sizeof(ctx.dir), ".");
+	else
+		snprintf(ctx.dir, sizeof(ctx.dir), "%.*s", (int)(slash - name),
+		    name);
+	rc = ini_parse_string(text, on_sweep_key, &ctx);
+	if (rc > 0) {
+		snprintf(err, errlen, "%s:%d: %s", name, rc,
+		    ctx.msg[0] != '\0' ? ctx.msg : "not a key = value line");
+		return -EINVAL;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		return -ENOMEM;
+	}
+	if (!ctx.have_base) {
+		snprintf(err, errlen,
+		    "%s: [bench] base: missing (the scenario to vary)", name);
+		return -EINVAL;
+	}
+	if (sw->name[0] == '\0')
+		default_name(sw, name);
+	return sweep_check(sw, err, errlen);
+}
+
+int
+bench_sweep_load(
+    const char *path, struct bench_sweep *sw, char *err, size_t errlen)
+{
+	char *text = read_text(path);
+	int rc;
+
+	if (text == NULL) {
+		memset(sw, 0, sizeof(*sw));
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -ENOENT;
+	}
+	rc = bench_sweep_parse(text, path, sw, err, errlen);
+	free(text);
+	return rc;
+}
+
+void
+bench_sweep_free(struct bench_sweep *sw)
+{
+	free(sw->base_text);
+	free(sw->points);
+	sw->base_text = NULL;
+	sw->points = NULL;
+}
+
+/* ---- the runs --------------------------------------------------------- */
+
+/* One run's row of results.csv. */
+struct run {
+	size_t combo, rep;
+	char dir[PATH_MAX - 64];
+	char outcome[16]; /* complete, truncated, error */
+	char error[200];  /* why an error, from the lab's stderr */
+	uint64_t client_bytes, unsent_bytes;
+	double finish_s, hold_s, zw_s, longest_zw_s;
+	uint64_t rss, mem, proxy_mem, spool;
+	char predicted[16];
+	int64_t predicted_unsent; /* -1: no prediction */
+	double wall_s;
+	int lab_rc;    /* the lab's exit code */
+	pid_t lab_pid; /* its namespaces are sluice-PID-* */
+};
+
+struct bench {
+	struct bench_sweep sw;
+	const char *out;
+	bool json, verbose, tty;
+	struct run *runs;
+	size_t nruns, ndone;
+	char notes[8][240];
+	size_t nnotes;
+	pid_t last_pid; /* the last lab child, for its namespaces */
+};
+
+/* The lab child, for the signal handler to pass SIGINT/SIGTERM/SIGHUP
+ * on (a process-wide fact, not per-run state). */
+static volatile sig_atomic_t bench_signal;
+static volatile pid_t bench_child;
+
+static void
+bench_on_signal(int sig)
+{
+	bench_signal = sig;
+	if (bench_child > 0) /* the lab tears down on each of them */
+		kill(bench_child, sig);
+}
+
+/* A note for summary.md and stderr (at most 8 kept). */
+static void
+bench_note(struct bench *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (b->nnotes == sizeof(b->notes) / sizeof(b->notes[0]))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->notes[b->nnotes], sizeof(b->notes[0]), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "sluice bench: %s\n", b->notes[b->nnotes++]);
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* "2m10s", "45s". */
+static const char *
+fmt_eta(double s, char *buf, size_t len)
+{
+	long n = lround(s);
+
+	if (n >= 60)
+		snprintf(buf, len, "%ldm%02lds", n / 60, n % 60);
+	else
+		snprintf(buf, len, "%lds", n);
+	return buf;
+}
+
+/* The progress line: on a terminal one line rewritten, else a line per
+ * run (a log keeps them all). */
+static void
+progress(const struct bench *b, size_t k, double elapsed)
+{
+	const struct run *last = k > 0 ? &b->runs[k - 1] : NULL;
+	char label[400], eta[32] = "?", lastbuf[64] = "none yet";
+
+	combo_label(&b->sw, b->runs[k].combo, label, sizeof(label), ' ');
+	if (k > 0)
+		fmt_eta(elapsed / (double)k * (double)(b->nruns - k), eta,
+		    sizeof(eta));
+	if (last != NULL)
+		snprintf(lastbuf, sizeof(lastbuf), "%s %.1f s", last->outcome,
+		    strcmp(last->outcome, "error") == 0 ? last->wall_s
+		                                        : last->finish_s);
+	fprintf(stderr, "%srun %zu/%zu %s", b->tty ? "\r\033[K" : "", k + 1,
+	    b->nruns, label);
+	if (b->sw.repeat > 1)
+		fprintf(stderr, " (repeat %zu)", b->runs[k].rep + 1);
+	fprintf(
+	    stderr, " ETA %s; last: %s%s", eta, lastbuf, b->tty ? "" : "\n");
+}
+
+/* Runs `sluice lab SCENARIO --json --out DIR` with stdout to /dev/null and
+ * stderr to DIR/lab.stderr; its exit code, or 128+N. */
+static int
+run_lab_child(struct bench *b, const char *scen, const char *dir)
+{
+	char log[PATH_MAX];
+	const char *argv[8] = {
+	    "sluice", "lab", scen, "--json", "--out", dir, NULL, NULL};
+	int status, fd;
+	pid_t pid;
+
+	if (b->verbose)
+		argv[6] = "-v";
+	snprintf(log, sizeof(log), "%s/lab.stderr", dir);
+	if ((pid = fork()) == -1)
+		return -errno;
+	if (pid == 0) {
+		fd = open("/dev/null", O_RDWR);
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		if ((fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644)) >= 0)
+			dup2(fd, STDERR_FILENO);
+		signal(SIGINT, SIG_DFL);
+		execv("/proc/self/exe", (char *const *)argv);
+		_exit(127);
+	}
+	bench_child = pid;
+	b->last_pid = pid;
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	bench_child = 0;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* The last non-empty line of the lab's stderr: the reason of an error. */
+static void
+stderr_tail(const char *dir, char *buf, size_t len)
+{
+	char path[PATH_MAX], *text, *end, *bol;
+
+	snprintf(path, sizeof(path), "%s/lab.stderr", dir);
+	snprintf(buf, len, "no message from the lab");
+	if ((text = read_text(path)) == NULL)
+		return;
+	end = text + strlen(text);
+	while (end > text && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	bol = strrchr(text, '\n');
+	bol = bol != NULL ? bol + 1 : text;
+	if (*bol != '\0')
+		snprintf(buf, len, "%s", bol);
+	for (char *p = buf; *p != '\0'; p++)
+		if (*p == '\r' || *p == '\033')
+			*p = ' ';
+	free(text);
+}
+
+/* The longest duration_s among the origin's connections: how long the
+ * origin held the download (its "origin" array of JSON lines). */
+static double
+origin_hold(const char *s)
+{
+	const char *p = strstr(s, "\"origin\":[");
+	const char *end = p != NULL ? strstr(p, "],\"access\"") : NULL;
+	double best = 0, v;
+
+	if (p == NULL)
+		return 0;
+	if (end == NULL)
+		end = s + strlen(s);
+	while ((p = strstr(p, "\"duration_s\":")) != NULL && p < end) {
+		v = lab_json_num(p, end, "duration_s");
+		best = v > best ? v : best;
+		p++;
+	}
+	return best;
+}
+
+/* Fills a run's figures from its summary.json; false when there is none
+ * or it has no outcome. */
+static bool
+read_summary(struct run *r)
+{
+	char path[PATH_MAX], *s;
+	const char *end;
+
+	snprintf(path, sizeof(path), "%s/summary.json", r->dir);
+	if ((s = read_text(path)) == NULL)
+		return false;
+	/* The top-level fields come before the peers' nested JSON. */
+	end = strstr(s, "\"capture\":");
+	end = end != NULL ? end : s + strlen(s);
+	lab_json_str(s, "outcome", r->outcome, sizeof(r->outcome));
+	r->client_bytes = lab_json_u64(s, end, "client_bytes");
+	r->unsent_bytes = lab_json_u64(s, end, "unsent_bytes");
+	r->finish_s = lab_json_num(s, end, "seconds");
+	r->zw_s = lab_json_num(s, end, "zero_window_s");
+	r->longest_zw_s = lab_json_num(s, end, "origin_longest_zero_window_s");
+	r->rss = lab_json_u64(s, end, "lb_peak_rss_bytes");
+	r->mem = lab_json_u64(s, end, "lb_peak_memory_bytes");
+	r->proxy_mem = lab_json_u64(s, end, "peak_memory_bytes");
+	r->spool = lab_json_u64(s, end, "lb_peak_spool_bytes");
+	lab_json_str(
+	    s, "predicted_outcome", r->predicted, sizeof(r->predicted));
+	r->predicted_unsent =
+	    (int64_t)lab_json_num(s, end, "predicted_unsent_bytes");
+	r->hold_s = origin_hold(s);
+	free(s);
+	return strcmp(r->outcome, "complete") == 0 ||
+	    strcmp(r->outcome, "truncated") == 0;
+}
+
+/* Writes the run's scenario, runs the lab, reads its summary.  The lab's
+ * exit code, or -errno when the run could not be set up. */
+static int
+bench_run_one(struct bench *b, struct run *r)
+{
+	char scen[PATH_MAX], *text = bench_scenario_text(&b->sw, r->combo);
+	double t0 = now_s();
+	FILE *f;
+	int rc;
+
+	snprintf(scen, sizeof(scen), "%s/scenario.ini", r->dir);
+	if (text == NULL || mkdir(r->dir, 0755) == -1 ||
+	    (f = fopen(scen, "we")) == NULL) {
+		rc = -errno;
+		free(text);
+		return rc < 0 ? rc : -ENOMEM;
+	}
+	fputs(text, f);
+	fclose(f);
+	free(text);
+	rc = run_lab_child(b, scen, r->dir);
+	r->lab_rc = rc;
+	r->lab_pid = b->last_pid;
+	r->wall_s = now_s() - t0;
+	r->predicted_unsent = -1;
+	if (rc >= 128)
+		return rc;
+	if (rc == 0 && read_summary(r))
+		return 0;
+	snprintf(r->outcome, sizeof(r->outcome), "error");
+	stderr_tail(r->dir, r->error, sizeof(r->error));
+	if (rc == 0)
+		snprintf(
+		    r->error, sizeof(r->error), "the lab wrote no summary");
+	return rc;
+}
+
+/* Whether a namespace of the lab child pid is left (it cleans up; a
+ * leftover would make the next run's start less than fresh).  Other labs'
+ * namespaces (sluice-OTHERPID-*) are theirs. */
+static bool
+namespaces_left(pid_t pid)
+{
+	DIR *d = opendir("/run/netns");
+	struct dirent *e;
+	char prefix[32];
+	bool left = false;
+
+	snprintf(prefix, sizeof(prefix), "sluice-%ld-", (long)pid);
+	while (d != NULL && (e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+			left = true;
+	if (d != NULL)
+		closedir(d);
+	return left;
+}
+
+/* Runs every combination in order, repeats together.  0, or 128+N when
+ * a signal stopped the sweep (the runs done so far are kept). */
+static int
+bench_run_all(struct bench *b)
+{
+	double t0 = now_s();
+	int rc;
+
+	for (size_t k = 0; k < b->nruns; k++) {
+		struct run *r = &b->runs[k];
+
+		progress(b, k, now_s() - t0);
+		rc = bench_run_one(b, r);
+		if (rc < 0) {
+			fprintf(stderr, "\nsluice bench: %s: %s\n", r->dir,
+			    strerror(-rc));
+			return 1;
+		}
+		if (rc >= 128 || bench_signal != 0) {
+			fprintf(stderr,
+			    "\nsluice bench: stopped after %zu of "
+			    "%zu runs\n",
+			    k, b->nruns);
+			return rc >= 128 ? rc : 128 + bench_signal;
+		}
+		b->ndone = k + 1;
+		if (namespaces_left(b->last_pid))
+			bench_note(b,
+			    "run %zu: a sluice-* namespace was left "
+			    "in /run/netns",
+			    k + 1);
+	}
+	if (b->tty)
+		fprintf(stderr, "\r\033[K");
+	fprintf(stderr, "sluice bench: %zu runs in %.0f s\n", b->nruns,
+	    now_s() - t0);
+	return 0;
+}
+
+/* Fills the run table: every combination, its repeats together, and the
+ * directory OUT/runs/NNN-LABEL of each. */
+static int
+plan_runs(struct bench *b)
+{
+	size_t n = bench_combinations(&b->sw), k = 0;
+	char label[400];
+
+	b->nruns = n * b->sw.repeat;
+	if ((b->runs = calloc(b->nruns, sizeof(*b->runs))) == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		combo_label(&b->sw, i, label, sizeof(label), '-');
+		for (char *p = label; *p != '\0'; p++)
+			if (!isalnum((unsigned char)*p) && *p != '.' &&
+			    *p != '=')
+				*p = '_';
+		for (size_t j = 0; j < b->sw.repeat; j++, k++) {
+			b->runs[k].combo = i;
+			b->runs[k].rep = j;
+			snprintf(b->runs[k].dir, sizeof(b->runs[k].dir),
+			    "%s/runs/%03zu-%.80s", b->out, k + 1, label);
+		}
+	}
+	return 0;
+}
+
+/* ---- results.csv and --json ------------------------------------------- */
+
+#define NFIELDS (2 + BENCH_NAXES + 18)
+
+/* The columns after the axes, each named with its unit. */
+static const char *const result_columns[] = {"outcome", "client_bytes",
+    "unsent_bytes", "finish_s", "origin_hold_s", "zero_window_s",
+    "longest_zero_window_s", "lb_peak_rss_bytes", "lb_peak_memory_bytes",
+    "peak_memory_bytes", "lb_peak_spool_bytes", "predicted_outcome",
+    "predicted_unsent_bytes", "wall_s", "lab_exit", "lab_pid", "error",
+    "results_dir"};
+
+struct field {
+	const char *name;
+	char value[PATH_MAX];
+	bool number;
+};
+
+/* A run as named fields, shared by results.csv and --json. */
+static void
+run_fields(const struct bench *b, const struct run *r, struct field *f)
+{
+	const struct bench_point *pt = &b->sw.points[r->combo];
+	bool err = strcmp(r->outcome, "error") == 0;
+	size_t n = 0;
+
+#define PUT(num, ...)                                                          \
+	do {                                                                   \
+		f[n].number = (num);                                           \
+		snprintf(f[n].value, sizeof(f[n].value), __VA_ARGS__);         \
+		n++;                                                           \
+	} while (0)
+	f[0].name = "run";
+	PUT(true, "%zu", (size_t)(r - b->runs) + 1);
+	f[1].name = "repeat";
+	PUT(true, "%zu", r->rep + 1);
+	for (int a = 0; a < BENCH_NAXES; a++) {
+		f[n].name = axis_defs[a].column;
+		PUT(axis_defs[a].type != V_ENUM &&
+		        axis_defs[a].type != V_GIVEUP &&
+		        axis_defs[a].type != V_KIND,
+		    "%s", pt->values[a]);
+	}
+	n = 2 + BENCH_NAXES;
+	PUT(false, "%s", r->outcome);
+	PUT(!err, "%" PRIu64, r->client_bytes);
+	PUT(!err, "%" PRIu64, r->unsent_bytes);
+	PUT(!err, "%.3f", r->finish_s);
+	PUT(!err, "%.3f", r->hold_s);
+	PUT(!err, "%.3f", r->zw_s);
+	PUT(!err, "%.3f", r->longest_zw_s);
+	PUT(!err, "%" PRIu64, r->rss);
+	PUT(!err, "%" PRIu64, r->mem);
+	PUT(!err, "%" PRIu64, r->proxy_mem);
+	PUT(!err, "%" PRIu64, r->spool);
+	PUT(false, "%s", r->predicted);
+	PUT(r->predicted_unsent >= 0, "%" PRId64,
+	    r->predicted_unsent >= 0 ? r->predicted_unsent : 0);
+	PUT(true, "%.1f", r->wall_s);
+	PUT(true, "%d", r->lab_rc);
+	PUT(true, "%ld", (long)r->lab_pid);
+	PUT(false, "%s", r->error);
+	PUT(false, "%s", r->dir);
+#undef PUT
+	for (size_t i = 0; i < sizeof(result_columns) / sizeof(*result_columns);
+	     i++)
+		f[2 + BENCH_NAXES + i].name = result_columns[i];
+	if (err)
+		for (size_t i = 1; i <= 12; i++)
+			f[2 + BENCH_NAXES + i].value[0] = '\0';
+}
+
+/* A CSV field: quoted when it holds a comma, a quote or a newline. */
+static void
+csv_field(FILE *f, const char *s)
+{
+	if (strpbrk(s, ",\"\n") == NULL) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+/* results.csv: one row per run, each column named with its unit. */
+static int
+write_csv(const struct bench *b, const char *path)
+{
+	struct field f[NFIELDS];
+	FILE *out = fopen(path, "we");
+
+	if (out == NULL)
+		return -errno;
+	for (size_t k = 0; k < b->ndone; k++) {
+		run_fields(b, &b->runs[k], f);
+		if (k == 0)
+			for (size_t i = 0; i < NFIELDS; i++)
+				fprintf(out, "%s%s", f[i].name,
+				    i + 1 < NFIELDS ? "," : "\n");
+		for (size_t i = 0; i < NFIELDS; i++) {
+			csv_field(out, f[i].value);
+			fputc(i + 1 < NFIELDS ? ',' : '\n', out);
+		}
+	}
+	return fclose(out) == 0 ? 0 : -EIO;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void
+json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", (unsigned char)*s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+/* --json: the sweep, its runs (results.csv's fields) and the paths. */
+static void
+print_json(const struct bench *b, char plots[][PATH_MAX], size_t nplots)
+{
+	struct field f[NFIELDS];
+
+	printf("{\"sweep\":");
+	json_string(stdout, b->sw.name);
+	printf(",\"file\":");
+	json_string(stdout, b->sw.path);
+	printf(",\"base\":");
+	json_string(stdout, b->sw.base);
+	printf(",\"repeat\":%" PRIu64 ",\"out\":", b->sw.repeat);
+	json_string(stdout, b->out);
+	printf(",\"results_csv\":\"%s/results.csv\",\"summary_md\":\"%s/"
+	       "summary.md\",\"plots\":[",
+	    b->out, b->out);
+	for (size_t i = 0; i < nplots; i++) {
+		printf("%s", i ? "," : "");
+		json_string(stdout, plots[i]);
+	}
+	printf("],\"runs\":[");
+	for (size_t k = 0; k < b->ndone; k++) {
+		run_fields(b, &b->runs[k], f);
+		printf("%s{", k ? "," : "");
+		for (size_t i = 0; i < NFIELDS; i++) {
+			printf("%s\"%s\":", i ? "," : "", f[i].name);
+			if (f[i].number && f[i].value[0] != '\0')
+				fputs(f[i].value, stdout);
+			else if (f[i].value[0] == '\0' && i > 2 + BENCH_NAXES)
+				fputs("null", stdout);
+			else
+				json_string(stdout, f[i].value);
+		}
+		printf("}");
+	}
+	printf("]}\n");
+}
+
+/* ---- summary.md ------------------------------------------------------- */
+
+/* Figures of a group of runs (runs of the combinations a filter keeps). */
+struct stats {
+	size_t runs, complete, errors;
+	double fin_med, fin_min, fin_max;   /* complete runs, s; -1: none */
+	double mem_med, spool_med, rss_med; /* MiB, runs that measured */
+};
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median(double *v, size_t n)
+{
+	if (n == 0)
+		return -1;
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The proxy's peak held bytes: the timeline's or its access log's. */
+static uint64_t
+held(const struct run *r)
+{
+	return r->mem > r->proxy_mem ? r->mem : r->proxy_mem;
+}
+
+/* Whether run r's combination has value index va on axis a (and vb on
+ * b); a < 0 keeps every run. */
+static bool
+in_group(const struct bench *b, const struct run *r, int a, size_t va, int bx,
+    size_t vb)
+{
+	return (a < 0 || bench_value_index(&b->sw, r->combo, a) == va) &&
+	    (bx < 0 || bench_value_index(&b->sw, r->combo, bx) == vb);
+}
+
+static void
+group_stats(const struct bench *b, int a, size_t va, int bx, size_t vb,
+    struct stats *st)
+{
+	double *fin = calloc(b->ndone + 1, sizeof(double));
+	double *mem = calloc(b->ndone + 1, sizeof(double));
+	double *sp = calloc(b->ndone + 1, sizeof(double));
+	double *rss = calloc(b->ndone + 1, sizeof(double));
+	size_t nf = 0, nm = 0;
+
+	memset(st, 0, sizeof(*st));
+	for (size_t k = 0; fin && mem && sp && rss && k < b->ndone; k++) {
+		const struct run *r = &b->runs[k];
+
+		if (!in_group(b, r, a, va, bx, vb))
+			continue;
+		st->runs++;
+		if (strcmp(r->outcome, "error") == 0) {
+			st->errors++;
+			continue;
+		}
+		if (strcmp(r->outcome, "complete") == 0) {
+			st->complete++;
+			fin[nf++] = r->finish_s;
+		}
+		mem[nm] = (double)held(r) / MIB;
+		sp[nm] = (double)r->spool / MIB;
+		rss[nm++] = (double)r->rss / MIB;
+	}
+	st->fin_med = median(fin, nf);
+	st->fin_min = nf ? fin[0] : -1;
+	st->fin_max = nf ? fin[nf - 1] : -1;
+	st->mem_med = median(mem, nm);
+	st->spool_med = median(sp, nm);
+	st->rss_med = median(rss, nm);
+	free(fin);
+	free(mem);
+	free(sp);
+	free(rss);
+}
+
+/* "26.3" or "26.3 (25.9–27.0)" with repeats, "–" when none completed. */
+static void
+md_stats_cells(FILE *f, const struct bench *b, const struct stats *st)
+{
+	fprintf(f, " %zu/%zu%s |", st->complete, st->runs,
+	    st->errors ? " (errors)" : "");
+	if (st->fin_med < 0)
+		fprintf(f, " – |");
+	else if (b->sw.repeat > 1 && st->fin_max > st->fin_min)
+		fprintf(f, " %.1f (%.1f–%.1f) |", st->fin_med, st->fin_min,
+		    st->fin_max);
+	else
+		fprintf(f, " %.1f |", st->fin_med);
+	if (st->mem_med < 0)
+		fprintf(f, " – | – | – |\n");
+	else
+		fprintf(f, " %.2f | %.2f | %.1f |\n", st->mem_med,
+		    st->spool_med, st->rss_med);
+}
+
+static const char md_cols[] =
+    " complete | finish s (median%s) | peak held MiB | peak spool MiB | "
+    "peak RSS MiB |\n";
+
+/* The table of one axis, or of a pair of axes (bx >= 0). */
+static void
+md_table(FILE *f, const struct bench *b, int a, int bx)
+{
+	const struct bench_sweep *sw = &b->sw;
+	const char *mm = sw->repeat > 1 ? ", min–max" : "";
+	size_t nb = bx >= 0 ? sw->axes[bx].nvalues : 1;
+	struct stats st;
+
+	if (bx >= 0)
+		fprintf(f, "\n## %s × %s\n\n| %s | %s |", axis_defs[a].name,
+		    axis_defs[bx].name, axis_defs[a].name, axis_defs[bx].name);
+	else
+		fprintf(f, "\n## %s\n\n| %s |", axis_defs[a].name,
+		    axis_defs[a].name);
+	fprintf(f, md_cols, mm);
+	fprintf(f, "|---|%s---|---|---|---|---|\n", bx >= 0 ? "---|" : "");
+	for (size_t i = 0; i < sw->axes[a].nvalues; i++)
+		for (size_t j = 0; j < nb; j++) {
+			group_stats(b, a, i, bx, j, &st);
+			fprintf(f, "| %s |", sw->axes[a].values[i]);
+			if (bx >= 0)
+				fprintf(f, " %s |", sw->axes[bx].values[j]);
+			md_stats_cells(f, b, &st);
+		}
+}
+
+/* The one row of a sweep that varies nothing. */
+static void
+md_all(FILE *f, const struct bench *b)
+{
+	struct stats st;
+
+	group_stats(b, -1, 0, -1, 0, &st);
+	fprintf(f, "\n## All runs\n\n| runs |");
+	fprintf(f, md_cols, b->sw.repeat > 1 ? ", min–max" : "");
+	fprintf(f, "|---|---|---|---|---|---|\n| all |");
+	md_stats_cells(f, b, &st);
+}
+
+/* The combination whose every run completed with the fewest bytes held
+ * (memory + spool, median over its repeats); SIZE_MAX when none. */
+static size_t
+cheapest(const struct bench *b, double *cost)
+{
+	size_t best = SIZE_MAX;
+	double *v = calloc(b->sw.repeat + 1, sizeof(double));
+
+	for (size_t i = 0; v != NULL && i < b->sw.npoints; i++) {
+		size_t n = 0, ok = 0;
+		double c;
+
+		for (size_t k = 0; k < b->ndone; k++) {
+			const struct run *r = &b->runs[k];
+
+			if (r->combo != i)
+				continue;
+			ok += strcmp(r->outcome, "complete") == 0;
+			v[n++] = (double)(held(r) + r->spool);
+		}
+		if (n == 0 || ok != n || n != b->sw.repeat)
+			continue;
+		c = median(v, n);
+		if (best == SIZE_MAX || c < *cost) {
+			best = i;
+			*cost = c;
+		}
+	}
+	free(v);
+	return best;
+}
+
+static void
+md_cheapest(FILE *f, const struct bench *b)
+{
+	double cost = 0;
+	size_t i = cheapest(b, &cost);
+	char label[512];
+
+	fprintf(f,
+	    "\n## Cheapest setting that completes every run\n\n"
+	    "Criterion: every repeat of the combination complete, then the "
+	    "lowest median of peak held memory + peak spool (bytes the proxy "
+	    "held, in RAM or on disk).\n\n");
+	if (i == SIZE_MAX) {
+		fprintf(f, "None: no combination completed every run.\n");
+		return;
+	}
+	combo_label(&b->sw, i, label, sizeof(label), ',');
+	fprintf(f,
+	    "**%s**: %" PRIu64 "/%" PRIu64
+	    " complete, %.2f MiB held (memory + spool).\n",
+	    label, b->sw.repeat, b->sw.repeat, cost / MIB);
+}
+
+/* summary.md: a table per pair of varying axes (or per axis), the
+ * cheapest complete setting, the notes and the plots. */
+static int
+write_summary(const struct bench *b, const char *path, const char *plots_note)
+{
+	const struct bench_sweep *sw = &b->sw;
+	int vary[BENCH_NAXES], nv = 0;
+	FILE *f = fopen(path, "we");
+
+	if (f == NULL)
+		return -errno;
+	for (int a = 0; a < BENCH_NAXES; a++)
+		if (sw->axes[a].nvalues > 1)
+			vary[nv++] = a;
+	fprintf(f,
+	    "# sluice bench: %s\n\n%zu runs (%zu combinations × %" PRIu64
+	    " repeats) of `%s`, each through `sluice lab` in fresh "
+	    "namespaces.  finish: the client's download time (complete runs "
+	    "only); held: the proxy's peak bytes in memory; RSS: the "
+	    "balancer's peak VmRSS.  Every run is in results.csv.\n",
+	    sw->name, b->ndone, sw->npoints, sw->repeat, sw->base);
+	for (int a = 0, first = 1; a < BENCH_NAXES; a++)
+		if (sw->axes[a].nvalues == 1) {
+			fprintf(f, "%s `%s = %s`", first ? "\nFixed:" : ",",
+			    axis_defs[a].name, sw->axes[a].values[0]);
+			first = 0;
+		}
+	fprintf(f, "\n");
+	if (nv == 0)
+		md_all(f, b);
+	for (int i = 0; i < nv; i++)
+		for (int j = i + 1; j < nv || (nv == 1 && j == 1); j++)
+			md_table(f, b, vary[i], nv == 1 ? -1 : vary[j]);
+	md_cheapest(f, b);
+	if (b->nnotes != 0)
+		fprintf(f, "\n## Notes\n\n");
+	for (size_t i = 0; i < b->nnotes; i++)
+		fprintf(f, "- %s\n", b->notes[i]);
+	fprintf(f, "\n%s\n", plots_note);
+	return fclose(f) == 0 ? 0 : -EIO;
+}
+
+/* ---- plots ------------------------------------------------------------ */
+
+#define C_COMPLETE  0x2ca02c
+#define C_TRUNCATED 0xd62728
+#define C_MIXED     0xff7f0e
+#define C_ERROR     0x7f7f7f
+
+static unsigned
+outcome_colour(const char *outcome)
+{
+	return strcmp(outcome, "complete") == 0 ? C_COMPLETE
+	    : strcmp(outcome, "truncated") == 0 ? C_TRUNCATED
+	                                        : C_ERROR;
+}
+
+/* The label of value i of axis a: as written, or the base's value. */
+static const char *
+value_label(const struct bench *b, int a, size_t i)
+{
+	return b->sw.axes[a].nvalues != 0 ? b->sw.axes[a].values[i]
+	                                  : b->sw.points[0].values[a];
+}
+
+static size_t
+nvalues(const struct bench *b, int a)
+{
+	return b->sw.axes[a].nvalues != 0 ? b->sw.axes[a].nvalues : 1;
+}
+
+/* xtics ("pause" 0, "spill" 1) for axis a. */
+static void
+gp_tics(FILE *f, const struct bench *b, const char *which, int a)
+{
+	fprintf(f, "set %s (", which);
+	for (size_t i = 0; i < nvalues(b, a); i++)
+		fprintf(
+		    f, "%s\"%s\" %zu", i ? ", " : "", value_label(b, a, i), i);
+	fprintf(f, ")\n");
+}
+
+static FILE *
+gp_open(const struct bench *b, const char *name, const char *title)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/plots/%s.gp", b->out, name);
+	if ((f = fopen(path, "we")) == NULL)
+		return NULL;
+	fprintf(f,
+	    "# Written by sluice bench; re-render with: cd %s/plots && "
+	    "gnuplot %s.gp\n"
+	    "set terminal pngcairo size 900,600 noenhanced font 'sans,10'\n"
+	    "set output '%s.png'\nset title '%s: %s'\nset grid\n"
+	    "set style fill solid 0.8 border -1\nset key outside right\n",
+	    b->out, name, name, b->sw.name, title);
+	return f;
+}
+
+/* completion: policy × high_watermark, a cell per pair coloured by its
+ * runs' outcome (mixed when they differ), labelled complete/runs. */
+static void
+gp_completion(const struct bench *b)
+{
+	FILE *f = gp_open(b, "completion",
+	    "outcome by policy and "
+	    "high_watermark");
+
+	if (f == NULL)
+		return;
+	gp_tics(f, b, "xtics", BENCH_POLICY);
+	gp_tics(f, b, "ytics", BENCH_HIGH);
+	fprintf(f,
+	    "set xlabel 'policy'\nset ylabel 'high_watermark'\n"
+	    "set xrange [-0.5:%zu.5]\nset yrange [-0.5:%zu.5]\n"
+	    "set key below\n$cells << EOD\n",
+	    nvalues(b, BENCH_POLICY) - 1, nvalues(b, BENCH_HIGH) - 1);
+	for (size_t i = 0; i < nvalues(b, BENCH_POLICY); i++)
+		for (size_t j = 0; j < nvalues(b, BENCH_HIGH); j++) {
+			struct stats st;
+			unsigned c;
+
+			group_stats(b,
+			    b->sw.axes[BENCH_POLICY].nvalues > 1 ? BENCH_POLICY
+			                                         : -1,
+			    i,
+			    b->sw.axes[BENCH_HIGH].nvalues > 1 ? BENCH_HIGH
+			                                       : -1,
+			    j, &st);
+			if (st.runs == 0)
+				continue;
+			c = st.errors                ? C_ERROR
+			    : st.complete == st.runs ? C_COMPLETE
+			    : st.complete == 0       ? C_TRUNCATED
+			                             : C_MIXED;
+			fprintf(f, "%zu %zu %u \"%zu/%zu complete\"\n", i, j, c,
+			    st.complete, st.runs);
+		}
+	fprintf(f,
+	    "EOD\nplot $cells using 1:2:(0.48):(0.48):3 with boxxyerror "
+	    "fc rgb variable notitle, \\\n"
+	    "  $cells using 1:2:4 with labels notitle, \\\n"
+	    "  NaN with boxes fc rgb '#%06x' title 'complete', \\\n"
+	    "  NaN with boxes fc rgb '#%06x' title 'truncated', \\\n"
+	    "  NaN with boxes fc rgb '#%06x' title 'mixed', \\\n"
+	    "  NaN with boxes fc rgb '#%06x' title 'error'\n",
+	    C_COMPLETE, C_TRUNCATED, C_MIXED, C_ERROR);
+	fclose(f);
+}
+
+/* memory: the peak held memory, spool and RSS per policy (the largest
+ * over its runs: what a deployment must provision). */
+static void
+gp_memory(const struct bench *b)
+{
+	FILE *f = gp_open(b, "memory", "peak memory and disk per policy");
+
+	if (f == NULL)
+		return;
+	fprintf(f,
+	    "set ylabel 'MiB (largest over the runs)'\n"
+	    "set style data histograms\n"
+	    "set style histogram cluster gap 1\nset yrange [0:*]\n"
+	    "$bars << EOD\n");
+	for (size_t i = 0; i < nvalues(b, BENCH_POLICY); i++) {
+		double m = 0, s = 0, r = 0;
+
+		for (size_t k = 0; k < b->ndone; k++) {
+			const struct run *x = &b->runs[k];
+
+			if (strcmp(x->outcome, "error") == 0 ||
+			    (b->sw.axes[BENCH_POLICY].nvalues > 1 &&
+			        bench_value_index(
+			            &b->sw, x->combo, BENCH_POLICY) != i))
+				continue;
+			m = fmax(m, (double)held(x) / MIB);
+			s = fmax(s, (double)x->spool / MIB);
+			r = fmax(r, (double)x->rss / MIB);
+		}
+		fprintf(f, "\"%s\" %.3f %.3f %.3f\n",
+		    value_label(b, BENCH_POLICY, i), m, s, r);
+	}
+	fprintf(f,
+	    "EOD\nplot $bars using 2:xtic(1) title 'held in memory', "
+	    "'' using 3 title 'spool (disk)', '' using 4 title "
+	    "'balancer VmRSS'\n");
+	fclose(f);
+}
+
+/* One point per run: x and y chosen by the caller's columns. */
+static void
+gp_points(FILE *f, const struct bench *b)
+{
+	fprintf(f, "$runs << EOD\n");
+	for (size_t k = 0; k < b->ndone; k++) {
+		const struct run *r = &b->runs[k];
+		size_t pi = b->sw.axes[BENCH_POLICY].nvalues > 1
+		    ? bench_value_index(&b->sw, r->combo, BENCH_POLICY)
+		    : 0;
+
+		if (strcmp(r->outcome, "error") == 0)
+			continue;
+		fprintf(f, "%.3f %.3f %.4f %.4f %u\n",
+		    (double)pi + 0.3 * ((double)(k % 7) / 6.0 - 0.5), r->hold_s,
+		    (double)r->unsent_bytes / MIB,
+		    r->predicted_unsent >= 0 ? (double)r->predicted_unsent / MIB
+		                             : -1.0,
+		    outcome_colour(r->outcome));
+	}
+	fprintf(f, "EOD\n");
+}
+
+/* hold: how long the origin's connection lived, per policy. */
+static void
+gp_hold(const struct bench *b)
+{
+	FILE *f = gp_open(b, "hold", "origin hold time per policy");
+
+	if (f == NULL)
+		return;
+	gp_tics(f, b, "xtics", BENCH_POLICY);
+	fprintf(f,
+	    "set xlabel 'policy'\nset ylabel 'origin hold time (s)'\n"
+	    "set xrange [-0.5:%zu.5]\nset yrange [0:*]\n",
+	    nvalues(b, BENCH_POLICY) - 1);
+	gp_points(f, b);
+	fprintf(f,
+	    "plot $runs using 1:2:5 with points pt 7 ps 1.5 lc rgb "
+	    "variable title 'a run (green complete, red truncated)'\n");
+	fclose(f);
+}
+
+/* fidelity: measured vs predicted unsent bytes; the diagonal is a
+ * perfect model. */
+static void
+gp_fidelity(const struct bench *b)
+{
+	FILE *f = gp_open(b, "fidelity", "measured vs predicted unsent bytes");
+	double top = 0.1;
+
+	if (f == NULL)
+		return;
+	for (size_t k = 0; k < b->ndone; k++) {
+		top = fmax(top, (double)b->runs[k].unsent_bytes / MIB);
+		top = fmax(top, (double)b->runs[k].predicted_unsent / MIB);
+	}
+	fprintf(f,
+	    "set xlabel 'predicted unsent (MiB)'\n"
+	    "set ylabel 'measured unsent (MiB)'\n"
+	    "set xrange [-0.05:%.2f]\nset yrange [-0.05:%.2f]\nset size "
+	    "square\n",
+	    top * 1.08, top * 1.08);
+	gp_points(f, b);
+	fprintf(f,
+	    "plot x with lines dt 2 lc rgb 'black' title 'measured = "
+	    "predicted', \\\n  $runs using ($4 >= 0 ? $4 : NaN):3:5 "
+	    "with points pt 7 ps 1.5 lc rgb variable title 'a run'\n");
+	fclose(f);
+}
+
+/* Runs gnuplot in DIR on NAME.gp; 0 when NAME.png was drawn. */
+static int
+render(const struct bench *b, const char *name)
+{
+	char dir[PATH_MAX], gp[PATH_MAX], log[PATH_MAX];
+	int status, fd;
+	pid_t pid;
+
+	snprintf(dir, sizeof(dir), "%s/plots", b->out);
+	snprintf(gp, sizeof(gp), "%s.gp", name);
+	snprintf(log, sizeof(log), "%s/plots/%s.log", b->out, name);
+	if ((pid = fork()) == -1)
+		return -errno;
+	if (pid == 0) {
+		if (chdir(dir) == -1)
+			_exit(127);
+		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		execlp("gnuplot", "gnuplot", gp, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return -EIO;
+	unlink(log);
+	return 0;
+}
+
+/* Writes the four .gp files and renders them; the PNGs drawn go into
+ * plots[], and note says what was drawn or why not. */
+static size_t
+draw_plots(
+    const struct bench *b, char plots[][PATH_MAX], char *note, size_t len)
+{
+	static const char *const names[] = {
+	    "completion", "memory", "hold", "fidelity"};
+	char dir[PATH_MAX - 64];
+	size_t n = 0, used;
+
+	snprintf(dir, sizeof(dir), "%s/plots", b->out);
+	mkdir(dir, 0755);
+	gp_completion(b);
+	gp_memory(b);
+	gp_hold(b);
+	gp_fidelity(b);
+	if (!lab_in_path("gnuplot")) {
+		snprintf(note, len,
+		    "Plots skipped: gnuplot not found (Debian: apt-get install "
+		    "gnuplot-nox); the .gp files are in plots/.");
+		return 0;
+	}
+	used = (size_t)snprintf(note, len, "## Plots\n");
+	for (size_t i = 0; i < 4; i++) {
+		bool ok = render(b, names[i]) == 0;
+
+		if (ok)
+			snprintf(
+			    plots[n++], PATH_MAX, "%s/%s.png", dir, names[i]);
+		if (used < len)
+			used += (size_t)snprintf(note + used, len - used,
+			    ok ? "\n![%s](plots/%s.png)\n"
+			       : "\n%s: gnuplot failed (plots/%s.log)\n",
+			    names[i], names[i]);
+	}
+	return n;
+}
+
+/* ---- the verb --------------------------------------------------------- */
+
+struct bench_args {
+	const char *sweep, *out;
+	bool json, verbose;
+};
+
+/* 0, or 2 with a message for bad usage. */
+static int
+parse_args(int argc, char **argv, struct bench_args *a)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			a->json = true;
+		else if (strcmp(argv[i], "-v") == 0)
+			a->verbose = true;
+		else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+			a->out = argv[++i];
+		else if (strncmp(argv[i], "--out=", 6) == 0)
+			a->out = argv[i] + 6;
+		else if (argv[i][0] != '-' && a->sweep == NULL)
+			a->sweep = argv[i];
+		else {
+			fprintf(stderr, "sluice bench: bad argument '%s'\n",
+			    argv[i]);
+			bench_usage(stderr);
+			return 2;
+		}
+	}
+	if (a->sweep == NULL) {
+		bench_usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+/* OUT, or bench-results/NAME-YYYYmmdd-HHMMSS; created with its runs/. */
+static int
+make_out(struct bench *b, const char *out, char *buf, size_t len)
+{
+	char runs[PATH_MAX];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	if (out == NULL) {
+		localtime_r(&t, &tm);
+		mkdir("bench-results", 0755);
+		snprintf(buf, len, "bench-results/%s-", b->sw.name);
+		strftime(
+		    buf + strlen(buf), len - strlen(buf), "%Y%m%d-%H%M%S", &tm);
+	} else {
+		snprintf(buf, len, "%s", out);
+	}
+	b->out = buf;
+	snprintf(runs, sizeof(runs), "%s/runs", buf);
+	if ((mkdir(buf, 0755) == -1 && errno != EEXIST) ||
+	    (mkdir(runs, 0755) == -1 && errno != EEXIST)) {
+		fprintf(
+		    stderr, "sluice bench: %s: %s\n", runs, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* results.csv, the plots, summary.md and --json's object. */
+static int
+bench_report(struct bench *b)
+{
+	char path[PATH_MAX], note[2048], plots[4][PATH_MAX];
+	size_t nplots = draw_plots(b, plots, note, sizeof(note));
+
+	snprintf(path, sizeof(path), "%s/results.csv", b->out);
+	if (write_csv(b, path) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/summary.md", b->out);
+	if (write_summary(b, path, note) < 0)
+		return -1;
+	if (b->json)
+		print_json(b, plots, nplots);
+	fprintf(stderr,
+	    "sluice bench: results in %s (results.csv, summary.md, "
+	    "%zu plots)\n",
+	    b->out, nplots);
+	return 0;
+}
+
+static void
+catch_signals(void)
+{
+	struct sigaction sa = {.sa_handler = bench_on_signal};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+int
+bench_main(int argc, char **argv)
+{
+	struct bench_args a = {0};
+	struct bench b = {0};
+	char err[BENCH_ERR_MAX], out[PATH_MAX - 128];
+	int rc;
+
+	if ((rc = parse_args(argc, argv, &a)) != 0)
+		return rc;
+	if (bench_sweep_load(a.sweep, &b.sw, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		bench_sweep_free(&b.sw);
+		return 2;
+	}
+	b.json = a.json;
+	b.verbose = a.verbose;
+	b.tty = isatty(STDERR_FILENO) && !a.verbose;
+	rc = 1;
+	if (b.sw.mode == LAB_MODE_NETNS && geteuid() != 0)
+		fprintf(stderr,
+		    "sluice bench: the lab needs root (ip netns); "
+		    "a base scenario with mode = loopback does "
+		    "not\n");
+	else if (make_out(&b, a.out, out, sizeof(out)) == 0 &&
+	    plan_runs(&b) == 0) {
+		catch_signals();
+		rc = bench_run_all(&b);
+		if (b.ndone > 0 && bench_report(&b) < 0)
+			rc = 1;
+	}
+	free(b.runs);
+	bench_sweep_free(&b.sw);
+	return rc;
+}
+
+void
+bench_usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: sluice bench SWEEP.ini [--out DIR] [--json] [-v]\n"
+	    "\n"
+	    "Runs every combination of a sweep's axes (times repeat) through\n"
+	    "`sluice lab`, one at a time, each in fresh namespaces (root).\n"
+	    "\n"
+	    "Sweep file (INI):\n"
+	    "  [bench]\n"
+	    "    name    the sweep's name (default: the file's base name)\n"
+	    "    base    the scenario to vary, relative to the sweep file\n"
+	    "    repeat  runs of each combination, 1-20 (1)\n"
+	    "  [axes]    each a list of values separated by ','\n");
+	for (int i = 0; i < BENCH_NAXES; i++)
+		fprintf(out, "    %-15s [%s] %s%s\n", axis_defs[i].name,
+		    axis_defs[i].section, axis_defs[i].key,
+		    axis_defs[i].sep == '|' ? "  (values separated by '|')"
+		                            : "");
+	fprintf(out,
+	    "\n"
+	    "Each value is checked with the lab's parsers, and every\n"
+	    "combination is parsed as a scenario (and its proxy config\n"
+	    "loaded) before the first run: a combination the lab would\n"
+	    "refuse is an error naming its axis values.\n"
+	    "\n"
+	    "Output (--out DIR, default bench-results/NAME-TIME/):\n"
+	    "  results.csv   one row per run, columns named with their units\n"
+	    "  summary.md    per pair of varying axes: completion, median\n"
+	    "                finish time, peak memory; the cheapest setting\n"
+	    "                that completes every run\n"
+	    "  plots/        completion, memory, hold, fidelity (.png, .gp)\n"
+	    "  runs/NNN-*/   each run's scenario.ini, lab.stderr and results\n"
+	    "  --json        the sweep and its runs as one JSON object\n"
+	    "  -v            pass -v to each lab (commands in lab.stderr)\n"
+	    "\n"
+	    "A run whose lab could not run (exit 1, no summary) is an error,\n"
+	    "not a truncation.  Exit codes: 0 the sweep ran (whatever the\n"
+	    "outcomes), 1 it could not run, 2 bad usage or sweep file, 128+N\n"
+	    "stopped by signal N (the runs done are reported).\n");
+}
