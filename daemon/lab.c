@@ -1318,11 +1318,11 @@ sample_proxy(const struct lab *lab, struct sample *s)
 	s->p_mem = lab_json_u64(body, end, "memory_bytes");
 	s->p_spool = lab_json_u64(body, end, "spool_bytes");
 	s->p_paused = (int)lab_json_num(body, end, "upstream_paused");
-	if (lab_json_obj(body, "upstream_tcp", &os, &oe)) {
+	if (lab_json_obj(body, "upstream_tcp", &os, &oe) && os < end) {
 		s->up_rcvq = (int64_t)lab_json_num(os, oe, "rcv_queue");
 		s->up_space = (int64_t)lab_json_num(os, oe, "rcv_space");
 	}
-	if (lab_json_obj(body, "client_tcp", &os, &oe))
+	if (lab_json_obj(body, "client_tcp", &os, &oe) && os < end)
 		s->cl_wnd = (int64_t)lab_json_num(os, oe, "snd_wnd");
 	free(buf);
 }
