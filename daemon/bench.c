@@ -31,6 +31,7 @@
 
 #include "bench.h"
 #include "config.h"
+#include "json.h"
 #include "lab.h"
 #include "lab_int.h"
 #include "model.h"
@@ -1067,22 +1068,6 @@ write_csv(const struct bench *b, const char *path)
 		}
 	}
 	return fclose(out) == 0 ? 0 : -EIO;
-}
-
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void
-json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s != '\0'; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", (unsigned char)*s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
 }
 
 /* --json: the sweep, its runs (results.csv's fields) and the paths. */

@@ -1016,39 +1016,37 @@ dos_reap(struct lab *lab)
 			lab->dos_pid[i] = 0;
 }
 
-/* SIGTERM to a helper's process group (tcpdump, a [dos] client), SIGKILL
- * after ms; reaps it. */
-static void
+/* SIGTERM to a process group, SIGKILL after ms to whatever is left of it
+ * (also what its leader left behind); reaps the leader.  *pid becomes 0;
+ * the leader's exit code (128 + signal when killed), or -1 without one. */
+static int
 stop_group(pid_t *pid, int ms)
 {
 	pid_t p = *pid;
-	int status;
+	int status, code = -1;
 
 	if (p <= 0)
-		return;
+		return -1;
 	*pid = 0;
 	kill(-p, SIGTERM);
 	for (int waited = 0; waited < ms; waited += 20) {
 		if (waitpid(p, &status, WNOHANG) == p) {
-			p = 0;
+			code = exit_code(status);
 			break;
 		}
 		usleep(20000);
 	}
-	if (p != 0) {
-		kill(-p, SIGKILL);
-		reap(p);
-	}
+	kill(-p, SIGKILL);
+	return code >= 0 ? code : reap(p);
 }
 
 /* ---- captures ---------------------------------------------------------- */
 
-static const struct {
-	int host;
-	const char *dev, *file, *log;
-} links[2] = {
-    {LAB_ORIGIN, "to-lb", "origin-lb.pcap", "origin-lb.tcpdump.log"},
-    {LAB_CLIENT, "to-lb", "lb-client.pcap", "lb-client.tcpdump.log"},
+const struct lab_link lab_links[LAB_NLINKS] = {
+    {"origin-lb", LAB_ORIGIN, "to-lb", "origin-lb.pcap",
+        "origin-lb.tcpdump.log"},
+    {"lb-client", LAB_CLIENT, "to-lb", "lb-client.pcap",
+        "lb-client.tcpdump.log"},
 };
 
 /*
@@ -1077,16 +1075,16 @@ start_captures(struct lab *lab)
 		    "(Debian: apt-get install tcpdump)\n");
 		return -1;
 	}
-	for (int i = 0; i < 2; i++) {
-		args[2] = links[i].dev;
-		lab_path_in(lab, links[i].file, file, sizeof(file));
-		lab->cap_pid[i] = spawn_cmd(lab, links[i].host, false, args,
-		    links[i].log, links[i].log);
+	for (int i = 0; i < LAB_NLINKS; i++) {
+		args[2] = lab_links[i].dev;
+		lab_path_in(lab, lab_links[i].file, file, sizeof(file));
+		lab->cap_pid[i] = spawn_cmd(lab, lab_links[i].host, false, args,
+		    lab_links[i].log, lab_links[i].log);
 		if (lab->cap_pid[i] < 0) {
 			lab->cap_pid[i] = 0;
 			return -1;
 		}
-		lab_path_in(lab, links[i].log, log, sizeof(log));
+		lab_path_in(lab, lab_links[i].log, log, sizeof(log));
 		ready = false;
 		for (int waited = 0; !ready && waited < START_MS;
 		     waited += 20) {
@@ -1099,7 +1097,7 @@ start_captures(struct lab *lab)
 		}
 		if (!ready) {
 			fprintf(stderr, "sluice lab: tcpdump did not start:\n");
-			lab_print_tail(lab, links[i].log);
+			lab_print_tail(lab, lab_links[i].log);
 			return -1;
 		}
 	}
@@ -1113,29 +1111,16 @@ stop_captures(struct lab *lab)
 	if (lab->cap_pid[0] == 0 && lab->cap_pid[1] == 0)
 		return;
 	usleep(1000000);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < LAB_NLINKS; i++)
 		stop_group(&lab->cap_pid[i], STOP_MS);
 }
 
-/* SIGTERM to h's process group, SIGKILL after STOP_MS; reaps it. */
+/* Stops host h's peer (stop_group) and keeps its exit code. */
 static void
 stop_peer(struct lab *lab, int h, int ms)
 {
-	pid_t pid = lab->pid[h];
-
-	if (pid == 0)
-		return;
-	kill(-pid, SIGTERM);
-	for (int waited = 0; waited < ms; waited += 20) {
-		if (peer_exited(lab, h))
-			break;
-		usleep(20000);
-	}
-	kill(-pid, SIGKILL); /* what the peer itself may have left */
-	if (lab->pid[h] != 0) {
-		lab->status[h] = reap(pid);
-		lab->pid[h] = 0;
-	}
+	if (lab->pid[h] != 0)
+		lab->status[h] = stop_group(&lab->pid[h], ms);
 }
 
 static void
@@ -1145,7 +1130,7 @@ teardown(struct lab *lab)
 		stop_group(&lab->dos_pid[i], STOP_MS);
 	for (int h = LAB_NHOSTS - 1; h >= 0; h--)
 		stop_peer(lab, h, STOP_MS);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < LAB_NLINKS; i++)
 		stop_group(&lab->cap_pid[i], STOP_MS);
 	for (int h = 0; h < LAB_NHOSTS; h++) {
 		if (lab->nsfd[h] >= 0)

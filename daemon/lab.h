@@ -143,6 +143,10 @@ size_t lab_ss_parse(const char *text, struct lab_sock *out, size_t max);
 int lab_ini_fail(char *msg, size_t len, const char *section, const char *key,
     const char *fmt, va_list ap);
 
+/* True for a non-empty string of decimal digits (ss's numbers, /proc's
+ * process entries). */
+bool lab_all_digits(const char *s);
+
 /* "sluice", "nginx", "haproxy" or "none". */
 const char *lab_lb_kind_name(int kind);
 

@@ -36,6 +36,7 @@
 #define CLIENT_IP   "10.202.0.2"
 #define DOS_IP      "10.202.0.3" /* the [dos] clients' own source address */
 #define MAX_DOS     64
+#define LAB_NLINKS  2 /* origin-lb, lb-client: lab_links */
 #define ORIGIN_PORT 8000
 #define PROXY_PORT  8080
 #define ADMIN_PORT  9090
@@ -89,10 +90,10 @@ struct result {
 	unsigned dos_freed, dos_zwp; /* clients cut; access lines saying so */
 	double dos_min_s, dos_max_s; /* when they were cut */
 	/* the captures: [0] origin-lb, [1] lb-client */
-	bool cap_ok[2];
-	struct pcap_conn cap[2];
-	size_t cap_packets[2];
-	char cap_err[2][200];
+	bool cap_ok[LAB_NLINKS];
+	struct pcap_conn cap[LAB_NLINKS];
+	size_t cap_packets[LAB_NLINKS];
+	char cap_err[LAB_NLINKS][200];
 	/* nginx */
 	char lb_error[240]; /* the error log's word on the upstream, or "" */
 };
@@ -123,12 +124,22 @@ struct lab {
 	char notes[MAX_NOTES][200];
 	size_t nnotes;
 	struct peaks peak;
-	pid_t cap_pid[2];       /* tcpdump on origin-lb and lb-client */
-	pid_t dos_pid[MAX_DOS]; /* the [dos] clients */
-	char lb_notes[1024];    /* [proxy] keys nginx/haproxy cannot take */
+	pid_t cap_pid[LAB_NLINKS]; /* tcpdump on origin-lb and lb-client */
+	pid_t dos_pid[MAX_DOS];    /* the [dos] clients */
+	char lb_notes[1024];       /* [proxy] keys nginx/haproxy cannot take */
 	char out_abs[PATH_MAX - 64]; /* the results directory, absolute */
 	char temp_abs[PATH_MAX];     /* nginx's temp files under it, or "" */
 };
+
+/* The two links, each captured at one end (lab.c): [0] origin-lb in the
+ * origin's namespace, [1] lb-client in the client's, where the seed
+ * article ran tcpdump. */
+struct lab_link {
+	const char *name; /* summary.json's key */
+	int host;         /* the namespace tcpdump runs in */
+	const char *dev, *file, *log;
+};
+extern const struct lab_link lab_links[LAB_NLINKS];
 
 /* Set by SIGINT/SIGTERM/SIGHUP; the loop and the setup steps look at it. */
 extern volatile sig_atomic_t lab_signal;

@@ -897,13 +897,6 @@ proc_pgrp(const char *pid)
 	return (pid_t)pgrp;
 }
 
-/* /proc's process entries are the all-digit names. */
-static bool
-all_digits(const char *s)
-{
-	return *s != '\0' && strspn(s, "0123456789") == strlen(s);
-}
-
 /* Calls fn for every process of group pgid; a process that is gone by the
  * time fn reads it simply adds nothing. */
 static uint64_t
@@ -916,7 +909,7 @@ each_in_group(pid_t pgid, uint64_t (*fn)(const char *pid, void *arg), void *arg)
 	if (d == NULL)
 		return 0;
 	while ((e = readdir(d)) != NULL)
-		if (all_digits(e->d_name) && proc_pgrp(e->d_name) == pgid)
+		if (lab_all_digits(e->d_name) && proc_pgrp(e->d_name) == pgid)
 			sum += fn(e->d_name, arg);
 	closedir(d);
 	return sum;
@@ -1024,11 +1017,12 @@ proc_files(const char *pid, void *arg)
 	uint64_t sum = 0;
 	DIR *d;
 
-	snprintf(path, sizeof(path), "/proc/%s/fd", pid);
-	if ((d = opendir(path)) == NULL)
-		return 0;
+	if (snprintf(path, sizeof(path), "/proc/%s/fd", pid) >=
+	        (int)sizeof(path) ||
+	    (d = opendir(path)) == NULL)
+		return 0; /* a pid is digits: never that long */
 	while ((e = readdir(d)) != NULL)
-		if (all_digits(e->d_name)) {
+		if (lab_all_digits(e->d_name)) {
 			snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
 			sum += fd_size(fs, link);
 		}

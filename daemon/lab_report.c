@@ -143,17 +143,16 @@ dos_figures(const struct lab *lab, struct result *r)
 static void
 capture_figures(const struct lab *lab, struct result *r)
 {
-	static const char *const files[2] = {
-	    "origin-lb.pcap", "lb-client.pcap"};
 	int port[2] = {lab->origin_port,
 	    lab_has_lb(lab) ? lab->proxy_port : lab->origin_port};
 	char path[PATH_MAX];
 	struct pcap_pkt *pkts;
 	size_t n;
 
-	for (int i = 0; i < 2 && lab->sc.capture && lab->mode == LAB_MODE_NETNS;
+	for (int i = 0;
+	     i < LAB_NLINKS && lab->sc.capture && lab->mode == LAB_MODE_NETNS;
 	     i++) {
-		lab_path_in(lab, files[i], path, sizeof(path));
+		lab_path_in(lab, lab_links[i].file, path, sizeof(path));
 		if (pcap_read(path, &pkts, &n, r->cap_err[i],
 		        sizeof(r->cap_err[i])) < 0)
 			continue;
@@ -162,7 +161,8 @@ capture_figures(const struct lab *lab, struct result *r)
 			r->cap_ok[i] = true;
 		else
 			snprintf(r->cap_err[i], sizeof(r->cap_err[i]),
-			    "%s: no connection to port %d", files[i], port[i]);
+			    "%s: no connection to port %d", lab_links[i].file,
+			    port[i]);
 		free(pkts);
 	}
 }
@@ -365,7 +365,6 @@ summary_predicted(FILE *f, const struct result *r)
 static void
 summary_lab2(FILE *f, const struct lab *lab, const struct result *r)
 {
-	static const char *const links[2] = {"origin-lb", "lb-client"};
 	const struct peaks *pk = &lab->peak;
 
 	fprintf(f,
@@ -398,8 +397,8 @@ summary_lab2(FILE *f, const struct lab *lab, const struct result *r)
 		fputs("null", f);
 		return;
 	}
-	for (int i = 0; i < 2; i++) {
-		fprintf(f, "%s\"%s\":", i == 0 ? "{" : ",", links[i]);
+	for (int i = 0; i < LAB_NLINKS; i++) {
+		fprintf(f, "%s\"%s\":", i == 0 ? "{" : ",", lab_links[i].name);
 		if (r->cap_ok[i])
 			pcap_conn_json(f, &r->cap[i]);
 		else
@@ -836,16 +835,13 @@ verdict_dos(FILE *f, const struct lab *lab, const struct result *r)
 static void
 verdict_capture(FILE *f, const struct lab *lab, const struct result *r)
 {
-	static const char *const files[2] = {
-	    "origin-lb.pcap", "lb-client.pcap"};
-
 	if (!lab->sc.capture || lab->mode != LAB_MODE_NETNS)
 		return;
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < LAB_NLINKS; i++) {
 		const struct pcap_conn *c = &r->cap[i];
 
 		if (!r->cap_ok[i]) {
-			fprintf(f, "  Capture %s: %s.\n", files[i],
+			fprintf(f, "  Capture %s: %s.\n", lab_links[i].file,
 			    r->cap_err[i][0] != '\0' ? r->cap_err[i]
 			                             : "not read");
 			continue;
@@ -853,7 +849,7 @@ verdict_capture(FILE *f, const struct lab *lab, const struct result *r)
 		fprintf(f,
 		    "  Capture %s: %zu packets; %" PRIu64 " data bytes; "
 		    "the receiver's window was zero for %.1f s",
-		    files[i], r->cap_packets[i], c->data_bytes,
+		    lab_links[i].file, r->cap_packets[i], c->data_bytes,
 		    c->zero_window_s);
 		if (c->first_zero_ack >= 0)
 			fprintf(f, ", first after %" PRId64 " bytes at %.1f s",
@@ -917,7 +913,7 @@ lab_report(struct lab *lab)
 	free(r.fetch);
 	free(r.origin);
 	free(r.access);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < LAB_NLINKS; i++)
 		if (r.cap_ok[i])
 			pcap_conn_free(&r.cap[i]);
 	return rc;

@@ -728,8 +728,8 @@ lab_proxy_config(FILE *out, const struct lab_scenario *sc, const char *listen,
 
 /* ---- ss(8) output ------------------------------------------------------ */
 
-static bool
-all_digits(const char *s)
+bool
+lab_all_digits(const char *s)
 {
 	if (*s == '\0')
 		return false;
@@ -751,7 +751,7 @@ parse_head(struct lab_sock *s, char *line)
 		tok[n++] = t;
 	memset(s, 0, sizeof(*s));
 	s->snd_wnd = -1;
-	if (n > 0 && !all_digits(tok[0]))
+	if (n > 0 && !lab_all_digits(tok[0]))
 		snprintf(s->state, sizeof(s->state), "%s", tok[i++]);
 	if (n - i < 4)
 		return;
