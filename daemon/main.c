@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
-#include "config.h"
-#include "fetch.h"
-#include "lab.h"
-#include "origin.h"
-#include "plan.h"
-#include "proxy.h"
+#include "proxy/config.h"
+#include "proxy/proxy.h"
+#include "peers/fetch.h"
+#include "peers/origin.h"
+#include "model/plan.h"
+#include "lab/bench.h"
+#include "lab/lab.h"
 #include "version.h"
 
 static void

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http.h"
+#include "base/http.h"
 
 void
 http_head_init(struct http_head *h, char *buf, size_t cap)

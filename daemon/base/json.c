@@ -3,7 +3,7 @@
  */
 #include <stdio.h>
 
-#include "json.h"
+#include "base/json.h"
 
 void
 json_string(FILE *out, const char *s)

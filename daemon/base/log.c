@@ -18,7 +18,7 @@
 
 #include <sys/stat.h>
 
-#include "log.h"
+#include "base/log.h"
 
 static enum log_level threshold = LOG_LVL_INFO;
 static const char *const names[] = {"error", "warn", "info", "debug"};

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pattern.h"
+#include "base/pattern.h"
 
 #define PHI 0x9e3779b97f4a7c15ULL
 

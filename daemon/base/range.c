@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "range.h"
+#include "base/range.h"
 
 /* Reads a decimal number of at most 19 digits at *p (no sign). */
 static int

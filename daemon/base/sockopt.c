@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#include "sockopt.h"
+#include "base/sockopt.h"
 
 static int
 set_int(int fd, int level, int name, uint64_t v)
@@ -82,31 +82,4 @@ sockopt_describe(int fd, char *buf, size_t len)
 	    get_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP),
 	    get_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT),
 	    get_int(fd, IPPROTO_TCP, TCP_NODELAY));
-}
-
-const char *
-sockopt_addr_text(
-    const struct sockaddr *sa, char *ip, size_t iplen, char *text, size_t len)
-{
-	char a[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-		port = ntohs(s6->sin6_port);
-		snprintf(text, len, "[%s]:%d", a, port);
-	} else if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-
-		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
-		port = ntohs(s4->sin_port);
-		snprintf(text, len, "%s:%d", a, port);
-	} else {
-		snprintf(text, len, "?");
-	}
-	if (ip != NULL)
-		snprintf(ip, iplen, "%s", a);
-	return text;
 }

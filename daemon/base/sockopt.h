@@ -23,13 +23,6 @@ int sockopt_client(
  * queued unsent, so the backlog stays in the application's buffers. */
 int sockopt_notsent_lowat(int fd, uint64_t bytes);
 /* "rcvbuf=N sndbuf=N window_clamp=N user_timeout=Nms nodelay=N" */
-/*
- * An address as text: "ip:port", or "[ip6]:port".  When ip is not NULL it
- * receives the bare address (for X-Forwarded-For).  "?" for a family that
- * is neither.  Returns text.
- */
-const char *sockopt_addr_text(
-    const struct sockaddr *sa, char *ip, size_t iplen, char *text, size_t len);
 void sockopt_describe(int fd, char *buf, size_t len);
 
 #endif

@@ -9,7 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
-#include "tcpinfo.h"
+#include "base/tcpinfo.h"
 
 int
 tcpinfo_read(int fd, struct tcpinfo *ti)

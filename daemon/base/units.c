@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "units.h"
+#include "base/units.h"
 
 struct suffix {
 	const char *name;

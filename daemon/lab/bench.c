@@ -29,13 +29,13 @@
 #include <unistd.h>
 #include <ini.h>
 
-#include "bench.h"
-#include "config.h"
-#include "json.h"
-#include "lab.h"
-#include "lab_int.h"
-#include "model.h"
-#include "units.h"
+#include "base/json.h"
+#include "base/units.h"
+#include "proxy/config.h"
+#include "model/model.h"
+#include "lab/bench.h"
+#include "lab/lab.h"
+#include "lab/lab_int.h"
 
 enum vtype {
 	V_SIZE,

@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "lab.h"
-#include "model.h"
-#include "pcap.h"
+#include "model/model.h"
+#include "lab/lab.h"
+#include "lab/pcap.h"
 
 #define SAMPLE_MS   100
 #define MAX_ARGS    48

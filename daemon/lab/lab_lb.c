@@ -24,8 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lab_lb.h"
-#include "units.h"
+#include "base/units.h"
+#include "lab/lab_lb.h"
 
 /* The generated lines plus every verbatim and translated key. */
 #define MAX_ITEMS (2 * LAB_MAX_KV + 16)

@@ -34,7 +34,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "lab.h"
+#include "lab/lab.h"
 
 /*
  * Writes the config of sc->lb_kind (LAB_LB_NGINX or LAB_LB_HAPROXY) to out:

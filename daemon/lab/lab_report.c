@@ -29,14 +29,14 @@
 #include <time.h>
 #include <unistd.h>
 #include <ini.h>
-#include "config.h"
-#include "json.h"
-#include "lab.h"
-#include "model.h"
-#include "units.h"
+#include "base/json.h"
+#include "base/units.h"
+#include "proxy/config.h"
+#include "model/model.h"
+#include "lab/lab.h"
 
-#include "lab_int.h"
-#include "lab_lb.h"
+#include "lab/lab_int.h"
+#include "lab/lab_lb.h"
 
 /* ---- results ----------------------------------------------------------- */
 

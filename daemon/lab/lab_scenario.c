@@ -29,12 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <ini.h>
-#include "config.h"
-#include "json.h"
-#include "lab.h"
-#include "pcap.h"
-#include "model.h"
-#include "units.h"
+#include "base/json.h"
+#include "base/units.h"
+#include "proxy/config.h"
+#include "model/model.h"
+#include "lab/lab.h"
+#include "lab/pcap.h"
 
 const char *const lab_host_names[LAB_NHOSTS] = {"origin", "lb", "client"};
 

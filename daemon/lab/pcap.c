@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pcap.h"
+#include "lab/pcap.h"
 
 #define MAGIC_USEC    0xa1b2c3d4u
 #define MAGIC_NSEC    0xa1b23c4du

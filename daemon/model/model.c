@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "model.h"
-#include "units.h"
+#include "base/units.h"
+#include "proxy/config.h"
+#include "model/model.h"
 
 struct cycle {
 	double S, r, R;   /* bytes, bytes/s */

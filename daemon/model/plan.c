@@ -16,12 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "json.h"
-#include "lab.h"
-#include "model.h"
-#include "plan.h"
-#include "units.h"
+#include "base/json.h"
+#include "base/units.h"
+#include "proxy/config.h"
+#include "model/model.h"
+#include "model/plan.h"
+#include "lab/lab.h"
 
 #define MAX_SET 64
 

@@ -10,9 +10,9 @@
 
 #include <stdio.h>
 
-#include "config.h"
-#include "lab.h"
-#include "model.h"
+#include "proxy/config.h"
+#include "model/model.h"
+#include "lab/lab.h"
 
 #define PLAN_EXIT_OK    0 /* a prediction was printed, complete or not */
 #define PLAN_EXIT_USAGE 2

@@ -42,12 +42,12 @@
 
 #include <llhttp.h>
 
-#include "fetch.h"
-#include "http.h"
-#include "json.h"
-#include "pattern.h"
-#include "range.h"
-#include "units.h"
+#include "base/http.h"
+#include "base/json.h"
+#include "base/pattern.h"
+#include "base/range.h"
+#include "base/units.h"
+#include "peers/fetch.h"
 #include "version.h"
 
 #define BUF_SIZE (64 * 1024)

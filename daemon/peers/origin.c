@@ -51,16 +51,16 @@
 #include <llhttp.h>
 #include <uv.h>
 
-#include "config.h"
-#include "http.h"
-#include "json.h"
-#include "log.h"
-#include "origin.h"
-#include "pattern.h"
-#include "range.h"
-#include "sockopt.h"
-#include "tcpinfo.h"
-#include "units.h"
+#include "base/address.h"
+#include "base/http.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/pattern.h"
+#include "base/range.h"
+#include "base/sockopt.h"
+#include "base/tcpinfo.h"
+#include "base/units.h"
+#include "peers/origin.h"
 
 // clang-format off
 #define container_of(ptr, type, member) \
@@ -991,7 +991,7 @@ oconn_start(struct origin *o, int fd, const struct sockaddr_storage *ss)
 	c->file_fd = -1;
 	c->t_start = now_ms(o);
 	c->last_write = c->t_start;
-	sockopt_addr_text(
+	address_text(
 	    (const struct sockaddr *)ss, NULL, 0, c->peer, sizeof(c->peer));
 	setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
 	if (sockopt_client(fd, opt->sndbuf, opt->user_timeout_ms, &which) < 0)
@@ -1167,7 +1167,7 @@ option_value(int opt, const char *v, struct origin_opts *o, const char **why)
 	switch (opt) {
 	case OPT_LISTEN:
 		*why = "not an address (host:port or [v6]:port)";
-		return config_parse_address(v, 1, &o->listen);
+		return address_parse(v, 1, &o->listen);
 	case OPT_ROOT:
 		o->root = v;
 		return 0;
@@ -1317,7 +1317,7 @@ print_listening(int fd)
 	char text[INET6_ADDRSTRLEN + 8] = "?";
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-		sockopt_addr_text(
+		address_text(
 		    (struct sockaddr *)&ss, NULL, 0, text, sizeof(text));
 	log_info("origin: listening on %s", text);
 }

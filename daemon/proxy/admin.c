@@ -32,14 +32,14 @@
 #include <llhttp.h>
 #include <uv.h>
 
-#include "admin.h"
-#include "config.h"
-#include "conn.h"
-#include "log.h"
-#include "proxy.h"
-#include "sockopt.h"
-#include "stats.h"
-#include "tcpinfo.h"
+#include "base/log.h"
+#include "base/sockopt.h"
+#include "base/tcpinfo.h"
+#include "proxy/admin.h"
+#include "proxy/config.h"
+#include "proxy/conn.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
 
 // clang-format off
 #define container_of(ptr, type, member) \
@@ -725,7 +725,7 @@ log_listening(struct admin *ad)
 
 	if (uv_tcp_getsockname(&ad->listener, (struct sockaddr *)&ss, &len) ==
 	    0)
-		sockopt_addr_text(
+		address_text(
 		    (struct sockaddr *)&ss, NULL, 0, text, sizeof(text));
 	log_info("admin: listening on %s", text);
 }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "balancer.h"
+#include "proxy/balancer.h"
 
 void
 balancer_init(struct balancer *b, const struct config *cfg)
@@ -21,7 +21,7 @@ load_get(struct balancer_load **list, const struct sockaddr_any *a)
 	struct balancer_load *l;
 
 	for (l = *list; l != NULL; l = l->next)
-		if (config_address_equal(&l->addr, a))
+		if (address_equal(&l->addr, a))
 			break;
 	if (l == NULL) {
 		if ((l = calloc(1, sizeof(*l))) == NULL)

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "proxy/config.h"
 
 /* Downloads in progress on one server address, over all generations. */
 struct balancer_load {

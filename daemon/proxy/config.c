@@ -14,9 +14,9 @@
 
 #include <ini.h>
 
-#include "config.h"
-#include "log.h"
-#include "units.h"
+#include "base/log.h"
+#include "base/units.h"
+#include "proxy/config.h"
 
 #define OFF(field) offsetof(struct config, field)
 #define KiB        1024ULL
@@ -193,65 +193,6 @@ section_known(const char *section)
 	return false;
 }
 
-int
-config_parse_address(const char *s, int allow_port0, struct sockaddr_any *out)
-{
-	char host[64], *end;
-	const char *colon, *port;
-	struct addrinfo hints, *res;
-	unsigned long pn;
-	size_t hl;
-
-	memset(out, 0, sizeof(*out));
-	if (strlen(s) >= sizeof(out->text))
-		return -EINVAL;
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (rb == NULL || rb[1] != ':')
-			return -EINVAL;
-		hl = (size_t)(rb - s - 1);
-		if (hl == 0 || hl >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, s + 1, hl);
-		port = rb + 2;
-	} else {
-		colon = strrchr(s, ':');
-		if (colon == NULL || strchr(s, ':') != colon)
-			return -EINVAL;
-		hl = (size_t)(colon - s);
-		if (hl == 0 || hl >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, s, hl);
-		port = colon + 1;
-	}
-	host[hl] = '\0';
-	if (!isdigit((unsigned char)*port))
-		return -EINVAL;
-	errno = 0;
-	pn = strtoul(port, &end, 10);
-	if (*end != '\0')
-		return -EINVAL;
-	if (errno != 0 || pn > 65535 || (pn == 0 && !allow_port0))
-		return -ERANGE;
-	if (strcmp(host, "*") == 0)
-		strcpy(host, "0.0.0.0");
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
-	if (getaddrinfo(host, port, &hints, &res) != 0) {
-		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-		if (getaddrinfo(host, port, &hints, &res) != 0)
-			return -ENOENT;
-	}
-	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
-	out->len = res->ai_addrlen;
-	freeaddrinfo(res);
-	snprintf(out->text, sizeof(out->text), "%s", s);
-	return 0;
-}
-
 static int
 parse_enum(const char *const *names, const char *v)
 {
@@ -359,7 +300,7 @@ set_value(struct parse *p, const struct config_key *k, const char *v,
 			    base + k->offset, 0, sizeof(struct sockaddr_any));
 			return 0;
 		}
-		rc = config_parse_address(
+		rc = address_parse(
 		    v, 1, (struct sockaddr_any *)(base + k->offset));
 		if (rc < 0) {
 			*why = rc == -ENOENT
@@ -385,7 +326,7 @@ set_value(struct parse *p, const struct config_key *k, const char *v,
 			}
 			a += p->cfg->upstream.nservers;
 		}
-		rc = config_parse_address(v, k->type == CT_ADDRESS, a);
+		rc = address_parse(v, k->type == CT_ADDRESS, a);
 		if (rc == -ENOENT) {
 			*why = "host name does not resolve";
 			return rc;
@@ -676,31 +617,6 @@ config_line(const struct config *cfg, const char *section, const char *key)
 	if (find_key(section, key, &idx) == NULL)
 		return 0;
 	return cfg->lines[idx];
-}
-
-int
-config_address_equal(const struct sockaddr_any *a, const struct sockaddr_any *b)
-{
-	const struct sockaddr_in *a4 = (const struct sockaddr_in *)&a->ss;
-	const struct sockaddr_in *b4 = (const struct sockaddr_in *)&b->ss;
-	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&a->ss;
-	const struct sockaddr_in6 *b6 = (const struct sockaddr_in6 *)&b->ss;
-
-	/* Field by field: the text may differ ("localhost" or "127.0.0.1")
-	 * and padding is no part of an address. */
-	if (a->len != b->len || a->ss.ss_family != b->ss.ss_family)
-		return 0;
-	if (a->len == 0)
-		return 1;
-	if (a->ss.ss_family == AF_INET)
-		return a4->sin_port == b4->sin_port &&
-		    a4->sin_addr.s_addr == b4->sin_addr.s_addr;
-	if (a->ss.ss_family == AF_INET6)
-		return a6->sin6_port == b6->sin6_port &&
-		    a6->sin6_scope_id == b6->sin6_scope_id &&
-		    memcmp(&a6->sin6_addr, &b6->sin6_addr,
-		        sizeof(a6->sin6_addr)) == 0;
-	return memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
 /* Wraps text into "; " comment lines of at most 78 columns (inih reads

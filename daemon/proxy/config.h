@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "base/address.h"
+
 #define CONFIG_ERR_MAX     512
 #define CONFIG_MAX_SERVERS 64
 
@@ -34,12 +36,6 @@ enum policy {
 };
 
 #define CONFIG_PATH_MAX 256
-
-struct sockaddr_any {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	char text[80]; /* as written in the config, for logs */
-};
 
 struct config {
 	char path[256];
@@ -134,20 +130,10 @@ const char *config_keys_enum_name(const char *section, const char *key, int v);
 
 /* The line a key was given on, or 0. */
 int config_line(const struct config *cfg, const char *section, const char *key);
-/* Whether two addresses are the same socket address (family, address,
- * port), whatever their text.  Two unset ones (len 0) are equal. */
-int config_address_equal(
-    const struct sockaddr_any *a, const struct sockaddr_any *b);
 
 /* Writes the key table as a commented INI file (conf/sluice.ini) or as a
  * markdown table (docs/config.md). */
 void config_print_ini(FILE *out);
 void config_print_markdown(FILE *out);
-
-/* Parses "host:port", "[v6]:port" or "*:port"; resolves names with
- * getaddrinfo (numeric first).  0 or -EINVAL / -ERANGE / a getaddrinfo
- * failure mapped to -ENOENT. */
-int config_parse_address(
-    const char *s, int allow_port0, struct sockaddr_any *out);
 
 #endif

@@ -37,18 +37,18 @@
 #include <string.h>
 #include <strings.h>
 
-#include "balancer.h"
-#include "config.h"
-#include "conn.h"
-#include "http.h"
-#include "log.h"
-#include "pipe.h"
-#include "json.h"
-#include "proxy.h"
-#include "range.h"
-#include "sockopt.h"
-#include "stats.h"
-#include "tcpinfo.h"
+#include "base/http.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/range.h"
+#include "base/sockopt.h"
+#include "base/tcpinfo.h"
+#include "proxy/balancer.h"
+#include "proxy/config.h"
+#include "proxy/conn.h"
+#include "proxy/pipe.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
 
 // clang-format off
 #define container_of(ptr, type, member) \
@@ -1898,7 +1898,7 @@ describe_peer(struct conn *c)
 	strcpy(c->peer_ip, "?");
 	strcpy(c->peer, "?");
 	if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &len) == 0)
-		sockopt_addr_text((struct sockaddr *)&ss, c->peer_ip,
+		address_text((struct sockaddr *)&ss, c->peer_ip,
 		    sizeof(c->peer_ip), c->peer, sizeof(c->peer));
 }
 

@@ -21,8 +21,8 @@
 #include <llhttp.h>
 #include <uv.h>
 
-#include "http.h"
-#include "pipe.h"
+#include "base/http.h"
+#include "proxy/pipe.h"
 
 struct conn;
 struct proxy;

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "notify.h"
+#include "proxy/notify.h"
 
 /* Fills sa from NOTIFY_SOCKET's value; returns the address length or
  * -EINVAL. */

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pipe.h"
+#include "proxy/pipe.h"
 
 #define SPOOL_PUNCH_STEP (1024 * 1024) /* give disk back every MiB */
 

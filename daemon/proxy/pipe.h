@@ -26,7 +26,7 @@
 
 #include <uv.h>
 
-#include "pool.h"
+#include "proxy/pool.h"
 
 /* The watermark state machine, alone so it can be tested alone. */
 enum wm_event {

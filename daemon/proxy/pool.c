@@ -3,7 +3,7 @@
  */
 #include <stdlib.h>
 
-#include "pool.h"
+#include "proxy/pool.h"
 
 void
 pool_init(struct pool *pool, size_t block_size, size_t keep)

@@ -46,13 +46,13 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
-#include "config.h"
-#include "conn.h"
-#include "admin.h"
-#include "log.h"
-#include "notify.h"
-#include "proxy.h"
-#include "sockopt.h"
+#include "base/log.h"
+#include "base/sockopt.h"
+#include "proxy/admin.h"
+#include "proxy/config.h"
+#include "proxy/conn.h"
+#include "proxy/notify.h"
+#include "proxy/proxy.h"
 
 #define BACKLOG 511
 
@@ -135,7 +135,7 @@ print_listening(uv_tcp_t *l)
 	int len = sizeof(ss);
 
 	if (uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len) == 0)
-		sockopt_addr_text(
+		address_text(
 		    (struct sockaddr *)&ss, NULL, 0, text, sizeof(text));
 	log_info("listening on %s", text);
 }
@@ -426,12 +426,11 @@ reload_prepare(struct proxy *px, struct reload *r, char *err, size_t errlen)
 	}
 	if (open_access(r->cfg, &r->access, err, errlen) < 0)
 		goto undo;
-	if (!config_address_equal(
-	        &old->listen.address, &r->cfg->listen.address) &&
+	if (!address_equal(&old->listen.address, &r->cfg->listen.address) &&
 	    listen_on(px, r->cfg, &r->listener, err, errlen) < 0)
 		goto undo;
 	r->admin_changed =
-	    !config_address_equal(&old->admin.address, &r->cfg->admin.address);
+	    !address_equal(&old->admin.address, &r->cfg->admin.address);
 	if (r->admin_changed &&
 	    admin_start(px, r->cfg, &r->admin, err, errlen) < 0)
 		goto undo;

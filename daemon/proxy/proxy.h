@@ -21,11 +21,11 @@
 
 #include <uv.h>
 
-#include "balancer.h"
-#include "config.h"
-#include "pipe.h"
-#include "pool.h"
-#include "stats.h"
+#include "proxy/balancer.h"
+#include "proxy/config.h"
+#include "proxy/pipe.h"
+#include "proxy/pool.h"
+#include "proxy/stats.h"
 
 struct conn;
 

@@ -5,7 +5,7 @@
  * both in mind.  Indexed by enum outcome, so a reordered enum keeps each
  * name on its value.
  */
-#include "stats.h"
+#include "proxy/stats.h"
 
 const char *const outcome_names[OUTCOME_N] = {
     [OUTCOME_COMPLETE] = "complete",

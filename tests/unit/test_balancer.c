@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "balancer.h"
-#include "config.h"
+#include "proxy/balancer.h"
+#include "proxy/config.h"
 
 #define THREE                                                                  \
 	"[upstream]\n"                                                         \

@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-#include "bench.h"
-#include "lab.h"
+#include "lab/bench.h"
+#include "lab/lab.h"
 
 #ifndef SLUICE_SOURCE_ROOT
 #define SLUICE_SOURCE_ROOT "."

@@ -24,8 +24,8 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "units.h"
+#include "base/units.h"
+#include "proxy/config.h"
 
 #ifndef SLUICE_SOURCE_ROOT
 #define SLUICE_SOURCE_ROOT "."
@@ -1025,43 +1025,42 @@ addresses(void **state)
 	char longname[100];
 
 	(void)state;
-	assert_int_equal(config_parse_address("127.0.0.1:0", 1, &a), 0);
+	assert_int_equal(address_parse("127.0.0.1:0", 1, &a), 0);
 	assert_int_equal(a.ss.ss_family, AF_INET);
 	assert_int_equal(a.len, sizeof(struct sockaddr_in));
 	assert_int_equal(port_of(&a), 0);
 	assert_true(in->sin_addr.s_addr == htonl(INADDR_LOOPBACK));
 	assert_string_equal(a.text, "127.0.0.1:0");
 
-	assert_int_equal(config_parse_address("[::1]:8080", 0, &a), 0);
+	assert_int_equal(address_parse("[::1]:8080", 0, &a), 0);
 	assert_int_equal(a.ss.ss_family, AF_INET6);
 	assert_int_equal(a.len, sizeof(struct sockaddr_in6));
 	assert_int_equal(port_of(&a), 8080);
 
-	assert_int_equal(config_parse_address("localhost:80", 0, &a), 0);
+	assert_int_equal(address_parse("localhost:80", 0, &a), 0);
 	assert_int_equal(port_of(&a), 80);
 	assert_string_equal(a.text, "localhost:80");
 
-	assert_int_equal(config_parse_address("*:81", 1, &a), 0);
+	assert_int_equal(address_parse("*:81", 1, &a), 0);
 	assert_int_equal(a.ss.ss_family, AF_INET);
 	assert_true(in->sin_addr.s_addr == htonl(INADDR_ANY));
 	assert_int_equal(port_of(&a), 81);
 
-	assert_int_equal(config_parse_address("1.2.3.4:65535", 0, &a), 0);
+	assert_int_equal(address_parse("1.2.3.4:65535", 0, &a), 0);
 	assert_int_equal(port_of(&a), 65535);
 
-	assert_int_equal(config_parse_address("nonsense", 1, &a), -EINVAL);
-	assert_int_equal(config_parse_address("1.2.3.4:99999", 1, &a), -ERANGE);
-	assert_int_equal(config_parse_address("1.2.3.4:65536", 1, &a), -ERANGE);
-	assert_int_equal(config_parse_address("1.2.3.4:0", 0, &a), -ERANGE);
-	assert_int_equal(config_parse_address("1.2.3.4:", 1, &a), -EINVAL);
-	assert_int_equal(config_parse_address("[::1]8080", 1, &a), -EINVAL);
-	assert_int_equal(config_parse_address("::1:8080", 1, &a), -EINVAL);
-	assert_int_equal(
-	    config_parse_address("nosuch.invalid:80", 1, &a), -ENOENT);
+	assert_int_equal(address_parse("nonsense", 1, &a), -EINVAL);
+	assert_int_equal(address_parse("1.2.3.4:99999", 1, &a), -ERANGE);
+	assert_int_equal(address_parse("1.2.3.4:65536", 1, &a), -ERANGE);
+	assert_int_equal(address_parse("1.2.3.4:0", 0, &a), -ERANGE);
+	assert_int_equal(address_parse("1.2.3.4:", 1, &a), -EINVAL);
+	assert_int_equal(address_parse("[::1]8080", 1, &a), -EINVAL);
+	assert_int_equal(address_parse("::1:8080", 1, &a), -EINVAL);
+	assert_int_equal(address_parse("nosuch.invalid:80", 1, &a), -ENOENT);
 	/* Longer than the text kept for logs. */
 	memset(longname, 'a', sizeof(longname));
 	strcpy(longname + sizeof(longname) - 4, ":80");
-	assert_int_equal(config_parse_address(longname, 1, &a), -EINVAL);
+	assert_int_equal(address_parse(longname, 1, &a), -EINVAL);
 }
 
 static void

@@ -19,7 +19,7 @@
 #include <cmocka.h>
 #include <llhttp.h>
 
-#include "http.h"
+#include "base/http.h"
 
 static char hbuf[4096];
 static struct http_head head;

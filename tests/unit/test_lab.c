@@ -19,8 +19,8 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "lab.h"
+#include "proxy/config.h"
+#include "lab/lab.h"
 
 static const char full[] = "# a comment\n"
                            "[lab]\n"

@@ -30,8 +30,8 @@
 
 #include <cmocka.h>
 
-#include "lab.h"
-#include "lab_lb.h"
+#include "lab/lab.h"
+#include "lab/lab_lb.h"
 
 #define LISTEN "10.202.0.1:8080"
 #define ORIGIN "10.201.0.1:8000"

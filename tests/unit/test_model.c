@@ -23,8 +23,8 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "model.h"
+#include "proxy/config.h"
+#include "model/model.h"
 
 #define T0 (1.2e6 / 99.9e6) /* the first zero window of the base case */
 

@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-#include "notify.h"
+#include "proxy/notify.h"
 
 /* A bound receiving socket and the NOTIFY_SOCKET value naming it. */
 struct sink {

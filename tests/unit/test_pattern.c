@@ -21,7 +21,7 @@
 
 #include <cmocka.h>
 
-#include "pattern.h"
+#include "base/pattern.h"
 
 #define BIG   (64 * 1024 + 13) /* several of pattern_check's 4 KiB chunks */
 #define GUARD 0xa5

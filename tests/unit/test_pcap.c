@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-#include "pcap.h"
+#include "lab/pcap.h"
 
 #define T0    1700000000u /* the first packet's epoch second */
 #define CISN  2374033554u /* the client's ISN */

@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "pipe.h"
-#include "pool.h"
+#include "proxy/pipe.h"
+#include "proxy/pool.h"
 
 #define BS 4096 /* the smallest block_size the config allows */
 

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "range.h"
+#include "base/range.h"
 
 #define UNSET ((uint64_t)0x5555)
 

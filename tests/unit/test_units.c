@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "units.h"
+#include "base/units.h"
 
 #define KI ((uint64_t)1024)
 #define MI (KI * KI)
