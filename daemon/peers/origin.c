@@ -54,6 +54,7 @@
 #include "base/address.h"
 #include "base/http.h"
 #include "base/json.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "base/pattern.h"
 #include "base/range.h"
@@ -61,11 +62,6 @@
 #include "base/tcpinfo.h"
 #include "base/units.h"
 #include "peers/origin.h"
-
-// clang-format off
-#define container_of(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
-// clang-format on
 
 #define OBUF_SIZE (256 * 1024)
 #define TICK_MS   20
@@ -93,7 +89,7 @@ struct origin {
 	uv_poll_t lpoll;
 	uv_signal_t sigint, sigterm;
 	FILE *json;
-	struct oconn *conns;
+	struct list conns; /* of oconn */
 	size_t nconns;
 	bool stopping;
 };
@@ -106,7 +102,7 @@ enum body_kind {
 
 struct oconn {
 	struct origin *o;
-	struct oconn *next, *prev;
+	struct list_node link; /* o->conns */
 	int fd;
 	uv_poll_t poll;
 	uv_timer_t tick;
@@ -210,12 +206,7 @@ oconn_on_close(uv_handle_t *h)
 
 	if (--c->nhandles > 0)
 		return;
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		c->o->conns = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
+	list_remove(&c->link);
 	c->o->nconns--;
 	free(c->obuf);
 	free(c);
@@ -1004,10 +995,7 @@ oconn_start(struct origin *o, int fd, const struct sockaddr_storage *ss)
 	uv_timer_init(o->loop, &c->drip);
 	c->poll.data = c->tick.data = c->drip.data = c;
 	c->nhandles = 3;
-	c->next = o->conns;
-	if (o->conns != NULL)
-		o->conns->prev = c;
-	o->conns = c;
+	list_insert_head(&o->conns, &c->link);
 	o->nconns++;
 	uv_timer_start(&c->tick, oconn_on_tick, TICK_MS, TICK_MS);
 	log_debug("origin: accepted %s", c->peer);
@@ -1276,8 +1264,8 @@ origin_stop(struct origin *o)
 	uv_poll_stop(&o->lpoll);
 	uv_close((uv_handle_t *)&o->lpoll, NULL);
 	close(o->lfd);
-	for (struct oconn *c = o->conns; c != NULL; c = c->next)
-		oconn_close(c, false, "origin stopping");
+	list_foreach(c, &o->conns, struct oconn, link)
+	    oconn_close(c, false, "origin stopping");
 	uv_close((uv_handle_t *)&o->sigint, NULL);
 	uv_close((uv_handle_t *)&o->sigterm, NULL);
 }

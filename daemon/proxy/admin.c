@@ -32,6 +32,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "base/list.h"
 #include "base/log.h"
 #include "base/sockopt.h"
 #include "base/tcpinfo.h"
@@ -40,11 +41,6 @@
 #include "proxy/conn.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
-
-// clang-format off
-#define container_of(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
-// clang-format on
 
 #define ADMIN_MAX_CONNS  64
 #define ADMIN_BACKLOG    64
@@ -74,13 +70,13 @@ struct admin {
 	int full;        /* the limit was hit; logged once until a slot frees */
 	int nhandles;    /* listener and refuse, not yet closed */
 	int stopping;
-	struct admin_conn *conns; /* doubly linked */
+	struct list conns; /* of admin_conn */
 	size_t nconns;
 };
 
 struct admin_conn {
 	struct admin *ad;
-	struct admin_conn *prev, *next;
+	struct list_node link; /* ad->conns */
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_write_t wr;
@@ -141,12 +137,7 @@ admin_on_close(uv_handle_t *h)
 
 	if (--ac->nhandles > 0)
 		return;
-	if (ac->prev != NULL)
-		ac->prev->next = ac->next;
-	else
-		ad->conns = ac->next;
-	if (ac->next != NULL)
-		ac->next->prev = ac->prev;
+	list_remove(&ac->link);
 	ad->nconns--;
 	free(ac->body);
 	free(ac);
@@ -250,8 +241,7 @@ write_reload_metrics(FILE *f, const struct proxy *px)
 {
 	size_t live = 0;
 
-	for (const struct proxy_gen *g = px->gens; g != NULL; g = g->next)
-		live++;
+	list_foreach(g, &px->gens, const struct proxy_gen, link) live++;
 	family(f, "config_reloads_total", "counter",
 	    "Config reloads (SIGHUP), by result.");
 	fprintf(f, "sluice_config_reloads_total{result=\"ok\"} %" PRIu64 "\n",
@@ -314,7 +304,8 @@ write_connections(FILE *f, const struct proxy *px)
 	const char *sep = "";
 
 	fputc('[', f);
-	for (const struct conn *c = px->conns; c != NULL; c = conn_next(c)) {
+	for (const struct conn *c = conn_first(px); c != NULL;
+	     c = conn_next(c)) {
 		fputs(sep, f);
 		conn_describe(c, f);
 		sep = ",";
@@ -659,10 +650,7 @@ serve(struct admin *ad, struct admin_conn *ac)
 	uv_timer_init(loop, &ac->timer);
 	ac->tcp.data = ac->timer.data = ac;
 	ac->nhandles = 2;
-	ac->next = ad->conns;
-	if (ad->conns != NULL)
-		ad->conns->prev = ac;
-	ad->conns = ac;
+	list_insert_head(&ad->conns, &ac->link);
 	ad->nconns++;
 	ad->full = 0;
 	llhttp_init(&ac->parser, HTTP_REQUEST, &admin_settings);
@@ -773,6 +761,6 @@ admin_stop(struct admin *ad)
 		return;
 	ad->stopping = 1;
 	uv_close((uv_handle_t *)&ad->listener, admin_on_listener_close);
-	for (struct admin_conn *ac = ad->conns; ac != NULL; ac = ac->next)
-		close_conn(ac, "shutdown", 0);
+	list_foreach(ac, &ad->conns, struct admin_conn, link)
+	    close_conn(ac, "shutdown", 0);
 }

@@ -39,6 +39,7 @@
 
 #include "base/http.h"
 #include "base/json.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "base/range.h"
 #include "base/sockopt.h"
@@ -49,11 +50,6 @@
 #include "proxy/pipe.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
-
-// clang-format off
-#define container_of(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
-// clang-format on
 
 #define MAX_IOV   64   /* segments per uv_write */
 #define LINGER_MS 2000 /* discard client input this long after FIN */
@@ -75,7 +71,7 @@ struct conn {
 	struct proxy *px;
 	struct proxy_gen *gen;    /* the config generation it started on */
 	const struct config *cfg; /* gen->cfg, for the whole connection */
-	struct conn *prev, *next;
+	struct list_node link;    /* px->conns */
 	uint64_t id;
 	int nhandles;
 
@@ -187,9 +183,15 @@ static void access_log(struct conn *c);
 static void conn_close(struct conn *c, int reset, const char *reason, int err);
 
 struct conn *
+conn_first(const struct proxy *px)
+{
+	return list_item(px->conns.first, struct conn, link);
+}
+
+struct conn *
 conn_next(const struct conn *c)
 {
-	return c->next;
+	return list_item(c->link.next, struct conn, link);
 }
 
 /* ---- timers --------------------------------------------------------- */
@@ -498,12 +500,7 @@ conn_free(struct conn *c)
 		block_unref(c->left.b);
 	free(c->headbuf);
 	free(c->req_copy);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		c->px->conns = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
+	list_remove(&c->link);
 	/* last: the generation may go with it, and its pool */
 	proxy_conn_gone(c->px, c->gen);
 	free(c);
@@ -1978,10 +1975,7 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	http_head_init(&c->resph, c->headbuf + hsz, hsz);
 	llhttp_init(&c->reqp, HTTP_REQUEST, &req_settings);
 	c->reqp.data = c;
-	c->next = px->conns;
-	if (px->conns != NULL)
-		px->conns->prev = c;
-	px->conns = c;
+	list_insert_head(&px->conns, &c->link);
 	px->nconns++;
 	if (uv_accept(server, (uv_stream_t *)&c->client) < 0) {
 		conn_close(c, 0, NULL, 0);

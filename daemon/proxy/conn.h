@@ -51,7 +51,9 @@ void conn_describe(const struct conn *c, FILE *out);
 /* memory_limit freed up: a paused read may go on. */
 void conn_wake(struct conn *c);
 
-/* Exposed for the proxy's list walk only. */
+/* The proxy's walk over its connections (newest first; NULL at the
+ * end).  struct conn stays private to conn.c. */
+struct conn *conn_first(const struct proxy *px);
 struct conn *conn_next(const struct conn *c);
 
 #endif

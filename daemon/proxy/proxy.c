@@ -228,10 +228,7 @@ gen_discard(struct proxy_gen *g)
 static void
 gen_install(struct proxy *px, struct proxy_gen *g)
 {
-	g->next = px->gens;
-	if (px->gens != NULL)
-		px->gens->prev = g;
-	px->gens = g;
+	list_insert_head(&px->gens, &g->link);
 	g->refs = 1;
 	px->gen = g;
 	px->cfg = g->cfg;
@@ -249,12 +246,7 @@ gen_free(struct proxy *px, struct proxy_gen *g)
 		    (unsigned long long)g->n, g->pool.nused);
 		return;
 	}
-	if (g->prev != NULL)
-		g->prev->next = g->next;
-	else
-		px->gens = g->next;
-	if (g->next != NULL)
-		g->next->prev = g->prev;
+	list_remove(&g->link);
 	if (g != px->gen)
 		log_info("config generation %llu released: its last "
 		         "connection ended",
@@ -282,8 +274,8 @@ proxy_memory(const struct proxy *px)
 {
 	uint64_t n = 0;
 
-	for (const struct proxy_gen *g = px->gens; g != NULL; g = g->next)
-		n += (uint64_t)g->pool.nused * g->pool.block_size;
+	list_foreach(g, &px->gens, const struct proxy_gen, link) n +=
+	    (uint64_t)g->pool.nused * g->pool.block_size;
 	return n;
 }
 
@@ -301,7 +293,7 @@ proxy_memory_check(struct proxy *px)
 	px->mem_full = 0;
 	log_debug("memory_limit: %llu bytes buffered, reads go on",
 	    (unsigned long long)proxy_memory(px));
-	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
+	for (struct conn *c = conn_first(px); c != NULL; c = conn_next(c))
 		conn_wake(c);
 }
 
@@ -326,7 +318,7 @@ proxy_on_connection(uv_stream_t *server, int status)
 static void
 abort_all(struct proxy *px, const char *reason)
 {
-	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
+	for (struct conn *c = conn_first(px); c != NULL; c = conn_next(c))
 		conn_abort(c, reason);
 }
 
@@ -371,7 +363,7 @@ proxy_on_signal(uv_signal_t *s, int signum)
 	    (unsigned long long)px->cfg->listen.drain_timeout);
 	close_listener(px->listener);
 	px->listener = NULL;
-	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
+	for (struct conn *c = conn_first(px); c != NULL; c = conn_next(c))
 		conn_drain(c);
 	if (px->nconns == 0) {
 		proxy_finish(px);
@@ -447,7 +439,7 @@ retire_all(struct proxy *px)
 {
 	size_t n = 0;
 
-	for (struct conn *c = px->conns; c != NULL; c = conn_next(c))
+	for (struct conn *c = conn_first(px); c != NULL; c = conn_next(c))
 		n += (size_t)conn_retire(c);
 	return n;
 }
@@ -476,8 +468,8 @@ reload_commit(struct proxy *px, struct reload *r)
 	tune_malloc(px->cfg);
 	/* spill_total is process-wide: every generation's spill decisions
 	 * use the new value from now on */
-	for (struct proxy_gen *g = px->gens; g != NULL; g = g->next)
-		g->spill.total_limit = px->cfg->buffer.spill_total;
+	list_foreach(g, &px->gens, struct proxy_gen, link)
+	    g->spill.total_limit = px->cfg->buffer.spill_total;
 	stay = retire_all(px);
 	log_info("reload: %s taken as config generation %llu; %zu in-flight "
 	         "connections stay on older generations until they end",
@@ -621,9 +613,11 @@ proxy_release(struct proxy *px)
 {
 	gen_put(px, px->gen);
 	px->gen = NULL;
-	if (px->gens != NULL)
+	if (px->gens.first != NULL)
 		log_error("config generation %llu still held at exit",
-		    (unsigned long long)px->gens->n);
+		    (unsigned long long)list_item(
+		        px->gens.first, struct proxy_gen, link)
+		        ->n);
 	free(px->scratch);
 	if (px->access != NULL)
 		fclose(px->access);

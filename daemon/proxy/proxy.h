@@ -21,6 +21,7 @@
 
 #include <uv.h>
 
+#include "base/list.h"
 #include "proxy/balancer.h"
 #include "proxy/config.h"
 #include "proxy/pipe.h"
@@ -31,14 +32,14 @@ struct conn;
 
 struct proxy_gen {
 	struct proxy *px;
-	struct proxy_gen *prev, *next; /* px->gens, newest first */
-	struct config *cfg;            /* freed with the generation */
-	uint64_t n;                    /* 1: the config loaded at start */
-	unsigned refs;                 /* the proxy's (if current), conns' */
-	size_t nconns;                 /* connections that use it */
-	struct pool pool;              /* blocks of buffer.block_size */
-	struct balancer bal;           /* over cfg's server list */
-	struct spill_cfg spill;        /* what policy spill may use */
+	struct list_node link;  /* px->gens, newest first */
+	struct config *cfg;     /* freed with the generation */
+	uint64_t n;             /* 1: the config loaded at start */
+	unsigned refs;          /* the proxy's (if current), conns' */
+	size_t nconns;          /* connections that use it */
+	struct pool pool;       /* blocks of buffer.block_size */
+	struct balancer bal;    /* over cfg's server list */
+	struct spill_cfg spill; /* what policy spill may use */
 };
 
 struct proxy {
@@ -46,12 +47,12 @@ struct proxy {
 	const char *path;            /* the config file, read again on SIGHUP */
 	struct proxy_gen *gen;       /* the current generation */
 	const struct config *cfg;    /* gen->cfg */
-	struct proxy_gen *gens;      /* every live generation */
+	struct list gens;            /* every live generation */
 	struct balancer_load *loads; /* per server, shared by all balancers */
 	uv_tcp_t *listener;          /* clients; NULL once draining */
 	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t drain_timer;
-	struct conn *conns; /* every live connection, doubly linked */
+	struct list conns; /* every live connection (struct conn) */
 	size_t nconns;
 	uint64_t next_id;
 	int draining;
