@@ -9,7 +9,6 @@
  * Invariant: nothing runs before every combination has parsed as a
  * scenario and made a valid proxy config.
  */
-#define _GNU_SOURCE
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>

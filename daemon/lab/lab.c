@@ -17,7 +17,6 @@
  * proxy's admin port from a socket made inside the lb namespace), one CSV
  * row, one progress line, then a wait for the fetch to end.
  */
-#define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>

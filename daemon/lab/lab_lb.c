@@ -12,7 +12,6 @@
  * The /proc helpers at the end are independent of the rest: they measure
  * the balancer's memory and temp files, which nginx unlinks at once.
  */
-#define _GNU_SOURCE
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>

@@ -3,7 +3,6 @@
  * timeline), the model's prediction for the same inputs, summary.json,
  * the gnuplot timeline and the verdict.
  */
-#define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -3,7 +3,6 @@
  * proxy config a scenario makes, ss(8) output and `sluice help lab`: the
  * pure parts of the lab (lab.h), unit-tested in tests/unit/test_lab.c.
  */
-#define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>

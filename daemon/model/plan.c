@@ -7,7 +7,6 @@
  * then the options, which override it.  The output is a few lines, or one
  * JSON object with --json.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>

@@ -22,7 +22,6 @@
  * same pace.  The reads before it are capped so that exactly BYTES are
  * taken when it starts (the head's end is found by peeking).
  */
-#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

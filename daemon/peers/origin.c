@@ -27,7 +27,6 @@
  * instead of with a RST; the emulation keeps the rule's timing exact and
  * makes the abort visible to the receiver at once.
  */
-#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>

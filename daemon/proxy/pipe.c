@@ -9,7 +9,6 @@
  * is not empty or memory is at high watermark (and the spool can take it),
  * else to memory; so no byte ever overtakes another.
  */
-#define _GNU_SOURCE /* O_TMPFILE, fallocate */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -10,7 +10,6 @@
  * config is handed to the real nginx -t / haproxy -c when they are
  * installed and we are root.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
