@@ -5,18 +5,28 @@ Each test script does:
     env = harness.Env("what this script tests")      # parses --sluice/--origin
     origin = env.start_origin(id="a")
     proxy = env.start_proxy(harness.config([origin.addr]))
-    env.case("name", fn)                              # ok - / not ok - lines
+    env.case("name", fn)                              # one TAP line per case
+    env.skip("name", "why")                           # a case that cannot run here
     ...
-    env.finish()                                      # "N passed, M failed"
+    env.finish()                                      # the plan, "1..N"
+
+The output is TAP (what meson's `protocol : 'tap'` reads): `ok N - name`,
+`not ok N - name` with the reason on `#` lines after it, `ok N - name # SKIP
+reason` for a case that raised harness.Skip(reason) or was env.skip()ped,
+"# " lines for figures, and the plan `1..N` at the end (cases are not known
+in advance).  A script that cannot run at all calls env.skip_all(reason):
+`1..0 # SKIP reason`, exit 0, which meson reports as SKIP.
 
 For `sluice origin` and `sluice fetch` (tests/integration/test_peers.py):
 env.start_sluice_origin(args), env.run_fetch(url, args) (its --json object in
 .json), env.start_nginx(root), and sluice_bytes()/sluice_sha256()/sluice_etag(),
 a port of daemon/pattern.c.
 
-Everything binds port 0 on 127.0.0.1; every wait is bounded; every process
-the harness starts is stopped (SIGTERM, then SIGKILL after 5 s) at the end of
-the case that started it, at finish(), at exit, and on SIGTERM/SIGINT of the
+Everything binds port 0 on 127.0.0.1; every wait is bounded (wait_until(),
+wait_log()), by deadlines generous enough for a loaded machine: nothing
+asserts that something was fast, only what happened; every process the
+harness starts is stopped (SIGTERM, then SIGKILL after 5 s) at the end of the
+case that started it, at finish(), at exit, and on SIGTERM/SIGINT of the
 script itself; the temporary directory is removed likewise.
 """
 
@@ -35,6 +45,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -43,6 +54,17 @@ DEFAULT_ORIGIN = os.path.join(os.path.dirname(HERE), "origin.py")
 
 KiB = 1024
 MiB = 1024 * 1024
+
+# SLUICE_WRAP runs the proxy (and sluice origin) under a checker such as
+# valgrind, which starts and runs several times slower: waits on them are
+# stretched by this factor.
+SLOW = 6 if os.environ.get("SLUICE_WRAP") else 1
+
+
+class Skip(Exception):
+    """Raised by a case (or anything it calls) that cannot run here: the
+    case is reported `ok N - name # SKIP reason`, neither passed nor failed."""
+
 
 # ---------------------------------------------------------------------------
 # The body pattern (shared with tests/origin.py, which defines it)
@@ -247,13 +269,42 @@ def vmrss_kib(pid):
 
 
 def wait_until(pred, timeout, interval=0.02):
-    """Poll pred() until it is true or timeout seconds pass; returns its value."""
+    """Poll pred() until it returns something true or timeout seconds pass;
+    returns its last value (false on timeout).  pred may raise to end the
+    wait early (e.g. the process it waits on exited)."""
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
-        if v or time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if v or left <= 0:
             return v
-        time.sleep(interval)
+        time.sleep(min(interval, left))
+
+
+def wait_log(proc, pattern, timeout=10.0, count=1):
+    """Wait until pattern (a bytes regex) has matched count times in proc's
+    log (its stderr file); returns the last match.  Bounded: timeout
+    seconds, times SLOW under SLUICE_WRAP.  Fails at once if proc exits
+    without logging it."""
+    def hits():
+        with open(proc.log_path, "rb") as f:
+            found = list(re.finditer(pattern, f.read()))
+        return found[count - 1] if len(found) >= count else None
+
+    def seen():
+        m = hits()
+        if m is None and not proc.alive():
+            m = hits()            # it may have logged it, then exited
+            if m is None:
+                raise AssertionError("%s exited with %s before logging %r: %s"
+                                     % (proc.name, proc.popen.returncode, pattern,
+                                        " | ".join(proc.log_tail())))
+        return m
+    m = wait_until(seen, timeout * SLOW)
+    if m is None:
+        raise AssertionError("%s did not log %r in %.0f s: %s"
+                             % (proc.name, pattern, timeout * SLOW, " | ".join(proc.log_tail())))
+    return m
 
 
 def connect_refused(port):
@@ -375,6 +426,50 @@ class Proxy(Process):
 
     def rss_kib(self):
         return vmrss_kib(self.pid)
+
+
+class NotifySocket:
+    """An AF_UNIX datagram socket standing in for systemd's notify socket:
+    env.start_proxy(..., notify=ns) (or spawn_proxy) sets NOTIFY_SOCKET to
+    it; ns.wait_for("READY=1") waits for what the proxy sends."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages = []       # each datagram as its list of VAR=value lines
+
+    def collect(self, timeout=0.0):
+        """Read what arrived (waiting up to timeout s for the first)."""
+        self.sock.settimeout(timeout if timeout > 0 else 0.001)
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except (socket.timeout, BlockingIOError):
+                return self.messages
+            self.messages.append(data.decode("utf-8", "replace").split("\n"))
+            self.sock.settimeout(0.001)
+
+    def count(self, var):
+        return sum(1 for m in self.messages if var in m)
+
+    def wait_for(self, var, count=1, timeout=30.0):
+        """Wait (bounded: timeout s, times SLOW) until var (e.g. "READY=1")
+        was sent count times in all; returns the datagram (text) that held
+        it the count-th time, or None on timeout."""
+        def seen():
+            self.collect(0.05)
+            hits = [m for m in self.messages if var in m]
+            return "\n".join(hits[count - 1]) if len(hits) >= count else None
+        return wait_until(seen, timeout * SLOW, 0)
+
+    def sequence(self):
+        """The READY/RELOADING/STOPPING variables in the order sent."""
+        keys = ("READY=1", "RELOADING=1", "STOPPING=1")
+        return [v for m in self.messages for v in m if v in keys]
+
+    def close(self):
+        self.sock.close()
 
 
 # ---------------------------------------------------------------------------
@@ -634,6 +729,107 @@ def get(port, target, method="GET", headers=(), timeout=10.0, **kw):
         return c.read_response(method=method, deadline=timeout, **kw)
 
 
+class HashSink:
+    """Counts and hashes a body stream (any pattern: compare .sha256 with
+    sluice_sha256(n, key) or a file's digest afterwards)."""
+
+    def __init__(self):
+        self.length = 0
+        self.h = hashlib.sha256()
+
+    def __call__(self, data):
+        self.h.update(data)
+        self.length += len(data)
+
+    @property
+    def sha256(self):
+        return self.h.hexdigest()
+
+
+class HeldDownload:
+    """GET target on one connection, read in a thread: the response head
+    and the first hold_at body bytes, then nothing until release(), then
+    the rest.  While it is held the download is in flight however slow the
+    machine is, so a test can signal the proxy, reload it or stop it and
+    check what it does to a running download without racing the transfer
+    (nothing is paced by the clock).  The hold is bounded (hold_limit s):
+    after that the reader goes on and finish() fails the case.
+
+        dl = HeldDownload(px.port, "/bytes/8M", PatternSink())
+        check(dl.wait_held(), dl.describe())
+        ... SIGHUP, checks ...
+        dl.release()
+        resp = dl.finish()          # the whole response, or the error
+        dl.sink.check(8 * MiB)
+    """
+
+    def __init__(self, port, target, sink=None, hold_at=256 * KiB, rcvbuf=64 * KiB,
+                 hold_limit=120.0, deadline=300.0):
+        self.sink = sink if sink is not None else HashSink()
+        self.hold_at = hold_at
+        self.hold_limit = hold_limit
+        self.resp = None
+        self.error = None
+        self.held = threading.Event()        # set when the hold starts (or the read ends)
+        self._go = threading.Event()
+        self.hold_expired = False
+        self.conn = HttpConn(port, rcvbuf=rcvbuf, timeout=60.0 * SLOW)
+        self.conn.max_recv = 64 * KiB
+        self.conn.on_recv = self._on_recv
+        self.conn.request("GET", target)
+
+        def run():
+            try:
+                self.resp = self.conn.read_response(sink=self.sink, deadline=deadline)
+            except Exception as e:               # reported by finish()
+                self.error = "%s: %s" % (type(e).__name__, e)
+            finally:
+                self.held.set()
+        self._t = threading.Thread(target=run, daemon=True)
+        self._t.start()
+
+    def _on_recv(self):
+        if self.sink.length >= self.hold_at and not self._go.is_set():
+            self.held.set()
+            if not self._go.wait(self.hold_limit):
+                self.hold_expired = True
+                self._go.set()
+
+    def wait_held(self, timeout=30.0):
+        """True once hold_at body bytes arrived and the reader stopped
+        (False on timeout or if the read ended first: see describe())."""
+        return self.held.wait(timeout * SLOW) and self.alive()
+
+    def alive(self):
+        return self._t.is_alive()
+
+    def release(self):
+        self._go.set()
+
+    def describe(self):
+        return "download: %d bytes read, %s, status %s, error %s" % (
+            self.sink.length, "still reading" if self.alive() else "ended",
+            self.resp.status if self.resp else None, self.error)
+
+    def finish(self, timeout=120.0):
+        """Release the hold, wait (bounded) for the end of the response;
+        returns it.  Fails on an error, a timeout or an expired hold."""
+        self.release()
+        self._t.join(timeout * SLOW)
+        try:
+            check(not self._t.is_alive(), "download not finished %.0f s after its release: %s"
+                  % (timeout * SLOW, self.describe()))
+            check(self.error is None, "download failed: " + self.describe())
+            check(not self.hold_expired, "download held longer than %.0f s" % self.hold_limit)
+            return self.resp
+        finally:
+            self.close()
+
+    def close(self):
+        self._go.set()
+        self.conn.close()
+
+
 # ---------------------------------------------------------------------------
 # curl
 # ---------------------------------------------------------------------------
@@ -760,6 +956,8 @@ class Env:
         self.processes = []       # every Process started, stopped at the end
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
+        self.number = 0           # TAP test lines printed
         self._seq = 0
         atexit.register(self.cleanup)
         # meson's test timeout (and ^C) must still run the cleanup.
@@ -821,17 +1019,32 @@ class Env:
         if not os.access(self.sluice, os.X_OK):
             raise AssertionError("sluice binary not found or not executable: %s" % self.sluice)
 
-    def spawn_proxy(self, config_text, name="proxy"):
-        """Start `sluice proxy -c CFG` without waiting; returns (Process, cfg)."""
+    def notify_socket(self):
+        """A NotifySocket in the temp dir (the caller closes it)."""
+        return NotifySocket(self.path("notify.sock"))
+
+    def spawn_proxy(self, config_text, name="proxy", notify=None, journal=False):
+        """Start `sluice proxy -c CFG` without waiting; returns (Process, cfg).
+        notify: a NotifySocket, set as its NOTIFY_SOCKET; journal: set
+        JOURNAL_STREAM to its stderr file's device:inode, as systemd does
+        for a unit whose stderr is the journal.  Neither is inherited."""
         self.need_sluice()
         cfg = self.write_config(config_text, name + ".ini")
         log = self.path(name + ".stderr")
         errf = open(log, "wb")
+        penv = dict(os.environ)
+        penv.pop("NOTIFY_SOCKET", None)
+        penv.pop("JOURNAL_STREAM", None)
+        if notify is not None:
+            penv["NOTIFY_SOCKET"] = notify.path
+        if journal:
+            st = os.fstat(errf.fileno())
+            penv["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
         # SLUICE_WRAP runs the proxy under a checker, e.g.
         # SLUICE_WRAP="valgrind --error-exitcode=99 --leak-check=full".
         wrap = os.environ.get("SLUICE_WRAP", "").split()
         p = subprocess.Popen(wrap + [self.sluice, "proxy", "-c", cfg], stdout=errf, stderr=errf,
-                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                             stdin=subprocess.DEVNULL, env=penv, preexec_fn=_die_with_parent)
         errf.close()
         proc = Process(name, p, log)
         self.processes.append(proc)
@@ -845,26 +1058,13 @@ class Env:
         check(rc == 0, "proxy exit status %s after SIGTERM: %s"
               % (rc, " | ".join(proc.log_tail())))
 
-    def start_proxy(self, config_text, name="proxy", timeout=10.0):
-        """Start the proxy and wait (bounded) for "listening on 127.0.0.1:PORT"
-        on its stderr (not "admin: listening on ...", the [admin]
-        listener's line: see admin_port())."""
-        proc, cfg = self.spawn_proxy(config_text, name)
-        if os.environ.get("SLUICE_WRAP"):
-            timeout *= 6  # valgrind starts slowly
-        deadline = time.monotonic() + timeout
-        while True:
-            with open(proc.log_path, "rb") as f:
-                m = re.search(rb"(?<!admin: )listening on 127\.0\.0\.1:(\d+)", f.read())
-            if m:
-                break
-            if not proc.alive():
-                raise AssertionError("sluice proxy exited with %s before listening: %s"
-                                     % (proc.popen.returncode, " | ".join(proc.log_tail())))
-            if time.monotonic() > deadline:
-                raise AssertionError("sluice proxy did not report listening in %.0f s: %s"
-                                     % (timeout, " | ".join(proc.log_tail())))
-            time.sleep(0.02)
+    def start_proxy(self, config_text, name="proxy", timeout=10.0, notify=None,
+                    journal=False):
+        """Start the proxy (spawn_proxy) and wait (bounded) for "listening on
+        127.0.0.1:PORT" on its stderr (not "admin: listening on ...", the
+        [admin] listener's line: see admin_port())."""
+        proc, cfg = self.spawn_proxy(config_text, name, notify=notify, journal=journal)
+        m = wait_log(proc, rb"(?<!admin: )listening on 127\.0\.0\.1:(\d+)", timeout)
         px = Proxy(name, proc.popen, proc.log_path, int(m.group(1)), cfg)
         self.processes[self.processes.index(proc)] = px
         return px
@@ -872,35 +1072,8 @@ class Env:
     def admin_port(self, proxy, timeout=10.0):
         """The port of the proxy's [admin] listener, from its
         "admin: listening on 127.0.0.1:PORT" line (bounded wait)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with open(proxy.log_path, "rb") as f:
-                m = re.search(rb"admin: listening on 127\.0\.0\.1:(\d+)", f.read())
-            if m:
-                return int(m.group(1))
-            if not proxy.alive():
-                raise AssertionError("proxy exited with %s before its admin listener: %s"
-                                     % (proxy.popen.returncode, " | ".join(proxy.log_tail())))
-            if time.monotonic() > deadline:
-                raise AssertionError("no \"admin: listening on\" line in %.0f s: %s"
-                                     % (timeout, " | ".join(proxy.log_tail())))
-            time.sleep(0.02)
-
-    def _wait_listening(self, proc, what, timeout):
-        """Poll proc's log for "listening on 127.0.0.1:PORT"; returns PORT."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with open(proc.log_path, "rb") as f:
-                m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", f.read())
-            if m:
-                return int(m.group(1))
-            if not proc.alive():
-                raise AssertionError("%s exited with %s before listening: %s"
-                                     % (what, proc.popen.returncode, " | ".join(proc.log_tail())))
-            if time.monotonic() > deadline:
-                raise AssertionError("%s did not report listening in %.0f s: %s"
-                                     % (what, timeout, " | ".join(proc.log_tail())))
-            time.sleep(0.02)
+        return int(wait_log(proxy, rb"admin: listening on 127\.0\.0\.1:(\d+)",
+                            timeout).group(1))
 
     def start_sluice_origin(self, args=(), name="sluice-origin", timeout=10.0):
         """Start `sluice origin --listen 127.0.0.1:0 ARGS...` (stderr to a
@@ -915,9 +1088,7 @@ class Env:
         errf.close()
         proc = Process(name, p, log)
         self.processes.append(proc)
-        if wrap:
-            timeout *= 6
-        port = self._wait_listening(proc, "sluice origin", timeout)
+        port = int(wait_log(proc, rb"listening on 127\.0\.0\.1:(\d+)", timeout).group(1))
         o = Origin(name, p, log, port)
         self.processes[self.processes.index(proc)] = o
         return o
@@ -1089,20 +1260,40 @@ class Env:
             pass
         return res
 
-    # ---- running cases --------------------------------------------------
+    # ---- running cases (TAP) --------------------------------------------
+    def _tap(self, ok, name, directive=None):
+        """One TAP test line: `ok N - name`, `not ok N - name`, or with a
+        `# SKIP reason` directive.  A '#' in the name would start one."""
+        self.number += 1
+        line = "%s %d - %s" % ("ok" if ok else "not ok", self.number,
+                               name.replace("#", "no.").replace("\n", " "))
+        if directive:
+            line += " # " + directive.replace("\n", " | ")
+        print(line, flush=True)
+
+    def _selected(self, name, keep_processes=False):
+        return not self.args.only or self.args.only in name or keep_processes
+
     def case(self, name, fn, *args, keep_processes=False):
-        """Run one case; any exception fails it. Processes it started are
-        stopped when it ends, unless keep_processes (a setup case whose
-        origin/proxy later cases use; they are stopped at finish())."""
-        if self.args.only and self.args.only not in name and not keep_processes:
+        """Run one case: a TAP line for it.  An exception fails it (the
+        reason follows on "#" lines), harness.Skip(reason) skips it.
+        Processes it started are stopped when it ends, unless
+        keep_processes (a setup case whose origin/proxy later cases use;
+        they are stopped at finish())."""
+        if not self._selected(name, keep_processes):
             return
         started = len(self.processes)
         try:
             fn(*args)
+        except Skip as e:
+            self.skipped += 1
+            self._tap(True, name, "SKIP " + str(e))
         except Exception as e:
             self.failed += 1
             reason = str(e) if isinstance(e, AssertionError) else "%s: %s" % (type(e).__name__, e)
-            print("not ok - %s: %s" % (name, reason.replace("\n", " | ")), flush=True)
+            self._tap(False, name)
+            for line in reason.splitlines() or [""]:
+                print("#   " + line)
             if not isinstance(e, AssertionError):
                 for line in traceback.format_exc().splitlines():
                     print("#   " + line)
@@ -1113,16 +1304,31 @@ class Env:
             sys.stdout.flush()
         else:
             self.passed += 1
-            print("ok - %s" % name, flush=True)
+            self._tap(True, name)
         finally:
             if not keep_processes:
                 for proc in self.processes[started:]:
                     proc.stop()
                 del self.processes[started:]
 
+    def skip(self, name, reason):
+        """A case that cannot run here: `ok N - name # SKIP reason`."""
+        if self._selected(name):
+            self.skipped += 1
+            self._tap(True, name, "SKIP " + reason)
+
+    def skip_all(self, reason):
+        """The whole script cannot run here (not root, a tool missing):
+        `1..0 # SKIP reason`, exit 0, which meson reports as SKIP.  Call it
+        before any case."""
+        self.cleanup()
+        print("1..0 # SKIP %s" % reason.replace("\n", " "), flush=True)
+        sys.exit(0)
+
     def note(self, text):
         """A diagnostic line (figures etc.)."""
-        print("# " + text, flush=True)
+        for line in text.splitlines() or [""]:
+            print("# " + line, flush=True)
 
     def cleanup(self):
         for proc in reversed(self.processes):
@@ -1139,6 +1345,11 @@ class Env:
         self.tmp = None
 
     def finish(self):
+        """The plan (1..N, at the end: cases are not known in advance), a
+        closing comment with the counts; exit 1 if a case failed or none
+        was reported at all."""
         self.cleanup()
-        print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
-        sys.exit(1 if self.failed or not self.passed else 0)
+        print("1..%d" % self.number)
+        print("# %d passed, %d failed, %d skipped"
+              % (self.passed, self.failed, self.skipped), flush=True)
+        sys.exit(1 if self.failed or not self.number else 0)

@@ -127,7 +127,9 @@ def stray_captures(run):
 
 
 def check_clean(run):
-    left = harness.wait_until(lambda: not leftovers(run), 3.0, 0.1)
+    # The lab removes all this before it exits: the wait only gives a
+    # loaded machine time to reap what was killed.
+    left = harness.wait_until(lambda: not leftovers(run), 15.0, 0.2)
     check(left, "left behind: " + "; ".join(leftovers(run)))
 
 

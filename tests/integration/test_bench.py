@@ -11,9 +11,9 @@ with policy pause and policy spill through the lab, end to end:
 - --json prints one object with the same runs;
 - no sluice-PID-* namespace of the sweep's labs is left, exit 0.
 
-Needs root (ip netns, tc); without it the script says so and exits 77
-(meson: skipped).  About 40 s: a truncated run of 10 s and a complete one
-of 26 s.
+Needs root (ip netns, tc); without it the script says so as TAP
+(`1..0 # SKIP reason`, exit 0: meson reports SKIP).  About 40 s: a
+truncated run of 10 s and a complete one of 26 s.
 
     python3 tests/integration/test_bench.py --sluice build/sluice
 """
@@ -118,9 +118,7 @@ def bad_sweep():
 
 
 if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
-    print("# skipped: sluice bench runs the lab, which needs root and iproute2 (ip, tc)")
-    print("0 passed, 0 failed")
-    sys.exit(77)
+    env.skip_all("sluice bench runs the lab, which needs root and iproute2 (ip, tc)")
 
 env.case("a bad sweep file: file:line: [axes] key, exit 2", bad_sweep)
 env.case("bench/quick.ini: pause truncated, spill complete, summary, plots, nothing left",

@@ -13,13 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 sys.dont_write_bytecode = True      # leave no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import MiB, KiB, HttpConn, PatternSink, check, config  # noqa: E402
+from harness import MiB, KiB, PatternSink, check, config  # noqa: E402
 
 env = harness.Env(__doc__)
 
@@ -138,9 +137,9 @@ def sigterm_idle():
     t0 = time.monotonic()
     px.popen.send_signal(signal.SIGTERM)
     try:
-        rc = px.popen.wait(5)
+        rc = px.popen.wait(60)
     except subprocess.TimeoutExpired:
-        raise AssertionError("idle proxy still running 5 s after SIGTERM")
+        raise AssertionError("idle proxy still running 60 s after SIGTERM")
     check(rc == 0, "exit status %s after SIGTERM, expected 0" % rc)
     env.note("idle proxy exited %.2f s after SIGTERM" % (time.monotonic() - t0))
 
@@ -150,46 +149,27 @@ def sigterm_drains():
     px = env.start_proxy(config([origin.addr], listen={"drain_timeout": "30s"}),
                          name="proxy-drain")
     n = 8 * MiB
-    sink = PatternSink()
-    done = {}
-    c = HttpConn(px.port, rcvbuf=64 * KiB, timeout=20)
+    # The reader stops after 256 KiB until released: the download is in
+    # flight at the SIGTERM and while refusal is checked, however slow the
+    # machine (nothing here is paced by the clock).
+    dl = harness.HeldDownload(px.port, "/bytes/8M", PatternSink())
     try:
-        c.request("GET", "/bytes/8M")
-        head = c.read_response(head_only=True)
-        check(head.status == 200, "status %s" % head.status)
-
-        def reader():
-            # A slow reader: 64 KiB per recv, 10 ms apart (about 1.3 s for 8 MiB).
-            c.max_recv = 64 * KiB
-            c.on_recv = lambda: time.sleep(0.010)
-            try:
-                c.read_body(head, sink=sink, deadline=40)
-                done["ok"] = True
-            except Exception as e:
-                done["error"] = "%s: %s" % (type(e).__name__, e)
-        t = threading.Thread(target=reader, daemon=True)
-        t.start()
-
-        # SIGTERM once the download is under way (bounded wait).
-        check(harness.wait_until(lambda: sink.length >= 256 * KiB, 10),
-              "download did not start (%d bytes)" % sink.length)
+        check(dl.wait_held(), "download did not start: " + dl.describe())
         px.popen.send_signal(signal.SIGTERM)
-        at_term = sink.length
+        at_term = dl.sink.length
 
-        # New connections are refused soon after (poll, bounded: 3 s).
-        refused = harness.wait_until(lambda: harness.connect_refused(px.port), 3.0, 0.05)
-        in_flight = t.is_alive()
+        # New connections are refused (poll, bounded: a generous 30 s).
+        refused = harness.wait_until(lambda: harness.connect_refused(px.port), 30.0, 0.05)
+        in_flight = dl.alive()
 
-        t.join(40)
-        check(not t.is_alive(), "download not finished 40 s after SIGTERM")
-        check("error" not in done, "download broken after SIGTERM at %d bytes: %s"
-              % (at_term, done.get("error")))
-        sink.check(n, "download in flight at SIGTERM")
-        check(refused, "new connections still accepted 3 s after SIGTERM")
+        resp = dl.finish()
+        check(resp.status == 200, "status %s" % resp.status)
+        dl.sink.check(n, "download in flight at SIGTERM")
+        check(refused, "new connections still accepted 30 s after SIGTERM")
         try:
-            rc = px.popen.wait(10)
+            rc = px.popen.wait(60)
         except subprocess.TimeoutExpired:
-            raise AssertionError("proxy still running 10 s after the drained download ended")
+            raise AssertionError("proxy still running 60 s after the drained download ended")
         check(rc == 0, "exit status %s after draining, expected 0" % rc)
         env.note("SIGTERM at %d KiB of 8 MiB; refused new connections while the download was "
                  "%s; download completed byte-exact; exit 0" %
@@ -197,7 +177,7 @@ def sigterm_drains():
         check(in_flight, "the download had finished before refusal was checked: the drain "
                          "was not exercised")
     finally:
-        c.close()
+        dl.close()
 
 
 env.case("sluice --version", version)

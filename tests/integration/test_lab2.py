@@ -17,9 +17,10 @@ article's exercises, packet captures, the printer and the DoS.
   verdict says which setting would have killed it;
 - each leaves no namespace, process or pcap outside its results folder.
 
-Needs root (ip netns, tc) and tcpdump; nginx and HAProxy cases need their
-Debian packages (scripts/deps.sh).  About four minutes, most of it the
-printer's minute.
+Needs root (ip netns, tc) and tcpdump, or the script is a TAP skip
+(`1..0 # SKIP reason`); the nginx and HAProxy cases need their Debian
+packages (scripts/deps.sh), or they are skipped (`# SKIP`).  About four
+minutes, most of it the printer's minute.
 
     python3 tests/integration/test_lab2.py --sluice build/sluice
 """
@@ -155,21 +156,21 @@ def printer():
 
 
 if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tcpdump") is None:
-    print("# skipped: needs root, iproute2 and tcpdump")
-    print("0 passed, 0 failed")
-    sys.exit(77)
+    env.skip_all("the lab needs root, iproute2 (ip, tc) and tcpdump")
 
 env.case("exercise2: 1460, falling by ~200 to 0, never rising before", exercise2)
 env.case("exercise3: zero-window probes at growing intervals", exercise3)
 env.case("exercise1: window scaling on, the window grows", exercise1)
+NGINX_CASE = "nginx-default: truncated, the verdict names the temp-file cap"
 if shutil.which("nginx"):
-    env.case("nginx-default: truncated, the verdict names the temp-file cap", nginx_default)
+    env.case(NGINX_CASE, nginx_default)
 else:
-    env.note("nginx-default skipped: no nginx (scripts/deps.sh installs nginx-light)")
+    env.skip(NGINX_CASE, "no nginx (scripts/deps.sh installs nginx-light)")
+HAPROXY_CASE = "haproxy: measured and reported"
 if shutil.which("haproxy"):
-    env.case("haproxy: measured and reported", haproxy)
+    env.case(HAPROXY_CASE, haproxy)
 else:
-    env.note("haproxy skipped: no haproxy (scripts/deps.sh installs it)")
+    env.skip(HAPROXY_CASE, "no haproxy (scripts/deps.sh installs it)")
 env.case("dos: every zero-window client freed, the honest one complete", dos)
 env.case("printer: a minute's stall survived, the verdict names the killers", printer)
 for line in VERDICTS:

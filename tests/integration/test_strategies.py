@@ -250,11 +250,14 @@ def spool_fds(pid, spill_dir):
 
 class Sampler:
     """Samples the proxy every `every` s in a thread until stop(): peak
-    VmRSS, peak gauges from /metrics, what spill_dir lists, and the
-    proxy's open spool files."""
+    VmRSS, peak gauges from /metrics, what spill_dir lists, the proxy's
+    open spool files, and (origin_json) how many bytes the client had when
+    the origin's connection ended (its JSON line appeared)."""
 
-    def __init__(self, px, aport, spill_dir=None, ignore=(), every=0.1):
+    def __init__(self, px, aport, spill_dir=None, ignore=(), every=0.1, origin_json=None):
         self.px, self.aport, self.spill_dir, self.every = px, aport, spill_dir, every
+        self.origin_json = origin_json
+        self.origin_done_at = None  # the download's bytes_to_client then (-1: it had ended)
         self.ignore = set(ignore)
         self.base_rss = px.rss_kib()
         self.peak_rss = self.base_rss
@@ -281,6 +284,13 @@ class Sampler:
     def sample(self):
         if not self.px.alive():
             return
+        if self.origin_json and self.origin_done_at is None and json_lines(self.origin_json):
+            try:                          # read after the line: an upper bound
+                sent = [c.get("bytes_to_client", 0) for c in connections(self.aport, 2.0)]
+                self.origin_done_at = max(sent) if sent else -1
+            except Exception as e:  # noqa: BLE001  (kept, reported by cases)
+                if len(self.errors) < 5:
+                    self.errors.append("%s: %s" % (type(e).__name__, e))
         try:
             self.peak_rss = max(self.peak_rss, self.px.rss_kib())
         except (OSError, AssertionError):
@@ -361,7 +371,7 @@ def incident(name, buffer, size, origin_args=GIVE_UP, rate=RATE, spill_dir=None,
     r.px = env.start_proxy(proxy_config([r.origin.addr], buf, r.access), name="proxy-" + name)
     r.aport = env.admin_port(r.px)
     time.sleep(0.2)                      # let start-up settle before the baseline
-    r.sampler = Sampler(r.px, r.aport, spill_dir, ignore).start()
+    r.sampler = Sampler(r.px, r.aport, spill_dir, ignore, origin_json=r.origin_json).start()
     try:
         r.fetch = env.run_fetch(r.px.url + "/bytes/" + size,
                                 ["--rate", rate, "--verify"] + FETCH_PIN,
@@ -501,11 +511,17 @@ def spill_complete():
     figures(r, "spill (high 1M)")
     expect_complete(r)
     expect_no_give_up(r)
-    odur = r.olines[0].get("duration_s")
-    fsec = r.fetch.get("seconds")
-    check(odur is not None and fsec and odur <= 0.25 * fsec,
-          "the origin's connection lasted %s s, fetch %s s: it did not finish early"
-          % (odur, fsec))
+    # The origin finished early: its connection ended (its JSON line was
+    # there) while the client had less than half of the body.  Bytes, not
+    # seconds: a slow machine slows both sides.
+    at = r.sampler.origin_done_at
+    check(at is not None and 0 <= at <= r.size // 2,
+          "the client had %s of %d bytes when the origin's connection ended (-1: the "
+          "download was over; None: not seen in %d samples, errors %s): it did not finish "
+          "early" % (at, r.size, r.sampler.samples, r.sampler.errors))
+    env.note("spill: the origin's connection ended when the client had %d of %d bytes "
+             "(after %s s of the fetch's %s s)" % (at, r.size, r.olines[0].get("duration_s"),
+                                                  r.fetch.get("seconds")))
     check(r.line["policy"] == "spill", "access policy %r" % r.line["policy"])
     check(r.line["spilled_bytes"] > 0, "access spilled_bytes %d" % r.line["spilled_bytes"])
     check(need(r.metrics, "sluice_spills_total") >= 1, "sluice_spills_total 0")
@@ -595,9 +611,8 @@ def spill_enospc():
     mnt = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", d],
                          capture_output=True, text=True, timeout=10)
     if mnt.returncode != 0:
-        env.note("SKIP spill on a full filesystem: mount -t tmpfs failed (%s); needs root "
-                 "and CAP_SYS_ADMIN" % (mnt.stderr.strip() or mnt.returncode))
-        return
+        raise harness.Skip("mount -t tmpfs failed (%s): needs root and CAP_SYS_ADMIN"
+                           % (mnt.stderr.strip() or mnt.returncode))
     r = None
     try:
         # Fill it but 64k, so that spooling starts, then meets ENOSPC.
@@ -704,7 +719,9 @@ def memory_limit_50():
 # ---------------------------------------------------------------------------
 
 NZWP = 50
-ZWP_BOUND = 15.0
+ZWP_BOUND = 60.0    # a deadline for the wait, not a figure of the spec: the
+                    # outcome checked is each access line's client_zwp_timeout
+                    # after at least the 3 s rule
 
 
 def stuck_client(port):
@@ -786,7 +803,7 @@ def zwp_wave(st, wave, honest, n=NZWP):
     conns = connections(aport)
     after = px.rss_kib()
     gauge_after = need(m, "sluice_memory_buffered_bytes")
-    text = ("zero-window clients, wave %d: %d closed within %.1f s (bound %.0f s); VmRSS "
+    text = ("zero-window clients, wave %d: %d closed within %.1f s (deadline %.0f s); VmRSS "
             "baseline %d, peak %d, after %d KiB; memory gauge peak %.1f MiB, after %d bytes%s"
             % (wave, n, took, ZWP_BOUND, st["rss"], sampler.peak_rss, after,
                sampler.peak["sluice_memory_buffered_bytes"] / MiB, gauge_after,
