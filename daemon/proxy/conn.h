@@ -52,7 +52,7 @@ void conn_describe(const struct conn *c, FILE *out);
 void conn_wake(struct conn *c);
 
 /* The proxy's walk over its connections (newest first; NULL at the
- * end).  struct conn stays private to conn.c. */
+ * end).  struct conn stays private to conn*.c (conn_int.h). */
 struct conn *conn_first(const struct proxy *px);
 struct conn *conn_next(const struct conn *c);
 

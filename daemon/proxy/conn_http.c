@@ -1,0 +1,592 @@
+/*
+ * conn_http: HTTP on a connection (see conn.c for the other files): the
+ * callbacks of the request and the response llhttp parsers and their
+ * settings, the checks llhttp leaves to us, each head's rewrite toward the
+ * other side, the framing of the bodies the proxy sends, what a resume
+ * keeps of the request and checks of the answer, and the proxy's own error
+ * answers.  feed_client and feed_upstream run the parsers over what the
+ * reads (conn_io.c) brought.
+ *
+ * Framing: llhttp strips the incoming framing; the proxy frames what it
+ * sends itself.  Content-Length is passed through; chunked and
+ * close-delimited responses go to HTTP/1.1 clients chunked, to HTTP/1.0
+ * clients close-delimited.  A download whose upstream fails mid-body is
+ * never ended cleanly: the client gets every byte that arrived, then a
+ * close that its framing shows as short (no last chunk, fewer bytes than
+ * Content-Length) or, for a close-delimited body, a reset.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/http.h"
+#include "base/log.h"
+#include "base/range.h"
+#include "proxy/config.h"
+#include "proxy/conn_int.h"
+#include "proxy/pipe.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
+
+/* ---- body framing and the proxy's own answers ------------------------ */
+
+/* Queues body bytes (which lie in the block being parsed) with the framing
+ * the next hop needs. */
+static int
+push_body(
+    struct conn *c, struct pipe *p, enum frame fr, const char *at, size_t len)
+{
+	char hdr[24];
+	int n, rc;
+
+	if (fr == FRAME_CHUNKED) {
+		n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+		if ((rc = pipe_push_copy(p, hdr, (size_t)n)) < 0)
+			return rc;
+	}
+	if ((rc = pipe_push_ref(p, c->rd_block, at, len)) < 0)
+		return rc;
+	if (fr == FRAME_CHUNKED)
+		return pipe_push_copy(p, "\r\n", 2);
+	return 0;
+}
+
+/* The proxy's own answer (4xx/5xx) before any response head went out. */
+void
+respond_error(struct conn *c, int status, const char *detail)
+{
+	char *buf = c->px->scratch;
+	int n;
+
+	log_info("conn %llu %s: %d for \"%s %s\": %s",
+	    (unsigned long long)c->id, c->peer, status, c->method, c->target,
+	    detail);
+	close_upstream(c);
+	c->status = status;
+	c->err_status = status;
+	c->outcome = status == 502 ? OUTCOME_UPSTREAM_RESET
+	    : status == 504        ? OUTCOME_UPSTREAM_TIMEOUT
+	                           : OUTCOME_COMPLETE;
+	c->close_after = 1;
+	c->resp_done = 1;
+	c->resp_head_sent = 1;
+	update_client_reading(c);
+	n = http_error_response(status, detail, buf, c->px->scratch_size);
+	if (n < 0 || pipe_push_copy(&c->down, buf, (size_t)n) < 0) {
+		conn_close(c, 0, "out of memory", 0);
+		return;
+	}
+	flush_client(c);
+}
+
+/* ---- the request (client -> upstream) -------------------------------- */
+
+static struct conn *
+of_parser(llhttp_t *p)
+{
+	return p->data;
+}
+
+static int
+req_on_message_begin(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+
+	c->req_started = 1;
+	c->served = 1;
+	c->t_start = uv_now(c->px->loop);
+	http_head_reset(&c->reqh);
+	return 0;
+}
+
+static int
+req_overflow(struct conn *c)
+{
+	c->err_status = 431;
+	return -1;
+}
+
+static int
+req_on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	return http_head_on_text(&c->reqh, at, len) < 0 ? req_overflow(c) : 0;
+}
+
+static int
+req_on_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	return http_head_on_name(&c->reqh, at, len) < 0 ? req_overflow(c) : 0;
+}
+
+static int
+req_on_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	return http_head_on_value(&c->reqh, at, len) < 0 ? req_overflow(c) : 0;
+}
+
+static int
+count_fields(const struct http_head *h, const char *name)
+{
+	size_t nl = strlen(name);
+	int n = 0;
+
+	for (size_t i = 0; i < h->nf; i++)
+		if (h->f[i].name_len == nl &&
+		    strncasecmp(h->buf + h->f[i].name_off, name, nl) == 0)
+			n++;
+	return n;
+}
+
+/* Checks what llhttp leaves to us; returns an HTTP status or 0. */
+static int
+validate_request(struct conn *c, llhttp_t *p)
+{
+	int hosts = count_fields(&c->reqh, "host");
+
+	if (llhttp_get_http_major(p) != 1)
+		return 505;
+	if (llhttp_get_method(p) == HTTP_CONNECT)
+		return 501;
+	/* RFC 9112 §3.2: a 1.1 request without Host, or with several. */
+	if (hosts > 1 || (hosts == 0 && llhttp_get_http_minor(p) >= 1))
+		return 400;
+	return 0;
+}
+
+/* With resume on, a bodiless GET keeps the head it sent upstream, to ask
+ * for the rest of the body with Range if the upstream dies. */
+static void
+keep_for_resume(struct conn *c, llhttp_t *p, const char *head, size_t n)
+{
+	size_t len;
+
+	c->client_range = http_head_get(&c->reqh, "range", &len) != NULL;
+	if (!c->cfg->buffer.resume || llhttp_get_method(p) != HTTP_GET ||
+	    c->req_frame != FRAME_NONE || c->client_range)
+		return;
+	if ((c->req_copy = malloc(n)) == NULL)
+		return; /* no resume for this one, no harm */
+	memcpy(c->req_copy, head, n);
+	c->req_copy_len = n;
+}
+
+static int
+req_on_headers_complete(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+	const struct http_head *h = &c->reqh;
+	struct http_rewrite rw = {0};
+	char via[32];
+	int n, st;
+
+	snprintf(c->method, sizeof(c->method), "%s",
+	    llhttp_method_name(llhttp_get_method(p)));
+	snprintf(c->target, sizeof(c->target), "%.*s", (int)h->text_len,
+	    h->buf + h->text_off);
+	c->minor = llhttp_get_http_minor(p);
+	if ((st = validate_request(c, p)) != 0) {
+		c->err_status = st;
+		return -1;
+	}
+	c->req_head_done = 1;
+	c->keepalive = llhttp_should_keep_alive(p) != 0;
+	c->is_head = llhttp_get_method(p) == HTTP_HEAD;
+	if (p->flags & F_CHUNKED)
+		c->req_frame = FRAME_CHUNKED;
+	else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
+		c->req_frame = FRAME_RAW;
+	else
+		c->req_frame = FRAME_NONE;
+
+	/* One upstream connection per request: no upstream keep-alive. */
+	snprintf(via, sizeof(via), "1.%d sluice", c->minor);
+	rw.method = c->method;
+	rw.connection = "close";
+	rw.via = via;
+	rw.xff = c->peer_ip;
+	rw.chunked = c->req_frame == FRAME_CHUNKED;
+	rw.drop_length = rw.chunked;
+	n = http_rewrite(h, &rw, c->px->scratch, c->px->scratch_size);
+	if (n < 0) {
+		c->err_status = 431;
+		return -1;
+	}
+	if (pipe_push_copy(&c->up, c->px->scratch, (size_t)n) < 0) {
+		c->err_status = 503;
+		return -1;
+	}
+	keep_for_resume(c, p, c->px->scratch, (size_t)n);
+	start_upstream(c);
+	return 0;
+}
+
+static int
+req_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	if (push_body(c, &c->up, c->req_frame, at, len) < 0) {
+		c->err_status = 503;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+req_on_message_complete(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+
+	if (c->req_frame == FRAME_CHUNKED &&
+	    pipe_push_copy(&c->up, "0\r\n\r\n", 5) < 0) {
+		c->err_status = 503;
+		return -1;
+	}
+	c->req_done = 1;
+	/* Stop here: what follows is the next request, parsed when this
+	 * response is done (HTTP/1.1 pipelining, in order). */
+	return HPE_PAUSED;
+}
+
+/* The request could not be parsed or was refused. */
+static void
+request_failed(struct conn *c, llhttp_errno_t err)
+{
+	const char *why = llhttp_get_error_reason(&c->reqp);
+	int st = c->err_status ? c->err_status : 400;
+
+	if (c->resp_head_sent) {
+		conn_close(c, 0, "bad request body after response head", 0);
+		return;
+	}
+	if (why == NULL || *why == '\0')
+		why = llhttp_errno_name(err);
+	if (st == 431)
+		why = "request head too large";
+	else if (st == 501)
+		why = "method not supported";
+	else if (st == 505)
+		why = "HTTP version not supported";
+	else if (st == 400 && c->err_status == 400)
+		why = "missing or repeated Host";
+	respond_error(c, st, why);
+}
+
+/* Feeds client bytes (which lie in c->rd_block) to the request parser. */
+void
+feed_client(struct conn *c, const char *data, size_t n)
+{
+	llhttp_errno_t err;
+	size_t used;
+
+	err = llhttp_execute(&c->reqp, data, n);
+	if (c->closing)
+		return;
+	if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+		used = (size_t)(llhttp_get_error_pos(&c->reqp) - data);
+		if (used < n) {
+			block_ref(c->rd_block);
+			c->left.b = c->rd_block;
+			c->left.p = data + used;
+			c->left.n = n - used;
+		}
+	} else if (err != HPE_OK) {
+		request_failed(c, err);
+		return;
+	}
+	check_up(c);
+	update_client_reading(c);
+	flush_upstream(c);
+}
+
+/* ---- the response (upstream -> client) ------------------------------- */
+
+static int
+resp_on_message_begin(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+
+	http_head_reset(&c->resph);
+	return 0;
+}
+
+static int
+resp_on_status(llhttp_t *p, const char *at, size_t len)
+{
+	return http_head_on_text(&of_parser(p)->resph, at, len);
+}
+
+static int
+resp_on_field(llhttp_t *p, const char *at, size_t len)
+{
+	return http_head_on_name(&of_parser(p)->resph, at, len);
+}
+
+static int
+resp_on_value(llhttp_t *p, const char *at, size_t len)
+{
+	return http_head_on_value(&of_parser(p)->resph, at, len);
+}
+
+/* Pushes the rewritten response head into `down`. */
+static int
+push_resp_head(struct conn *c, int status, const char *connection, int chunked)
+{
+	const struct http_head *h = &c->resph;
+	char line[160];
+	struct http_rewrite rw = {0};
+	int n;
+
+	if (h->text_len > 0)
+		snprintf(line, sizeof(line), "HTTP/1.1 %d %.*s", status,
+		    (int)(h->text_len > 100 ? 100 : h->text_len),
+		    h->buf + h->text_off);
+	else
+		snprintf(line, sizeof(line), "HTTP/1.1 %d %s", status,
+		    http_reason(status));
+	rw.first_line = line;
+	rw.connection = connection;
+	rw.via = "1.1 sluice";
+	rw.chunked = chunked;
+	n = http_rewrite(h, &rw, c->px->scratch, c->px->scratch_size);
+	if (n < 0)
+		return n;
+	return pipe_push_copy(&c->down, c->px->scratch, (size_t)n);
+}
+
+/* Keeps what a resume must check: the Content-Length and a strong
+ * validator (ETag, else Last-Modified). */
+static void
+remember_validator(struct conn *c, llhttp_t *p)
+{
+	const char *v;
+	size_t len;
+
+	c->validator[0] = '\0';
+	c->resp_total = 0;
+	if (c->resp_frame != FRAME_RAW || c->resp_by_close ||
+	    !(p->flags & F_CONTENT_LENGTH))
+		return;
+	c->resp_total = p->content_length;
+	v = http_head_get(&c->resph, "etag", &len);
+	if (v != NULL && len >= 2 && v[0] == '"' && len < sizeof(c->validator))
+		snprintf(
+		    c->validator, sizeof(c->validator), "%.*s", (int)len, v);
+	else if ((v = http_head_get(&c->resph, "last-modified", &len)) !=
+	        NULL &&
+	    len < sizeof(c->validator))
+		snprintf(
+		    c->validator, sizeof(c->validator), "%.*s", (int)len, v);
+}
+
+/*
+ * The answer to a resume: a 206 whose Content-Range starts at the byte we
+ * need, for the same total, with the same validator; its body then goes on
+ * the client's as if nothing happened.  Anything else ends the download
+ * short, with no further attempt (the representation changed).
+ */
+static int
+check_resumed(struct conn *c, llhttp_t *p, int status)
+{
+	uint64_t first, last, total;
+	const char *v, *cr;
+	size_t len, crlen;
+
+	v = http_head_get(
+	    &c->resph, c->validator[0] == '"' ? "etag" : "last-modified", &len);
+	cr = http_head_get(&c->resph, "content-range", &crlen);
+	if (status != 206 || cr == NULL ||
+	    range_parse_content_range(cr, crlen, &first, &last, &total) < 0 ||
+	    first != c->resp_body_in || total != c->resp_total ||
+	    last + 1 != total || v == NULL || len != strlen(c->validator) ||
+	    memcmp(v, c->validator, len) != 0 ||
+	    !(p->flags & F_CONTENT_LENGTH) ||
+	    p->content_length != total - first) {
+		log_warn("conn %llu %s: resume refused (status %d, "
+		         "Content-Range %.*s); ending the response short",
+		    (unsigned long long)c->id, c->peer, status,
+		    cr != NULL ? (int)crlen : 1, cr != NULL ? cr : "-");
+		c->resume_tries =
+		    (int)c->cfg->buffer.resume_attempts; /* no more */
+		return -1;
+	}
+	log_info("conn %llu %s: resumed at byte %llu of %llu",
+	    (unsigned long long)c->id, c->peer, (unsigned long long)first,
+	    (unsigned long long)total);
+	c->resuming = 0;
+	return 0;
+}
+
+static int
+resp_on_headers_complete(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+	int status = llhttp_get_status_code(p);
+	int no_body, keep, chunked_in = (p->flags & F_CHUNKED) != 0;
+	const char *connection;
+
+	if (status == 101)
+		return -1; /* we never forward Upgrade: a protocol error */
+	if (status < 200) {
+		/* Interim responses (100 Continue, 103 Early Hints) go to
+		 * HTTP/1.1 clients as they come (RFC 9110 §15.2). */
+		if (c->minor == 0 || c->resuming)
+			return 0;
+		return push_resp_head(c, status, NULL, 0) < 0 ? -1 : 0;
+	}
+	if (c->resuming)
+		return check_resumed(c, p, status);
+	c->status = status;
+	no_body = c->is_head || status == 204 || status == 304;
+	c->resp_by_close = 0;
+	if (no_body) {
+		c->resp_frame = FRAME_NONE;
+	} else if (chunked_in || !(p->flags & F_CONTENT_LENGTH)) {
+		/* Chunked or close-delimited: chunk it for 1.1 clients. */
+		if (c->minor >= 1) {
+			c->resp_frame = FRAME_CHUNKED;
+		} else {
+			c->resp_frame = FRAME_RAW;
+			c->resp_by_close = 1;
+			c->close_after = 1;
+		}
+	} else {
+		c->resp_frame = FRAME_RAW;
+	}
+	keep =
+	    c->keepalive && !c->close_after && c->req_done && !c->px->draining;
+	if (!keep)
+		c->close_after = 1;
+	connection = !keep ? "close" : c->minor == 0 ? "keep-alive" : NULL;
+	if (push_resp_head(c, status, connection,
+	        c->resp_frame == FRAME_CHUNKED ||
+	            (no_body && chunked_in && c->minor >= 1)) < 0)
+		return -1;
+	c->resp_head_sent = 1;
+	remember_validator(c, p);
+	start_pace(c);
+	return no_body ? 1 : 0;
+}
+
+static int
+resp_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct conn *c = of_parser(p);
+
+	c->resp_body_in += len;
+	c->px->stats.bytes_in += len;
+	if (c->cfg->buffer.policy == POLICY_PACE) {
+		/* reads made while memory was nearly empty need no tokens:
+		 * a debt from them would close the window later for nothing */
+		c->pace_tokens -= (double)len;
+		if (c->pace_tokens < -(double)c->gen->pool.block_size)
+			c->pace_tokens = -(double)c->gen->pool.block_size;
+	}
+	return push_body(c, &c->down, c->resp_frame, at, len) < 0 ? -1 : 0;
+}
+
+static int
+resp_on_message_complete(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+
+	if (llhttp_get_status_code(p) < 200)
+		return 0; /* the final response follows */
+	if (c->resp_frame == FRAME_CHUNKED &&
+	    pipe_push_copy(&c->down, "0\r\n\r\n", 5) < 0)
+		return -1;
+	c->resp_done = 1;
+	return HPE_PAUSED; /* anything after the response is not ours */
+}
+
+/* The whole response arrived. */
+void
+upstream_done(struct conn *c)
+{
+	uv_timer_stop(&c->ptimer);
+	end_pause(c);
+	close_upstream(c);
+	update_client_reading(c);
+	flush_client(c);
+}
+
+static void
+response_failed(struct conn *c, const char *why)
+{
+	if (c->resp_head_sent)
+		upstream_broken(c, why, 0, OUTCOME_TRUNCATED);
+	else
+		respond_error(c, 502, why);
+}
+
+void
+feed_upstream(struct conn *c, const char *data, size_t n)
+{
+	llhttp_errno_t err = llhttp_execute(&c->resp, data, n);
+	char why[128];
+
+	if (c->closing)
+		return;
+	if (c->resp_done) {
+		upstream_done(c);
+		return;
+	}
+	if (err != HPE_OK) {
+		snprintf(why, sizeof(why), "invalid response: %s",
+		    llhttp_get_error_reason(&c->resp) != NULL
+		        ? llhttp_get_error_reason(&c->resp)
+		        : llhttp_errno_name(err));
+		response_failed(c, why);
+		return;
+	}
+	/* memory_limit is process-wide: the current generation's value */
+	if (c->px->cfg->buffer.memory_limit != 0 && !c->px->mem_full &&
+	    proxy_memory(c->px) >= c->px->cfg->buffer.memory_limit) {
+		/* memory_limit: every download holds (or spills) its reads
+		 * until client writes free memory (proxy_memory_check) */
+		c->px->mem_full = 1;
+		c->px->stats.memory_limit_hits++;
+		log_info("memory_limit reached (%llu bytes buffered): upstream "
+		         "reads wait",
+		    (unsigned long long)proxy_memory(c->px));
+	}
+	check_down(c);
+	flush_client(c);
+}
+
+/* ---- the parsers' settings --------------------------------------------- */
+
+/* Both parsers' callbacks, set once, at the first accept (conn_accept). */
+llhttp_settings_t conn_req_settings, conn_resp_settings;
+int conn_settings_ready;
+
+void
+conn_init_settings(void)
+{
+	llhttp_settings_init(&conn_req_settings);
+	conn_req_settings.on_message_begin = req_on_message_begin;
+	conn_req_settings.on_url = req_on_url;
+	conn_req_settings.on_header_field = req_on_field;
+	conn_req_settings.on_header_value = req_on_value;
+	conn_req_settings.on_headers_complete = req_on_headers_complete;
+	conn_req_settings.on_body = req_on_body;
+	conn_req_settings.on_message_complete = req_on_message_complete;
+	llhttp_settings_init(&conn_resp_settings);
+	conn_resp_settings.on_message_begin = resp_on_message_begin;
+	conn_resp_settings.on_status = resp_on_status;
+	conn_resp_settings.on_header_field = resp_on_field;
+	conn_resp_settings.on_header_value = resp_on_value;
+	conn_resp_settings.on_headers_complete = resp_on_headers_complete;
+	conn_resp_settings.on_body = resp_on_body;
+	conn_resp_settings.on_message_complete = resp_on_message_complete;
+	conn_settings_ready = 1;
+}

@@ -1,0 +1,289 @@
+/*
+ * conn_upstream: the upstream side of a connection's request (see conn.c
+ * for the other files).  The server the balancer lends the request
+ * (start_upstream picks and acquires it, release_server gives it back);
+ * the socket's connect, with a retry on the next server while nothing was
+ * written to it; its close, whose callback is where a retry or the next
+ * request's connect starts, since a uv_tcp_t may be reused only after it
+ * closed; and an upstream that fails after the response head went out:
+ * with resume on, ask a server for the rest of the body with Range after
+ * resume_backoff, otherwise end the client's response short.
+ *
+ * c->ustate follows the socket: U_CONNECTING (connect_upstream), U_OPEN
+ * (conn_on_connect), U_CLOSING (close_upstream), U_NONE once its close
+ * callback ran (conn_on_handle_close).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/list.h"
+#include "base/log.h"
+#include "base/sockopt.h"
+#include "proxy/balancer.h"
+#include "proxy/config.h"
+#include "proxy/conn_int.h"
+#include "proxy/pipe.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
+
+static void connect_upstream(struct conn *c);
+
+/* ---- the server and the upstream socket ------------------------------- */
+
+void
+release_server(struct conn *c)
+{
+	if (c->server >= 0) {
+		balancer_release(&c->gen->bal, c->server);
+		c->server = -1;
+	}
+}
+
+/* The upstream's close callback; also where a retry or the next request's
+ * connect starts, since a uv_tcp_t may be reused only after it closed. */
+static void
+conn_on_upstream_close(uv_handle_t *h)
+{
+	struct conn *c = container_of((uv_tcp_t *)h, struct conn, upstream);
+
+	if (c->closing) {
+		conn_on_handle_close(h); /* may free c: touch nothing after */
+		return;
+	}
+	conn_on_handle_close(h);
+	if (c->retry_connect) {
+		c->retry_connect = 0;
+		start_upstream(c);
+	} else if (c->connect_pending) {
+		c->connect_pending = 0;
+		connect_upstream(c);
+	}
+}
+
+void
+close_upstream(struct conn *c)
+{
+	if (c->ustate != U_CONNECTING && c->ustate != U_OPEN)
+		return;
+	uv_timer_stop(&c->utimer);
+	c->ureading = 0;
+	c->ustate = U_CLOSING;
+	uv_close((uv_handle_t *)&c->upstream, conn_on_upstream_close);
+}
+
+/* ---- an upstream that fails mid-body ---------------------------------- */
+
+/* The upstream failed after the response head went out: deliver what we
+ * have, then end the client so the body is visibly short. */
+static void conn_on_rtimer(uv_timer_t *t);
+
+/* Can the rest of this body be asked for with Range? (resume = on, a
+ * bodiless GET whose head we kept, a 200 with Content-Length and a strong
+ * validator, attempts left.) */
+static int
+resumable(const struct conn *c)
+{
+	return c->cfg->buffer.resume && c->req_copy != NULL &&
+	    c->status == 200 && c->resp_total != 0 && c->validator[0] != '\0' &&
+	    c->resp_body_in < c->resp_total &&
+	    (uint64_t)c->resume_tries < c->cfg->buffer.resume_attempts;
+}
+
+/*
+ * The upstream failed after the response head went out.  With resume on,
+ * ask for the rest after resume_backoff; otherwise deliver what we have,
+ * then end the client so the body is visibly short.
+ */
+void
+upstream_broken(struct conn *c, const char *why, int err, enum outcome oc)
+{
+	const char *up =
+	    c->server >= 0 ? c->cfg->upstream.servers[c->server].text : "-";
+
+	end_pause(c);
+	if (resumable(c)) {
+		log_warn("conn %llu %s: upstream %s: %s%s%s after %llu of %llu "
+		         "body bytes; resuming in %llu ms",
+		    (unsigned long long)c->id, c->peer, up, why,
+		    err ? ": " : "", err ? uv_strerror(err) : "",
+		    (unsigned long long)c->resp_body_in,
+		    (unsigned long long)c->resp_total,
+		    (unsigned long long)c->cfg->buffer.resume_backoff);
+		close_upstream(c);
+		release_server(c);
+		c->resume_wait = 1;
+		/* attempts count only resumes that brought nothing new: a body
+		 * that keeps coming is worth following to its end */
+		if (c->resumes > 0 && c->resp_body_in > c->resume_from)
+			c->resume_tries = 0;
+		c->resume_tries++;
+		c->resume_from = c->resp_body_in;
+		c->resumes++;
+		c->px->stats.resumes++;
+		uv_timer_start(&c->rtimer, conn_on_rtimer,
+		    c->cfg->buffer.resume_backoff, 0);
+		return;
+	}
+	log_warn("conn %llu %s: upstream %s: %s%s%s after %llu body bytes; "
+	         "ending the client's response short",
+	    (unsigned long long)c->id, c->peer, up, why, err ? ": " : "",
+	    err ? uv_strerror(err) : "", (unsigned long long)c->resp_body_in);
+	c->outcome = c->resumes > 0 ? OUTCOME_TRUNCATED : oc;
+	c->upstream_failed = 1;
+	c->close_after = 1;
+	uv_timer_stop(&c->ptimer);
+	close_upstream(c);
+	update_client_reading(c);
+	flush_client(c);
+}
+
+/* ---- connecting to the upstream -------------------------------------- */
+
+void
+connect_failed(struct conn *c, int err)
+{
+	const struct sockaddr_any *a = &c->cfg->upstream.servers[c->server];
+
+	log_warn("conn %llu %s: connect to %s: %s", (unsigned long long)c->id,
+	    c->peer, a->text, uv_strerror(err));
+	c->last_connect_err = err;
+	release_server(c);
+	if (c->ustate == U_NONE) {
+		start_upstream(c);
+		return;
+	}
+	/* Nothing was written upstream yet (writes start on connect), so
+	 * the next server may take the request as it is. */
+	c->retry_connect = 1;
+	close_upstream(c);
+}
+
+static void
+conn_on_connect(uv_connect_t *req, int status)
+{
+	struct conn *c = container_of(req, struct conn, connect_req);
+	char opts[160];
+
+	if (status == UV_ECANCELED || c->closing)
+		return;
+	if (status < 0) {
+		connect_failed(c, status);
+		return;
+	}
+	c->ustate = U_OPEN;
+	uv_timer_stop(&c->utimer);
+	uv_tcp_nodelay(&c->upstream, 1);
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		uv_os_fd_t fd;
+
+		if (uv_fileno((uv_handle_t *)&c->upstream, &fd) == 0) {
+			sockopt_describe(fd, opts, sizeof(opts));
+			log_debug("conn %llu: upstream %s socket: %s",
+			    (unsigned long long)c->id,
+			    c->cfg->upstream.servers[c->server].text, opts);
+		}
+	}
+	update_upstream_reading(c);
+	flush_upstream(c);
+}
+
+static void
+connect_upstream(struct conn *c)
+{
+	const struct config *cfg = c->cfg;
+	const struct sockaddr_any *a = &cfg->upstream.servers[c->server];
+	const char *which = NULL;
+	uv_os_fd_t fd;
+	int rc;
+
+	rc = uv_tcp_init_ex(c->px->loop, &c->upstream, a->ss.ss_family);
+	if (rc < 0) {
+		respond_error(c, 503, "cannot create a socket");
+		return;
+	}
+	c->upstream.data = c;
+	c->nhandles++;
+	c->ustate = U_CONNECTING;
+	llhttp_init(&c->resp, HTTP_RESPONSE, &conn_resp_settings);
+	c->resp.data = c;
+	if (uv_fileno((uv_handle_t *)&c->upstream, &fd) == 0 &&
+	    sockopt_upstream(fd, cfg->upstream.rcvbuf,
+	        cfg->upstream.window_clamp, cfg->upstream.user_timeout,
+	        &which) < 0)
+		log_warn("upstream %s: cannot set %s: %s", a->text, which,
+		    strerror(errno));
+	rc = uv_tcp_connect(&c->connect_req, &c->upstream,
+	    (const struct sockaddr *)&a->ss, conn_on_connect);
+	if (rc < 0) {
+		connect_failed(c, rc);
+		return;
+	}
+	uv_timer_start(
+	    &c->utimer, conn_on_utimer, cfg->upstream.connect_timeout, 0);
+}
+
+void
+start_upstream(struct conn *c)
+{
+	int idx = balancer_pick(&c->gen->bal, c->tried);
+
+	if (idx < 0 && c->resp_head_sent) {
+		/* a resume found no server: try again later, or end short */
+		upstream_broken(c, "resume: no server could be reached",
+		    c->last_connect_err, OUTCOME_TRUNCATED);
+		return;
+	}
+	if (idx < 0) {
+		respond_error(c,
+		    c->last_connect_err == UV_ETIMEDOUT ? 504 : 502,
+		    c->last_connect_err == UV_ETIMEDOUT
+		        ? "upstream connect timed out"
+		        : "no upstream server could be reached");
+		return;
+	}
+	c->server = idx;
+	c->tried |= 1ULL << idx;
+	balancer_acquire(&c->gen->bal, idx);
+	if (c->ustate == U_CLOSING) {
+		c->connect_pending = 1; /* the old handle must close first */
+		return;
+	}
+	connect_upstream(c);
+}
+
+/* ---- resume ----------------------------------------------------------- */
+
+/* resume_backoff is over: ask a server (the balancer's next pick) for the
+ * rest of the body: the original request with Range and If-Range. */
+static void
+conn_on_rtimer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	char *buf = c->px->scratch;
+	size_t n = c->req_copy_len - 2; /* up to the head's final CRLF */
+	int m;
+
+	if (c->closing || !c->resume_wait)
+		return;
+	c->resume_wait = 0;
+	if (n + 128 + sizeof(c->validator) > c->px->scratch_size)
+		goto fail;
+	memcpy(buf, c->req_copy, n);
+	m = snprintf(buf + n, c->px->scratch_size - n,
+	    "Range: bytes=%llu-\r\nIf-Range: %s\r\n\r\n",
+	    (unsigned long long)c->resp_body_in, c->validator);
+	pipe_destroy(&c->up);
+	pipe_init(&c->up, &c->gen->pool, c->cfg->buffer.high_watermark,
+	    c->cfg->buffer.low_watermark);
+	if (pipe_push_copy(&c->up, buf, n + (size_t)m) < 0)
+		goto fail;
+	c->resuming = 1;
+	c->tried = 0;
+	start_upstream(c);
+	return;
+fail:
+	c->resume_tries = (int)c->cfg->buffer.resume_attempts;
+	upstream_broken(c, "resume", UV_ENOMEM, OUTCOME_TRUNCATED);
+}
