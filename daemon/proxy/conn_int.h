@@ -55,7 +55,6 @@ struct conn {
 	uv_write_t cwrite, uwrite;
 	uv_shutdown_t shutdown_req;
 	size_t cw_nsegs, uw_nsegs;
-	size_t cw_bytes;
 
 	llhttp_t reqp, resp;
 	struct http_head reqh, resph;

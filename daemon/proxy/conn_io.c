@@ -31,9 +31,8 @@
 
 /* ---- timers --------------------------------------------------------- */
 
-#define ZWP_CHECK_MS                                                           \
-	250 /* how often a stuck client write looks at TCP_INFO                \
-	     */
+/* How often a stuck client write looks at TCP_INFO. */
+#define ZWP_CHECK_MS 250
 
 /*
  * The client timer is a watchdog.  While a write to the client is pending

@@ -75,8 +75,6 @@ close_upstream(struct conn *c)
 
 /* ---- an upstream that fails mid-body ---------------------------------- */
 
-/* The upstream failed after the response head went out: deliver what we
- * have, then end the client so the body is visibly short. */
 static void conn_on_rtimer(uv_timer_t *t);
 
 /* Can the rest of this body be asked for with Range? (resume = on, a
