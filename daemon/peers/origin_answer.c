@@ -64,10 +64,14 @@ static int
 open_file(struct oconn *c, const char *path, int *fd, struct stat *st)
 {
 	char full[PATH_MAX];
+	size_t len = strlen(path);
 
+	/* No "/../" inside and no "/.." at the end: a path never leaves
+	 * --root.  (The end is compared as a suffix: strstr finds only the
+	 * first "/..", and path + len - 3 is no pointer for len < 3.) */
 	if (strstr(path, "/../") != NULL ||
-	    strstr(path, "/..") == path + strlen(path) - 3 ||
-	    strcmp(path, "/..") == 0 || strchr(path, '%') != NULL)
+	    (len >= 3 && strcmp(path + len - 3, "/..") == 0) ||
+	    strchr(path, '%') != NULL)
 		return 403;
 	if (snprintf(full, sizeof(full), "%s%s", c->o->opt.root, path) >=
 	    (int)sizeof(full))
