@@ -18,12 +18,51 @@
 #include "base/units.h"
 #include "proxy/config.h"
 
-#define OFF(field) offsetof(struct config, field)
-#define KiB        1024ULL
-#define MiB        (1024ULL * 1024)
-#define GiB        (1024ULL * MiB)
-#define HOUR_MS    3600000ULL
-#define DAY_MS     (24 * HOUR_MS)
+#define KiB     1024ULL
+#define MiB     (1024ULL * 1024)
+#define GiB     (1024ULL * MiB)
+#define HOUR_MS 3600000ULL
+#define DAY_MS  (24 * HOUR_MS)
+
+/*
+ * offsetof(struct config, f), refused at compile time ("size of unnamed
+ * array is negative") unless field f has type T (an array counts as a
+ * pointer to its first element): a row cannot hand its type's parser a
+ * field of another type.
+ */
+/* clang-format off */
+#define SAME_TYPE(e, T) _Generic((e), T: 1, default: -1)
+/* clang-format on */
+#define FIELD(f, T)                                                            \
+	(offsetof(struct config, f) +                                          \
+	    0 * sizeof(char[SAME_TYPE(((struct config *)0)->f, T)]))
+
+/*
+ * One row macro per type, so that a row reads section, key, field,
+ * default, then its range or names, then its doc line.  Ranges are
+ * inclusive and in the type's unit (bytes, ms).
+ */
+#define ROW(sec, k, t, f, T, def, lo, hi, names, doc)                          \
+	{                                                                      \
+		sec, k, t, FIELD(f, T), def, lo, hi, names, doc                \
+	}
+#define SIZE(sec, k, f, def, lo, hi, doc)                                      \
+	ROW(sec, k, CT_SIZE, f, uint64_t, def, lo, hi, NULL, doc)
+#define DURATION(sec, k, f, def, lo, hi, doc)                                  \
+	ROW(sec, k, CT_DURATION, f, uint64_t, def, lo, hi, NULL, doc)
+#define COUNT(sec, k, f, def, lo, hi, doc)                                     \
+	ROW(sec, k, CT_COUNT, f, uint64_t, def, lo, hi, NULL, doc)
+#define ENUM(sec, k, f, def, names, doc)                                       \
+	ROW(sec, k, CT_ENUM, f, int, def, 0, 0, names, doc)
+#define PATH(sec, k, f, def, doc)                                              \
+	ROW(sec, k, CT_PATH, f, char *, def, 0, 0, NULL, doc)
+#define ADDRESS(sec, k, f, def, doc)                                           \
+	ROW(sec, k, CT_ADDRESS, f, struct sockaddr_any, def, 0, 0, NULL, doc)
+#define OPT_ADDRESS(sec, k, f, def, doc)                                       \
+	ROW(sec, k, CT_OPT_ADDRESS, f, struct sockaddr_any, def, 0, 0, NULL,   \
+	    doc)
+#define SERVER(sec, k, f, def, doc)                                            \
+	ROW(sec, k, CT_SERVER, f, struct sockaddr_any *, def, 0, 0, NULL, doc)
 
 static const char *const balance_names[] = {"round-robin", "least-conn", NULL};
 static const char *const policy_names[] = {"pause", "spill", "pace", NULL};
@@ -32,99 +71,85 @@ static const char *const level_names[] = {
     "error", "warn", "info", "debug", NULL};
 
 const struct config_key config_keys[] = {
-    {"listen", "address", CT_ADDRESS, OFF(listen.address), 0, 0, NULL,
-        "127.0.0.1:8080",
-        "address to accept clients on: host:port or [v6]:port (port 0: any)"},
-    {"listen", "drain_timeout", CT_DURATION, OFF(listen.drain_timeout), 0,
-        DAY_MS, NULL, "30s",
-        "on SIGTERM/SIGINT, how long in-flight downloads may still run"},
-    {"upstream", "server", CT_SERVER, OFF(upstream.servers), 0, 0, NULL,
-        "127.0.0.1:9000",
-        "a backend host:port; repeat the key for each server"},
-    {"upstream", "balance", CT_ENUM, OFF(upstream.balance), 0, 0, balance_names,
-        "round-robin", "how a server is picked: round-robin or least-conn"},
-    {"upstream", "connect_timeout", CT_DURATION, OFF(upstream.connect_timeout),
-        1, DAY_MS, NULL, "5s",
-        "a connect that takes longer tries the next server, then answers 504"},
-    {"upstream", "read_timeout", CT_DURATION, OFF(upstream.read_timeout), 1,
-        DAY_MS, NULL, "60s",
+    ADDRESS("listen", "address", listen.address, "127.0.0.1:8080",
+        "address to accept clients on: host:port or [v6]:port (port 0: any)"),
+    DURATION("listen", "drain_timeout", listen.drain_timeout, "30s", 0, DAY_MS,
+        "on SIGTERM/SIGINT, how long in-flight downloads may still run"),
+    SERVER("upstream", "server", upstream.servers, "127.0.0.1:9000",
+        "a backend host:port; repeat the key for each server"),
+    ENUM("upstream", "balance", upstream.balance, "round-robin", balance_names,
+        "how a server is picked: round-robin or least-conn"),
+    DURATION("upstream", "connect_timeout", upstream.connect_timeout, "5s", 1,
+        DAY_MS,
+        "a connect that takes longer tries the next server, then answers 504"),
+    DURATION("upstream", "read_timeout", upstream.read_timeout, "60s", 1,
+        DAY_MS,
         "no byte from an upstream we are reading from (not while paused): "
-        "504 before the response head, else the client is cut off"},
-    {"upstream", "rcvbuf", CT_SIZE, OFF(upstream.rcvbuf), 0, GiB, NULL, "0",
+        "504 before the response head, else the client is cut off"),
+    SIZE("upstream", "rcvbuf", upstream.rcvbuf, "0", 0, GiB,
         "SO_RCVBUF toward upstreams, set before connect (0: kernel "
-        "autotuning); the kernel doubles it"},
-    {"upstream", "window_clamp", CT_SIZE, OFF(upstream.window_clamp), 0, GiB,
-        NULL, "0", "TCP_WINDOW_CLAMP toward upstreams (0: none)"},
-    {"upstream", "user_timeout", CT_DURATION, OFF(upstream.user_timeout), 0,
-        DAY_MS, NULL, "0",
-        "TCP_USER_TIMEOUT toward upstreams (0: kernel default)"},
-    {"client", "sndbuf", CT_SIZE, OFF(client.sndbuf), 0, GiB, NULL, "0",
+        "autotuning); the kernel doubles it"),
+    SIZE("upstream", "window_clamp", upstream.window_clamp, "0", 0, GiB,
+        "TCP_WINDOW_CLAMP toward upstreams (0: none)"),
+    DURATION("upstream", "user_timeout", upstream.user_timeout, "0", 0, DAY_MS,
+        "TCP_USER_TIMEOUT toward upstreams (0: kernel default)"),
+    SIZE("client", "sndbuf", client.sndbuf, "0", 0, GiB,
         "SO_SNDBUF toward clients (0: kernel autotuning); the kernel "
-        "doubles it"},
-    {"client", "user_timeout", CT_DURATION, OFF(client.user_timeout), 0, DAY_MS,
-        NULL, "0", "TCP_USER_TIMEOUT toward clients (0: kernel default)"},
-    {"client", "idle_timeout", CT_DURATION, OFF(client.idle_timeout), 1, DAY_MS,
-        NULL, "60s",
+        "doubles it"),
+    DURATION("client", "user_timeout", client.user_timeout, "0", 0, DAY_MS,
+        "TCP_USER_TIMEOUT toward clients (0: kernel default)"),
+    DURATION("client", "idle_timeout", client.idle_timeout, "60s", 1, DAY_MS,
         "no byte from a client we wait on (a client that stops reading is "
-        "zwp_timeout's)"},
-    {"client", "max_header_size", CT_SIZE, OFF(client.max_header_size), 1 * KiB,
-        1 * MiB, NULL, "32k",
-        "largest request head accepted; a larger one gets 431"},
-    {"client", "zwp_timeout", CT_DURATION, OFF(client.zwp_timeout), 0, DAY_MS,
-        NULL, "5m",
+        "zwp_timeout's)"),
+    SIZE("client", "max_header_size", client.max_header_size, "32k", 1 * KiB,
+        1 * MiB, "largest request head accepted; a larger one gets 431"),
+    DURATION("client", "zwp_timeout", client.zwp_timeout, "5m", 0, DAY_MS,
         "close a client whose receive window stayed zero, with data waiting, "
-        "this long (0: never); the seed article's zero-window DoS defence"},
-    {"client", "zwp_probes", CT_COUNT, OFF(client.zwp_probes), 0, 64, NULL, "0",
+        "this long (0: never); the seed article's zero-window DoS defence"),
+    COUNT("client", "zwp_probes", client.zwp_probes, "0", 0, 64,
         "the same rule as a number of zero-window probes with exponential "
         "backoff from zwp_interval; converted to a time, also set as "
-        "TCP_USER_TIMEOUT (0: off)"},
-    {"client", "zwp_interval", CT_DURATION, OFF(client.zwp_interval), 1,
-        HOUR_MS, NULL, "200ms", "the first probe interval for zwp_probes"},
-    {"buffer", "policy", CT_ENUM, OFF(buffer.policy), 0, 0, policy_names,
-        "pause",
+        "TCP_USER_TIMEOUT (0: off)"),
+    DURATION("client", "zwp_interval", client.zwp_interval, "200ms", 1, HOUR_MS,
+        "the first probe interval for zwp_probes"),
+    ENUM("buffer", "policy", buffer.policy, "pause", policy_names,
         "backpressure policy: pause stops reading the upstream at "
-        "high_watermark"},
-    {"buffer", "high_watermark", CT_SIZE, OFF(buffer.high_watermark), 4 * KiB,
-        64 * GiB, NULL, "1M",
-        "bytes held for one download at which the upstream is no longer read"},
-    {"buffer", "low_watermark", CT_SIZE, OFF(buffer.low_watermark), 0, 64 * GiB,
-        NULL, "256k",
-        "bytes held at which reading the upstream resumes (<= high_watermark)"},
-    {"buffer", "block_size", CT_SIZE, OFF(buffer.block_size), 4 * KiB, 16 * MiB,
-        NULL, "64k",
-        "size of the pooled blocks that reads land in and writes send"},
-    {"buffer", "spill_dir", CT_PATH, OFF(buffer.spill_dir), 0, 0, NULL,
-        "/var/tmp",
+        "high_watermark"),
+    SIZE("buffer", "high_watermark", buffer.high_watermark, "1M", 4 * KiB,
+        64 * GiB,
+        "bytes held for one download at which the upstream is no longer read"),
+    SIZE("buffer", "low_watermark", buffer.low_watermark, "256k", 0, 64 * GiB,
+        "bytes held at which reading the upstream resumes (<= high_watermark)"),
+    SIZE("buffer", "block_size", buffer.block_size, "64k", 4 * KiB, 16 * MiB,
+        "size of the pooled blocks that reads land in and writes send"),
+    PATH("buffer", "spill_dir", buffer.spill_dir, "/var/tmp",
         "directory of the spool files (policy spill); each is unlinked at "
-        "once, so nothing is left behind"},
-    {"buffer", "spill_limit", CT_SIZE, OFF(buffer.spill_limit), 64 * KiB,
-        1024 * GiB, NULL, "1G",
+        "once, so nothing is left behind"),
+    SIZE("buffer", "spill_limit", buffer.spill_limit, "1G", 64 * KiB,
+        1024 * GiB,
         "spooled bytes one download may hold ahead of its client; past it "
-        "the download pauses (space is reclaimed as the client drains)"},
-    {"buffer", "spill_total", CT_SIZE, OFF(buffer.spill_total), 64 * KiB,
-        64 * 1024 * GiB, NULL, "16G",
-        "spooled bytes the whole process may hold"},
-    {"buffer", "resume", CT_ENUM, OFF(buffer.resume), 0, 0, onoff_names, "off",
+        "the download pauses (space is reclaimed as the client drains)"),
+    SIZE("buffer", "spill_total", buffer.spill_total, "16G", 64 * KiB,
+        64 * 1024 * GiB, "spooled bytes the whole process may hold"),
+    ENUM("buffer", "resume", buffer.resume, "off", onoff_names,
         "on: an upstream that dies mid-body is asked for the rest with "
-        "Range and If-Range, and the client's body goes on"},
-    {"buffer", "resume_attempts", CT_COUNT, OFF(buffer.resume_attempts), 0, 100,
-        NULL, "3",
+        "Range and If-Range, and the client's body goes on"),
+    COUNT("buffer", "resume_attempts", buffer.resume_attempts, "3", 0, 100,
         "resumes in a row that bring no new byte, at most (a body that "
-        "keeps coming is followed to its end)"},
-    {"buffer", "resume_backoff", CT_DURATION, OFF(buffer.resume_backoff), 0,
-        HOUR_MS, NULL, "1s", "wait before each resume attempt"},
-    {"buffer", "memory_limit", CT_SIZE, OFF(buffer.memory_limit), 0, 1024 * GiB,
-        NULL, "1G",
+        "keeps coming is followed to its end)"),
+    DURATION("buffer", "resume_backoff", buffer.resume_backoff, "1s", 0,
+        HOUR_MS, "wait before each resume attempt"),
+    SIZE("buffer", "memory_limit", buffer.memory_limit, "1G", 0, 1024 * GiB,
         "bytes buffered in memory by all downloads together (0: no limit); "
-        "when reached, downloads pause (or spill) their upstream reads"},
-    {"log", "level", CT_ENUM, OFF(log.level), 0, 0, level_names, "info",
+        "when reached, downloads pause (or spill) their upstream reads"),
+    ENUM("log", "level", log.level, "info", level_names,
         "error, warn, info or debug (debug also logs socket options read "
-        "back)"},
-    {"log", "access", CT_PATH, OFF(log.access), 0, 0, NULL, "",
-        "file that gets one JSON line per finished download (empty: stderr)"},
-    {"admin", "address", CT_OPT_ADDRESS, OFF(admin.address), 0, 0, NULL, "",
+        "back)"),
+    PATH("log", "access", log.access, "",
+        "file that gets one JSON line per finished download (empty: stderr)"),
+    OPT_ADDRESS("admin", "address", admin.address, "",
         "host:port serving GET /metrics (Prometheus) and GET /connections "
-        "(JSON) (empty: none)"},
+        "(JSON) (empty: none)"),
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 
@@ -143,6 +168,7 @@ struct parse {
 	size_t errlen;
 	bool failed;
 	bool seen_server; /* first server line replaces the default */
+	char msg[160];    /* a refused value's message, when formatted */
 	const char *text; /* config_load_string: what is left */
 	FILE *file;       /* config_load: the file */
 };
@@ -213,138 +239,209 @@ enum_list(const char *const *names, char *buf, size_t len)
 		    buf + n, len - n, "%s%s", i ? ", " : "", names[i]);
 }
 
+/* ---- one parse and one format function per type -------------------- */
+
+/* Where k's value lives in the config being parsed. */
+static void *
+field(struct parse *p, const struct config_key *k)
+{
+	return (char *)p->cfg + k->offset;
+}
+
+static const char *
+format_count(uint64_t v, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu", (unsigned long long)v);
+	return buf;
+}
+
+/* Stores u when it lies in k's range; the message names the range the
+ * way the type writes its values. */
+static int
+set_number(struct parse *p, const struct config_key *k, uint64_t u,
+    const char *(*format)(uint64_t, char *, size_t), const char **why)
+{
+	char a[32], b[32];
+
+	if (u < k->min || u > k->max) {
+		snprintf(p->msg, sizeof(p->msg), "out of range (%s to %s)",
+		    format(k->min, a, sizeof(a)), format(k->max, b, sizeof(b)));
+		*why = p->msg;
+		return -ERANGE;
+	}
+	*(uint64_t *)field(p, k) = u;
+	return 0;
+}
+
+static int
+parse_size_key(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	uint64_t u;
+	int rc;
+
+	if ((rc = units_parse_size(v, &u)) < 0) {
+		*why = "not a size (bytes, or with k, M, G, T)";
+		return rc;
+	}
+	return set_number(p, k, u, units_fmt_size, why);
+}
+
+static int
+parse_duration_key(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	uint64_t u;
+	int rc;
+
+	if ((rc = units_parse_duration(v, &u)) < 0) {
+		*why = "not a duration (ms, s, m, h)";
+		return rc;
+	}
+	return set_number(p, k, u, units_fmt_duration, why);
+}
+
+static int
+parse_count_key(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	char *end;
+	uint64_t u;
+
+	errno = 0;
+	u = strtoull(v, &end, 10);
+	if (!isdigit((unsigned char)*v) || *end != '\0' || errno != 0) {
+		*why = "not a whole number";
+		return -EINVAL;
+	}
+	return set_number(p, k, u, format_count, why);
+}
+
+static int
+parse_enum_key(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	char list[100];
+	int i;
+
+	if ((i = parse_enum(k->names, v)) < 0) {
+		enum_list(k->names, list, sizeof(list));
+		snprintf(
+		    p->msg, sizeof(p->msg), "'%s' is not one of: %s", v, list);
+		*why = p->msg;
+		return -EINVAL;
+	}
+	*(int *)field(p, k) = i;
+	return 0;
+}
+
+static int
+parse_path_key(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	if (strlen(v) >= CONFIG_PATH_MAX) {
+		*why = "too long";
+		return -ENAMETOOLONG;
+	}
+	snprintf(field(p, k), CONFIG_PATH_MAX, "%s", v);
+	return 0;
+}
+
+static int
+parse_address_key(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	int rc = address_parse(v, 1, field(p, k));
+
+	if (rc == -ENOENT)
+		*why = "host name does not resolve";
+	else if (rc < 0)
+		*why = "not an address (host:port or [v6]:port)";
+	return rc;
+}
+
+/* An address, or "" for none (a zeroed address: len 0). */
+static int
+parse_opt_address_key(struct parse *p, const struct config_key *k,
+    const char *v, const char **why)
+{
+	int rc;
+
+	if (*v == '\0') {
+		memset(field(p, k), 0, sizeof(struct sockaddr_any));
+		return 0;
+	}
+	rc = address_parse(v, 1, field(p, k));
+	if (rc < 0)
+		*why = rc == -ENOENT
+		    ? "host name does not resolve"
+		    : "not an address (host:port or [v6]:port), "
+		      "or empty for none";
+	return rc;
+}
+
+/* One more server; the first one the file gives replaces the default. */
+static int
+parse_server_key(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	struct sockaddr_any *a = field(p, k);
+	int rc;
+
+	if (!p->seen_server) {
+		p->cfg->upstream.nservers = 0;
+		p->seen_server = true;
+	}
+	if (p->cfg->upstream.nservers == CONFIG_MAX_SERVERS) {
+		*why = "too many servers";
+		return -E2BIG;
+	}
+	rc = address_parse(v, 0, a + p->cfg->upstream.nservers);
+	if (rc == -ENOENT) {
+		*why = "host name does not resolve";
+		return rc;
+	}
+	if (rc < 0) {
+		*why = "not a server (host:port or [v6]:port, port > 0)";
+		return rc;
+	}
+	p->cfg->upstream.nservers++;
+	return 0;
+}
+
 /*
- * Stores one value.  Returns 0 or a negative errno with *why set to what to
- * tell the user.
+ * What each type of key does: name is docs/config.md's type column; parse
+ * stores a value (0, or a negative errno with *why set to what to tell the
+ * user); format writes a value as the file would ("64k", "5s", "3"), for
+ * the range in errors and docs, and is NULL for types without a range.
  */
+static const struct key_type {
+	const char *name;
+	int (*parse)(struct parse *p, const struct config_key *k, const char *v,
+	    const char **why);
+	const char *(*format)(uint64_t v, char *buf, size_t len);
+} types[] = {
+    [CT_SIZE] = {"size", parse_size_key, units_fmt_size},
+    [CT_DURATION] = {"duration", parse_duration_key, units_fmt_duration},
+    [CT_ENUM] = {"one of", parse_enum_key, NULL},
+    [CT_ADDRESS] = {"address", parse_address_key, NULL},
+    [CT_SERVER] = {"address, repeatable", parse_server_key, NULL},
+    [CT_COUNT] = {"count", parse_count_key, format_count},
+    [CT_PATH] = {"path", parse_path_key, NULL},
+    [CT_OPT_ADDRESS] = {"address or empty", parse_opt_address_key, NULL},
+};
+#define NTYPES (sizeof(types) / sizeof(types[0]))
+
+/* Stores one value with its type's parser (see types). */
 static int
 set_value(struct parse *p, const struct config_key *k, const char *v,
     const char **why)
 {
-	char *base = (char *)p->cfg;
-	static char msg[160];
-	uint64_t u;
-	int rc, i;
-
-	switch (k->type) {
-	case CT_SIZE:
-	case CT_DURATION:
-		rc = k->type == CT_SIZE ? units_parse_size(v, &u)
-		                        : units_parse_duration(v, &u);
-		if (rc < 0) {
-			*why = k->type == CT_SIZE
-			    ? "not a size (bytes, or with k, M, G, T)"
-			    : "not a duration (ms, s, m, h)";
-			return rc;
-		}
-		if (u < k->min || u > k->max) {
-			char a[32], b[32];
-
-			if (k->type == CT_SIZE)
-				snprintf(msg, sizeof(msg),
-				    "out of range (%s to %s)",
-				    units_fmt_size(k->min, a, sizeof(a)),
-				    units_fmt_size(k->max, b, sizeof(b)));
-			else
-				snprintf(msg, sizeof(msg),
-				    "out of range (%s to %s)",
-				    units_fmt_duration(k->min, a, sizeof(a)),
-				    units_fmt_duration(k->max, b, sizeof(b)));
-			*why = msg;
-			return -ERANGE;
-		}
-		*(uint64_t *)(base + k->offset) = u;
-		return 0;
-	case CT_ENUM:
-		if ((i = parse_enum(k->names, v)) < 0) {
-			char list[100];
-
-			enum_list(k->names, list, sizeof(list));
-			snprintf(msg, sizeof(msg), "'%s' is not one of: %s", v,
-			    list);
-			*why = msg;
-			return -EINVAL;
-		}
-		*(int *)(base + k->offset) = i;
-		return 0;
-	case CT_COUNT: {
-		char *end;
-
-		errno = 0;
-		u = strtoull(v, &end, 10);
-		if (!isdigit((unsigned char)*v) || *end != '\0' || errno != 0) {
-			*why = "not a whole number";
-			return -EINVAL;
-		}
-		if (u < k->min || u > k->max) {
-			snprintf(msg, sizeof(msg),
-			    "out of range (%llu to %llu)",
-			    (unsigned long long)k->min,
-			    (unsigned long long)k->max);
-			*why = msg;
-			return -ERANGE;
-		}
-		*(uint64_t *)(base + k->offset) = u;
-		return 0;
+	if ((size_t)k->type >= NTYPES || types[k->type].parse == NULL) {
+		*why = "bad key type";
+		return -EINVAL;
 	}
-	case CT_PATH:
-		if (strlen(v) >= CONFIG_PATH_MAX) {
-			*why = "too long";
-			return -ENAMETOOLONG;
-		}
-		snprintf(base + k->offset, CONFIG_PATH_MAX, "%s", v);
-		return 0;
-	case CT_OPT_ADDRESS:
-		if (*v == '\0') {
-			memset(
-			    base + k->offset, 0, sizeof(struct sockaddr_any));
-			return 0;
-		}
-		rc = address_parse(
-		    v, 1, (struct sockaddr_any *)(base + k->offset));
-		if (rc < 0) {
-			*why = rc == -ENOENT
-			    ? "host name does not resolve"
-			    : "not an address (host:port or [v6]:port), "
-			      "or empty for none";
-			return rc;
-		}
-		return 0;
-	case CT_ADDRESS:
-	case CT_SERVER: {
-		struct sockaddr_any *a =
-		    (struct sockaddr_any *)(base + k->offset);
-
-		if (k->type == CT_SERVER) {
-			if (!p->seen_server) {
-				p->cfg->upstream.nservers = 0;
-				p->seen_server = true;
-			}
-			if (p->cfg->upstream.nservers == CONFIG_MAX_SERVERS) {
-				*why = "too many servers";
-				return -E2BIG;
-			}
-			a += p->cfg->upstream.nservers;
-		}
-		rc = address_parse(v, k->type == CT_ADDRESS, a);
-		if (rc == -ENOENT) {
-			*why = "host name does not resolve";
-			return rc;
-		}
-		if (rc < 0) {
-			*why = k->type == CT_ADDRESS
-			    ? "not an address (host:port or [v6]:port)"
-			    : "not a server (host:port or [v6]:port, "
-			      "port > 0)";
-			return rc;
-		}
-		if (k->type == CT_SERVER)
-			p->cfg->upstream.nservers++;
-		return 0;
-	}
-	}
-	*why = "bad key type";
-	return -EINVAL;
+	return types[k->type].parse(p, k, v, why);
 }
 
 static int
@@ -666,28 +763,19 @@ config_print_ini(FILE *out)
 	}
 }
 
-static const char *
-type_name(const struct config_key *k)
+/* docs/config.md's range column: "4k – 64G", or an enum's names. */
+static void
+range_text(const struct config_key *k, char *buf, size_t len)
 {
-	switch (k->type) {
-	case CT_SIZE:
-		return "size";
-	case CT_DURATION:
-		return "duration";
-	case CT_ENUM:
-		return "one of";
-	case CT_ADDRESS:
-		return "address";
-	case CT_SERVER:
-		return "address, repeatable";
-	case CT_COUNT:
-		return "count";
-	case CT_PATH:
-		return "path";
-	case CT_OPT_ADDRESS:
-		return "address or empty";
-	}
-	return "?";
+	const struct key_type *t = &types[k->type];
+	char a[32], b[32];
+
+	buf[0] = '\0';
+	if (t->format != NULL)
+		snprintf(buf, len, "%s – %s", t->format(k->min, a, sizeof(a)),
+		    t->format(k->max, b, sizeof(b)));
+	else if (k->type == CT_ENUM)
+		enum_list(k->names, buf, len);
 }
 
 void
@@ -698,23 +786,11 @@ config_print_markdown(FILE *out)
 	    "|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
-		char range[128] = "", a[32], b[32];
+		char range[128];
 
-		if (k->type == CT_SIZE)
-			snprintf(range, sizeof(range), "%s – %s",
-			    units_fmt_size(k->min, a, sizeof(a)),
-			    units_fmt_size(k->max, b, sizeof(b)));
-		else if (k->type == CT_DURATION)
-			snprintf(range, sizeof(range), "%s – %s",
-			    units_fmt_duration(k->min, a, sizeof(a)),
-			    units_fmt_duration(k->max, b, sizeof(b)));
-		else if (k->type == CT_ENUM)
-			enum_list(k->names, range, sizeof(range));
-		else if (k->type == CT_COUNT)
-			snprintf(range, sizeof(range), "%llu – %llu",
-			    (unsigned long long)k->min,
-			    (unsigned long long)k->max);
+		range_text(k, range, sizeof(range));
 		fprintf(out, "| [%s] | `%s` | %s | `%s` | %s | %s |\n",
-		    k->section, k->key, type_name(k), k->def, range, k->doc);
+		    k->section, k->key, types[k->type].name, k->def, range,
+		    k->doc);
 	}
 }

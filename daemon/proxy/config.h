@@ -4,8 +4,10 @@
  *
  * The table (config_keys) is the single source of truth: the parser, the
  * validation ranges, conf/sluice.ini's defaults and docs/config.md all come
- * from it ("sluice help config" prints it).  A loaded config is const for
- * the rest of its life; a reload builds a new one.
+ * from it ("sluice help config" prints it).  What a key does with its
+ * value is its type's: config.c has one parse and one format function per
+ * type.  A loaded config is const for the rest of its life; a reload builds
+ * a new one.
  *
  * Errors read "FILE:LINE: [section] key: message".  Debian's inih gives the
  * handler no line number, so the parser reads the file through its own line
@@ -93,14 +95,16 @@ enum config_type {
 	CT_OPT_ADDRESS, /* like CT_ADDRESS, or "" for none */
 };
 
+/* One row of config_keys; config.c writes each with its type's row macro
+ * (SIZE, DURATION, COUNT, ENUM, PATH, ADDRESS, OPT_ADDRESS, SERVER). */
 struct config_key {
 	const char *section;
 	const char *key;
 	enum config_type type;
 	size_t offset;            /* into struct config */
-	uint64_t min, max;        /* CT_SIZE, CT_DURATION */
-	const char *const *names; /* CT_ENUM: NULL-terminated */
 	const char *def;          /* default, as written in the INI file */
+	uint64_t min, max;        /* CT_SIZE, CT_DURATION, CT_COUNT */
+	const char *const *names; /* CT_ENUM: NULL-terminated */
 	const char *doc;          /* one line */
 };
 
