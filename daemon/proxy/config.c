@@ -415,7 +415,7 @@ parse_server_key(struct parse *p, const struct config_key *k, const char *v,
  * user); format writes a value as the file would ("64k", "5s", "3"), for
  * the range in errors and docs, and is NULL for types without a range.
  */
-static const struct key_type {
+static const struct config_type_ops {
 	const char *name;
 	int (*parse)(struct parse *p, const struct config_key *k, const char *v,
 	    const char **why);
@@ -767,7 +767,7 @@ config_print_ini(FILE *out)
 static void
 range_text(const struct config_key *k, char *buf, size_t len)
 {
-	const struct key_type *t = &types[k->type];
+	const struct config_type_ops *t = &types[k->type];
 	char a[32], b[32];
 
 	buf[0] = '\0';
