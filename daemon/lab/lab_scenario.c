@@ -54,75 +54,99 @@ struct skey {
 	const char *section, *key;
 	enum skey_type type;
 	size_t offset, size;
+	const char *def; /* default, as written in a scenario */
 	const char *doc;
 };
 
-#define SK(sec, k, t, field, doc)                                              \
+/*
+ * offsetof(struct lab_scenario, f), refused at compile time ("size of
+ * unnamed array is negative") unless field f has type T (an array counts
+ * as a pointer to its first element): a row cannot hand its type's parser
+ * a field of another type.
+ */
+/* clang-format off */
+#define SAME_TYPE(e, T) _Generic((e), T: 1, default: -1)
+/* clang-format on */
+#define FIELD(f, T)                                                            \
+	(offsetof(struct lab_scenario, f) +                                    \
+	    0 * sizeof(char[SAME_TYPE(((struct lab_scenario *)0)->f, T)]))
+
+/* One row macro per type: section, key, field, default, doc line. */
+#define SK(sec, k, t, f, T, def, doc)                                          \
 	{                                                                      \
-		sec, k, t, offsetof(struct lab_scenario, field),               \
-		    sizeof(((struct lab_scenario *)0)->field), doc             \
+		sec, k, t, FIELD(f, T), sizeof(((struct lab_scenario *)0)->f), \
+		    def, doc                                                   \
 	}
+#define STR(sec, k, f, def, doc)  SK(sec, k, SK_STR, f, char *, def, doc)
+#define SIZE(sec, k, f, def, doc) SK(sec, k, SK_SIZE, f, uint64_t, def, doc)
+#define DURATION(sec, k, f, def, doc)                                          \
+	SK(sec, k, SK_DURATION, f, uint64_t, def, doc)
+#define RATE(sec, k, f, def, doc)  SK(sec, k, SK_RATE, f, uint64_t, def, doc)
+#define MODE(sec, k, f, def, doc)  SK(sec, k, SK_MODE, f, int, def, doc)
+#define BOOL(sec, k, f, def, doc)  SK(sec, k, SK_BOOL, f, bool, def, doc)
+#define COUNT(sec, k, f, def, doc) SK(sec, k, SK_COUNT, f, uint64_t, def, doc)
+#define KIND(sec, k, f, def, doc)  SK(sec, k, SK_KIND, f, int, def, doc)
 
 /* The scenario's keys (STYLE 9); `sluice help lab` prints this table. */
 static const struct skey skeys[] = {
-    SK("lab", "name", SK_STR, name, "the run's name (default: the file's)"),
-    SK("lab", "mode", SK_MODE, mode,
+    STR("lab", "name", name, "", "the run's name (default: the file's)"),
+    MODE("lab", "mode", mode, "netns",
         "netns (default) or loopback (127.0.0.1, application-paced)"),
-    SK("lab", "time_limit", SK_DURATION, time_limit_ms,
+    DURATION("lab", "time_limit", time_limit_ms, "60s",
         "the fetch is stopped after this (default 60s)"),
-    SK("lab", "body", SK_SIZE, body, "bytes the client asks for (16M)"),
-    SK("lab", "notes", SK_STR, notes, "free text, copied to summary.json"),
-    SK("lab", "capture", SK_BOOL, capture,
+    SIZE("lab", "body", body, "16M", "bytes the client asks for (16M)"),
+    STR("lab", "notes", notes, "", "free text, copied to summary.json"),
+    BOOL("lab", "capture", capture, "off",
         "on: tcpdump writes a pcap per link into the results (off)"),
-    SK("lab", "windows", SK_COUNT, windows,
+    COUNT("lab", "windows", windows, "0",
         "rows of the table of the client's advertised windows, read "
         "from the capture (0: none)"),
-    SK("lab", "article_windows", SK_STR, article_windows,
+    STR("lab", "article_windows", article_windows, "",
         "ACK:WIN pairs from the seed article, printed beside that table"),
-    SK("links", "origin_lb", SK_RATE, origin_lb_bps,
+    RATE("links", "origin_lb", origin_lb_bps, "1gbit",
         "tc tbf rate of the origin-lb link (1gbit)"),
-    SK("links", "lb_client", SK_RATE, lb_client_bps,
+    RATE("links", "lb_client", lb_client_bps, "2mbit",
         "tc tbf rate of the lb-client link (2mbit)"),
-    SK("links", "delay", SK_DURATION, delay_ms,
+    DURATION("links", "delay", delay_ms, "0",
         "netem delay on each link, where the kernel has netem (0)"),
-    SK("origin", "give_up", SK_STR, give_up,
+    STR("origin", "give_up", give_up, "",
         "the origin's rule: zwp-probes=N,interval=T[,max=T], "
         "send-timeout=T, user-timeout=T, orphan, none"),
-    SK("origin", "sndbuf", SK_SIZE, origin_sndbuf,
+    SIZE("origin", "sndbuf", origin_sndbuf, "0",
         "the origin's SO_SNDBUF (0: autotuning)"),
-    SK("origin", "drip", SK_SIZE, origin_drip,
+    SIZE("origin", "drip", origin_drip, "0",
         "send this many bytes every `every` (the article's server)"),
-    SK("origin", "every", SK_DURATION, origin_every_ms, "the drip's interval"),
-    SK("origin", "raw", SK_BOOL, origin_raw,
+    DURATION("origin", "every", origin_every_ms, "0", "the drip's interval"),
+    BOOL("origin", "raw", origin_raw, "off",
         "on: no HTTP, the pattern from the first byte ([lb] kind = none)"),
-    SK("lb", "kind", SK_KIND, lb_kind,
+    KIND("lb", "kind", lb_kind, "sluice",
         "the balancer under test: sluice (default), nginx, haproxy, or "
         "none (the lb namespace only routes)"),
-    SK("lb", "config", SK_STR, lb_config,
+    STR("lb", "config", lb_config, "",
         "nginx/haproxy: this config file instead of a generated one "
         "(@LISTEN@ @ORIGIN@ @DIR@ replaced)"),
-    SK("client", "rate", SK_RATE, client_rate_bps,
+    RATE("client", "rate", client_rate_bps, "0",
         "sluice fetch --rate (0: read as fast as the link allows)"),
-    SK("client", "rcvbuf", SK_SIZE, client_rcvbuf,
+    SIZE("client", "rcvbuf", client_rcvbuf, "0",
         "sluice fetch --rcvbuf (0: autotuning)"),
-    SK("client", "timeout", SK_DURATION, client_timeout_ms,
+    DURATION("client", "timeout", client_timeout_ms, "0",
         "sluice fetch --timeout (0: its default, 60s)"),
-    SK("client", "read", SK_SIZE, client_read,
+    SIZE("client", "read", client_read, "0",
         "sluice fetch --read: bytes per read (the article's client)"),
-    SK("client", "interval", SK_DURATION, client_interval_ms,
+    DURATION("client", "interval", client_interval_ms, "0",
         "sluice fetch --interval between reads"),
-    SK("client", "count", SK_COUNT, client_count,
+    COUNT("client", "count", client_count, "0",
         "sluice fetch --count: reads in all (0: until the end)"),
-    SK("client", "initrwnd", SK_COUNT, client_initrwnd,
+    COUNT("client", "initrwnd", client_initrwnd, "0",
         "the client's initial receive window in segments (route option "
         "initrwnd; 0: the kernel's, about 64 KB since Linux 5.x)"),
-    SK("client", "stall_at", SK_SIZE, stall_at,
+    SIZE("client", "stall_at", stall_at, "0",
         "sluice fetch --stall-at: stop reading after these body bytes"),
-    SK("client", "stall_for", SK_DURATION, stall_for_ms,
+    DURATION("client", "stall_for", stall_for_ms, "0",
         "sluice fetch --stall-for: ...for this long (0: no stall)"),
-    SK("dos", "clients", SK_COUNT, dos_clients,
+    COUNT("dos", "clients", dos_clients, "0",
         "clients that hold a zero window forever, beside the honest one"),
-    SK("dos", "rcvbuf", SK_SIZE, dos_rcvbuf, "their SO_RCVBUF (4k)"),
+    SIZE("dos", "rcvbuf", dos_rcvbuf, "4k", "their SO_RCVBUF (4k)"),
 };
 #define NSKEYS (sizeof(skeys) / sizeof(skeys[0]))
 
@@ -186,42 +210,82 @@ parse_count(const char *value, uint64_t *v)
 	return 0;
 }
 
+/* ---- one parse function per type --------------------------------------- */
+
+/* Each stores value in a field of size bytes: 0, or -EINVAL (-ENAMETOOLONG
+ * for a string that does not fit). */
+
 static int
-parse_number(enum skey_type type, const char *value, uint64_t *v)
+parse_str_key(const char *value, void *field, size_t size)
 {
-	switch (type) {
-	case SK_SIZE:
-		return units_parse_size(value, v);
-	case SK_DURATION:
-		return units_parse_duration(value, v);
-	case SK_RATE:
-		return units_parse_rate(value, v);
-	case SK_COUNT:
-		return parse_count(value, v);
-	default:
-		return -EINVAL;
-	}
+	if (strlen(value) >= size)
+		return -ENAMETOOLONG;
+	memcpy(field, value, strlen(value) + 1);
+	return 0;
 }
 
-static const char *const lb_kinds[] = {"sluice", "nginx", "haproxy", "none"};
-
-/* on/off, or a balancer's name: the field's type (bool or int) decides. */
+/* A number read by number() into a uint64_t field. */
 static int
-set_enum(struct parse_ctx *ctx, const struct skey *k, const char *value)
+set_u64(const char *value, void *field, int (*number)(const char *, uint64_t *))
 {
-	char *field = (char *)ctx->sc + k->offset;
+	uint64_t v;
+
+	if (number(value, &v) < 0)
+		return -EINVAL;
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
+static int
+parse_size_key(const char *value, void *field, size_t size)
+{
+	(void)size;
+	return set_u64(value, field, units_parse_size);
+}
+
+static int
+parse_duration_key(const char *value, void *field, size_t size)
+{
+	(void)size;
+	return set_u64(value, field, units_parse_duration);
+}
+
+static int
+parse_rate_key(const char *value, void *field, size_t size)
+{
+	(void)size;
+	return set_u64(value, field, units_parse_rate);
+}
+
+static int
+parse_count_key(const char *value, void *field, size_t size)
+{
+	(void)size;
+	return set_u64(value, field, parse_count);
+}
+
+static int
+parse_mode_key(const char *value, void *field, size_t size)
+{
+	int mode;
+
+	(void)size;
+	if (strcmp(value, "netns") == 0)
+		mode = LAB_MODE_NETNS;
+	else if (strcmp(value, "loopback") == 0)
+		mode = LAB_MODE_LOOPBACK;
+	else
+		return -EINVAL;
+	memcpy(field, &mode, sizeof(mode));
+	return 0;
+}
+
+static int
+parse_bool_key(const char *value, void *field, size_t size)
+{
 	bool b;
 
-	if (k->type == SK_KIND) {
-		for (int i = 0;
-		     i < (int)(sizeof(lb_kinds) / sizeof(lb_kinds[0])); i++)
-			if (strcmp(value, lb_kinds[i]) == 0) {
-				memcpy(field, &i, sizeof(i));
-				return 1;
-			}
-		return fail(ctx, k->section, k->key,
-		    "'%s' is not sluice, nginx, haproxy or none", value);
-	}
+	(void)size;
 	if (strcmp(value, "on") == 0 || strcmp(value, "yes") == 0 ||
 	    strcmp(value, "true") == 0)
 		b = true;
@@ -229,11 +293,42 @@ set_enum(struct parse_ctx *ctx, const struct skey *k, const char *value)
 	    strcmp(value, "false") == 0)
 		b = false;
 	else
-		return fail(ctx, k->section, k->key,
-		    "'%s' is neither on nor off", value);
+		return -EINVAL;
 	memcpy(field, &b, sizeof(b));
-	return 1;
+	return 0;
 }
+
+static const char *const lb_kinds[] = {"sluice", "nginx", "haproxy", "none"};
+
+static int
+parse_kind_key(const char *value, void *field, size_t size)
+{
+	(void)size;
+	for (int i = 0; i < (int)(sizeof(lb_kinds) / sizeof(lb_kinds[0])); i++)
+		if (strcmp(value, lb_kinds[i]) == 0) {
+			memcpy(field, &i, sizeof(i));
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/*
+ * What each type of key does: parse stores a value (above); what ends the
+ * message for a value it refuses, "[section] key: 'VALUE' is WHAT".
+ */
+static const struct skey_type_ops {
+	int (*parse)(const char *value, void *field, size_t size);
+	const char *what;
+} stypes[] = {
+    [SK_STR] = {parse_str_key, NULL}, /* only too long: see set_key */
+    [SK_SIZE] = {parse_size_key, "not a size (64k, 16M)"},
+    [SK_DURATION] = {parse_duration_key, "not a duration (250ms, 30s)"},
+    [SK_RATE] = {parse_rate_key, "not a rate (2mbit, 1gbit)"},
+    [SK_MODE] = {parse_mode_key, "neither netns nor loopback"},
+    [SK_BOOL] = {parse_bool_key, "neither on nor off"},
+    [SK_COUNT] = {parse_count_key, "not a number (0, 8)"},
+    [SK_KIND] = {parse_kind_key, "not sluice, nginx, haproxy or none"},
+};
 
 const char *
 lab_lb_kind_name(int kind)
@@ -243,40 +338,19 @@ lab_lb_kind_name(int kind)
 	    : "?";
 }
 
+/* Stores one value with its type's parser (see stypes). */
 static int
 set_key(struct parse_ctx *ctx, const struct skey *k, const char *value)
 {
-	char *field = (char *)ctx->sc + k->offset;
-	static const char *const what[] = {"", "a size (64k, 16M)",
-	    "a duration (250ms, 30s)", "a rate (2mbit, 1gbit)", "", "",
-	    "a number (0, 8)", ""};
-	uint64_t v;
-	int mode;
+	const struct skey_type_ops *t = &stypes[k->type];
+	int rc = t->parse(value, (char *)ctx->sc + k->offset, k->size);
 
-	if (k->type == SK_STR) {
-		if (strlen(value) >= k->size)
-			return fail(ctx, k->section, k->key,
-			    "longer than %zu characters", k->size - 1);
-		memcpy(field, value, strlen(value) + 1);
-		return 1;
-	}
-	if (k->type == SK_MODE) {
-		if (strcmp(value, "netns") == 0)
-			mode = LAB_MODE_NETNS;
-		else if (strcmp(value, "loopback") == 0)
-			mode = LAB_MODE_LOOPBACK;
-		else
-			return fail(ctx, k->section, k->key,
-			    "'%s' is neither netns nor loopback", value);
-		memcpy(field, &mode, sizeof(mode));
-		return 1;
-	}
-	if (k->type == SK_BOOL || k->type == SK_KIND)
-		return set_enum(ctx, k, value);
-	if (parse_number(k->type, value, &v) < 0)
-		return fail(ctx, k->section, k->key, "'%s' is not %s", value,
-		    what[k->type]);
-	memcpy(field, &v, sizeof(v));
+	if (rc == -ENAMETOOLONG)
+		return fail(ctx, k->section, k->key,
+		    "longer than %zu characters", k->size - 1);
+	if (rc < 0)
+		return fail(
+		    ctx, k->section, k->key, "'%s' is %s", value, t->what);
 	return 1;
 }
 
@@ -409,19 +483,21 @@ on_key(void *user, const char *section, const char *key, const char *value)
 	    "unknown section (lab, links, origin, lb, client, dos, proxy)");
 }
 
+/* Every key's default from the table (and no sysctl, [proxy] or [lb]
+ * directive).  A default its own parser refuses is a bug in the table. */
 static void
 scenario_defaults(struct lab_scenario *sc)
 {
 	memset(sc, 0, sizeof(*sc));
-	sc->mode = LAB_MODE_NETNS;
-	sc->time_limit_ms = 60000;
-	sc->body = 16 * 1024 * 1024;
-	sc->origin_lb_bps = 1000000000;
-	sc->lb_client_bps = 2000000;
-	sc->dos_rcvbuf = 4096;
+	for (size_t i = 0; i < NSKEYS; i++) {
+		const struct skey *k = &skeys[i];
+
+		if (stypes[k->type].parse(
+		        k->def, (char *)sc + k->offset, k->size) < 0)
+			abort();
+	}
 }
 
-/* Checks that need the whole file.  0, or -EINVAL with err filled. */
 /* The whole-file checks: each returns a message, or NULL. */
 static const char *
 check_peers(const struct lab_scenario *sc)

@@ -86,6 +86,12 @@ scenario_defaults(void **state)
 	assert_true(sc.lb_client_bps == 2000000);
 	assert_string_equal(sc.give_up, "");
 	assert_true(sc.nproxy == 0 && sc.nsysctl[LAB_ORIGIN] == 0);
+	/* The rest of the table's defaults ("4k", "sluice", "off", "0"). */
+	assert_true(sc.dos_rcvbuf == 4096);
+	assert_int_equal(sc.lb_kind, LAB_LB_SLUICE);
+	assert_false(sc.capture || sc.origin_raw);
+	assert_true(sc.client_rate_bps == 0 && sc.client_count == 0);
+	assert_string_equal(sc.name, "");
 }
 
 static void
