@@ -50,27 +50,56 @@ struct axis_def {
 	enum vtype type;
 	char sep; /* list separator in the sweep file */
 	const char *column;
+	const char *what; /* V_ENUM: the names, for "'x' is not WHAT" */
 };
 
-/* The axes (STYLE 9): the sweep key, the scenario key it sets, its CSV
- * column.  A give-up rule holds commas, so its list is split on '|'. */
+/*
+ * One row macro per type: the sweep key, the scenario key it sets
+ * ([section] key), its CSV column (and an enum's names as its error
+ * lists them).  A give-up rule holds commas, so its list is split on '|'.
+ */
+#define AXIS(name, sec, key, t, sep, column, what)                             \
+	{                                                                      \
+		name, sec, key, t, sep, column, what                           \
+	}
+#define SIZE(name, sec, key, column)                                           \
+	AXIS(name, sec, key, V_SIZE, ',', column, NULL)
+#define RATE(name, sec, key, column)                                           \
+	AXIS(name, sec, key, V_RATE, ',', column, NULL)
+#define DURATION(name, sec, key, column)                                       \
+	AXIS(name, sec, key, V_DURATION, ',', column, NULL)
+#define ENUM(name, sec, key, column, what)                                     \
+	AXIS(name, sec, key, V_ENUM, ',', column, what)
+#define GIVEUP(name, sec, key, column)                                         \
+	AXIS(name, sec, key, V_GIVEUP, '|', column, NULL)
+#define KIND(name, sec, key, column)                                           \
+	AXIS(name, sec, key, V_KIND, ',', column, NULL)
+
+/* The axes (STYLE 9), in enum bench_axis_id's order. */
 static const struct axis_def axis_defs[BENCH_NAXES] = {
-    {"policy", "proxy", "buffer.policy", V_ENUM, ',', "policy"},
-    {"high_watermark", "proxy", "buffer.high_watermark", V_SIZE, ',',
-        "high_watermark_bytes"},
-    {"low_watermark", "proxy", "buffer.low_watermark", V_SIZE, ',',
-        "low_watermark_bytes"},
-    {"spill_limit", "proxy", "buffer.spill_limit", V_SIZE, ',',
-        "spill_limit_bytes"},
-    {"resume", "proxy", "buffer.resume", V_ENUM, ',', "resume"},
-    {"zwp_timeout", "proxy", "client.zwp_timeout", V_DURATION, ',',
-        "zwp_timeout_ms"},
-    {"rcvbuf", "proxy", "upstream.rcvbuf", V_SIZE, ',', "rcvbuf_bytes"},
-    {"client_rate", "links", "lb_client", V_RATE, ',', "client_rate_bps"},
-    {"origin_give_up", "origin", "give_up", V_GIVEUP, '|', "origin_give_up"},
-    {"lb", "lb", "kind", V_KIND, ',', "lb"},
-    {"body", "lab", "body", V_SIZE, ',', "body_bytes"},
+    ENUM("policy", "proxy", "buffer.policy", "policy", "pause, spill or pace"),
+    SIZE("high_watermark", "proxy", "buffer.high_watermark",
+        "high_watermark_bytes"),
+    SIZE("low_watermark", "proxy", "buffer.low_watermark",
+        "low_watermark_bytes"),
+    SIZE("spill_limit", "proxy", "buffer.spill_limit", "spill_limit_bytes"),
+    ENUM("resume", "proxy", "buffer.resume", "resume", "on or off"),
+    DURATION("zwp_timeout", "proxy", "client.zwp_timeout", "zwp_timeout_ms"),
+    SIZE("rcvbuf", "proxy", "upstream.rcvbuf", "rcvbuf_bytes"),
+    RATE("client_rate", "links", "lb_client", "client_rate_bps"),
+    GIVEUP("origin_give_up", "origin", "give_up", "origin_give_up"),
+    KIND("lb", "lb", "kind", "lb"),
+    SIZE("body", "lab", "body", "body_bytes"),
 };
+
+/* The rest of the file keeps these short names free. */
+#undef AXIS
+#undef SIZE
+#undef RATE
+#undef DURATION
+#undef ENUM
+#undef GIVEUP
+#undef KIND
 
 const char *
 bench_axis_name(int a)
@@ -120,50 +149,100 @@ config_key_of(const char *dotted)
 	return NULL;
 }
 
-/* Checks one value with the parser the lab or the config uses; NULL when
- * it is good, else what it should have been. */
-static const char *
-value_error(const struct axis_def *d, const char *v)
+/* ---- one check per type: is v a good value, for the parser the lab or
+ * the config will hand it to? -------------------------------------------- */
+
+static bool
+check_size(const struct axis_def *d, const char *v)
 {
-	const struct config_key *k;
+	uint64_t n;
+
+	(void)d;
+	return units_parse_size(v, &n) >= 0;
+}
+
+static bool
+check_rate(const struct axis_def *d, const char *v)
+{
+	uint64_t n;
+
+	(void)d;
+	return units_parse_rate(v, &n) >= 0 && n >= 8;
+}
+
+static bool
+check_duration(const struct axis_def *d, const char *v)
+{
+	uint64_t n;
+
+	(void)d;
+	return units_parse_duration(v, &n) >= 0;
+}
+
+/* One of the names of the proxy config key's enum. */
+static bool
+check_enum(const struct axis_def *d, const char *v)
+{
+	const struct config_key *k = config_key_of(d->key);
+
+	for (size_t i = 0; k != NULL && k->names[i] != NULL; i++)
+		if (strcmp(v, k->names[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool
+check_giveup(const struct axis_def *d, const char *v)
+{
 	const char *argv[8];
 	char buf[256];
 	struct model_in in;
-	uint64_t n;
 
-	switch (d->type) {
-	case V_SIZE:
-		return units_parse_size(v, &n) < 0 ? "a size (64k, 2M)" : NULL;
-	case V_RATE:
-		return units_parse_rate(v, &n) < 0 || n < 8
-		    ? "a rate (2mbit, 1gbit)"
-		    : NULL;
-	case V_DURATION:
-		return units_parse_duration(v, &n) < 0 ? "a duration (5s)"
-		                                       : NULL;
-	case V_ENUM:
-		k = config_key_of(d->key);
-		for (size_t i = 0; k != NULL && k->names[i] != NULL; i++)
-			if (strcmp(v, k->names[i]) == 0)
-				return NULL;
-		return strcmp(d->name, "policy") == 0 ? "pause, spill or pace"
-		                                      : "on or off";
-	case V_GIVEUP:
-		model_defaults(&in);
-		if (lab_giveup_args(v, argv, 8, buf, sizeof(buf)) < 0 ||
-		    (v[0] != '\0' && strcmp(v, "none") != 0 &&
-		        model_parse_giveup(v, &in) < 0))
-			return "a give-up rule "
-			       "(zwp-probes=N,interval=T[,max=T], "
-			       "send-timeout=T, user-timeout=T, orphan, none)";
+	(void)d;
+	model_defaults(&in);
+	return lab_giveup_args(v, argv, 8, buf, sizeof(buf)) >= 0 &&
+	    (v[0] == '\0' || strcmp(v, "none") == 0 ||
+	        model_parse_giveup(v, &in) >= 0);
+}
+
+static bool
+check_kind(const struct axis_def *d, const char *v)
+{
+	(void)d;
+	for (int i = LAB_LB_SLUICE; i <= LAB_LB_NONE; i++)
+		if (strcmp(v, lab_lb_kind_name(i)) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * What each type of axis does: check tells a good value (above); what
+ * ends the message for a bad one, "'VALUE' is not WHAT" (an enum's row
+ * names its own).
+ */
+static const struct vtype_ops {
+	bool (*check)(const struct axis_def *d, const char *v);
+	const char *what;
+} vtypes[] = {
+    [V_SIZE] = {check_size, "a size (64k, 2M)"},
+    [V_RATE] = {check_rate, "a rate (2mbit, 1gbit)"},
+    [V_DURATION] = {check_duration, "a duration (5s)"},
+    [V_ENUM] = {check_enum, NULL},
+    [V_GIVEUP] = {check_giveup,
+        "a give-up rule (zwp-probes=N,interval=T[,max=T], send-timeout=T, "
+        "user-timeout=T, orphan, none)"},
+    [V_KIND] = {check_kind, "sluice, nginx, haproxy or none"},
+};
+
+/* NULL when v is a good value of axis d, else what it should have been. */
+static const char *
+value_error(const struct axis_def *d, const char *v)
+{
+	const struct vtype_ops *t = &vtypes[d->type];
+
+	if (t->check(d, v))
 		return NULL;
-	case V_KIND:
-		for (int i = LAB_LB_SLUICE; i <= LAB_LB_NONE; i++)
-			if (strcmp(v, lab_lb_kind_name(i)) == 0)
-				return NULL;
-		return "sluice, nginx, haproxy or none";
-	}
-	return "?";
+	return d->what != NULL ? d->what : t->what;
 }
 
 /* Strips blanks at both ends, in place. */
