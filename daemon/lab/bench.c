@@ -872,7 +872,7 @@ origin_hold(const char *s)
 	if (end == NULL)
 		end = s + strlen(s);
 	while ((p = strstr(p, "\"duration_s\":")) != NULL && p < end) {
-		v = lab_json_num(p, end, "duration_s");
+		v = json_num(p, end, "duration_s");
 		best = v > best ? v : best;
 		p++;
 	}
@@ -893,20 +893,19 @@ read_summary(struct run *r)
 	/* The top-level fields come before the peers' nested JSON. */
 	end = strstr(s, "\"capture\":");
 	end = end != NULL ? end : s + strlen(s);
-	lab_json_str(s, "outcome", r->outcome, sizeof(r->outcome));
-	r->client_bytes = lab_json_u64(s, end, "client_bytes");
-	r->unsent_bytes = lab_json_u64(s, end, "unsent_bytes");
-	r->finish_s = lab_json_num(s, end, "seconds");
-	r->zw_s = lab_json_num(s, end, "zero_window_s");
-	r->longest_zw_s = lab_json_num(s, end, "origin_longest_zero_window_s");
-	r->rss = lab_json_u64(s, end, "lb_peak_rss_bytes");
-	r->mem = lab_json_u64(s, end, "lb_peak_memory_bytes");
-	r->proxy_mem = lab_json_u64(s, end, "peak_memory_bytes");
-	r->spool = lab_json_u64(s, end, "lb_peak_spool_bytes");
-	lab_json_str(
-	    s, "predicted_outcome", r->predicted, sizeof(r->predicted));
+	json_str(s, "outcome", r->outcome, sizeof(r->outcome));
+	r->client_bytes = json_u64(s, end, "client_bytes");
+	r->unsent_bytes = json_u64(s, end, "unsent_bytes");
+	r->finish_s = json_num(s, end, "seconds");
+	r->zw_s = json_num(s, end, "zero_window_s");
+	r->longest_zw_s = json_num(s, end, "origin_longest_zero_window_s");
+	r->rss = json_u64(s, end, "lb_peak_rss_bytes");
+	r->mem = json_u64(s, end, "lb_peak_memory_bytes");
+	r->proxy_mem = json_u64(s, end, "peak_memory_bytes");
+	r->spool = json_u64(s, end, "lb_peak_spool_bytes");
+	json_str(s, "predicted_outcome", r->predicted, sizeof(r->predicted));
 	r->predicted_unsent =
-	    (int64_t)lab_json_num(s, end, "predicted_unsent_bytes");
+	    (int64_t)json_num(s, end, "predicted_unsent_bytes");
 	r->hold_s = origin_hold(s);
 	free(s);
 	return strcmp(r->outcome, "complete") == 0 ||

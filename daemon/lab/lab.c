@@ -1199,64 +1199,6 @@ admin_get(const struct lab *lab, char *buf, size_t len)
 	                                                             : NULL;
 }
 
-/* The number after "key": in [s, end); -1 when absent or null. */
-double
-lab_json_num(const char *s, const char *end, const char *key)
-{
-	char pat[64];
-	const char *p;
-	size_t n;
-
-	n = (size_t)snprintf(pat, sizeof(pat), "\"%s\":", key);
-	if ((p = strstr(s, pat)) == NULL || p >= end)
-		return -1;
-	p += n;
-	if (*p == 't')
-		return 1; /* true */
-	if (*p == '-' || isdigit((unsigned char)*p))
-		return strtod(p, NULL);
-	return *p == 'f' ? 0 : -1;
-}
-
-/* The same as a count: 0 when absent, null or negative. */
-uint64_t
-lab_json_u64(const char *s, const char *end, const char *key)
-{
-	double v = lab_json_num(s, end, key);
-
-	return v > 0 ? (uint64_t)v : 0;
-}
-
-/* The string after "key": into buf ("" when absent or null). */
-void
-lab_json_str(const char *s, const char *key, char *buf, size_t len)
-{
-	char pat[64];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-	buf[0] = '\0';
-	if ((p = strstr(s, pat)) == NULL)
-		return;
-	p += strlen(pat);
-	snprintf(buf, len, "%.*s", (int)strcspn(p, "\""), p);
-}
-
-/* The object after "name": as [*start, *end), or false when null. */
-bool
-lab_json_obj(
-    const char *s, const char *name, const char **start, const char **end)
-{
-	char pat[64];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":{", name);
-	if ((p = strstr(s, pat)) == NULL || (*end = strchr(p, '}')) == NULL)
-		return false;
-	*start = p + strlen(pat);
-	return true;
-}
-
 /* With [dos] clients /connections lists theirs too: narrows [*body, *end)
  * to the object of the honest client (its own source address). */
 static void
@@ -1297,17 +1239,17 @@ sample_proxy(const struct lab *lab, struct sample *s)
 	}
 	end = body + strlen(body);
 	honest_conn(lab, &body, &end);
-	s->p_in = lab_json_u64(body, end, "bytes_from_upstream");
-	s->p_out = lab_json_u64(body, end, "bytes_to_client");
-	s->p_mem = lab_json_u64(body, end, "memory_bytes");
-	s->p_spool = lab_json_u64(body, end, "spool_bytes");
-	s->p_paused = (int)lab_json_num(body, end, "upstream_paused");
-	if (lab_json_obj(body, "upstream_tcp", &os, &oe) && os < end) {
-		s->up_rcvq = (int64_t)lab_json_num(os, oe, "rcv_queue");
-		s->up_space = (int64_t)lab_json_num(os, oe, "rcv_space");
+	s->p_in = json_u64(body, end, "bytes_from_upstream");
+	s->p_out = json_u64(body, end, "bytes_to_client");
+	s->p_mem = json_u64(body, end, "memory_bytes");
+	s->p_spool = json_u64(body, end, "spool_bytes");
+	s->p_paused = (int)json_num(body, end, "upstream_paused");
+	if (json_obj(body, "upstream_tcp", &os, &oe) && os < end) {
+		s->up_rcvq = (int64_t)json_num(os, oe, "rcv_queue");
+		s->up_space = (int64_t)json_num(os, oe, "rcv_space");
 	}
-	if (lab_json_obj(body, "client_tcp", &os, &oe) && os < end)
-		s->cl_wnd = (int64_t)lab_json_num(os, oe, "snd_wnd");
+	if (json_obj(body, "client_tcp", &os, &oe) && os < end)
+		s->cl_wnd = (int64_t)json_num(os, oe, "snd_wnd");
 	free(buf);
 }
 
@@ -1588,7 +1530,7 @@ final_sample(struct lab *lab)
 
 	lab_path_in(lab, "fetch.json", path, sizeof(path));
 	if ((text = lab_read_file(path, FILE_MAX)) != NULL) {
-		got = lab_json_u64(text, text + strlen(text), "received_bytes");
+		got = json_u64(text, text + strlen(text), "received_bytes");
 		if (got > lab->s.c_recv)
 			lab->s.c_recv = got;
 		free(text);

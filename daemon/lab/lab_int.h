@@ -158,11 +158,6 @@ int lab_must_run(struct lab *lab, const char *arg0, ...);
 void lab_print_tail(const struct lab *lab, const char *name);
 uint64_t lab_fetch_rate(const struct lab *lab);
 bool lab_in_path(const char *prog);
-double lab_json_num(const char *s, const char *end, const char *key);
-uint64_t lab_json_u64(const char *s, const char *end, const char *key);
-void lab_json_str(const char *s, const char *key, char *buf, size_t len);
-bool lab_json_obj(
-    const char *s, const char *name, const char **start, const char **end);
 
 /* True when a balancer runs in the lb namespace ([lb] kind = none only
  * routes between the client and the origin). */

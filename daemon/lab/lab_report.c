@@ -66,13 +66,13 @@ origin_figures(struct result *r)
 
 		if (line[0] != '{')
 			continue;
-		lab_json_str(line, "gave_up", rule, sizeof(rule));
+		json_str(line, "gave_up", rule, sizeof(rule));
 		if (r->gave_up[0] == '\0')
 			snprintf(r->gave_up, sizeof(r->gave_up), "%s", rule);
-		if (lab_json_num(line, end, "zero_window_s") > 0)
+		if (json_num(line, end, "zero_window_s") > 0)
 			r->zero_window_s +=
-			    lab_json_num(line, end, "zero_window_s");
-		r->probes += (unsigned)lab_json_u64(line, end, "probes");
+			    json_num(line, end, "zero_window_s");
+		r->probes += (unsigned)json_u64(line, end, "probes");
 	}
 	free(copy);
 }
@@ -102,12 +102,11 @@ access_figures(struct result *r)
 	if (line == NULL)
 		return;
 	end = line + strcspn(line, "\n");
-	lab_json_str(
-	    line, "outcome", r->proxy_outcome, sizeof(r->proxy_outcome));
-	r->resumes = (long)lab_json_u64(line, end, "resumes");
-	r->paused_s = lab_json_num(line, end, "paused_s");
-	r->peak_memory = lab_json_u64(line, end, "peak_memory");
-	r->spilled = lab_json_u64(line, end, "spilled_bytes");
+	json_str(line, "outcome", r->proxy_outcome, sizeof(r->proxy_outcome));
+	r->resumes = (long)json_u64(line, end, "resumes");
+	r->paused_s = json_num(line, end, "paused_s");
+	r->peak_memory = json_u64(line, end, "peak_memory");
+	r->spilled = json_u64(line, end, "spilled_bytes");
 }
 
 /* The [dos] clients, from the proxy's access lines of their address:
@@ -124,7 +123,7 @@ dos_figures(const struct lab *lab, struct result *r)
 	    (p = strstr(p, "\"client\":\"" DOS_IP ":")) != NULL) {
 		const char *eol = p + strcspn(p, "\n");
 		const char *o = strstr(p, "\"outcome\":\"client_zwp_timeout\"");
-		double s = lab_json_num(p, eol, "duration_s");
+		double s = json_num(p, eol, "duration_s");
 
 		r->dos_freed++;
 		if (o != NULL && o < eol)
@@ -193,12 +192,12 @@ figures(const struct lab *lab, struct result *r)
 	const char *end = f + strlen(f);
 	struct utsname u;
 
-	lab_json_str(f, "outcome", r->fetch_outcome, sizeof(r->fetch_outcome));
+	json_str(f, "outcome", r->fetch_outcome, sizeof(r->fetch_outcome));
 	r->verified = strstr(f, "\"verified\":true") != NULL ? 1
 	    : strstr(f, "\"verified\":false") != NULL        ? 0
 	                                                     : -1;
-	r->client_bytes = lab_json_u64(f, end, "received_bytes");
-	r->seconds = lab_json_num(f, end, "seconds");
+	r->client_bytes = json_u64(f, end, "received_bytes");
+	r->seconds = json_num(f, end, "seconds");
 	if (r->fetch_outcome[0] == '\0' && lab->time_limit_hit) {
 		/* stopped before it could say: the timeline's last count
 		 * (TCP bytes, the head included) */

@@ -1,7 +1,8 @@
 /*
  * test_lab: the pure parts of `sluice lab` (lab.h): the scenario file, the
  * give-up rule turned into `sluice origin` options, the proxy config the
- * lab writes, and the ss(8) output it samples.
+ * lab writes, and the ss(8) output it samples; and the JSON reader
+ * (base/json.h) the lab and the bench read their peers' lines with.
  *
  * A scenario read wrongly runs another experiment than the one its file
  * documents, and a proxy config without a pinned upstream rcvbuf makes the
@@ -19,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "base/json.h"
 #include "proxy/config.h"
 #include "lab/lab.h"
 
@@ -405,6 +407,101 @@ shipped_scenarios(void **state)
 	}
 }
 
+/* ---- the JSON reader (base/json.h) ----------------------------------- */
+
+static const char line[] = "{\"probes_total\":9,\"zwp_probes\":7,"
+                           "\"probes\":3,\"seconds\":1.5,\"done\":true,"
+                           "\"cut\":false,\"gave_up\":null,\"delta\":-2,"
+                           "\"outcome\":\"complete\",\"n\":42";
+
+static void
+json_numbers(void **state)
+{
+	const char *end = line + strlen(line);
+
+	(void)state;
+	/* a key that another key starts or ends with is not that key */
+	assert_true(json_num(line, end, "probes") == 3);
+	assert_true(json_num(line, end, "probes_total") == 9);
+	assert_true(json_num(line, end, "total") == -1);
+	assert_true(json_num(line, end, "seconds") == 1.5);
+	assert_true(json_num(line, end, "done") == 1);
+	assert_true(json_num(line, end, "cut") == 0);
+	assert_true(json_num(line, end, "gave_up") == -1); /* null */
+	assert_true(json_num(line, end, "outcome") == -1); /* a string */
+	assert_true(json_num(line, end, "missing") == -1);
+	assert_true(json_num(line, end, "delta") == -2);
+	/* a number that ends the buffer */
+	assert_true(json_num(line, end, "n") == 42);
+	assert_true(json_num("\"n\":7", "\"n\":7" + 5, "n") == 7);
+	/* the key must start before end; its number is read whole */
+	assert_true(
+	    json_num(line, strstr(line, "\"probes\":"), "probes") == -1);
+	assert_true(json_num(line, strstr(line, "\"n\":") + 1, "n") == 42);
+	assert_int_equal(json_u64(line, end, "probes"), 3);
+	assert_int_equal(json_u64(line, end, "delta"), 0);
+	assert_int_equal(json_u64(line, end, "gave_up"), 0);
+	assert_int_equal(json_u64(line, end, "missing"), 0);
+	assert_int_equal(
+	    json_u64("{\"b\":12345678901}", "{\"b\":12345678901}" + 17, "b"),
+	    12345678901ULL);
+}
+
+static void
+json_strings(void **state)
+{
+	char buf[16];
+
+	(void)state;
+	json_str(line, "outcome", buf, sizeof(buf));
+	assert_string_equal(buf, "complete");
+	json_str(line, "come", buf, sizeof(buf)); /* the end of a key */
+	assert_string_equal(buf, "");
+	json_str(line, "missing", buf, sizeof(buf));
+	assert_string_equal(buf, "");
+	json_str(line, "gave_up", buf, sizeof(buf)); /* null */
+	assert_string_equal(buf, "");
+	json_str(line, "probes", buf, sizeof(buf)); /* a number */
+	assert_string_equal(buf, "");
+	json_str("{\"s\":\"0123456789abcdefghij\"}", "s", buf, sizeof(buf));
+	assert_string_equal(buf, "0123456789abcde"); /* cut at len */
+	/* no unescaping: the string is taken up to its first quote */
+	json_str("{\"s\":\"a\\\\b\"}", "s", buf, sizeof(buf));
+	assert_string_equal(buf, "a\\\\b");
+	json_str("{\"s\":\"say \\\"hi\\\"\"}", "s", buf, sizeof(buf));
+	assert_string_equal(buf, "say \\");
+	/* the first "key": anywhere, a nested one included */
+	json_str("{\"in\":{\"s\":\"inner\"},\"s\":\"outer\"}", "s", buf,
+	    sizeof(buf));
+	assert_string_equal(buf, "inner");
+}
+
+static void
+json_objects(void **state)
+{
+	static const char text[] = "{\"id\":1,\"upstream_tcp\":{\"rcv_queue\":"
+	                           "10,\"rcv_space\":20},\"client_tcp\":null,"
+	                           "\"o\":{\"a\":1,\"in\":{\"b\":2},\"c\":3}}";
+	const char *start = NULL, *end = NULL;
+
+	(void)state;
+	assert_true(json_obj(text, "upstream_tcp", &start, &end));
+	assert_int_equal(*end, '}');
+	assert_true(json_num(start, end, "rcv_queue") == 10);
+	assert_true(json_num(start, end, "rcv_space") == 20);
+	assert_true(json_num(start, end, "id") == -1);
+	assert_false(json_obj(text, "client_tcp", &start, &end)); /* null */
+	assert_false(json_obj(text, "missing", &start, &end));
+	assert_false(json_obj(text, "tcp", &start, &end)); /* a key's end */
+	/* a nested object ends the outer one at its own '}' */
+	assert_true(json_obj(text, "o", &start, &end));
+	assert_true(json_num(start, end, "a") == 1);
+	assert_true(json_num(start, end, "b") == 2);
+	assert_true(json_num(start, end, "c") == -1);
+	assert_true(json_obj(text, "in", &start, &end));
+	assert_true(json_num(start, end, "b") == 2);
+}
+
 int
 main(void)
 {
@@ -419,6 +516,9 @@ main(void)
 	    cmocka_unit_test(proxy_config_overrides),
 	    cmocka_unit_test(ss_output),
 	    cmocka_unit_test(shipped_scenarios),
+	    cmocka_unit_test(json_numbers),
+	    cmocka_unit_test(json_strings),
+	    cmocka_unit_test(json_objects),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
