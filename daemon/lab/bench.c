@@ -35,6 +35,7 @@
 #include "lab/bench.h"
 #include "lab/lab.h"
 #include "lab/lab_int.h"
+#include "lab/proc.h"
 
 enum vtype {
 	V_SIZE,
@@ -1700,7 +1701,7 @@ draw_plots(
 	gp_memory(b);
 	gp_hold(b);
 	gp_fidelity(b);
-	if (!lab_in_path("gnuplot")) {
+	if (!proc_in_path("gnuplot")) {
 		snprintf(note, len,
 		    "Plots skipped: gnuplot not found (Debian: apt-get install "
 		    "gnuplot-nox); the .gp files are in plots/.");

@@ -1,29 +1,23 @@
 /*
- * lab: the run (see lab.h and docs/lab.md); lab_scenario.c holds the
- * scenario file, lab_report.c the figures, plot and verdict.
+ * lab: the run (see lab.h and docs/lab.md): its command line, the peers,
+ * the loop and the teardown.  lab_scenario.c holds the scenario file,
+ * lab_net.c the namespaces, links and shaping, lab_sample.c the timeline,
+ * lab_report.c the figures, plot and verdict, proc.c the commands.
  *
- * Every change to the system is a command an operator could type (ip, tc,
- * sysctl), run by fork/exec without a shell and printed at -v, and it is
- * made inside the run's own namespaces sluice-PID-{origin,lb,client}:
- * deleting them undoes everything (their veth pairs go with them).  The
- * three peers are this binary's own verbs, started through `ip netns
+ * The three peers are this binary's own verbs, started through `ip netns
  * exec`, each in its own process group and with PR_SET_PDEATHSIG, so a
- * lab that dies takes them along; namespaces left by a lab killed with
- * SIGKILL are removed by the next run (their PID is gone).  Teardown runs
- * once on every way out: done, failure, time limit, SIGINT/SIGTERM.
+ * lab that dies takes them along.  Teardown runs once on every way out:
+ * done, failure, time limit, SIGINT/SIGTERM.
  *
- * The run is a plain loop, not an event loop: every 100 ms one sample (ss
- * in the origin's and the client's namespace, GET /connections on the
- * proxy's admin port from a socket made inside the lb namespace), one CSV
- * row, one progress line, then a wait for the fetch to end.
+ * The run is a plain loop, not an event loop: every 100 ms one sample
+ * (lab_sample.c: ss, GET /connections, one CSV row, one progress line),
+ * then a wait for the fetch to end.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -31,24 +25,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "base/json.h"
-#include "base/units.h"
 #include "proxy/config.h"
-#include "model/model.h"
 #include "lab/lab.h"
 #include "lab/lab_int.h"
 #include "lab/lab_lb.h"
+#include "lab/proc.h"
 
 volatile sig_atomic_t lab_signal;
 
@@ -63,436 +52,6 @@ lab_note(struct lab *lab, const char *fmt, ...)
 	vsnprintf(lab->notes[lab->nnotes], sizeof(lab->notes[0]), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "sluice lab: %s\n", lab->notes[lab->nnotes++]);
-}
-
-double
-lab_elapsed(const struct lab *lab)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - lab->t0.tv_sec) +
-	    (double)(now.tv_nsec - lab->t0.tv_nsec) / 1e9;
-}
-
-void
-lab_path_in(const struct lab *lab, const char *name, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s", lab->out, name);
-}
-
-/* ---- commands ---------------------------------------------------------- */
-
-static void
-print_arg(FILE *f, const char *s)
-{
-	if (*s != '\0' &&
-	    strspn(s,
-	        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
-	        "UVWXYZ0123456789_./:=,+@%-") == strlen(s)) {
-		fputs(s, f);
-		return;
-	}
-	fputc('\'', f);
-	for (; *s != '\0'; s++)
-		if (*s == '\'')
-			fputs("'\\''", f);
-		else
-			fputc(*s, f);
-	fputc('\'', f);
-}
-
-/* Prints "+ CMD ARGS [> OUT] [2> ERR]" so an operator can replay it. */
-static void
-print_cmd(char *const argv[], const char *out, const char *err)
-{
-	fputs("+", stderr);
-	for (size_t i = 0; argv[i] != NULL; i++) {
-		fputc(' ', stderr);
-		print_arg(stderr, argv[i]);
-	}
-	if (out != NULL)
-		fprintf(stderr, " > %s", out);
-	if (err != NULL)
-		fprintf(stderr, " 2> %s", err);
-	fputc('\n', stderr);
-}
-
-/* In the child: its own process group, killed with the lab, default
- * signals, SLUICE_LAB=PID in its environment (so every process of a run
- * can be found), stdin from /dev/null, stdout and stderr to the fds. */
-static void
-child_setup(pid_t parent, int out_fd, int err_fd)
-{
-	char mark[24];
-	sigset_t none;
-	int null_fd;
-
-	setpgid(0, 0);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(127);
-	snprintf(mark, sizeof(mark), "%d", (int)parent);
-	setenv("SLUICE_LAB", mark, 1); /* finds the run's processes */
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
-	signal(SIGPIPE, SIG_DFL); /* an ignored signal stays ignored */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	if ((null_fd = open("/dev/null", O_RDONLY)) >= 0)
-		dup2(null_fd, STDIN_FILENO);
-	if (out_fd >= 0)
-		dup2(out_fd, STDOUT_FILENO);
-	if (err_fd >= 0)
-		dup2(err_fd, STDERR_FILENO);
-}
-
-/* The exit status of a reaped child: 0..255, or 128 + signal. */
-static int
-exit_code(int status)
-{
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return -1;
-}
-
-static int
-reap(pid_t pid)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) == -1)
-		if (errno != EINTR)
-			return -errno;
-	return exit_code(status);
-}
-
-static size_t
-read_all(int fd, char *out, size_t len)
-{
-	size_t used = 0;
-	char discard[4096];
-	ssize_t n;
-
-	for (;;) {
-		if (used + 1 < len)
-			n = read(fd, out + used, len - 1 - used);
-		else
-			n = read(fd, discard, sizeof(discard));
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (used + 1 < len)
-			used += (size_t)n;
-	}
-	if (len > 0)
-		out[used] = '\0';
-	return used;
-}
-
-/*
- * Runs argv to its end, stdout and stderr into out (NUL-terminated, cut at
- * len), printed first at -v when show.  Its exit code (128 + signal when
- * killed), 127 when it could not be run, or a negative errno.
- */
-int
-lab_run_argv(
-    const struct lab *lab, char *const argv[], char *out, size_t len, bool show)
-{
-	pid_t parent = getpid(), pid;
-	int pfd[2];
-
-	if (show && lab->verbose)
-		print_cmd(argv, NULL, NULL);
-	if (pipe2(pfd, O_CLOEXEC) == -1)
-		return -errno;
-	if ((pid = fork()) == -1) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return -errno;
-	}
-	if (pid == 0) {
-		child_setup(parent, pfd[1], pfd[1]);
-		execvp(argv[0], argv);
-		dprintf(STDERR_FILENO, "cannot run %s: %s\n", argv[0],
-		    strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	read_all(pfd[0], out, len);
-	close(pfd[0]);
-	return reap(pid);
-}
-
-static int
-collect_args(char **argv, const char *arg0, va_list ap)
-{
-	size_t n = 0;
-
-	argv[n++] = (char *)arg0;
-	while ((argv[n] = va_arg(ap, char *)) != NULL)
-		if (++n == MAX_ARGS - 1)
-			return -E2BIG;
-	return 0;
-}
-
-/* Runs a command; its output in out.  The exit code as run_argv. */
-int
-lab_try_run(struct lab *lab, char *out, size_t len, const char *arg0, ...)
-{
-	char *argv[MAX_ARGS];
-	va_list ap;
-	int rc;
-
-	va_start(ap, arg0);
-	rc = collect_args(argv, arg0, ap);
-	va_end(ap);
-	return rc < 0 ? rc : lab_run_argv(lab, argv, out, len, true);
-}
-
-/* Runs a command that must succeed; on failure says which and why. */
-int
-lab_must_run(struct lab *lab, const char *arg0, ...)
-{
-	char *argv[MAX_ARGS], out[2048];
-	va_list ap;
-	int rc;
-
-	va_start(ap, arg0);
-	rc = collect_args(argv, arg0, ap);
-	va_end(ap);
-	if (rc == 0 &&
-	    (rc = lab_run_argv(lab, argv, out, sizeof(out), true)) == 0)
-		return lab_signal != 0 ? -EINTR : 0;
-	fprintf(stderr, "sluice lab: this command failed (%s %d):\n  ",
-	    rc < 0 ? "error" : "exit code", rc < 0 ? -rc : rc);
-	for (size_t i = 0; argv[i] != NULL; i++) {
-		print_arg(stderr, argv[i]);
-		fputc(' ', stderr);
-	}
-	fprintf(stderr, "\n  %s", rc < 0 ? strerror(-rc) : out);
-	if (rc < 0 || out[0] == '\0' || out[strlen(out) - 1] != '\n')
-		fputc('\n', stderr);
-	return -1;
-}
-
-/* ---- namespaces, links, sysctls --------------------------------------- */
-
-/* Removes sluice-PID-* namespaces whose lab is gone (killed by SIGKILL). */
-static void
-sweep_stale(struct lab *lab)
-{
-	char out[8192], *save = NULL, name[64], host[16];
-	int pid;
-
-	if (lab_try_run(lab, out, sizeof(out), "ip", "netns", "list", NULL) !=
-	    0)
-		return;
-	for (char *line = strtok_r(out, "\n", &save); line != NULL;
-	     line = strtok_r(NULL, "\n", &save)) {
-		if (sscanf(line, "%63s", name) != 1 ||
-		    sscanf(name, "sluice-%d-%15s", &pid, host) != 2 ||
-		    pid <= 0 || pid == getpid() ||
-		    (kill(pid, 0) == 0 || errno != ESRCH))
-			continue;
-		fprintf(stderr,
-		    "sluice lab: removing namespace %s, left by a lab that "
-		    "is gone\n",
-		    name);
-		lab_must_run(lab, "ip", "netns", "del", name, NULL);
-	}
-}
-
-static int
-ns_create(struct lab *lab)
-{
-	char out[1024], path[128];
-
-	for (int h = 0; h < LAB_NHOSTS; h++) {
-		snprintf(lab->ns[h], sizeof(lab->ns[h]), "sluice-%d-%s",
-		    (int)getpid(), lab_host_names[h]);
-		if (lab_try_run(lab, out, sizeof(out), "ip", "netns", "add",
-		        lab->ns[h], NULL) != 0) {
-			fprintf(stderr,
-			    "sluice lab: cannot create network namespace %s: "
-			    "%s  network namespaces are not available here; "
-			    "run the scenario on 127.0.0.1 with --loopback "
-			    "(or [lab] mode = loopback)\n",
-			    lab->ns[h], out);
-			return -1;
-		}
-		lab->ns_made[h] = true;
-		snprintf(path, sizeof(path), "/run/netns/%s", lab->ns[h]);
-		if ((lab->nsfd[h] = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-			fprintf(stderr, "sluice lab: %s: %s\n", path,
-			    strerror(errno));
-			return -1;
-		}
-		if (lab_must_run(lab, "ip", "-n", lab->ns[h], "link", "set",
-		        "lo", "up", NULL) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* A veth pair between hosts a and b, created inside them: the root
- * namespace never holds either end.  The /24 gives each its route. */
-static int
-link_pair(struct lab *lab, int a, const char *ifa, const char *ipa, int b,
-    const char *ifb, const char *ipb)
-{
-	char cidr_a[32], cidr_b[32];
-
-	snprintf(cidr_a, sizeof(cidr_a), "%s/24", ipa);
-	snprintf(cidr_b, sizeof(cidr_b), "%s/24", ipb);
-	if (lab_must_run(lab, "ip", "link", "add", ifa, "netns", lab->ns[a],
-	        "type", "veth", "peer", "name", ifb, "netns", lab->ns[b],
-	        NULL) < 0 ||
-	    lab_must_run(lab, "ip", "-n", lab->ns[a], "addr", "add", cidr_a,
-	        "dev", ifa, NULL) < 0 ||
-	    lab_must_run(lab, "ip", "-n", lab->ns[b], "addr", "add", cidr_b,
-	        "dev", ifb, NULL) < 0 ||
-	    lab_must_run(lab, "ip", "-n", lab->ns[a], "link", "set", ifa, "up",
-	        NULL) < 0 ||
-	    lab_must_run(lab, "ip", "-n", lab->ns[b], "link", "set", ifb, "up",
-	        NULL) < 0)
-		return -1;
-	return 0;
-}
-
-/* netem as the root qdisc, when the kernel has it (then tbf goes under
- * it); this machine's kind has none: say so once, do not fail. */
-static bool
-add_netem(struct lab *lab, const char *ns, const char *dev)
-{
-	char delay[32], out[512];
-
-	if (lab->sc.delay_ms == 0 || lab->netem == 0)
-		return false;
-	snprintf(delay, sizeof(delay), "%" PRIu64 "ms", lab->sc.delay_ms);
-	if (lab_try_run(lab, out, sizeof(out), "tc", "-n", ns, "qdisc", "add",
-	        "dev", dev, "root", "handle", "1:", "netem", "delay", delay,
-	        NULL) == 0) {
-		lab->netem = 1;
-		return true;
-	}
-	lab->netem = 0;
-	lab_note(lab, "delay not applied: no netem in this kernel");
-	return false;
-}
-
-/*
- * tc tbf at bps on dev's egress.  burst: 5 ms at the rate, at least four
- * full frames (tbf drops a packet larger than its burst); latency: at
- * least 20 ms and ten frames' time, so the queue holds a few frames at a
- * low rate without adding much to the bytes in flight (K_out).
- */
-static int
-shape(struct lab *lab, int h, const char *dev, uint64_t bps)
-{
-	char rate[32], burst[32], latency[32];
-	uint64_t b = bps / 8 / 200, lat = 10ULL * FRAME_BYTES * 8000 / bps + 1;
-	const char *ns = lab->ns[h];
-
-	snprintf(rate, sizeof(rate), "%" PRIu64 "bit", bps);
-	snprintf(burst, sizeof(burst), "%" PRIu64,
-	    b > 4 * FRAME_BYTES ? b : 4 * FRAME_BYTES);
-	snprintf(
-	    latency, sizeof(latency), "%" PRIu64 "ms", lat > 20 ? lat : 20);
-	if (add_netem(lab, ns, dev))
-		return lab_must_run(lab, "tc", "-n", ns, "qdisc", "add", "dev",
-		    dev, "parent", "1:1", "handle", "10:", "tbf", "rate", rate,
-		    "burst", burst, "latency", latency, NULL);
-	return lab_must_run(lab, "tc", "-n", ns, "qdisc", "add", "dev", dev,
-	    "root", "tbf", "rate", rate, "burst", burst, "latency", latency,
-	    NULL);
-}
-
-static int
-apply_sysctls(struct lab *lab)
-{
-	char kv[280];
-
-	for (int h = 0; h < LAB_NHOSTS; h++)
-		for (size_t i = 0; i < lab->sc.nsysctl[h]; i++) {
-			snprintf(kv, sizeof(kv), "%s=%s",
-			    lab->sc.sysctl[h][i].key,
-			    lab->sc.sysctl[h][i].value);
-			if (lab_must_run(lab, "ip", "netns", "exec", lab->ns[h],
-			        "sysctl", "-q", "-w", kv, NULL) < 0)
-				return -1;
-		}
-	return 0;
-}
-
-/* [lb] kind = none: the lb namespace forwards, the ends route through it,
- * and the client talks to the origin itself (the article's exercises). */
-static int
-route(struct lab *lab)
-{
-	if (lab_must_run(lab, "ip", "netns", "exec", lab->ns[LAB_LB], "sysctl",
-	        "-q", "-w", "net.ipv4.ip_forward=1", NULL) < 0 ||
-	    lab_must_run(lab, "ip", "-n", lab->ns[LAB_ORIGIN], "route", "add",
-	        "10.202.0.0/24", "via", LB_UP_IP, NULL) < 0 ||
-	    lab_must_run(lab, "ip", "-n", lab->ns[LAB_CLIENT], "route", "add",
-	        "10.201.0.0/24", "via", LB_IP, NULL) < 0)
-		return -1;
-	return 0;
-}
-
-/*
- * [client] initrwnd: the initial receive window the client offers, in
- * segments, set on its routes (ip route ... initrwnd N).  Since Linux 5.x
- * the first window is most of the receive buffer (about 64 KB); the seed
- * article's kernel started at ten segments and grew the window as data
- * came, which this brings back (exercise1.ini).
- */
-static int
-initrwnd(struct lab *lab)
-{
-	char n[24];
-
-	if (lab->sc.client_initrwnd == 0)
-		return 0;
-	snprintf(n, sizeof(n), "%" PRIu64, lab->sc.client_initrwnd);
-	if (lab_must_run(lab, "ip", "-n", lab->ns[LAB_CLIENT], "route",
-	        "change", "10.202.0.0/24", "dev", "to-lb", "proto", "kernel",
-	        "scope", "link", "src", CLIENT_IP, "initrwnd", n, NULL) < 0)
-		return -1;
-	if (lab_has_lb(lab))
-		return 0;
-	return lab_must_run(lab, "ip", "-n", lab->ns[LAB_CLIENT], "route",
-	    "change", "10.201.0.0/24", "via", LB_IP, "initrwnd", n, NULL);
-}
-
-static int
-net_setup(struct lab *lab)
-{
-	const struct lab_scenario *sc = &lab->sc;
-
-	sweep_stale(lab);
-	if (ns_create(lab) < 0 ||
-	    link_pair(lab, LAB_ORIGIN, "to-lb", ORIGIN_IP, LAB_LB, "to-origin",
-	        LB_UP_IP) < 0 ||
-	    link_pair(lab, LAB_LB, "to-client", LB_IP, LAB_CLIENT, "to-lb",
-	        CLIENT_IP) < 0 ||
-	    shape(lab, LAB_ORIGIN, "to-lb", sc->origin_lb_bps) < 0 ||
-	    shape(lab, LAB_LB, "to-origin", sc->origin_lb_bps) < 0 ||
-	    shape(lab, LAB_LB, "to-client", sc->lb_client_bps) < 0 ||
-	    shape(lab, LAB_CLIENT, "to-lb", sc->lb_client_bps) < 0 ||
-	    apply_sysctls(lab) < 0)
-		return -1;
-	if (sc->dos_clients != 0 &&
-	    lab_must_run(lab, "ip", "-n", lab->ns[LAB_CLIENT], "addr", "add",
-	        DOS_IP "/24", "dev", "to-lb", NULL) < 0)
-		return -1;
-	if (!lab_has_lb(lab) && route(lab) < 0)
-		return -1;
-	return initrwnd(lab);
 }
 
 static void
@@ -555,9 +114,9 @@ spawn_cmd(struct lab *lab, int h, bool self, const char *const args[],
 	lab_path_in(lab, out_name, out_path, sizeof(out_path));
 	lab_path_in(lab, err_name, err_path, sizeof(err_path));
 	if (lab->verbose)
-		print_cmd(argv, out_path, err_path);
+		proc_print_cmd(argv, out_path, err_path);
 	if ((pid = fork()) == 0) {
-		child_setup(parent, out_fd, err_fd);
+		proc_child_setup(parent, out_fd, err_fd);
 		execvp(argv[0], argv);
 		dprintf(STDERR_FILENO, "cannot run %s: %s\n", argv[0],
 		    strerror(errno));
@@ -584,24 +143,6 @@ spawn(struct lab *lab, int h, const char *const args[], const char *out_name,
 		return -1;
 	lab->pid[h] = pid;
 	return 0;
-}
-
-char *
-lab_read_file(const char *path, size_t max)
-{
-	char *buf = malloc(max);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (buf == NULL || fd < 0) {
-		if (buf != NULL)
-			buf[0] = '\0';
-		if (fd >= 0)
-			close(fd);
-		return buf;
-	}
-	read_all(fd, buf, max);
-	close(fd);
-	return buf;
 }
 
 /* The port in the first line of the file that holds what (and not
@@ -642,7 +183,7 @@ peer_exited(struct lab *lab, int h)
 		return true;
 	if (waitpid(lab->pid[h], &status, WNOHANG) != lab->pid[h])
 		return false;
-	lab->status[h] = exit_code(status);
+	lab->status[h] = proc_exit_code(status);
 	lab->pid[h] = 0;
 	return true;
 }
@@ -654,7 +195,7 @@ lab_print_tail(const struct lab *lab, const char *name)
 	size_t len;
 
 	lab_path_in(lab, name, path, sizeof(path));
-	if ((text = lab_read_file(path, FILE_MAX)) == NULL)
+	if ((text = proc_read_file(path, FILE_MAX)) == NULL)
 		return;
 	len = strlen(text);
 	fprintf(
@@ -673,7 +214,7 @@ wait_port(struct lab *lab, int h, const char *log, const char *what,
 	lab_path_in(lab, log, path, sizeof(path));
 	for (int waited = 0; waited < START_MS && lab_signal == 0;
 	     waited += 20) {
-		if ((text = lab_read_file(path, FILE_MAX)) == NULL)
+		if ((text = proc_read_file(path, FILE_MAX)) == NULL)
 			return -1;
 		port = port_in_log(text, what, unless);
 		free(text);
@@ -781,15 +322,13 @@ start_proxy(struct lab *lab)
 	return lab->proxy_port > 0 ? 0 : -1;
 }
 
-static int ns_socket(const struct lab *lab, int h);
-
 /* True once something accepts on LB_IP:PROXY_PORT inside the lb
  * namespace. */
 static bool
 lb_listening(const struct lab *lab)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET};
-	int fd = ns_socket(lab, LAB_LB);
+	int fd = lab_net_socket(lab, LAB_LB);
 	bool ok;
 
 	if (fd < 0)
@@ -849,7 +388,7 @@ start_ext_lb(struct lab *lab)
 		return -1;
 	n = lab_lb_argv(
 	    &lab->sc, conf, lab->out_abs, args, 15, buf, sizeof(buf));
-	if (n < 0 || !lab_in_path(args[0])) {
+	if (n < 0 || !proc_in_path(args[0])) {
 		fprintf(stderr,
 		    "sluice lab: [lb] kind = %s needs %s (Debian: apt-get "
 		    "install %s)\n",
@@ -894,16 +433,6 @@ start_lb(struct lab *lab)
 		return start_ext_lb(lab);
 	}
 }
-
-/* The client's rate: --rate, or in loopback mode the lb-client link's. */
-uint64_t
-lab_fetch_rate(const struct lab *lab)
-{
-	if (lab->sc.client_rate_bps != 0 || lab->mode == LAB_MODE_NETNS)
-		return lab->sc.client_rate_bps;
-	return lab->sc.lb_client_bps;
-}
-
 /* Options with a number: "--opt" and its value, kept in a buffer. */
 struct optbuf {
 	const char **args;
@@ -1015,38 +544,7 @@ dos_reap(struct lab *lab)
 			lab->dos_pid[i] = 0;
 }
 
-/* SIGTERM to a process group, SIGKILL after ms to whatever is left of it
- * (also what its leader left behind); reaps the leader.  *pid becomes 0;
- * the leader's exit code (128 + signal when killed), or -1 without one. */
-static int
-stop_group(pid_t *pid, int ms)
-{
-	pid_t p = *pid;
-	int status, code = -1;
-
-	if (p <= 0)
-		return -1;
-	*pid = 0;
-	kill(-p, SIGTERM);
-	for (int waited = 0; waited < ms; waited += 20) {
-		if (waitpid(p, &status, WNOHANG) == p) {
-			code = exit_code(status);
-			break;
-		}
-		usleep(20000);
-	}
-	kill(-p, SIGKILL);
-	return code >= 0 ? code : reap(p);
-}
-
 /* ---- captures ---------------------------------------------------------- */
-
-const struct lab_link lab_links[LAB_NLINKS] = {
-    {"origin-lb", LAB_ORIGIN, "to-lb", "origin-lb.pcap",
-        "origin-lb.tcpdump.log"},
-    {"lb-client", LAB_CLIENT, "to-lb", "lb-client.pcap",
-        "lb-client.tcpdump.log"},
-};
 
 /*
  * tcpdump on each link, at the origin's end and the client's (where the
@@ -1068,7 +566,7 @@ start_captures(struct lab *lab)
 		lab_note(lab, "capture needs network namespaces: none taken");
 		return 0;
 	}
-	if (!lab_in_path("tcpdump")) {
+	if (!proc_in_path("tcpdump")) {
 		fprintf(stderr,
 		    "sluice lab: capture = on needs tcpdump "
 		    "(Debian: apt-get install tcpdump)\n");
@@ -1087,7 +585,7 @@ start_captures(struct lab *lab)
 		ready = false;
 		for (int waited = 0; !ready && waited < START_MS;
 		     waited += 20) {
-			text = lab_read_file(log, FILE_MAX);
+			text = proc_read_file(log, FILE_MAX);
 			ready = text != NULL &&
 			    strstr(text, "listening on") != NULL;
 			free(text);
@@ -1111,387 +609,33 @@ stop_captures(struct lab *lab)
 		return;
 	usleep(1000000);
 	for (int i = 0; i < LAB_NLINKS; i++)
-		stop_group(&lab->cap_pid[i], STOP_MS);
+		proc_stop_group(&lab->cap_pid[i], STOP_MS);
 }
 
-/* Stops host h's peer (stop_group) and keeps its exit code. */
+/* Stops host h's peer (proc_stop_group) and keeps its exit code. */
 static void
 stop_peer(struct lab *lab, int h, int ms)
 {
 	if (lab->pid[h] != 0)
-		lab->status[h] = stop_group(&lab->pid[h], ms);
+		lab->status[h] = proc_stop_group(&lab->pid[h], ms);
 }
 
 static void
 teardown(struct lab *lab)
 {
 	for (uint64_t i = 0; i < lab->sc.dos_clients && i < MAX_DOS; i++)
-		stop_group(&lab->dos_pid[i], STOP_MS);
+		proc_stop_group(&lab->dos_pid[i], STOP_MS);
 	for (int h = LAB_NHOSTS - 1; h >= 0; h--)
 		stop_peer(lab, h, STOP_MS);
 	for (int i = 0; i < LAB_NLINKS; i++)
-		stop_group(&lab->cap_pid[i], STOP_MS);
-	for (int h = 0; h < LAB_NHOSTS; h++) {
-		if (lab->nsfd[h] >= 0)
-			close(lab->nsfd[h]);
-		lab->nsfd[h] = -1;
-		if (lab->ns_made[h])
-			lab_must_run(
-			    lab, "ip", "netns", "del", lab->ns[h], NULL);
-		lab->ns_made[h] = false;
-	}
+		proc_stop_group(&lab->cap_pid[i], STOP_MS);
+	lab_net_teardown(lab);
 	if (lab->csv != NULL)
 		fclose(lab->csv);
 	lab->csv = NULL;
 }
 
 /* ---- sampling ---------------------------------------------------------- */
-
-/* A socket made inside host h's namespace (ours in loopback mode). */
-static int
-ns_socket(const struct lab *lab, int h)
-{
-	int fd, err;
-
-	if (lab->nsfd[h] < 0)
-		return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (setns(lab->nsfd[h], CLONE_NEWNET) == -1)
-		return -1;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	err = errno;
-	if (setns(lab->selfns, CLONE_NEWNET) == -1) {
-		/* cannot happen: we were there a moment ago */
-		fprintf(
-		    stderr, "sluice lab: setns back: %s\n", strerror(errno));
-		abort();
-	}
-	errno = err;
-	return fd;
-}
-
-/* GET /connections from the admin port into buf; the body or NULL. */
-static const char *
-admin_get(const struct lab *lab, char *buf, size_t len)
-{
-	static const char req[] = "GET /connections HTTP/1.1\r\nHost: lab\r\n"
-	                          "Connection: close\r\n\r\n";
-	struct timeval tv = {0, 300000};
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	const char *body;
-	int fd;
-
-	if ((fd = ns_socket(lab, LAB_LB)) < 0)
-		return NULL;
-	sa.sin_port = htons((uint16_t)lab->admin_port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
-	    send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) !=
-	        (ssize_t)(sizeof(req) - 1)) {
-		close(fd);
-		return NULL;
-	}
-	read_all(fd, buf, len);
-	close(fd);
-	body = strstr(buf, "\r\n\r\n");
-	return body != NULL && strncmp(buf, "HTTP/1.1 200", 12) == 0 ? body + 4
-	                                                             : NULL;
-}
-
-/* With [dos] clients /connections lists theirs too: narrows [*body, *end)
- * to the object of the honest client (its own source address). */
-static void
-honest_conn(const struct lab *lab, const char **body, const char **end)
-{
-	const char *p, *start, *next;
-
-	if (lab->sc.dos_clients == 0 ||
-	    (p = strstr(*body, "\"client\":\"" CLIENT_IP ":")) == NULL) {
-		if (lab->sc.dos_clients != 0)
-			*end = *body; /* not connected yet: nothing */
-		return;
-	}
-	for (start = p; start > *body && strncmp(start, "{\"id\"", 5) != 0;
-	     start--)
-		;
-	next = strstr(p, "{\"id\"");
-	*body = start;
-	if (next != NULL)
-		*end = next;
-}
-
-static void
-sample_proxy(const struct lab *lab, struct sample *s)
-{
-	char *buf = malloc(OUT_MAX);
-	const char *body, *end, *os, *oe;
-
-	s->p_paused = -1;
-	s->p_mem = s->p_spool = 0;
-	s->up_rcvq = s->up_space = s->cl_wnd = -1;
-	if (buf == NULL)
-		return;
-	if ((body = admin_get(lab, buf, OUT_MAX)) == NULL ||
-	    strchr(body, '{') == NULL) {
-		free(buf);
-		return;
-	}
-	end = body + strlen(body);
-	honest_conn(lab, &body, &end);
-	s->p_in = json_u64(body, end, "bytes_from_upstream");
-	s->p_out = json_u64(body, end, "bytes_to_client");
-	s->p_mem = json_u64(body, end, "memory_bytes");
-	s->p_spool = json_u64(body, end, "spool_bytes");
-	s->p_paused = (int)json_num(body, end, "upstream_paused");
-	if (json_obj(body, "upstream_tcp", &os, &oe) && os < end) {
-		s->up_rcvq = (int64_t)json_num(os, oe, "rcv_queue");
-		s->up_space = (int64_t)json_num(os, oe, "rcv_space");
-	}
-	if (json_obj(body, "client_tcp", &os, &oe) && os < end)
-		s->cl_wnd = (int64_t)json_num(os, oe, "snd_wnd");
-	free(buf);
-}
-
-/* ss -tinH in host h's namespace, for sockets whose dir (sport/dport) is
- * port; how many were parsed into socks. */
-static size_t
-ss_sample(const struct lab *lab, int h, const char *dir, int port,
-    struct lab_sock *socks)
-{
-	char *out = malloc(OUT_MAX), filter[16];
-	char *argv[] = {"ss", "-N", (char *)lab->ns[h], "-tinH", (char *)dir,
-	    "=", filter, NULL};
-	size_t n = 0;
-
-	if (out == NULL)
-		return 0;
-	snprintf(filter, sizeof(filter), ":%d", port);
-	if (lab->mode != LAB_MODE_NETNS)
-		memmove(argv + 1, argv + 3, 5 * sizeof(argv[0]));
-	if (lab_run_argv(lab, argv, out, OUT_MAX, false) == 0)
-		n = lab_ss_parse(out, socks, MAX_SOCKS);
-	free(out);
-	return n;
-}
-
-/* The origin's connections, each remembered after it is gone, so the
- * bytes of a connection the proxy replaced (resume) still count. */
-static void
-sample_origin(struct lab *lab, struct sample *s)
-{
-	struct lab_sock socks[MAX_SOCKS];
-	size_t n = ss_sample(lab, LAB_ORIGIN, "sport", lab->origin_port, socks);
-	size_t latest = MAX_SEEN, k;
-
-	s->o_wnd = -1;
-	s->o_backoff = -1;
-	s->o_zero = 0;
-	for (size_t i = 0; i < n; i++) {
-		uint64_t written = socks[i].bytes_acked + socks[i].send_q;
-
-		if (strcmp(socks[i].state, "TIME-WAIT") == 0)
-			continue; /* no counters left: keep the last ones */
-		for (k = 0; k < lab->nseen; k++)
-			if (strcmp(lab->seen[k].peer, socks[i].peer) == 0)
-				break;
-		if (k == lab->nseen && lab->nseen < MAX_SEEN)
-			snprintf(lab->seen[lab->nseen++].peer,
-			    sizeof(lab->seen[0].peer), "%s", socks[i].peer);
-		if (k == MAX_SEEN)
-			continue;
-		if (socks[i].bytes_acked > lab->seen[k].acked)
-			lab->seen[k].acked = socks[i].bytes_acked;
-		if (written > lab->seen[k].written)
-			lab->seen[k].written = written;
-		if (latest == MAX_SEEN || k > latest) {
-			latest = k;
-			s->o_wnd = socks[i].snd_wnd;
-			s->o_backoff = (int)socks[i].backoff;
-			s->o_zero =
-			    socks[i].snd_wnd == 0 && socks[i].send_q > 0;
-		}
-	}
-	s->o_acked = s->o_written = 0;
-	for (k = 0; k < lab->nseen; k++) {
-		s->o_acked += lab->seen[k].acked;
-		s->o_written += lab->seen[k].written;
-	}
-}
-
-static void
-sample_client(const struct lab *lab, struct sample *s)
-{
-	struct lab_sock socks[MAX_SOCKS];
-	size_t n = ss_sample(lab, LAB_CLIENT, "dport", lab->proxy_port, socks);
-	uint64_t sum = 0;
-
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(socks[i].local, DOS_IP ":", strlen(DOS_IP) + 1) !=
-		    0)
-			sum += socks[i].bytes_received;
-	if (sum > s->c_recv)
-		s->c_recv = sum;
-}
-
-static const char *const csv_header =
-    "t_s,origin_acked_bytes,origin_written_bytes,origin_snd_wnd_bytes,"
-    "origin_backoff_count,origin_zero_window_flag,proxy_from_upstream_bytes,"
-    "proxy_to_client_bytes,proxy_memory_bytes,proxy_spool_bytes,"
-    "proxy_paused_flag,upstream_rcv_queue_bytes,upstream_rcv_space_bytes,"
-    "client_snd_wnd_bytes,client_received_bytes,lb_rss_bytes";
-
-static void
-csv_opt(FILE *f, int64_t v)
-{
-	if (v >= 0)
-		fprintf(f, ",%" PRId64, v);
-	else
-		fputc(',', f);
-}
-
-static void
-csv_row(FILE *f, const struct sample *s)
-{
-	fprintf(f, "%.3f,%" PRIu64 ",%" PRIu64, s->t, s->o_acked, s->o_written);
-	csv_opt(f, s->o_wnd);
-	csv_opt(f, s->o_backoff);
-	fprintf(f, ",%d,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64,
-	    s->o_zero, s->p_in, s->p_out, s->p_mem, s->p_spool);
-	csv_opt(f, s->p_paused);
-	csv_opt(f, s->up_rcvq);
-	csv_opt(f, s->up_space);
-	csv_opt(f, s->cl_wnd);
-	fprintf(f, ",%" PRIu64 ",%" PRIu64 "\n", s->c_recv, s->lb_rss);
-	fflush(f);
-}
-
-static void
-progress(struct lab *lab)
-{
-	const struct sample *s = &lab->s;
-	char origin[64];
-
-	if (!lab->tty)
-		return;
-	if (s->o_wnd < 0)
-		snprintf(origin, sizeof(origin), "no origin connection");
-	else
-		snprintf(origin, sizeof(origin), "origin window %.0f KiB%s",
-		    (double)s->o_wnd / 1024, s->o_zero ? " (ZERO)" : "");
-	fprintf(stderr,
-	    "\r%6.1fs  client %.2f/%.2f MiB  proxy holds %.2f MiB%s%s  %s"
-	    "\033[K",
-	    s->t, (double)s->c_recv / MIB, (double)lab->sc.body / MIB,
-	    (double)(s->p_mem + s->p_spool) / MIB,
-	    s->p_spool > 0 ? " (spool)" : "",
-	    s->p_paused == 1 ? ", paused" : "", origin);
-	lab->progress_shown = true;
-}
-
-/*
- * nginx or HAProxy: the same figures from ss in the lb namespace (TCP_INFO
- * of its sockets) and /proc.  Bytes held = read from the origin less what
- * went into the client socket; the part in (unlinked) temp files under
- * DIR/nginx-temp is the spool, the rest memory.
- */
-static void
-sample_ext_lb(struct lab *lab, struct sample *s)
-{
-	struct lab_sock socks[MAX_SOCKS];
-	size_t n = ss_sample(lab, LAB_LB, "dport", lab->origin_port, socks);
-	uint64_t in = 0, out = 0, queued = 0, handed;
-
-	s->p_paused = -1;
-	s->up_rcvq = s->up_space = s->cl_wnd = -1;
-	for (size_t i = 0; i < n; i++) {
-		in += socks[i].bytes_received;
-		if (s->up_rcvq < 0)
-			s->up_rcvq = (int64_t)socks[i].recv_q;
-	}
-	n = ss_sample(lab, LAB_LB, "sport", lab->proxy_port, socks);
-	for (size_t i = 0; i < n; i++) {
-		if (strncmp(socks[i].peer, DOS_IP ":", strlen(DOS_IP) + 1) == 0)
-			continue;
-		out += socks[i].bytes_acked;
-		queued += socks[i].send_q;
-		if (s->cl_wnd < 0 && socks[i].snd_wnd >= 0)
-			s->cl_wnd = socks[i].snd_wnd;
-	}
-	if (in > s->p_in) /* sockets vanish at the end: keep the totals */
-		s->p_in = in;
-	if (out > s->p_out)
-		s->p_out = out;
-	s->p_spool = lab->pid[LAB_LB] != 0 && lab->temp_abs[0] != '\0'
-	    ? lab_group_files(lab->pid[LAB_LB], lab->temp_abs)
-	    : 0;
-	handed = out + queued + s->p_spool;
-	s->p_mem = n > 0 && in > handed ? in - handed : 0;
-}
-
-/* Zero-window episodes and peaks, kept over the whole run. */
-static void
-keep_peaks(struct lab *lab, const struct sample *s)
-{
-	struct peaks *pk = &lab->peak;
-
-	if (s->o_zero) {
-		if (pk->o_zero_since < 0)
-			pk->o_zero_since = s->t;
-		if (s->t - pk->o_zero_since > pk->o_zero_longest)
-			pk->o_zero_longest = s->t - pk->o_zero_since;
-	} else {
-		pk->o_zero_since = -1;
-	}
-	if (s->cl_wnd == 0) {
-		if (pk->c_zero_since < 0)
-			pk->c_zero_since = s->t;
-		if (s->t - pk->c_zero_since > pk->c_zero_longest)
-			pk->c_zero_longest = s->t - pk->c_zero_since;
-	} else {
-		pk->c_zero_since = -1;
-	}
-	if (s->p_mem > pk->mem)
-		pk->mem = s->p_mem;
-	if (s->p_spool > pk->spool)
-		pk->spool = s->p_spool;
-	if (s->lb_rss > pk->rss)
-		pk->rss = s->lb_rss;
-}
-
-static void
-take_sample(struct lab *lab)
-{
-	struct sample *s = &lab->s;
-	uint64_t p_in = s->p_in, p_out = s->p_out;
-
-	s->t = lab_elapsed(lab);
-	sample_origin(lab, s);
-	if (lab->sc.lb_kind == LAB_LB_SLUICE) {
-		sample_proxy(lab, s);
-		if (s->p_paused < 0) { /* the download is over: keep totals */
-			s->p_in = p_in;
-			s->p_out = p_out;
-		}
-	} else if (lab_has_lb(lab)) {
-		sample_ext_lb(lab, s);
-	} else {
-		s->p_paused = -1;
-		s->up_rcvq = s->up_space = s->cl_wnd = -1;
-	}
-	s->lb_rss = lab_has_lb(lab) && lab->pid[LAB_LB] != 0
-	    ? lab_group_rss(lab->pid[LAB_LB])
-	    : 0;
-	sample_client(lab, s);
-	keep_peaks(lab, s);
-	if (s->o_wnd > 0 && (uint64_t)s->o_wnd > lab->max_wnd)
-		lab->max_wnd = (uint64_t)s->o_wnd;
-	if (s->up_rcvq > 0 && (uint64_t)s->up_rcvq > lab->max_wnd)
-		lab->max_wnd = (uint64_t)s->up_rcvq;
-	if (lab->csv != NULL)
-		csv_row(lab->csv, s);
-	progress(lab);
-}
 
 static void
 sleep_until(const struct lab *lab, double t)
@@ -1504,38 +648,6 @@ sleep_until(const struct lab *lab, double t)
 	ts.tv_sec = (time_t)d;
 	ts.tv_nsec = (long)((d - (double)ts.tv_sec) * 1e9);
 	nanosleep(&ts, NULL); /* a signal ends it early: the loop looks */
-}
-
-static int
-open_csv(struct lab *lab)
-{
-	char path[PATH_MAX];
-
-	lab_path_in(lab, "timeline.csv", path, sizeof(path));
-	if ((lab->csv = fopen(path, "we")) == NULL) {
-		fprintf(stderr, "sluice lab: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	fprintf(lab->csv, "%s\n", csv_header);
-	return 0;
-}
-
-/* The last row: the client's socket is gone by now, so its bytes are
- * the fetch's own count (body bytes) when that is more. */
-static void
-final_sample(struct lab *lab)
-{
-	char path[PATH_MAX], *text;
-	uint64_t got;
-
-	lab_path_in(lab, "fetch.json", path, sizeof(path));
-	if ((text = lab_read_file(path, FILE_MAX)) != NULL) {
-		got = json_u64(text, text + strlen(text), "received_bytes");
-		if (got > lab->s.c_recv)
-			lab->s.c_recv = got;
-		free(text);
-	}
-	take_sample(lab);
 }
 
 /* Samples until the fetch exits, the time limit, or a signal. */
@@ -1559,12 +671,12 @@ sample_loop(struct lab *lab)
 			lab->time_limit_hit = true;
 			break;
 		}
-		take_sample(lab);
+		lab_sample_take(lab);
 		next += SAMPLE_MS / 1000.0;
 		sleep_until(lab, next);
 	}
 	if (lab_signal == 0)
-		final_sample(lab);
+		lab_sample_final(lab);
 	if (lab->progress_shown)
 		fputs("\r\033[K", stderr);
 }
@@ -1577,7 +689,7 @@ dos_lines(const struct lab *lab)
 	uint64_t n = 0;
 
 	lab_path_in(lab, "access.json", path, sizeof(path));
-	if ((text = lab_read_file(path, FILE_MAX)) == NULL)
+	if ((text = proc_read_file(path, FILE_MAX)) == NULL)
 		return 0;
 	for (const char *p = text;
 	     (p = strstr(p, "\"client\":\"" DOS_IP ":")) != NULL; p++)
@@ -1606,7 +718,7 @@ dos_wait(struct lab *lab)
 		usleep(100000);
 	}
 	for (uint64_t i = 0; i < lab->sc.dos_clients; i++)
-		stop_group(&lab->dos_pid[i], STOP_MS);
+		proc_stop_group(&lab->dos_pid[i], STOP_MS);
 	if (n < lab->sc.dos_clients)
 		lab_note(lab,
 		    "%" PRIu64 " of %" PRIu64 " [dos] clients still held "
@@ -1632,7 +744,7 @@ end_run(struct lab *lab)
 	for (int waited = 0; lab->sc.lb_kind == LAB_LB_SLUICE &&
 	     waited < ACCESS_MS && lab_signal == 0;
 	     waited += 50) {
-		text = lab_read_file(path, FILE_MAX);
+		text = proc_read_file(path, FILE_MAX);
 		if (text != NULL && strstr(text, "\"outcome\"") != NULL) {
 			free(text);
 			break;
@@ -1868,11 +980,11 @@ run(struct lab *lab)
 	lab->ip[LAB_CLIENT] = netns ? CLIENT_IP : "127.0.0.1";
 	if (!netns)
 		loopback_notes(lab);
-	else if (net_setup(lab) < 0)
+	else if (lab_net_setup(lab) < 0)
 		return -1;
 	if (start_captures(lab) < 0 || start_origin(lab) < 0 ||
-	    start_lb(lab) < 0 || open_csv(lab) < 0 || start_dos(lab) < 0 ||
-	    start_fetch(lab) < 0)
+	    start_lb(lab) < 0 || lab_sample_open_csv(lab) < 0 ||
+	    start_dos(lab) < 0 || start_fetch(lab) < 0)
 		return -1;
 	if (!lab->json)
 		fprintf(stderr, "sluice lab: %s: %s, %s, results in %s\n",

@@ -1,6 +1,8 @@
 /*
- * lab internals shared by lab.c (the run: namespaces, peers, sampling)
- * and lab_report.c (figures, summary.json, the plot, the verdict).
+ * lab internals: the run's state, shared by lab.c (the run: its command
+ * line, the peers, the loop), lab_net.c (namespaces, links, shaping),
+ * lab_sample.c (the timeline) and lab_report.c (figures, summary.json, the
+ * plot, the verdict); bench.c and bench_report.c use its constants.
  */
 #ifndef SLUICE_LAB_INT_H
 #define SLUICE_LAB_INT_H
@@ -15,9 +17,10 @@
 #include "model/model.h"
 #include "lab/lab.h"
 #include "lab/pcap.h"
+#include "lab/proc.h"
 
 #define SAMPLE_MS   100
-#define MAX_ARGS    48
+#define MAX_ARGS    PROC_MAX_ARGS
 #define OUT_MAX     (64 * 1024)
 #define FILE_MAX    (256 * 1024)
 #define MAX_SOCKS   96
@@ -131,7 +134,19 @@ struct lab {
 	char temp_abs[PATH_MAX];     /* nginx's temp files under it, or "" */
 };
 
-/* The two links, each captured at one end (lab.c): [0] origin-lb in the
+/* Set by SIGINT/SIGTERM/SIGHUP; the loop and the setup steps look at it. */
+extern volatile sig_atomic_t lab_signal;
+
+/* lab.c */
+/* A note for the verdict and summary.json, said on stderr at once (the
+ * first MAX_NOTES are kept). */
+void lab_note(struct lab *lab, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The last 2000 bytes of a file of the results directory, on stderr. */
+void lab_print_tail(const struct lab *lab, const char *name);
+
+/* lab_net.c */
+/* The two links, each captured at one end: [0] origin-lb in the
  * origin's namespace, [1] lb-client in the client's, where the seed
  * article ran tcpdump. */
 struct lab_link {
@@ -140,24 +155,29 @@ struct lab_link {
 	const char *dev, *file, *log;
 };
 extern const struct lab_link lab_links[LAB_NLINKS];
-
-/* Set by SIGINT/SIGTERM/SIGHUP; the loop and the setup steps look at it. */
-extern volatile sig_atomic_t lab_signal;
-
-/* lab.c */
-void lab_note(struct lab *lab, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-double lab_elapsed(const struct lab *lab);
-void lab_path_in(
-    const struct lab *lab, const char *name, char *buf, size_t len);
-char *lab_read_file(const char *path, size_t max);
-int lab_run_argv(const struct lab *lab, char *const argv[], char *out,
-    size_t len, bool show);
-int lab_try_run(struct lab *lab, char *out, size_t len, const char *arg0, ...);
+/* Runs a command that must succeed (printed at -v): 0; -EINTR when a
+ * signal came meanwhile; -1 when it failed, after saying which and why. */
 int lab_must_run(struct lab *lab, const char *arg0, ...);
-void lab_print_tail(const struct lab *lab, const char *name);
+/* The namespaces, their veth pairs, tc, sysctls and routes (removing
+ * what a lab killed by SIGKILL left first): 0, or -1 said on stderr. */
+int lab_net_setup(struct lab *lab);
+/* A socket made inside host h's namespace (ours in loopback mode), or
+ * -1. */
+int lab_net_socket(const struct lab *lab, int h);
+/* Deletes the namespaces, once no process of the run is left in them. */
+void lab_net_teardown(struct lab *lab);
+/* The client's rate: --rate, or in loopback mode the lb-client link's. */
 uint64_t lab_fetch_rate(const struct lab *lab);
-bool lab_in_path(const char *prog);
+
+/* lab_sample.c */
+/* Seconds since lab->t0 (the fetch's start). */
+double lab_elapsed(const struct lab *lab);
+/* Creates timeline.csv with its header: 0, or -1 said on stderr. */
+int lab_sample_open_csv(struct lab *lab);
+/* One sample: the peaks kept, a CSV row, the progress line. */
+void lab_sample_take(struct lab *lab);
+/* The last sample, the client's bytes from fetch.json when more. */
+void lab_sample_final(struct lab *lab);
 
 /* True when a balancer runs in the lb namespace ([lb] kind = none only
  * routes between the client and the origin). */
@@ -165,6 +185,13 @@ static inline bool
 lab_has_lb(const struct lab *lab)
 {
 	return lab->sc.lb_kind != LAB_LB_NONE;
+}
+
+/* The path of the results directory's file name, into buf. */
+static inline void
+lab_path_in(const struct lab *lab, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", lab->out, name);
 }
 
 /* lab_report.c: figures, summary.json, plot and verdict; an exit code. */

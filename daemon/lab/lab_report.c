@@ -1,41 +1,28 @@
 /*
  * lab results: what the run measured (the peers' JSON lines and the
  * timeline), the model's prediction for the same inputs, summary.json,
- * the gnuplot timeline and the verdict.
+ * the gnuplot timeline and the verdict.  It reads what the peers and the
+ * timeline left in the results directory; it calls nothing of lab.c's
+ * (base/json.h reads the lines, proc.h runs gnuplot).
  */
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <time.h>
-#include <unistd.h>
-#include <ini.h>
+
 #include "base/json.h"
-#include "base/units.h"
 #include "proxy/config.h"
 #include "model/model.h"
 #include "lab/lab.h"
-
 #include "lab/lab_int.h"
 #include "lab/lab_lb.h"
+#include "lab/pcap.h"
+#include "lab/proc.h"
 
 /* ---- results ----------------------------------------------------------- */
 
@@ -45,11 +32,11 @@ read_results(const struct lab *lab, struct result *r)
 	char path[PATH_MAX];
 
 	lab_path_in(lab, "fetch.json", path, sizeof(path));
-	r->fetch = lab_read_file(path, FILE_MAX);
+	r->fetch = proc_read_file(path, FILE_MAX);
 	lab_path_in(lab, "origin.json", path, sizeof(path));
-	r->origin = lab_read_file(path, FILE_MAX);
+	r->origin = proc_read_file(path, FILE_MAX);
 	lab_path_in(lab, "access.json", path, sizeof(path));
-	r->access = lab_read_file(path, FILE_MAX);
+	r->access = proc_read_file(path, FILE_MAX);
 }
 
 /* The origin's lines: the first rule that fired, zero-window time and
@@ -174,7 +161,7 @@ lb_error_figures(const struct lab *lab, struct result *r)
 	if (lab->sc.lb_kind != LAB_LB_NGINX)
 		return;
 	lab_path_in(lab, "nginx-error.log", path, sizeof(path));
-	if ((text = lab_read_file(path, FILE_MAX)) == NULL)
+	if ((text = proc_read_file(path, FILE_MAX)) == NULL)
 		return;
 	/* "... [error] 25317#25317: *2 readv() failed (104: Connection reset
 	 * by peer) while reading upstream, client: ...": the message */
@@ -457,24 +444,6 @@ save_summary(const struct lab *lab, const struct result *r)
 
 /* ---- the plot ---------------------------------------------------------- */
 
-bool
-lab_in_path(const char *prog)
-{
-	const char *path = getenv("PATH");
-	char buf[PATH_MAX];
-
-	for (const char *p = path != NULL ? path : "/usr/bin:/bin";
-	     *p != '\0';) {
-		size_t n = strcspn(p, ":");
-
-		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, prog);
-		if (access(buf, X_OK) == 0)
-			return true;
-		p += n + (p[n] == ':');
-	}
-	return false;
-}
-
 /* A gnuplot single-quoted string: quotes doubled. */
 static void
 gp_string(FILE *f, const char *s)
@@ -593,7 +562,7 @@ plot(struct lab *lab, struct result *r)
 	char gp[PATH_MAX], png[PATH_MAX], csv[PATH_MAX], out[2048];
 	FILE *f;
 
-	if (!lab_in_path("gnuplot")) {
+	if (!proc_in_path("gnuplot")) {
 		snprintf(r->plot, sizeof(r->plot),
 		    "not drawn: gnuplot not found (Debian: apt-get install "
 		    "gnuplot-nox)");
@@ -609,7 +578,8 @@ plot(struct lab *lab, struct result *r)
 	}
 	write_gp(f, lab, r, png, csv);
 	fclose(f);
-	if (lab_try_run(lab, out, sizeof(out), "gnuplot", gp, NULL) != 0) {
+	if (proc_try_run(lab->verbose, out, sizeof(out), "gnuplot", gp, NULL) !=
+	    0) {
 		snprintf(r->plot, sizeof(r->plot),
 		    "not drawn: gnuplot failed: %.120s", out);
 		return;
