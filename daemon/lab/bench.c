@@ -2,9 +2,12 @@
  * bench: `sluice bench SWEEP.ini` (bench.h, docs/lab.md "Sweeps").  The
  * sweep file and its combinations are pure and unit-tested; a run is
  * `/proc/self/exe lab scenario.ini --json --out DIR` as a child (fork/exec,
- * no shell), so each run has fresh namespaces and the lab's own teardown.
+ * no shell: proc.h), so each run has fresh namespaces and the lab's own
+ * teardown.
  * Its summary.json is read back; a lab that could not run (exit 1, no
  * summary) makes the row's outcome `error`, never `truncated`.
+ *
+ * bench_report.c writes results.csv, summary.md and the plots.
  *
  * Invariant: nothing runs before every combination has parsed as a
  * scenario and made a valid proxy config.
@@ -12,7 +15,6 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -23,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <ini.h>
@@ -33,6 +34,7 @@
 #include "proxy/config.h"
 #include "model/model.h"
 #include "lab/bench.h"
+#include "lab/bench_int.h"
 #include "lab/lab.h"
 #include "lab/lab_int.h"
 #include "lab/proc.h"
@@ -504,8 +506,8 @@ bench_scenario_text(const struct bench_sweep *sw, size_t i)
 }
 
 /* "policy=spill high_watermark=2M": the combination's varying axes. */
-static void
-combo_label(
+void
+bench_combo_label(
     const struct bench_sweep *sw, size_t i, char *buf, size_t len, char sep)
 {
 	size_t used = 0;
@@ -569,7 +571,7 @@ check_combination(struct bench_sweep *sw, size_t i, struct lab_scenario *sc,
 	size_t len = 0;
 	FILE *f;
 
-	combo_label(sw, i, label, sizeof(label), ' ');
+	bench_combo_label(sw, i, label, sizeof(label), ' ');
 	if ((text = bench_scenario_text(sw, i)) == NULL)
 		return -ENOMEM;
 	if (lab_scenario_parse(text, "scenario", sc, e, sizeof(e)) == 0 &&
@@ -700,33 +702,6 @@ bench_sweep_free(struct bench_sweep *sw)
 
 /* ---- the runs --------------------------------------------------------- */
 
-/* One run's row of results.csv. */
-struct run {
-	size_t combo, rep;
-	char dir[PATH_MAX - 64];
-	char outcome[16]; /* complete, truncated, error */
-	char error[200];  /* why an error, from the lab's stderr */
-	uint64_t client_bytes, unsent_bytes;
-	double finish_s, hold_s, zw_s, longest_zw_s;
-	uint64_t rss, mem, proxy_mem, spool;
-	char predicted[16];
-	int64_t predicted_unsent; /* -1: no prediction */
-	double wall_s;
-	int lab_rc;    /* the lab's exit code */
-	pid_t lab_pid; /* its namespaces are sluice-PID-* */
-};
-
-struct bench {
-	struct bench_sweep sw;
-	const char *out;
-	bool json, verbose, tty;
-	struct run *runs;
-	size_t nruns, ndone;
-	char notes[8][240];
-	size_t nnotes;
-	pid_t last_pid; /* the last lab child, for its namespaces */
-};
-
 /* The lab child, for the signal handler to pass SIGINT/SIGTERM/SIGHUP
  * on (a process-wide fact, not per-run state). */
 static volatile sig_atomic_t bench_signal;
@@ -784,7 +759,7 @@ progress(const struct bench *b, size_t k, double elapsed)
 	const struct run *last = k > 0 ? &b->runs[k - 1] : NULL;
 	char label[400], eta[32] = "?", lastbuf[64] = "none yet";
 
-	combo_label(&b->sw, b->runs[k].combo, label, sizeof(label), ' ');
+	bench_combo_label(&b->sw, b->runs[k].combo, label, sizeof(label), ' ');
 	if (k > 0)
 		fmt_eta(elapsed / (double)k * (double)(b->nruns - k), eta,
 		    sizeof(eta));
@@ -808,32 +783,24 @@ run_lab_child(struct bench *b, const char *scen, const char *dir)
 	char log[PATH_MAX];
 	const char *argv[8] = {
 	    "sluice", "lab", scen, "--json", "--out", dir, NULL, NULL};
-	int status, fd;
+	struct proc_child c = {.exe = "/proc/self/exe",
+	    .in = "/dev/null",
+	    .out = "/dev/null",
+	    .err = log,
+	    .sigint_dfl = true};
 	pid_t pid;
+	int rc;
 
 	if (b->verbose)
 		argv[6] = "-v";
 	snprintf(log, sizeof(log), "%s/lab.stderr", dir);
-	if ((pid = fork()) == -1)
-		return -errno;
-	if (pid == 0) {
-		fd = open("/dev/null", O_RDWR);
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		if ((fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644)) >= 0)
-			dup2(fd, STDERR_FILENO);
-		signal(SIGINT, SIG_DFL);
-		execv("/proc/self/exe", (char *const *)argv);
-		_exit(127);
-	}
+	if ((pid = proc_start(&c, (char *const *)argv)) < 0)
+		return pid;
 	bench_child = pid;
 	b->last_pid = pid;
-	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
-		;
+	rc = proc_reap(pid);
 	bench_child = 0;
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
+	return rc;
 }
 
 /* The last non-empty line of the lab's stderr: the reason of an error. */
@@ -1021,7 +988,7 @@ plan_runs(struct bench *b)
 	if ((b->runs = calloc(b->nruns, sizeof(*b->runs))) == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		combo_label(&b->sw, i, label, sizeof(label), '-');
+		bench_combo_label(&b->sw, i, label, sizeof(label), '-');
 		for (char *p = label; *p != '\0'; p++)
 			if (!isalnum((unsigned char)*p) && *p != '.' &&
 			    *p != '=')
@@ -1036,9 +1003,7 @@ plan_runs(struct bench *b)
 	return 0;
 }
 
-/* ---- results.csv and --json ------------------------------------------- */
-
-#define NFIELDS (2 + BENCH_NAXES + 18)
+/* ---- a run's fields, for results.csv and --json ----------------------- */
 
 /* The columns after the axes, each named with its unit. */
 static const char *const result_columns[] = {"outcome", "client_bytes",
@@ -1048,15 +1013,9 @@ static const char *const result_columns[] = {"outcome", "client_bytes",
     "predicted_unsent_bytes", "wall_s", "lab_exit", "lab_pid", "error",
     "results_dir"};
 
-struct field {
-	const char *name;
-	char value[PATH_MAX];
-	bool number;
-};
-
 /* A run as named fields, shared by results.csv and --json. */
-static void
-run_fields(const struct bench *b, const struct run *r, struct field *f)
+void
+bench_run_fields(const struct bench *b, const struct run *r, struct field *f)
 {
 	const struct bench_point *pt = &b->sw.points[r->combo];
 	bool err = strcmp(r->outcome, "error") == 0;
@@ -1106,621 +1065,6 @@ run_fields(const struct bench *b, const struct run *r, struct field *f)
 	if (err)
 		for (size_t i = 1; i <= 12; i++)
 			f[2 + BENCH_NAXES + i].value[0] = '\0';
-}
-
-/* A CSV field: quoted when it holds a comma, a quote or a newline. */
-static void
-csv_field(FILE *f, const char *s)
-{
-	if (strpbrk(s, ",\"\n") == NULL) {
-		fputs(s, f);
-		return;
-	}
-	fputc('"', f);
-	for (; *s != '\0'; s++) {
-		if (*s == '"')
-			fputc('"', f);
-		fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
-/* results.csv: one row per run, each column named with its unit. */
-static int
-write_csv(const struct bench *b, const char *path)
-{
-	struct field f[NFIELDS];
-	FILE *out = fopen(path, "we");
-
-	if (out == NULL)
-		return -errno;
-	for (size_t k = 0; k < b->ndone; k++) {
-		run_fields(b, &b->runs[k], f);
-		if (k == 0)
-			for (size_t i = 0; i < NFIELDS; i++)
-				fprintf(out, "%s%s", f[i].name,
-				    i + 1 < NFIELDS ? "," : "\n");
-		for (size_t i = 0; i < NFIELDS; i++) {
-			csv_field(out, f[i].value);
-			fputc(i + 1 < NFIELDS ? ',' : '\n', out);
-		}
-	}
-	return fclose(out) == 0 ? 0 : -EIO;
-}
-
-/* --json: the sweep, its runs (results.csv's fields) and the paths. */
-static void
-print_json(const struct bench *b, char plots[][PATH_MAX], size_t nplots)
-{
-	struct field f[NFIELDS];
-
-	printf("{\"sweep\":");
-	json_string(stdout, b->sw.name);
-	printf(",\"file\":");
-	json_string(stdout, b->sw.path);
-	printf(",\"base\":");
-	json_string(stdout, b->sw.base);
-	printf(",\"repeat\":%" PRIu64 ",\"out\":", b->sw.repeat);
-	json_string(stdout, b->out);
-	printf(",\"results_csv\":\"%s/results.csv\",\"summary_md\":\"%s/"
-	       "summary.md\",\"plots\":[",
-	    b->out, b->out);
-	for (size_t i = 0; i < nplots; i++) {
-		printf("%s", i ? "," : "");
-		json_string(stdout, plots[i]);
-	}
-	printf("],\"runs\":[");
-	for (size_t k = 0; k < b->ndone; k++) {
-		run_fields(b, &b->runs[k], f);
-		printf("%s{", k ? "," : "");
-		for (size_t i = 0; i < NFIELDS; i++) {
-			printf("%s\"%s\":", i ? "," : "", f[i].name);
-			if (f[i].number && f[i].value[0] != '\0')
-				fputs(f[i].value, stdout);
-			else if (f[i].value[0] == '\0' && i > 2 + BENCH_NAXES)
-				fputs("null", stdout);
-			else
-				json_string(stdout, f[i].value);
-		}
-		printf("}");
-	}
-	printf("]}\n");
-}
-
-/* ---- summary.md ------------------------------------------------------- */
-
-/* Figures of a group of runs (runs of the combinations a filter keeps). */
-struct stats {
-	size_t runs, complete, errors;
-	double fin_med, fin_min, fin_max;   /* complete runs, s; -1: none */
-	double mem_med, spool_med, rss_med; /* MiB, runs that measured */
-};
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, size_t n)
-{
-	if (n == 0)
-		return -1;
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* The proxy's peak held bytes: the timeline's or its access log's. */
-static uint64_t
-held(const struct run *r)
-{
-	return r->mem > r->proxy_mem ? r->mem : r->proxy_mem;
-}
-
-/* Whether run r's combination has value index va on axis a (and vb on
- * b); a < 0 keeps every run. */
-static bool
-in_group(const struct bench *b, const struct run *r, int a, size_t va, int bx,
-    size_t vb)
-{
-	return (a < 0 || bench_value_index(&b->sw, r->combo, a) == va) &&
-	    (bx < 0 || bench_value_index(&b->sw, r->combo, bx) == vb);
-}
-
-static void
-group_stats(const struct bench *b, int a, size_t va, int bx, size_t vb,
-    struct stats *st)
-{
-	double *fin = calloc(b->ndone + 1, sizeof(double));
-	double *mem = calloc(b->ndone + 1, sizeof(double));
-	double *sp = calloc(b->ndone + 1, sizeof(double));
-	double *rss = calloc(b->ndone + 1, sizeof(double));
-	size_t nf = 0, nm = 0;
-
-	memset(st, 0, sizeof(*st));
-	for (size_t k = 0; fin && mem && sp && rss && k < b->ndone; k++) {
-		const struct run *r = &b->runs[k];
-
-		if (!in_group(b, r, a, va, bx, vb))
-			continue;
-		st->runs++;
-		if (strcmp(r->outcome, "error") == 0) {
-			st->errors++;
-			continue;
-		}
-		if (strcmp(r->outcome, "complete") == 0) {
-			st->complete++;
-			fin[nf++] = r->finish_s;
-		}
-		mem[nm] = (double)held(r) / MIB;
-		sp[nm] = (double)r->spool / MIB;
-		rss[nm++] = (double)r->rss / MIB;
-	}
-	st->fin_med = median(fin, nf);
-	st->fin_min = nf ? fin[0] : -1;
-	st->fin_max = nf ? fin[nf - 1] : -1;
-	st->mem_med = median(mem, nm);
-	st->spool_med = median(sp, nm);
-	st->rss_med = median(rss, nm);
-	free(fin);
-	free(mem);
-	free(sp);
-	free(rss);
-}
-
-/* "26.3" or "26.3 (25.9–27.0)" with repeats, "–" when none completed. */
-static void
-md_stats_cells(FILE *f, const struct bench *b, const struct stats *st)
-{
-	fprintf(f, " %zu/%zu%s |", st->complete, st->runs,
-	    st->errors ? " (errors)" : "");
-	if (st->fin_med < 0)
-		fprintf(f, " – |");
-	else if (b->sw.repeat > 1 && st->fin_max > st->fin_min)
-		fprintf(f, " %.1f (%.1f–%.1f) |", st->fin_med, st->fin_min,
-		    st->fin_max);
-	else
-		fprintf(f, " %.1f |", st->fin_med);
-	if (st->mem_med < 0)
-		fprintf(f, " – | – | – |\n");
-	else
-		fprintf(f, " %.2f | %.2f | %.1f |\n", st->mem_med,
-		    st->spool_med, st->rss_med);
-}
-
-static const char md_cols[] =
-    " complete | finish s (median%s) | peak held MiB | peak spool MiB | "
-    "peak RSS MiB |\n";
-
-/* The table of one axis, or of a pair of axes (bx >= 0). */
-static void
-md_table(FILE *f, const struct bench *b, int a, int bx)
-{
-	const struct bench_sweep *sw = &b->sw;
-	const char *mm = sw->repeat > 1 ? ", min–max" : "";
-	size_t nb = bx >= 0 ? sw->axes[bx].nvalues : 1;
-	struct stats st;
-
-	if (bx >= 0)
-		fprintf(f, "\n## %s × %s\n\n| %s | %s |", axis_defs[a].name,
-		    axis_defs[bx].name, axis_defs[a].name, axis_defs[bx].name);
-	else
-		fprintf(f, "\n## %s\n\n| %s |", axis_defs[a].name,
-		    axis_defs[a].name);
-	fprintf(f, md_cols, mm);
-	fprintf(f, "|---|%s---|---|---|---|---|\n", bx >= 0 ? "---|" : "");
-	for (size_t i = 0; i < sw->axes[a].nvalues; i++)
-		for (size_t j = 0; j < nb; j++) {
-			group_stats(b, a, i, bx, j, &st);
-			fprintf(f, "| %s |", sw->axes[a].values[i]);
-			if (bx >= 0)
-				fprintf(f, " %s |", sw->axes[bx].values[j]);
-			md_stats_cells(f, b, &st);
-		}
-}
-
-/* The one row of a sweep that varies nothing. */
-static void
-md_all(FILE *f, const struct bench *b)
-{
-	struct stats st;
-
-	group_stats(b, -1, 0, -1, 0, &st);
-	fprintf(f, "\n## All runs\n\n| runs |");
-	fprintf(f, md_cols, b->sw.repeat > 1 ? ", min–max" : "");
-	fprintf(f, "|---|---|---|---|---|---|\n| all |");
-	md_stats_cells(f, b, &st);
-}
-
-/* The combination whose every run completed with the fewest bytes held
- * (memory + spool, median over its repeats); SIZE_MAX when none. */
-static size_t
-cheapest(const struct bench *b, double *cost)
-{
-	size_t best = SIZE_MAX;
-	double *v = calloc(b->sw.repeat + 1, sizeof(double));
-
-	for (size_t i = 0; v != NULL && i < b->sw.npoints; i++) {
-		size_t n = 0, ok = 0;
-		double c;
-
-		for (size_t k = 0; k < b->ndone; k++) {
-			const struct run *r = &b->runs[k];
-
-			if (r->combo != i)
-				continue;
-			ok += strcmp(r->outcome, "complete") == 0;
-			v[n++] = (double)(held(r) + r->spool);
-		}
-		if (n == 0 || ok != n || n != b->sw.repeat)
-			continue;
-		c = median(v, n);
-		if (best == SIZE_MAX || c < *cost) {
-			best = i;
-			*cost = c;
-		}
-	}
-	free(v);
-	return best;
-}
-
-static void
-md_cheapest(FILE *f, const struct bench *b)
-{
-	double cost = 0;
-	size_t i = cheapest(b, &cost);
-	char label[512];
-
-	fprintf(f,
-	    "\n## Cheapest setting that completes every run\n\n"
-	    "Criterion: every repeat of the combination complete, then the "
-	    "lowest median of peak held memory + peak spool (bytes the proxy "
-	    "held, in RAM or on disk).\n\n");
-	if (i == SIZE_MAX) {
-		fprintf(f, "None: no combination completed every run.\n");
-		return;
-	}
-	combo_label(&b->sw, i, label, sizeof(label), ',');
-	fprintf(f,
-	    "**%s**: %" PRIu64 "/%" PRIu64
-	    " complete, %.2f MiB held (memory + spool).\n",
-	    label, b->sw.repeat, b->sw.repeat, cost / MIB);
-}
-
-/* summary.md: a table per pair of varying axes (or per axis), the
- * cheapest complete setting, the notes and the plots. */
-static int
-write_summary(const struct bench *b, const char *path, const char *plots_note)
-{
-	const struct bench_sweep *sw = &b->sw;
-	int vary[BENCH_NAXES], nv = 0;
-	FILE *f = fopen(path, "we");
-
-	if (f == NULL)
-		return -errno;
-	for (int a = 0; a < BENCH_NAXES; a++)
-		if (sw->axes[a].nvalues > 1)
-			vary[nv++] = a;
-	fprintf(f,
-	    "# sluice bench: %s\n\n%zu runs (%zu combinations × %" PRIu64
-	    " repeats) of `%s`, each through `sluice lab` in fresh "
-	    "namespaces.  finish: the client's download time (complete runs "
-	    "only); held: the proxy's peak bytes in memory; RSS: the "
-	    "balancer's peak VmRSS.  Every run is in results.csv.\n",
-	    sw->name, b->ndone, sw->npoints, sw->repeat, sw->base);
-	for (int a = 0, first = 1; a < BENCH_NAXES; a++)
-		if (sw->axes[a].nvalues == 1) {
-			fprintf(f, "%s `%s = %s`", first ? "\nFixed:" : ",",
-			    axis_defs[a].name, sw->axes[a].values[0]);
-			first = 0;
-		}
-	fprintf(f, "\n");
-	if (nv == 0)
-		md_all(f, b);
-	for (int i = 0; i < nv; i++)
-		for (int j = i + 1; j < nv || (nv == 1 && j == 1); j++)
-			md_table(f, b, vary[i], nv == 1 ? -1 : vary[j]);
-	md_cheapest(f, b);
-	if (b->nnotes != 0)
-		fprintf(f, "\n## Notes\n\n");
-	for (size_t i = 0; i < b->nnotes; i++)
-		fprintf(f, "- %s\n", b->notes[i]);
-	fprintf(f, "\n%s\n", plots_note);
-	return fclose(f) == 0 ? 0 : -EIO;
-}
-
-/* ---- plots ------------------------------------------------------------ */
-
-#define C_COMPLETE  0x2ca02c
-#define C_TRUNCATED 0xd62728
-#define C_MIXED     0xff7f0e
-#define C_ERROR     0x7f7f7f
-
-static unsigned
-outcome_colour(const char *outcome)
-{
-	return strcmp(outcome, "complete") == 0 ? C_COMPLETE
-	    : strcmp(outcome, "truncated") == 0 ? C_TRUNCATED
-	                                        : C_ERROR;
-}
-
-/* The label of value i of axis a: as written, or the base's value. */
-static const char *
-value_label(const struct bench *b, int a, size_t i)
-{
-	return b->sw.axes[a].nvalues != 0 ? b->sw.axes[a].values[i]
-	                                  : b->sw.points[0].values[a];
-}
-
-static size_t
-nvalues(const struct bench *b, int a)
-{
-	return b->sw.axes[a].nvalues != 0 ? b->sw.axes[a].nvalues : 1;
-}
-
-/* xtics ("pause" 0, "spill" 1) for axis a. */
-static void
-gp_tics(FILE *f, const struct bench *b, const char *which, int a)
-{
-	fprintf(f, "set %s (", which);
-	for (size_t i = 0; i < nvalues(b, a); i++)
-		fprintf(
-		    f, "%s\"%s\" %zu", i ? ", " : "", value_label(b, a, i), i);
-	fprintf(f, ")\n");
-}
-
-static FILE *
-gp_open(const struct bench *b, const char *name, const char *title)
-{
-	char path[PATH_MAX];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/plots/%s.gp", b->out, name);
-	if ((f = fopen(path, "we")) == NULL)
-		return NULL;
-	fprintf(f,
-	    "# Written by sluice bench; re-render with: cd %s/plots && "
-	    "gnuplot %s.gp\n"
-	    "set terminal pngcairo size 900,600 noenhanced font 'sans,10'\n"
-	    "set output '%s.png'\nset title '%s: %s'\nset grid\n"
-	    "set style fill solid 0.8 border -1\nset key outside right\n",
-	    b->out, name, name, b->sw.name, title);
-	return f;
-}
-
-/* completion: policy × high_watermark, a cell per pair coloured by its
- * runs' outcome (mixed when they differ), labelled complete/runs. */
-static void
-gp_completion(const struct bench *b)
-{
-	FILE *f = gp_open(b, "completion",
-	    "outcome by policy and "
-	    "high_watermark");
-
-	if (f == NULL)
-		return;
-	gp_tics(f, b, "xtics", BENCH_POLICY);
-	gp_tics(f, b, "ytics", BENCH_HIGH);
-	fprintf(f,
-	    "set xlabel 'policy'\nset ylabel 'high_watermark'\n"
-	    "set xrange [-0.5:%zu.5]\nset yrange [-0.5:%zu.5]\n"
-	    "set key below\n$cells << EOD\n",
-	    nvalues(b, BENCH_POLICY) - 1, nvalues(b, BENCH_HIGH) - 1);
-	for (size_t i = 0; i < nvalues(b, BENCH_POLICY); i++)
-		for (size_t j = 0; j < nvalues(b, BENCH_HIGH); j++) {
-			struct stats st;
-			unsigned c;
-
-			group_stats(b,
-			    b->sw.axes[BENCH_POLICY].nvalues > 1 ? BENCH_POLICY
-			                                         : -1,
-			    i,
-			    b->sw.axes[BENCH_HIGH].nvalues > 1 ? BENCH_HIGH
-			                                       : -1,
-			    j, &st);
-			if (st.runs == 0)
-				continue;
-			c = st.errors                ? C_ERROR
-			    : st.complete == st.runs ? C_COMPLETE
-			    : st.complete == 0       ? C_TRUNCATED
-			                             : C_MIXED;
-			fprintf(f, "%zu %zu %u \"%zu/%zu complete\"\n", i, j, c,
-			    st.complete, st.runs);
-		}
-	fprintf(f,
-	    "EOD\nplot $cells using 1:2:(0.48):(0.48):3 with boxxyerror "
-	    "fc rgb variable notitle, \\\n"
-	    "  $cells using 1:2:4 with labels notitle, \\\n"
-	    "  NaN with boxes fc rgb '#%06x' title 'complete', \\\n"
-	    "  NaN with boxes fc rgb '#%06x' title 'truncated', \\\n"
-	    "  NaN with boxes fc rgb '#%06x' title 'mixed', \\\n"
-	    "  NaN with boxes fc rgb '#%06x' title 'error'\n",
-	    C_COMPLETE, C_TRUNCATED, C_MIXED, C_ERROR);
-	fclose(f);
-}
-
-/* memory: the peak held memory, spool and RSS per policy (the largest
- * over its runs: what a deployment must provision). */
-static void
-gp_memory(const struct bench *b)
-{
-	FILE *f = gp_open(b, "memory", "peak memory and disk per policy");
-
-	if (f == NULL)
-		return;
-	fprintf(f,
-	    "set ylabel 'MiB (largest over the runs)'\n"
-	    "set style data histograms\n"
-	    "set style histogram cluster gap 1\nset yrange [0:*]\n"
-	    "$bars << EOD\n");
-	for (size_t i = 0; i < nvalues(b, BENCH_POLICY); i++) {
-		double m = 0, s = 0, r = 0;
-
-		for (size_t k = 0; k < b->ndone; k++) {
-			const struct run *x = &b->runs[k];
-
-			if (strcmp(x->outcome, "error") == 0 ||
-			    (b->sw.axes[BENCH_POLICY].nvalues > 1 &&
-			        bench_value_index(
-			            &b->sw, x->combo, BENCH_POLICY) != i))
-				continue;
-			m = fmax(m, (double)held(x) / MIB);
-			s = fmax(s, (double)x->spool / MIB);
-			r = fmax(r, (double)x->rss / MIB);
-		}
-		fprintf(f, "\"%s\" %.3f %.3f %.3f\n",
-		    value_label(b, BENCH_POLICY, i), m, s, r);
-	}
-	fprintf(f,
-	    "EOD\nplot $bars using 2:xtic(1) title 'held in memory', "
-	    "'' using 3 title 'spool (disk)', '' using 4 title "
-	    "'balancer VmRSS'\n");
-	fclose(f);
-}
-
-/* One point per run: x and y chosen by the caller's columns. */
-static void
-gp_points(FILE *f, const struct bench *b)
-{
-	fprintf(f, "$runs << EOD\n");
-	for (size_t k = 0; k < b->ndone; k++) {
-		const struct run *r = &b->runs[k];
-		size_t pi = b->sw.axes[BENCH_POLICY].nvalues > 1
-		    ? bench_value_index(&b->sw, r->combo, BENCH_POLICY)
-		    : 0;
-
-		if (strcmp(r->outcome, "error") == 0)
-			continue;
-		fprintf(f, "%.3f %.3f %.4f %.4f %u\n",
-		    (double)pi + 0.3 * ((double)(k % 7) / 6.0 - 0.5), r->hold_s,
-		    (double)r->unsent_bytes / MIB,
-		    r->predicted_unsent >= 0 ? (double)r->predicted_unsent / MIB
-		                             : -1.0,
-		    outcome_colour(r->outcome));
-	}
-	fprintf(f, "EOD\n");
-}
-
-/* hold: how long the origin's connection lived, per policy. */
-static void
-gp_hold(const struct bench *b)
-{
-	FILE *f = gp_open(b, "hold", "origin hold time per policy");
-
-	if (f == NULL)
-		return;
-	gp_tics(f, b, "xtics", BENCH_POLICY);
-	fprintf(f,
-	    "set xlabel 'policy'\nset ylabel 'origin hold time (s)'\n"
-	    "set xrange [-0.5:%zu.5]\nset yrange [0:*]\n",
-	    nvalues(b, BENCH_POLICY) - 1);
-	gp_points(f, b);
-	fprintf(f,
-	    "plot $runs using 1:2:5 with points pt 7 ps 1.5 lc rgb "
-	    "variable title 'a run (green complete, red truncated)'\n");
-	fclose(f);
-}
-
-/* fidelity: measured vs predicted unsent bytes; the diagonal is a
- * perfect model. */
-static void
-gp_fidelity(const struct bench *b)
-{
-	FILE *f = gp_open(b, "fidelity", "measured vs predicted unsent bytes");
-	double top = 0.1;
-
-	if (f == NULL)
-		return;
-	for (size_t k = 0; k < b->ndone; k++) {
-		top = fmax(top, (double)b->runs[k].unsent_bytes / MIB);
-		top = fmax(top, (double)b->runs[k].predicted_unsent / MIB);
-	}
-	fprintf(f,
-	    "set xlabel 'predicted unsent (MiB)'\n"
-	    "set ylabel 'measured unsent (MiB)'\n"
-	    "set xrange [-0.05:%.2f]\nset yrange [-0.05:%.2f]\nset size "
-	    "square\n",
-	    top * 1.08, top * 1.08);
-	gp_points(f, b);
-	fprintf(f,
-	    "plot x with lines dt 2 lc rgb 'black' title 'measured = "
-	    "predicted', \\\n  $runs using ($4 >= 0 ? $4 : NaN):3:5 "
-	    "with points pt 7 ps 1.5 lc rgb variable title 'a run'\n");
-	fclose(f);
-}
-
-/* Runs gnuplot in DIR on NAME.gp; 0 when NAME.png was drawn. */
-static int
-render(const struct bench *b, const char *name)
-{
-	char dir[PATH_MAX], gp[PATH_MAX], log[PATH_MAX];
-	int status, fd;
-	pid_t pid;
-
-	snprintf(dir, sizeof(dir), "%s/plots", b->out);
-	snprintf(gp, sizeof(gp), "%s.gp", name);
-	snprintf(log, sizeof(log), "%s/plots/%s.log", b->out, name);
-	if ((pid = fork()) == -1)
-		return -errno;
-	if (pid == 0) {
-		if (chdir(dir) == -1)
-			_exit(127);
-		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-		}
-		execlp("gnuplot", "gnuplot", gp, (char *)NULL);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
-		;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return -EIO;
-	unlink(log);
-	return 0;
-}
-
-/* Writes the four .gp files and renders them; the PNGs drawn go into
- * plots[], and note says what was drawn or why not. */
-static size_t
-draw_plots(
-    const struct bench *b, char plots[][PATH_MAX], char *note, size_t len)
-{
-	static const char *const names[] = {
-	    "completion", "memory", "hold", "fidelity"};
-	char dir[PATH_MAX - 64];
-	size_t n = 0, used;
-
-	snprintf(dir, sizeof(dir), "%s/plots", b->out);
-	mkdir(dir, 0755);
-	gp_completion(b);
-	gp_memory(b);
-	gp_hold(b);
-	gp_fidelity(b);
-	if (!proc_in_path("gnuplot")) {
-		snprintf(note, len,
-		    "Plots skipped: gnuplot not found (Debian: apt-get install "
-		    "gnuplot-nox); the .gp files are in plots/.");
-		return 0;
-	}
-	used = (size_t)snprintf(note, len, "## Plots\n");
-	for (size_t i = 0; i < 4; i++) {
-		bool ok = render(b, names[i]) == 0;
-
-		if (ok)
-			snprintf(
-			    plots[n++], PATH_MAX, "%s/%s.png", dir, names[i]);
-		if (used < len)
-			used += (size_t)snprintf(note + used, len - used,
-			    ok ? "\n![%s](plots/%s.png)\n"
-			       : "\n%s: gnuplot failed (plots/%s.log)\n",
-			    names[i], names[i]);
-	}
-	return n;
 }
 
 /* ---- the verb --------------------------------------------------------- */
@@ -1784,28 +1128,6 @@ make_out(struct bench *b, const char *out, char *buf, size_t len)
 		    stderr, "sluice bench: %s: %s\n", runs, strerror(errno));
 		return -1;
 	}
-	return 0;
-}
-
-/* results.csv, the plots, summary.md and --json's object. */
-static int
-bench_report(struct bench *b)
-{
-	char path[PATH_MAX], note[2048], plots[4][PATH_MAX];
-	size_t nplots = draw_plots(b, plots, note, sizeof(note));
-
-	snprintf(path, sizeof(path), "%s/results.csv", b->out);
-	if (write_csv(b, path) < 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/summary.md", b->out);
-	if (write_summary(b, path, note) < 0)
-		return -1;
-	if (b->json)
-		print_json(b, plots, nplots);
-	fprintf(stderr,
-	    "sluice bench: results in %s (results.csv, summary.md, "
-	    "%zu plots)\n",
-	    b->out, nplots);
 	return 0;
 }
 

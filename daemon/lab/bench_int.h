@@ -1,0 +1,69 @@
+/*
+ * bench internals: a sweep's runs, shared by bench.c (the sweep file, the
+ * combinations, the runs) and bench_report.c (results.csv, summary.md,
+ * the plots, --json).
+ */
+#ifndef SLUICE_BENCH_INT_H
+#define SLUICE_BENCH_INT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lab/bench.h"
+
+/* One run's row of results.csv. */
+struct run {
+	size_t combo, rep;
+	char dir[PATH_MAX - 64];
+	char outcome[16]; /* complete, truncated, error */
+	char error[200];  /* why an error, from the lab's stderr */
+	uint64_t client_bytes, unsent_bytes;
+	double finish_s, hold_s, zw_s, longest_zw_s;
+	uint64_t rss, mem, proxy_mem, spool;
+	char predicted[16];
+	int64_t predicted_unsent; /* -1: no prediction */
+	double wall_s;
+	int lab_rc;    /* the lab's exit code */
+	pid_t lab_pid; /* its namespaces are sluice-PID-* */
+};
+
+struct bench {
+	struct bench_sweep sw;
+	const char *out;
+	bool json, verbose, tty;
+	struct run *runs;
+	size_t nruns, ndone;
+	char notes[8][240];
+	size_t nnotes;
+	pid_t last_pid; /* the last lab child, for its namespaces */
+};
+
+#define NFIELDS (2 + BENCH_NAXES + 18)
+
+/* One field of a run's row (results.csv's column, --json's key). */
+struct field {
+	const char *name;
+	char value[PATH_MAX];
+	bool number;
+};
+
+/* bench.c */
+/* "policy=spill high_watermark=2M": combination i's varying axes into buf,
+ * separated by sep (' ', or ", " for any other sep); "the base scenario"
+ * when none varies. */
+void bench_combo_label(
+    const struct bench_sweep *sw, size_t i, char *buf, size_t len, char sep);
+/* Run r as NFIELDS named fields, shared by results.csv and --json: the
+ * run, its repeat, the axes' values, then the figures (empty for an
+ * error run's). */
+void bench_run_fields(
+    const struct bench *b, const struct run *r, struct field *f);
+
+/* bench_report.c: results.csv, the plots, summary.md and --json's object
+ * for the runs done; 0, or -1 when a file could not be written. */
+int bench_report(struct bench *b);
+
+#endif
