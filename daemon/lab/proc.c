@@ -170,8 +170,10 @@ proc_collect_args(char **argv, const char *arg0, va_list ap)
 
 	argv[n++] = (char *)arg0;
 	while ((argv[n] = va_arg(ap, char *)) != NULL)
-		if (++n == PROC_MAX_ARGS - 1)
+		if (++n == PROC_MAX_ARGS - 1) {
+			argv[n] = NULL; /* what fitted, printable */
 			return -E2BIG;
+		}
 	return 0;
 }
 
@@ -273,8 +275,7 @@ proc_start(const struct proc_child *c, char *const argv[])
 
 	if (pid != 0)
 		return pid == -1 ? -errno : pid;
-	if (c->dir != NULL && chdir(c->dir) == -1)
-		_exit(127);
+	/* Files first, then the chdir: their paths are the caller's. */
 	if (c->in != NULL)
 		open_onto(c->in, O_RDONLY, STDIN_FILENO);
 	if (c->out != NULL)
@@ -285,6 +286,8 @@ proc_start(const struct proc_child *c, char *const argv[])
 	} else if (c->err != NULL) {
 		open_onto(c->err, wflags, STDERR_FILENO);
 	}
+	if (c->dir != NULL && chdir(c->dir) == -1)
+		_exit(127);
 	if (c->sigint_dfl)
 		signal(SIGINT, SIG_DFL);
 	if (c->exe != NULL)

@@ -51,7 +51,8 @@ char *proc_read_file(const char *path, size_t max);
  */
 int proc_run(char *const argv[], char *out, size_t len, bool show);
 /* arg0 and ap's arguments up to a NULL into argv (PROC_MAX_ARGS slots),
- * NULL-terminated; 0, or -E2BIG. */
+ * NULL-terminated; 0, or -E2BIG with the words that fitted (still
+ * NULL-terminated). */
 int proc_collect_args(char **argv, const char *arg0, va_list ap);
 /* proc_run of the command arg0, ..., NULL; the same return. */
 int proc_try_run(bool show, char *out, size_t len, const char *arg0, ...);
@@ -79,7 +80,8 @@ struct proc_child {
 
 /*
  * Forks a child set up as c says (a file that cannot be opened leaves
- * that stream ours; files are opened after the chdir) and execs argv;
+ * that stream ours; files are opened before the chdir, so a relative
+ * path is the caller's) and execs argv;
  * a child that cannot exec exits 127.  Its pid, or a negative errno.
  * Reap it with proc_reap().
  */
