@@ -1,5 +1,5 @@
 /*
- * json: see json.h.  The reader moved here from the lab (issue 12).
+ * json: see json.h.
  */
 #include <ctype.h>
 #include <stdbool.h>

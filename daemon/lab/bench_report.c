@@ -3,7 +3,7 @@
  * (bench.h): results.csv (one row per run, bench_run_fields), summary.md
  * (per pair of varying axes: completion, median finish time, peak memory;
  * the cheapest setting that completes every run), the four gnuplot plots
- * and --json's object.  Moved from bench.c (issue 12).
+ * and --json's object.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -5,7 +5,6 @@
  * run's own namespaces sluice-PID-{origin,lb,client}: deleting them undoes
  * everything (their veth pairs go with them).  Namespaces left by a lab
  * killed with SIGKILL are removed by the next run (their PID is gone).
- * Moved from lab.c (issue 12).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,6 @@
  * nginx and HAProxy, ss and /proc in the lb namespace), one CSV row of
  * timeline.csv, one progress line; the peaks and zero-window episodes are
  * kept for the report.  The loop that calls it is the run's (lab.c).
- * Moved from lab.c (issue 12).
  */
 #include <errno.h>
 #include <inttypes.h>

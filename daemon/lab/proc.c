@@ -1,7 +1,6 @@
 /*
- * proc: see proc.h.  Moved from lab.c and lab_report.c (issue 12); the
- * bench's own fork/exec/waitpid copies became proc_start() and
- * proc_reap().
+ * proc: see proc.h.  The lab's commands (proc_run, proc_try_run) and the
+ * bench's lab runs and plots (proc_start, proc_reap) fork and exec here.
  */
 #include <errno.h>
 #include <fcntl.h>
