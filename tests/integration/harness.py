@@ -20,7 +20,7 @@ in advance).  A script that cannot run at all calls env.skip_all(reason):
 For `sluice origin` and `sluice fetch` (tests/integration/test_peers.py):
 env.start_sluice_origin(args), env.run_fetch(url, args) (its --json object in
 .json), env.start_nginx(root), and sluice_bytes()/sluice_sha256()/sluice_etag(),
-a port of daemon/pattern.c.
+a port of daemon/base/pattern.c.
 
 Everything binds port 0 on 127.0.0.1; every wait is bounded (wait_until(),
 wait_log()), by deadlines generous enough for a loaded machine: nothing
@@ -178,7 +178,7 @@ def sha256_file(path):
 
 
 # ---------------------------------------------------------------------------
-# sluice's own body pattern (daemon/pattern.h), served by `sluice origin`
+# sluice's own body pattern (daemon/base/pattern.h), served by `sluice origin`
 # ---------------------------------------------------------------------------
 
 _M64 = (1 << 64) - 1

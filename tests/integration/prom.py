@@ -12,7 +12,7 @@ parse_prometheus(text) checks EVERY line against the 0.0.4 grammar
 as Go's expfmt text parser) and returns {(name, frozenset(labels.items())):
 float}.  A bad line raises ValueError naming its number and text.
 
-strict=True (the default) adds sluice's own rules (daemon/admin.c): every
+strict=True (the default) adds sluice's own rules (daemon/proxy/admin.c): every
 family has a `# HELP` and a `# TYPE` line before its samples, its type is
 counter or gauge, a counter's name ends in `_total` and its value is not
 negative, no other comment lines, no label name starting with `__`.

@@ -8,7 +8,7 @@ when the tool is missing); -Dsystemdunitdir=DIR and =no, and the fallback withou
 pkg-config's systemd, put the unit where meson_options.txt says.  Then the
 readiness protocol live: `sluice proxy` with NOTIFY_SOCKET pointing at a
 datagram socket this script binds sends READY=1 once it listens, STOPPING=1
-on SIGTERM, and RELOADING=1 then READY=1 around a SIGHUP (daemon/notify.h).
+on SIGTERM, and RELOADING=1 then READY=1 around a SIGHUP (daemon/proxy/notify.h).
 
 The build is a fresh `meson setup` of the source tree (the parent of tests/)
 in the temp dir, compiling only the binary (about 6 s); meson gives tests no

@@ -2,7 +2,7 @@
 """Peer tests (issue 3): `sluice origin` and `sluice fetch` against each
 other, through `sluice proxy`, and against curl and nginx.
 
-fetch verifies every byte against the pattern (daemon/pattern.h) that the
+fetch verifies every byte against the pattern (daemon/base/pattern.h) that the
 origin serves; the byte-level checks here use harness.sluice_bytes(), a
 Python port of it, so that neither verb is checked only by the other.  The
 give-up cases hold a reader that never reads (SO_RCVBUF 4096) against the

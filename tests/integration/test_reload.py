@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SIGHUP reload and SIGTERM drain of `sluice proxy` (daemon/proxy.c):
+"""SIGHUP reload and SIGTERM drain of `sluice proxy` (daemon/proxy/proxy.c):
 
   1. reload under load: a download from origin A, held by its reader
      after 256 KiB so that it is in flight whatever the machine's speed
