@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <ini.h>
+#include "base/field.h"
 #include "base/json.h"
 #include "base/units.h"
 #include "proxy/config.h"
@@ -58,18 +59,7 @@ struct skey {
 	const char *doc;
 };
 
-/*
- * offsetof(struct lab_scenario, f), refused at compile time ("size of
- * unnamed array is negative") unless field f has type T (an array counts
- * as a pointer to its first element): a row cannot hand its type's parser
- * a field of another type.
- */
-/* clang-format off */
-#define SAME_TYPE(e, T) _Generic((e), T: 1, default: -1)
-/* clang-format on */
-#define FIELD(f, T)                                                            \
-	(offsetof(struct lab_scenario, f) +                                    \
-	    0 * sizeof(char[SAME_TYPE(((struct lab_scenario *)0)->f, T)]))
+#define FIELD(f, T) FIELD_OFFSET(struct lab_scenario, f, T)
 
 /* One row macro per type: section, key, field, default, doc line. */
 #define SK(sec, k, t, f, T, def, doc)                                          \

@@ -14,6 +14,7 @@
 
 #include <ini.h>
 
+#include "base/field.h"
 #include "base/log.h"
 #include "base/units.h"
 #include "proxy/config.h"
@@ -24,18 +25,7 @@
 #define HOUR_MS 3600000ULL
 #define DAY_MS  (24 * HOUR_MS)
 
-/*
- * offsetof(struct config, f), refused at compile time ("size of unnamed
- * array is negative") unless field f has type T (an array counts as a
- * pointer to its first element): a row cannot hand its type's parser a
- * field of another type.
- */
-/* clang-format off */
-#define SAME_TYPE(e, T) _Generic((e), T: 1, default: -1)
-/* clang-format on */
-#define FIELD(f, T)                                                            \
-	(offsetof(struct config, f) +                                          \
-	    0 * sizeof(char[SAME_TYPE(((struct config *)0)->f, T)]))
+#define FIELD(f, T) FIELD_OFFSET(struct config, f, T)
 
 /*
  * One row macro per type, so that a row reads section, key, field,
