@@ -146,7 +146,10 @@ def sigterm_idle():
 
 def sigterm_drains():
     origin = env.start_origin(id="drain")
-    px = env.start_proxy(config([origin.addr], listen={"drain_timeout": "30s"}),
+    # sndbuf pinned: an autotuned send buffer (up to 4 MiB) could let the
+    # kernel take most of the body while the reader is held.
+    px = env.start_proxy(config([origin.addr], listen={"drain_timeout": "30s"},
+                                client={"sndbuf": "64k"}),
                          name="proxy-drain")
     n = 8 * MiB
     # The reader stops after 256 KiB until released: the download is in

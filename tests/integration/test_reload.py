@@ -60,14 +60,19 @@ def base_config(server, admin="127.0.0.1:0", listen="127.0.0.1:0", access=None,
         "connect_timeout = 5s",              # 8
         "[client]",                          # 9
         "idle_timeout = 60s",                # 10
-        "[buffer]",                          # 11
-        "policy = pause",                    # 12
-        "high_watermark = 1M",               # 13
-        "low_watermark = 256k",              # 14
-        "[admin]",                           # 15
-        "address = %s" % admin,              # 16
-        "[log]",                             # 17
-        "level = info",                      # 18
+        # Pinned: with an autotuned send buffer (up to tcp_wmem's 4 MiB)
+        # plus the pipe's 1 MiB, a held download of a few MiB could be
+        # taken whole by the kernel and end while the test still needs it
+        # in flight.
+        "sndbuf = 64k",                      # 11
+        "[buffer]",                          # 12
+        "policy = pause",                    # 13
+        "high_watermark = 1M",               # 14
+        "low_watermark = 256k",              # 15
+        "[admin]",                           # 16
+        "address = %s" % admin,              # 17
+        "[log]",                             # 18
+        "level = info",                      # 19
     ]
     if access:
         lines.append("access = %s" % access)
@@ -333,10 +338,8 @@ def address_change():
 def least_conn_across():
     a, b = origins()
     lc = "balance = least-conn"
-    small = "idle_timeout = 60s\nsndbuf = 64k"
     px = env.start_proxy(base_config(a.addr, line7=lc).replace(
-        "server = %s" % a.addr, "server = %s\nserver = %s" % (a.addr, b.addr)).replace(
-        "idle_timeout = 60s", small), "proxy-lc")
+        "server = %s" % a.addr, "server = %s\nserver = %s" % (a.addr, b.addr)), "proxy-lc")
     aport = env.admin_port(px)
     # Held after 256 KiB (small windows on both sides): the proxy cannot
     # finish A's download, nor read its upstream to the end, until the
@@ -347,8 +350,7 @@ def least_conn_across():
     # and its round-robin tie-break would now pick A.  A's download of
     # generation 1 must count: B is the least loaded.
     rewrite(px.config_path, base_config(b.addr, line7=lc).replace(
-        "server = %s" % b.addr, "server = %s\nserver = %s" % (b.addr, a.addr)).replace(
-        "idle_timeout = 60s", small))
+        "server = %s" % b.addr, "server = %s\nserver = %s" % (b.addr, a.addr)))
     px.popen.send_signal(signal.SIGHUP)
     harness.wait_log(px, rb"reload: \S+ taken as config generation 2")
     check(dl.alive(), "the download ended before the reload: " + dl.describe())
