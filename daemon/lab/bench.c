@@ -137,21 +137,6 @@ sfail(struct sweep_ctx *ctx, const char *section, const char *key,
 	return 0;
 }
 
-/* The proxy config key behind an axis, for its enum names. */
-static const struct config_key *
-config_key_of(const char *dotted)
-{
-	const char *dot = strchr(dotted, '.');
-	size_t seclen = dot != NULL ? (size_t)(dot - dotted) : 0;
-
-	for (size_t i = 0; dot != NULL && i < config_nkeys; i++)
-		if (strlen(config_keys[i].section) == seclen &&
-		    strncmp(config_keys[i].section, dotted, seclen) == 0 &&
-		    strcmp(config_keys[i].key, dot + 1) == 0)
-			return &config_keys[i];
-	return NULL;
-}
-
 /* ---- one check per type: is v a good value, for the parser the lab or
  * the config will hand it to? -------------------------------------------- */
 
@@ -186,7 +171,7 @@ check_duration(const struct axis_def *d, const char *v)
 static bool
 check_enum(const struct axis_def *d, const char *v)
 {
-	const struct config_key *k = config_key_of(d->key);
+	const struct config_key *k = config_key_dotted(d->key);
 
 	for (size_t i = 0; k != NULL && k->names[i] != NULL; i++)
 		if (strcmp(v, k->names[i]) == 0)
@@ -538,7 +523,7 @@ effective_value(int a, const struct lab_scenario *sc, const struct config *cfg,
 	int e;
 
 	if (strcmp(d->section, "proxy") == 0) {
-		k = config_key_of(d->key);
+		k = config_key_dotted(d->key);
 		if (k->type == CT_ENUM) {
 			memcpy(&e, base + k->offset, sizeof(e));
 			snprintf(buf, len, "%s",

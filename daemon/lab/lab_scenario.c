@@ -391,22 +391,13 @@ static int
 proxy_key(struct parse_ctx *ctx, const char *key, const char *value)
 {
 	struct lab_scenario *sc = ctx->sc;
-	const char *dot = strchr(key, '.');
-	size_t seclen = dot != NULL ? (size_t)(dot - key) : 0;
 
 	for (size_t i = 0; i < sizeof(lab_owned) / sizeof(lab_owned[0]); i++)
 		if (strcmp(key, lab_owned[i]) == 0)
 			return fail(ctx, "proxy", key,
 			    "set by the lab (it knows the addresses)");
-	for (size_t i = 0; dot != NULL && i < config_nkeys; i++) {
-		const struct config_key *k = &config_keys[i];
-
-		if (strlen(k->section) == seclen &&
-		    strncmp(k->section, key, seclen) == 0 &&
-		    strcmp(k->key, dot + 1) == 0)
-			return add_kv(
-			    ctx, "proxy", sc->proxy, &sc->nproxy, key, value);
-	}
+	if (config_key_dotted(key) != NULL)
+		return add_kv(ctx, "proxy", sc->proxy, &sc->nproxy, key, value);
 	return fail(ctx, "proxy", key,
 	    "not a proxy config key written section.key (sluice help "
 	    "config)");

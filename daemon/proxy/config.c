@@ -200,6 +200,20 @@ find_key(const char *section, const char *key, size_t *idx)
 	return NULL;
 }
 
+const struct config_key *
+config_key_dotted(const char *dotted)
+{
+	const char *dot = strchr(dotted, '.');
+	size_t seclen = dot != NULL ? (size_t)(dot - dotted) : 0;
+
+	for (size_t i = 0; dot != NULL && i < config_nkeys; i++)
+		if (strlen(config_keys[i].section) == seclen &&
+		    strncmp(config_keys[i].section, dotted, seclen) == 0 &&
+		    strcmp(config_keys[i].key, dot + 1) == 0)
+			return &config_keys[i];
+	return NULL;
+}
+
 static bool
 section_known(const char *section)
 {

@@ -129,6 +129,10 @@ void config_free(struct config *cfg);
  */
 uint64_t config_client_zwp_ms(const struct config *cfg);
 
+/* The key written "section.key" (as scenarios and sweeps name proxy
+ * keys), or NULL. */
+const struct config_key *config_key_dotted(const char *dotted);
+
 /* The name of value v of an enum key ("pause" for buffer.policy 0). */
 const char *config_keys_enum_name(const char *section, const char *key, int v);
 
