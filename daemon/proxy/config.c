@@ -91,6 +91,10 @@ const struct config_key config_keys[] = {
     DURATION("client", "idle_timeout", client.idle_timeout, "60s", 1, DAY_MS,
         "no byte from a client we wait on (a client that stops reading is "
         "zwp_timeout's)"),
+    DURATION("client", "header_timeout", client.header_timeout, "30s", 1,
+        DAY_MS,
+        "the whole request head must arrive within this from its first "
+        "byte, else 408 (as HAProxy's timeout http-request)"),
     SIZE("client", "max_header_size", client.max_header_size, "32k", 1 * KiB,
         1 * MiB, "largest request head accepted; a larger one gets 431"),
     DURATION("client", "zwp_timeout", client.zwp_timeout, "5m", 0, DAY_MS,

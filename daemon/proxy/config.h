@@ -57,6 +57,7 @@ struct config {
 		uint64_t sndbuf;          /* bytes */
 		uint64_t user_timeout;    /* ms */
 		uint64_t idle_timeout;    /* ms */
+		uint64_t header_timeout;  /* ms */
 		uint64_t max_header_size; /* bytes */
 		uint64_t zwp_timeout;     /* ms, 0: off */
 		uint64_t zwp_probes;      /* 0: off */

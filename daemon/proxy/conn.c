@@ -52,8 +52,6 @@
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
 
-#define LINGER_MS 2000 /* discard client input this long after FIN */
-
 static void begin_request(struct conn *c);
 static void access_log(struct conn *c);
 
@@ -69,6 +67,46 @@ conn_next(const struct conn *c)
 	return list_item(c->link.next, struct conn, link);
 }
 
+/* ---- the download's state ---------------------------------------------- */
+
+const char *const state_names[DL_NSTATES] = {
+    [DL_IDLE] = "idle",
+    [DL_REQUEST_HEAD] = "request_head",
+    [DL_CONNECTING] = "connecting",
+    [DL_WAITING] = "waiting_response",
+    [DL_RELAYING] = "relaying",
+    [DL_RESUME_WAIT] = "resume_wait",
+    [DL_FLUSHING] = "flushing",
+    [DL_LINGERING] = "lingering",
+    [DL_CLOSING] = "closing",
+};
+
+/*
+ * The one way a download changes phase: logs the transition (debug) and
+ * arms the new state's deadline (arm_deadline), which also disarms the
+ * old one's.  Entering the state it is in re-arms the deadline (a connect
+ * to the next server gets its own connect_timeout).
+ */
+void
+set_state(struct conn *c, enum dl_state s)
+{
+	if (c->state != s) {
+		log_debug("conn %llu: %s -> %s", (unsigned long long)c->id,
+		    state_names[c->state], state_names[s]);
+		c->state = s;
+		c->state_since = uv_now(c->px->loop);
+	}
+	arm_deadline(c);
+}
+
+/* Has the client been sent a response head (ours or the upstream's)? */
+int
+client_has_head(const struct conn *c)
+{
+	return (c->state >= DL_RELAYING && c->state <= DL_FLUSHING) ||
+	    c->d.resuming;
+}
+
 /* ---- closing ---------------------------------------------------------- */
 
 static void
@@ -79,7 +117,7 @@ conn_free(struct conn *c)
 	if (c->left.b != NULL)
 		block_unref(c->left.b);
 	free(c->headbuf);
-	free(c->req_copy);
+	free(c->d.req_copy);
 	list_remove(&c->link);
 	/* last: the generation may go with it, and its pool */
 	proxy_conn_gone(c->px, c->gen);
@@ -93,7 +131,7 @@ conn_on_handle_close(uv_handle_t *h)
 
 	if (h == (uv_handle_t *)&c->upstream)
 		c->ustate = U_NONE;
-	if (--c->nhandles == 0 && c->closing)
+	if (--c->nhandles == 0 && c->state == DL_CLOSING)
 		conn_free(c);
 }
 
@@ -105,7 +143,7 @@ conn_on_handle_close(uv_handle_t *h)
 void
 conn_close(struct conn *c, int reset, const char *reason, int err)
 {
-	if (c->closing)
+	if (c->state == DL_CLOSING)
 		return;
 	if (reason != NULL) {
 		if (err != 0)
@@ -116,18 +154,18 @@ conn_close(struct conn *c, int reset, const char *reason, int err)
 			log_info("conn %llu %s: closed: %s",
 			    (unsigned long long)c->id, c->peer, reason);
 	}
-	if (c->req_started && !c->logged) {
-		if (c->outcome == OUTCOME_N)
-			c->outcome = OUTCOME_CLIENT_GONE;
+	if (c->state != DL_IDLE && !c->d.logged) {
+		if (c->d.outcome == OUTCOME_N)
+			c->d.outcome = OUTCOME_CLIENT_GONE;
 		access_log(c);
 	}
 	close_upstream(c);
 	release_server(c);
-	c->closing = 1;
+	memory_unqueue(c);
+	set_state(c, DL_CLOSING);
 	uv_close((uv_handle_t *)&c->ctimer, conn_on_handle_close);
 	uv_close((uv_handle_t *)&c->utimer, conn_on_handle_close);
 	uv_close((uv_handle_t *)&c->ptimer, conn_on_handle_close);
-	uv_close((uv_handle_t *)&c->rtimer, conn_on_handle_close);
 	if (reset)
 		uv_tcp_close_reset(&c->client, conn_on_handle_close);
 	else
@@ -145,30 +183,26 @@ conn_on_shutdown(uv_shutdown_t *req, int status)
 {
 	struct conn *c = req->data;
 
-	if (c->closing)
+	if (c->state == DL_CLOSING)
 		return;
-	if (status < 0) {
+	if (status < 0)
 		conn_close(c, 0, NULL, 0);
-		return;
-	}
-	/* Lingering close (as nginx's lingering_close): the FIN is out; read
-	 * and drop what the client still sends for a moment, so that our
-	 * close does not turn unread input into a RST that could destroy the
-	 * response in flight. */
-	c->lingering = 1;
-	uv_timer_start(&c->ctimer, conn_on_ctimer, LINGER_MS, 0);
-	update_client_reading(c);
 }
 
-/* Ends the connection after everything queued was written. */
+/*
+ * Ends the connection once everything queued was written: our FIN, then a
+ * lingering close (as nginx's lingering_close): read and drop what the
+ * client still sends for LINGER_MS, so that our close does not turn unread
+ * input into a RST that could destroy the response in flight.
+ */
 static void
 graceful_close(struct conn *c)
 {
-	if (c->closing || c->shutting)
+	if (c->state >= DL_LINGERING)
 		return;
-	c->shutting = 1;
 	c->close_after = 1;
 	close_upstream(c);
+	set_state(c, DL_LINGERING);
 	update_client_reading(c);
 	c->shutdown_req.data = c;
 	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->client,
@@ -193,10 +227,10 @@ json_download(const struct conn *c, FILE *out)
 	else
 		fputs("null", out);
 	fprintf(out, ",\"method\":");
-	json_string(out, c->method);
+	json_string(out, c->d.method);
 	fprintf(out, ",\"path\":");
-	json_string(out, c->target);
-	fprintf(out, ",\"status\":%d,\"policy\":\"%s\"", c->status,
+	json_string(out, c->d.target);
+	fprintf(out, ",\"status\":%d,\"policy\":\"%s\"", c->d.status,
 	    policy_names[cfg->buffer.policy]);
 }
 
@@ -214,13 +248,13 @@ access_log(struct conn *c)
 	struct timespec ts;
 	struct tm tm;
 
-	if (c->logged)
+	if (c->d.logged)
 		return;
-	c->logged = 1;
+	c->d.logged = 1;
 	end_pause(c);
-	if (c->outcome == OUTCOME_N)
-		c->outcome = OUTCOME_COMPLETE;
-	px->stats.downloads[c->outcome]++;
+	if (c->d.outcome == OUTCOME_N)
+		c->d.outcome = OUTCOME_COMPLETE;
+	px->stats.downloads[c->d.outcome]++;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -231,11 +265,12 @@ access_log(struct conn *c)
 	    "\"bytes_to_client\":%llu,\"peak_memory\":%llu,"
 	    "\"spilled_bytes\":%llu,\"paused_s\":%.3f,\"resumes\":%d,"
 	    "\"outcome\":\"%s\",\"duration_s\":%.3f}\n",
-	    (unsigned long long)c->resp_body_in,
-	    (unsigned long long)c->body_out, (unsigned long long)c->peak_mem,
-	    (unsigned long long)(c->down.spool.written - c->spilled0),
-	    (double)c->paused_ms / 1000.0, c->resumes,
-	    outcome_names[c->outcome], (double)(now - c->t_start) / 1000.0);
+	    (unsigned long long)c->d.resp_body_in,
+	    (unsigned long long)c->d.body_out,
+	    (unsigned long long)c->d.peak_mem,
+	    (unsigned long long)(c->down.spool.written - c->d.spilled0),
+	    (double)c->d.paused_ms / 1000.0, c->d.resumes,
+	    outcome_names[c->d.outcome], (double)(now - c->d.t_start) / 1000.0);
 	fflush(out);
 }
 
@@ -243,12 +278,12 @@ access_log(struct conn *c)
 void
 finish_response(struct conn *c)
 {
-	if (c->upstream_failed) {
+	if (c->d.short_end) {
 		access_log(c);
 		release_server(c);
 		/* A close-delimited body cannot show truncation by framing:
 		 * reset, so the client never takes the short body as whole. */
-		if (c->resp_by_close)
+		if (c->d.resp_by_close)
 			conn_close(c, 1, NULL, 0);
 		else
 			graceful_close(c);
@@ -258,7 +293,7 @@ finish_response(struct conn *c)
 	uv_timer_stop(&c->ptimer);
 	close_upstream(c);
 	release_server(c);
-	if (c->close_after || !c->keepalive || !c->req_done ||
+	if (c->close_after || !c->d.keepalive || !c->d.req_done ||
 	    c->px->draining) {
 		graceful_close(c);
 		return;
@@ -274,31 +309,15 @@ begin_request(struct conn *c)
 {
 	struct block *b;
 
-	c->req_started = c->req_head_done = c->req_done = 0;
-	c->resp_head_sent = c->resp_done = c->resp_by_close = 0;
-	c->upstream_failed = 0;
-	c->status = c->err_status = 0;
-	c->body_out = 0;
-	c->tried = 0;
-	c->last_connect_err = 0;
-	c->method[0] = c->target[0] = '\0';
+	free(c->d.req_copy);
+	c->d = (struct download){
+	    .outcome = OUTCOME_N,
+	    .spilled0 = c->down.spool.written,
+	};
 	c->down.wm.npauses = 0;
 	c->down.bytes_in = c->down.bytes_out = 0;
-	c->logged = c->resuming = c->resume_wait = c->client_range = 0;
-	c->spill_fellback = 0;
-	c->outcome = OUTCOME_N;
-	c->resp_body_in = c->peak_mem = c->paused_ms = c->pause_start = 0;
-	c->spilled0 = c->down.spool.written;
-	c->czw_since = 0;
-	c->validator[0] = '\0';
-	c->resp_total = 0;
-	c->resumes = c->resume_tries = 0;
-	c->resume_from = 0;
-	free(c->req_copy);
-	c->req_copy = NULL;
-	c->req_copy_len = 0;
-	llhttp_resume(&c->reqp);
-	kick_client_timer(c);
+	llhttp_resume(&c->reqp); /* an Upgrade's pause: feed_client */
+	set_state(c, DL_IDLE);
 	if (c->left.n > 0) {
 		const char *p = c->left.p;
 		size_t n = c->left.n;
@@ -322,7 +341,7 @@ void
 conn_drain(struct conn *c)
 {
 	c->close_after = 1;
-	if (!c->req_started && !c->closing)
+	if (c->state == DL_IDLE)
 		conn_close(c, 0, NULL, 0); /* idle between requests */
 }
 
@@ -335,10 +354,10 @@ conn_retire(struct conn *c)
 	 * connection closes now (a client retries a request that meets
 	 * this close, RFC 9112 §9.3.1); one that has not sent its first
 	 * request yet is kept for that request, which a close could lose. */
-	if (c->closing)
+	if (c->state == DL_CLOSING)
 		return 0;
 	c->close_after = 1;
-	if (!c->req_started && c->served) {
+	if (c->state == DL_IDLE && c->served) {
 		conn_close(c, 0, NULL, 0);
 		return 0;
 	}
@@ -415,14 +434,14 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	proxy_gen_hold(gen); /* dropped by conn_free, whatever happens next */
 	c->id = ++px->next_id;
 	c->server = -1;
+	c->state_since = uv_now(px->loop);
 	uv_tcp_init(px->loop, &c->client);
 	uv_timer_init(px->loop, &c->ctimer);
 	uv_timer_init(px->loop, &c->utimer);
 	uv_timer_init(px->loop, &c->ptimer);
-	uv_timer_init(px->loop, &c->rtimer);
 	c->client.data = c->ctimer.data = c->utimer.data = c;
-	c->ptimer.data = c->rtimer.data = c;
-	c->nhandles = 5;
+	c->ptimer.data = c;
+	c->nhandles = 4;
 	pipe_init(&c->up, &gen->pool, cfg->buffer.high_watermark,
 	    cfg->buffer.low_watermark);
 	pipe_init(&c->down, &gen->pool, cfg->buffer.high_watermark,
@@ -470,37 +489,16 @@ describe_socket(FILE *out, const char *name, const uv_tcp_t *h, int open)
 	    (unsigned long long)ti.bytes_received);
 }
 
-static const char *
-state_name(const struct conn *c)
-{
-	if (c->closing)
-		return "closing";
-	if (c->lingering || c->shutting)
-		return "closing";
-	if (!c->req_started)
-		return "idle";
-	if (!c->req_head_done)
-		return "reading_request";
-	if (c->resume_wait)
-		return "resume_wait";
-	if (c->ustate == U_CONNECTING)
-		return "connecting";
-	if (!c->resp_head_sent)
-		return "waiting_response";
-	if (c->resp_done || c->upstream_failed)
-		return "flushing";
-	return c->ureading ? "relaying" : "paused";
-}
-
 void
 conn_describe(const struct conn *c, FILE *out)
 {
 	uint64_t now = uv_now(c->px->loop);
-	uint64_t paused =
-	    c->paused_ms + (c->pause_start != 0 ? now - c->pause_start : 0);
+	uint64_t paused = c->d.paused_ms +
+	    (c->d.pause_start != 0 ? now - c->d.pause_start : 0);
 
-	fprintf(out, "{\"id\":%llu,\"state\":\"%s\"", (unsigned long long)c->id,
-	    state_name(c));
+	fprintf(out, "{\"id\":%llu,\"state\":\"%s\",\"state_s\":%.3f",
+	    (unsigned long long)c->id, state_names[c->state],
+	    (double)(now - c->state_since) / 1000.0);
 	json_download(c, out);
 	fprintf(out,
 	    ",\"memory_bytes\":%zu,"
@@ -508,11 +506,11 @@ conn_describe(const struct conn *c, FILE *out)
 	    "\"bytes_from_upstream\":%llu,\"bytes_to_client\":%llu,"
 	    "\"resumes\":%d,\"age_s\":%.3f",
 	    pipe_memory(&c->down), (unsigned long long)pipe_spooled(&c->down),
-	    c->pause_start != 0 ? "true" : "false", (double)paused / 1000.0,
-	    (unsigned long long)c->resp_body_in,
-	    (unsigned long long)c->body_out, c->resumes,
-	    c->req_started ? (double)(now - c->t_start) / 1000.0 : 0.0);
-	describe_socket(out, "client_tcp", &c->client, !c->closing);
+	    c->d.pause_start != 0 ? "true" : "false", (double)paused / 1000.0,
+	    (unsigned long long)c->d.resp_body_in,
+	    (unsigned long long)c->d.body_out, c->d.resumes,
+	    c->state != DL_IDLE ? (double)(now - c->d.t_start) / 1000.0 : 0.0);
+	describe_socket(out, "client_tcp", &c->client, c->state != DL_CLOSING);
 	describe_socket(out, "upstream_tcp", &c->upstream, c->ustate == U_OPEN);
 	fputc('}', out);
 }

@@ -48,8 +48,9 @@ void conn_abort(struct conn *c, const char *reason);
  * object, nothing before or after it: admin.c joins them with commas.
  */
 void conn_describe(const struct conn *c, FILE *out);
-/* memory_limit freed up: a paused read may go on. */
-void conn_wake(struct conn *c);
+/* Memory came back (or memory_limit changed): the downloads waiting for
+ * memory read again, first come first served, as far as it goes. */
+void conn_memory_wake(struct proxy *px);
 
 /* The proxy's walk over its connections (newest first; NULL at the
  * end).  struct conn stays private to conn*.c (conn_int.h). */

@@ -47,7 +47,9 @@ push_body(
 		if ((rc = pipe_push_copy(p, hdr, (size_t)n)) < 0)
 			return rc;
 	}
-	if ((rc = pipe_push_ref(p, c->rd_block, at, len)) < 0)
+	rc = c->rd_block != NULL ? pipe_push_ref(p, c->rd_block, at, len)
+	                         : pipe_push_copy(p, at, len);
+	if (rc < 0)
 		return rc;
 	if (fr == FRAME_CHUNKED)
 		return pipe_push_copy(p, "\r\n", 2);
@@ -62,17 +64,17 @@ respond_error(struct conn *c, int status, const char *detail)
 	int n;
 
 	log_info("conn %llu %s: %d for \"%s %s\": %s",
-	    (unsigned long long)c->id, c->peer, status, c->method, c->target,
-	    detail);
+	    (unsigned long long)c->id, c->peer, status, c->d.method,
+	    c->d.target, detail);
 	close_upstream(c);
-	c->status = status;
-	c->err_status = status;
-	c->outcome = status == 502 ? OUTCOME_UPSTREAM_RESET
-	    : status == 504        ? OUTCOME_UPSTREAM_TIMEOUT
-	                           : OUTCOME_COMPLETE;
+	memory_unqueue(c);
+	c->d.status = status;
+	c->d.err_status = status;
+	c->d.outcome = status == 502 ? OUTCOME_UPSTREAM_RESET
+	    : status == 504          ? OUTCOME_UPSTREAM_TIMEOUT
+	                             : OUTCOME_COMPLETE;
 	c->close_after = 1;
-	c->resp_done = 1;
-	c->resp_head_sent = 1;
+	set_state(c, DL_FLUSHING);
 	update_client_reading(c);
 	n = http_error_response(status, detail, buf, c->px->scratch_size);
 	if (n < 0 || pipe_push_copy(&c->down, buf, (size_t)n) < 0) {
@@ -95,17 +97,17 @@ req_on_message_begin(llhttp_t *p)
 {
 	struct conn *c = of_parser(p);
 
-	c->req_started = 1;
 	c->served = 1;
-	c->t_start = uv_now(c->px->loop);
+	c->d.t_start = uv_now(c->px->loop);
 	http_head_reset(&c->reqh);
+	set_state(c, DL_REQUEST_HEAD);
 	return 0;
 }
 
 static int
 req_overflow(struct conn *c)
 {
-	c->err_status = 431;
+	c->d.err_status = 431;
 	return -1;
 }
 
@@ -169,14 +171,14 @@ keep_for_resume(struct conn *c, llhttp_t *p, const char *head, size_t n)
 {
 	size_t len;
 
-	c->client_range = http_head_get(&c->reqh, "range", &len) != NULL;
+	c->d.client_range = http_head_get(&c->reqh, "range", &len) != NULL;
 	if (!c->cfg->buffer.resume || llhttp_get_method(p) != HTTP_GET ||
-	    c->req_frame != FRAME_NONE || c->client_range)
+	    c->d.req_frame != FRAME_NONE || c->d.client_range)
 		return;
-	if ((c->req_copy = malloc(n)) == NULL)
+	if ((c->d.req_copy = malloc(n)) == NULL)
 		return; /* no resume for this one, no harm */
-	memcpy(c->req_copy, head, n);
-	c->req_copy_len = n;
+	memcpy(c->d.req_copy, head, n);
+	c->d.req_copy_len = n;
 }
 
 static int
@@ -188,40 +190,39 @@ req_on_headers_complete(llhttp_t *p)
 	char via[32];
 	int n, st;
 
-	snprintf(c->method, sizeof(c->method), "%s",
+	snprintf(c->d.method, sizeof(c->d.method), "%s",
 	    llhttp_method_name(llhttp_get_method(p)));
-	snprintf(c->target, sizeof(c->target), "%.*s", (int)h->text_len,
+	snprintf(c->d.target, sizeof(c->d.target), "%.*s", (int)h->text_len,
 	    h->buf + h->text_off);
-	c->minor = llhttp_get_http_minor(p);
+	c->d.minor = llhttp_get_http_minor(p);
 	if ((st = validate_request(c, p)) != 0) {
-		c->err_status = st;
+		c->d.err_status = st;
 		return -1;
 	}
-	c->req_head_done = 1;
-	c->keepalive = llhttp_should_keep_alive(p) != 0;
-	c->is_head = llhttp_get_method(p) == HTTP_HEAD;
+	c->d.keepalive = llhttp_should_keep_alive(p) != 0;
+	c->d.is_head = llhttp_get_method(p) == HTTP_HEAD;
 	if (p->flags & F_CHUNKED)
-		c->req_frame = FRAME_CHUNKED;
+		c->d.req_frame = FRAME_CHUNKED;
 	else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
-		c->req_frame = FRAME_RAW;
+		c->d.req_frame = FRAME_RAW;
 	else
-		c->req_frame = FRAME_NONE;
+		c->d.req_frame = FRAME_NONE;
 
 	/* One upstream connection per request: no upstream keep-alive. */
-	snprintf(via, sizeof(via), "1.%d sluice", c->minor);
-	rw.method = c->method;
+	snprintf(via, sizeof(via), "1.%d sluice", c->d.minor);
+	rw.method = c->d.method;
 	rw.connection = "close";
 	rw.via = via;
 	rw.xff = c->peer_ip;
-	rw.chunked = c->req_frame == FRAME_CHUNKED;
+	rw.chunked = c->d.req_frame == FRAME_CHUNKED;
 	rw.drop_length = rw.chunked;
 	n = http_rewrite(h, &rw, c->px->scratch, c->px->scratch_size);
 	if (n < 0) {
-		c->err_status = 431;
+		c->d.err_status = 431;
 		return -1;
 	}
 	if (pipe_push_copy(&c->up, c->px->scratch, (size_t)n) < 0) {
-		c->err_status = 503;
+		c->d.err_status = 503;
 		return -1;
 	}
 	keep_for_resume(c, p, c->px->scratch, (size_t)n);
@@ -234,8 +235,8 @@ req_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct conn *c = of_parser(p);
 
-	if (push_body(c, &c->up, c->req_frame, at, len) < 0) {
-		c->err_status = 503;
+	if (push_body(c, &c->up, c->d.req_frame, at, len) < 0) {
+		c->d.err_status = 503;
 		return -1;
 	}
 	return 0;
@@ -246,12 +247,12 @@ req_on_message_complete(llhttp_t *p)
 {
 	struct conn *c = of_parser(p);
 
-	if (c->req_frame == FRAME_CHUNKED &&
+	if (c->d.req_frame == FRAME_CHUNKED &&
 	    pipe_push_copy(&c->up, "0\r\n\r\n", 5) < 0) {
-		c->err_status = 503;
+		c->d.err_status = 503;
 		return -1;
 	}
-	c->req_done = 1;
+	c->d.req_done = 1;
 	/* Stop here: what follows is the next request, parsed when this
 	 * response is done (HTTP/1.1 pipelining, in order). */
 	return HPE_PAUSED;
@@ -262,9 +263,9 @@ static void
 request_failed(struct conn *c, llhttp_errno_t err)
 {
 	const char *why = llhttp_get_error_reason(&c->reqp);
-	int st = c->err_status ? c->err_status : 400;
+	int st = c->d.err_status ? c->d.err_status : 400;
 
-	if (c->resp_head_sent) {
+	if (client_has_head(c)) {
 		conn_close(c, 0, "bad request body after response head", 0);
 		return;
 	}
@@ -276,12 +277,36 @@ request_failed(struct conn *c, llhttp_errno_t err)
 		why = "method not supported";
 	else if (st == 505)
 		why = "HTTP version not supported";
-	else if (st == 400 && c->err_status == 400)
+	else if (st == 400 && c->d.err_status == 400)
 		why = "missing or repeated Host";
 	respond_error(c, st, why);
 }
 
-/* Feeds client bytes (which lie in c->rd_block) to the request parser. */
+/* Keeps the bytes after a request (the next one, pipelined) for
+ * begin_request: a reference on the block they lie in, or a copy into a
+ * block of their own when they were read into the head buffer. */
+static int
+keep_left(struct conn *c, const char *p, size_t n)
+{
+	struct block *b = c->rd_block;
+
+	if (b != NULL) {
+		block_ref(b);
+	} else {
+		if (n > c->gen->pool.block_size ||
+		    (b = pool_get(&c->gen->pool)) == NULL)
+			return -1;
+		memcpy(b->data, p, n);
+		p = b->data;
+	}
+	c->left.b = b;
+	c->left.p = p;
+	c->left.n = n;
+	return 0;
+}
+
+/* Feeds client bytes (which lie in c->rd_block, or in c->hread when it is
+ * NULL) to the request parser. */
 void
 feed_client(struct conn *c, const char *data, size_t n)
 {
@@ -289,15 +314,24 @@ feed_client(struct conn *c, const char *data, size_t n)
 	size_t used;
 
 	err = llhttp_execute(&c->reqp, data, n);
-	if (c->closing)
+	if (err == HPE_PAUSED_UPGRADE && c->state == DL_IDLE) {
+		/* The last request asked for an Upgrade, which the rewrite
+		 * dropped (Upgrade is hop-by-hop): no protocol switched, so
+		 * what follows is the next HTTP/1.1 request. */
+		used = (size_t)(llhttp_get_error_pos(&c->reqp) - data);
+		llhttp_resume_after_upgrade(&c->reqp);
+		data += used;
+		n -= used;
+		err = llhttp_execute(&c->reqp, data, n);
+	}
+	if (c->state == DL_CLOSING)
 		return;
 	if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
 		used = (size_t)(llhttp_get_error_pos(&c->reqp) - data);
-		if (used < n) {
-			block_ref(c->rd_block);
-			c->left.b = c->rd_block;
-			c->left.p = data + used;
-			c->left.n = n - used;
+		if (used < n && keep_left(c, data + used, n - used) < 0) {
+			conn_close(
+			    c, 0, "out of memory for a pipelined request", 0);
+			return;
 		}
 	} else if (err != HPE_OK) {
 		request_failed(c, err);
@@ -371,21 +405,22 @@ remember_validator(struct conn *c, llhttp_t *p)
 	const char *v;
 	size_t len;
 
-	c->validator[0] = '\0';
-	c->resp_total = 0;
-	if (c->resp_frame != FRAME_RAW || c->resp_by_close ||
+	c->d.validator[0] = '\0';
+	c->d.resp_total = 0;
+	if (c->d.resp_frame != FRAME_RAW || c->d.resp_by_close ||
 	    !(p->flags & F_CONTENT_LENGTH))
 		return;
-	c->resp_total = p->content_length;
+	c->d.resp_total = p->content_length;
 	v = http_head_get(&c->resph, "etag", &len);
-	if (v != NULL && len >= 2 && v[0] == '"' && len < sizeof(c->validator))
-		snprintf(
-		    c->validator, sizeof(c->validator), "%.*s", (int)len, v);
+	if (v != NULL && len >= 2 && v[0] == '"' &&
+	    len < sizeof(c->d.validator))
+		snprintf(c->d.validator, sizeof(c->d.validator), "%.*s",
+		    (int)len, v);
 	else if ((v = http_head_get(&c->resph, "last-modified", &len)) !=
 	        NULL &&
-	    len < sizeof(c->validator))
-		snprintf(
-		    c->validator, sizeof(c->validator), "%.*s", (int)len, v);
+	    len < sizeof(c->d.validator))
+		snprintf(c->d.validator, sizeof(c->d.validator), "%.*s",
+		    (int)len, v);
 }
 
 /*
@@ -401,28 +436,29 @@ check_resumed(struct conn *c, llhttp_t *p, int status)
 	const char *v, *cr;
 	size_t len, crlen;
 
-	v = http_head_get(
-	    &c->resph, c->validator[0] == '"' ? "etag" : "last-modified", &len);
+	v = http_head_get(&c->resph,
+	    c->d.validator[0] == '"' ? "etag" : "last-modified", &len);
 	cr = http_head_get(&c->resph, "content-range", &crlen);
 	if (status != 206 || cr == NULL ||
 	    range_parse_content_range(cr, crlen, &first, &last, &total) < 0 ||
-	    first != c->resp_body_in || total != c->resp_total ||
-	    last + 1 != total || v == NULL || len != strlen(c->validator) ||
-	    memcmp(v, c->validator, len) != 0 ||
+	    first != c->d.resp_body_in || total != c->d.resp_total ||
+	    last + 1 != total || v == NULL || len != strlen(c->d.validator) ||
+	    memcmp(v, c->d.validator, len) != 0 ||
 	    !(p->flags & F_CONTENT_LENGTH) ||
 	    p->content_length != total - first) {
 		log_warn("conn %llu %s: resume refused (status %d, "
 		         "Content-Range %.*s); ending the response short",
 		    (unsigned long long)c->id, c->peer, status,
 		    cr != NULL ? (int)crlen : 1, cr != NULL ? cr : "-");
-		c->resume_tries =
+		c->d.resume_tries =
 		    (int)c->cfg->buffer.resume_attempts; /* no more */
 		return -1;
 	}
 	log_info("conn %llu %s: resumed at byte %llu of %llu",
 	    (unsigned long long)c->id, c->peer, (unsigned long long)first,
 	    (unsigned long long)total);
-	c->resuming = 0;
+	c->d.resuming = 0;
+	set_state(c, DL_RELAYING);
 	return 0;
 }
 
@@ -439,39 +475,39 @@ resp_on_headers_complete(llhttp_t *p)
 	if (status < 200) {
 		/* Interim responses (100 Continue, 103 Early Hints) go to
 		 * HTTP/1.1 clients as they come (RFC 9110 §15.2). */
-		if (c->minor == 0 || c->resuming)
+		if (c->d.minor == 0 || c->d.resuming)
 			return 0;
 		return push_resp_head(c, status, NULL, 0) < 0 ? -1 : 0;
 	}
-	if (c->resuming)
+	if (c->d.resuming)
 		return check_resumed(c, p, status);
-	c->status = status;
-	no_body = c->is_head || status == 204 || status == 304;
-	c->resp_by_close = 0;
+	c->d.status = status;
+	no_body = c->d.is_head || status == 204 || status == 304;
+	c->d.resp_by_close = 0;
 	if (no_body) {
-		c->resp_frame = FRAME_NONE;
+		c->d.resp_frame = FRAME_NONE;
 	} else if (chunked_in || !(p->flags & F_CONTENT_LENGTH)) {
 		/* Chunked or close-delimited: chunk it for 1.1 clients. */
-		if (c->minor >= 1) {
-			c->resp_frame = FRAME_CHUNKED;
+		if (c->d.minor >= 1) {
+			c->d.resp_frame = FRAME_CHUNKED;
 		} else {
-			c->resp_frame = FRAME_RAW;
-			c->resp_by_close = 1;
+			c->d.resp_frame = FRAME_RAW;
+			c->d.resp_by_close = 1;
 			c->close_after = 1;
 		}
 	} else {
-		c->resp_frame = FRAME_RAW;
+		c->d.resp_frame = FRAME_RAW;
 	}
-	keep =
-	    c->keepalive && !c->close_after && c->req_done && !c->px->draining;
+	keep = c->d.keepalive && !c->close_after && c->d.req_done &&
+	    !c->px->draining;
 	if (!keep)
 		c->close_after = 1;
-	connection = !keep ? "close" : c->minor == 0 ? "keep-alive" : NULL;
+	connection = !keep ? "close" : c->d.minor == 0 ? "keep-alive" : NULL;
 	if (push_resp_head(c, status, connection,
-	        c->resp_frame == FRAME_CHUNKED ||
-	            (no_body && chunked_in && c->minor >= 1)) < 0)
+	        c->d.resp_frame == FRAME_CHUNKED ||
+	            (no_body && chunked_in && c->d.minor >= 1)) < 0)
 		return -1;
-	c->resp_head_sent = 1;
+	set_state(c, DL_RELAYING);
 	remember_validator(c, p);
 	start_pace(c);
 	return no_body ? 1 : 0;
@@ -482,16 +518,16 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct conn *c = of_parser(p);
 
-	c->resp_body_in += len;
+	c->d.resp_body_in += len;
 	c->px->stats.bytes_in += len;
 	if (c->cfg->buffer.policy == POLICY_PACE) {
 		/* reads made while memory was nearly empty need no tokens:
 		 * a debt from them would close the window later for nothing */
-		c->pace_tokens -= (double)len;
-		if (c->pace_tokens < -(double)c->gen->pool.block_size)
-			c->pace_tokens = -(double)c->gen->pool.block_size;
+		c->d.pace_tokens -= (double)len;
+		if (c->d.pace_tokens < -(double)c->gen->pool.block_size)
+			c->d.pace_tokens = -(double)c->gen->pool.block_size;
 	}
-	return push_body(c, &c->down, c->resp_frame, at, len) < 0 ? -1 : 0;
+	return push_body(c, &c->down, c->d.resp_frame, at, len) < 0 ? -1 : 0;
 }
 
 static int
@@ -501,10 +537,10 @@ resp_on_message_complete(llhttp_t *p)
 
 	if (llhttp_get_status_code(p) < 200)
 		return 0; /* the final response follows */
-	if (c->resp_frame == FRAME_CHUNKED &&
+	if (c->d.resp_frame == FRAME_CHUNKED &&
 	    pipe_push_copy(&c->down, "0\r\n\r\n", 5) < 0)
 		return -1;
-	c->resp_done = 1;
+	set_state(c, DL_FLUSHING);
 	return HPE_PAUSED; /* anything after the response is not ours */
 }
 
@@ -515,6 +551,7 @@ upstream_done(struct conn *c)
 	uv_timer_stop(&c->ptimer);
 	end_pause(c);
 	close_upstream(c);
+	memory_unqueue(c);
 	update_client_reading(c);
 	flush_client(c);
 }
@@ -522,7 +559,7 @@ upstream_done(struct conn *c)
 static void
 response_failed(struct conn *c, const char *why)
 {
-	if (c->resp_head_sent)
+	if (client_has_head(c))
 		upstream_broken(c, why, 0, OUTCOME_TRUNCATED);
 	else
 		respond_error(c, 502, why);
@@ -534,9 +571,9 @@ feed_upstream(struct conn *c, const char *data, size_t n)
 	llhttp_errno_t err = llhttp_execute(&c->resp, data, n);
 	char why[128];
 
-	if (c->closing)
+	if (c->state == DL_CLOSING)
 		return;
-	if (c->resp_done) {
+	if (c->state == DL_FLUSHING) {
 		upstream_done(c);
 		return;
 	}
@@ -551,8 +588,8 @@ feed_upstream(struct conn *c, const char *data, size_t n)
 	/* memory_limit is process-wide: the current generation's value */
 	if (c->px->cfg->buffer.memory_limit != 0 && !c->px->mem_full &&
 	    proxy_memory(c->px) >= c->px->cfg->buffer.memory_limit) {
-		/* memory_limit: every download holds (or spills) its reads
-		 * until client writes free memory (proxy_memory_check) */
+		/* memory_limit: downloads queue for memory (or spill) until
+		 * it comes back, first come, first served (conn_io.c) */
 		c->px->mem_full = 1;
 		c->px->stats.memory_limit_hits++;
 		log_info("memory_limit reached (%llu bytes buffered): upstream "

@@ -22,6 +22,9 @@
 #include "proxy/stats.h"
 
 struct config;
+
+/* bytes per read while a request head is read (struct conn.hread) */
+#define HEAD_READ_SIZE 2048
 struct proxy_gen;
 
 enum ustate {
@@ -37,20 +40,117 @@ enum frame {
 	FRAME_CHUNKED,  /* the proxy adds chunk framing */
 };
 
+/*
+ * The phase of a connection's current download, changed only by
+ * set_state() (conn.c), which logs the transition and arms the state's
+ * deadline (arm_deadline, conn_io.c).  The order matters: a state at or
+ * after DL_RELAYING has sent the client a response head.
+ *
+ *   state             waits for                       deadline
+ *   idle              the first byte of a request     idle_timeout
+ *   request_head      the rest of the head            header_timeout, whole
+ *   connecting        the upstream's connect          connect_timeout
+ *   waiting_response  the response head               read_timeout
+ *   relaying          upstream bytes, client drain    read_timeout while
+ *                                                     read; client rules
+ *   resume_wait       resume_backoff to pass          resume_backoff
+ *   flushing          the client to take the rest     client rules
+ *   lingering         the client's FIN after ours     LINGER_MS
+ *   closing           the handles' close callbacks    (none: no I/O)
+ *
+ * "Client rules": a write in flight is watched for a zero window
+ * (zwp_timeout) or, with that off, for no progress in idle_timeout; a
+ * request body being read, idle_timeout; nothing in flight either way (a
+ * read held by memory_limit with `down` empty), the client's liveness
+ * every CLIENT_CHECK_MS.  A resumed download goes back through
+ * connecting and waiting_response with its head already sent
+ * (d.resuming).
+ */
+enum dl_state {
+	DL_IDLE = 0,
+	DL_REQUEST_HEAD,
+	DL_CONNECTING,
+	DL_WAITING,
+	DL_RELAYING,
+	DL_RESUME_WAIT,
+	DL_FLUSHING,
+	DL_LINGERING,
+	DL_CLOSING,
+	DL_NSTATES,
+};
+
+/* Per request: everything here is cleared with one assignment when a
+ * request begins (begin_request). */
+struct download {
+	char method[24];
+	char target[160];
+	int minor; /* client's HTTP/1.x minor version */
+	enum frame req_frame;
+	enum frame resp_frame;
+	int status;
+	int err_status; /* set by a parser callback that fails */
+	uint64_t t_start;
+	uint64_t t_head;   /* when the request head's first byte came */
+	size_t head_bytes; /* request head bytes parsed so far */
+	uint64_t body_out; /* response bytes written to the client */
+	uint64_t tried;    /* servers tried for this request */
+	int last_connect_err;
+
+	unsigned keepalive : 1; /* the client allows another request */
+	unsigned is_head : 1;
+	unsigned req_done : 1;       /* the request (and body) is all in */
+	unsigned resp_by_close : 1;  /* body delimited by our close */
+	unsigned short_end : 1;      /* ends short: never keep-alive */
+	unsigned logged : 1;         /* the access line of this request */
+	unsigned resuming : 1;       /* the next response continues a body */
+	unsigned client_range : 1;   /* the client sent Range */
+	unsigned spill_fellback : 1; /* counted in stats.spill_fallbacks */
+
+	/* the access log and /connections */
+	enum outcome outcome;
+	uint64_t resp_body_in; /* response body bytes from upstreams */
+	uint64_t peak_mem;     /* most bytes `down` held in memory */
+	uint64_t paused_ms;    /* upstream reads stopped, this request */
+	uint64_t pause_start;  /* when they stopped (0: reading) */
+	uint64_t spilled0;     /* down.spool.written when it began */
+
+	/* zero-window watch toward the client */
+	uint64_t czw_since; /* when its window was first seen zero */
+	uint64_t cw_acked;  /* its bytes_acked at the last write check */
+
+	/* policy pace */
+	double pace_rate;      /* the client's drain rate, bytes/s */
+	double pace_tokens;    /* bytes the upstream may still be read */
+	uint64_t pace_drained; /* client bytes since the last tick */
+	uint64_t pace_last;    /* ms of the last tick */
+	uint64_t pace_acked;   /* the client's tcpi_bytes_acked then */
+
+	/* resume */
+	char *req_copy; /* the request head as sent upstream */
+	size_t req_copy_len;
+	int resume_tries;     /* resumes in a row that brought no byte */
+	uint64_t resume_from; /* resp_body_in at the last resume */
+	char validator[128];  /* strong ETag or Last-Modified */
+	uint64_t resp_total;  /* the response's Content-Length */
+	int resumes;
+};
+
 struct conn {
 	struct proxy *px;
 	struct proxy_gen *gen;    /* the config generation it started on */
 	const struct config *cfg; /* gen->cfg, for the whole connection */
 	struct list_node link;    /* px->conns */
+	struct conn *mem_next, *mem_prev; /* px->mem_head.., mem_waiting */
 	uint64_t id;
 	int nhandles;
+	enum dl_state state;
+	uint64_t state_since; /* ms, when it was entered */
 
 	uv_tcp_t client;
 	uv_tcp_t upstream;
-	uv_timer_t ctimer; /* client: idle_timeout, zwp checks, lingering */
-	uv_timer_t utimer; /* upstream: connect_timeout, read_timeout */
+	uv_timer_t ctimer; /* the client side's deadline (arm_deadline) */
+	uv_timer_t utimer; /* the upstream side's: connect, read, resume */
 	uv_timer_t ptimer; /* policy pace: the token bucket's tick */
-	uv_timer_t rtimer; /* resume_backoff */
 	uv_connect_t connect_req;
 	uv_write_t cwrite, uwrite;
 	uv_shutdown_t shutdown_req;
@@ -62,7 +162,8 @@ struct conn {
 
 	struct pipe up;         /* request body toward the upstream */
 	struct pipe down;       /* response toward the client */
-	struct block *rd_block; /* block of the read being parsed */
+	struct block *rd_block; /* block of the read being parsed (NULL:
+	                         * the read landed in hread) */
 	struct {
 		struct block *b; /* pipelined bytes of the next request */
 		const char *p;
@@ -72,74 +173,33 @@ struct conn {
 	char peer[INET6_ADDRSTRLEN + 8];
 	char peer_ip[INET6_ADDRSTRLEN];
 
-	/* the current request */
-	char method[24];
-	char target[160];
-	int minor; /* client's HTTP/1.x minor version */
-	enum frame req_frame;
-	enum frame resp_frame;
-	int status;
-	int err_status; /* set by a parser callback that fails */
-	uint64_t t_start;
-	uint64_t body_out; /* response bytes written to the client */
+	struct download d; /* the current request */
 	int server;        /* balancer index, -1: none held */
-	uint64_t tried;    /* servers tried for this request */
-	int last_connect_err;
 	enum ustate ustate;
+	uint64_t spool_written; /* down.spool.written counted in stats */
+	unsigned spool_starts;  /* down.spool.starts counted in stats */
 
-	unsigned keepalive : 1; /* the client allows another request */
-	unsigned is_head : 1;
-	unsigned req_started : 1;
-	unsigned req_head_done : 1;
-	unsigned req_done : 1;
-	unsigned resp_head_sent : 1;
-	unsigned resp_done : 1;
-	unsigned resp_by_close : 1; /* body delimited by our close */
-	unsigned upstream_failed : 1;
+	/* independent conditions */
 	unsigned close_after : 1; /* no further request on this conn */
 	unsigned cw_busy : 1, uw_busy : 1;
 	unsigned creading : 1, ureading : 1;
 	unsigned retry_connect : 1, connect_pending : 1;
-	unsigned lingering : 1, shutting : 1;
-	unsigned closing : 1;
-	unsigned logged : 1;         /* the access line of this request */
-	unsigned resuming : 1;       /* the next response continues a body */
-	unsigned resume_wait : 1;    /* a resume is waiting for rtimer */
-	unsigned client_range : 1;   /* the client sent Range */
-	unsigned spill_fellback : 1; /* counted in stats.spill_fallbacks */
-	unsigned served : 1;         /* a request began on this connection */
+	unsigned served : 1;      /* a request began on this connection */
+	unsigned mem_waiting : 1; /* queued for memory (px->mem_waiters) */
+	unsigned mem_granted : 1; /* may read once past memory_limit */
 
-	/* the access log and /connections */
-	enum outcome outcome;
-	uint64_t resp_body_in;  /* response body bytes from upstreams */
-	uint64_t peak_mem;      /* most bytes `down` held in memory */
-	uint64_t paused_ms;     /* upstream reads stopped, this request */
-	uint64_t pause_start;   /* when they stopped (0: reading) */
-	uint64_t spilled0;      /* down.spool.written when it began */
-	uint64_t spool_written; /* down.spool.written counted in stats */
-	unsigned spool_starts;  /* down.spool.starts counted in stats */
-
-	/* zero-window watch toward the client */
-	uint64_t czw_since; /* when its window was first seen zero */
-
-	/* policy pace */
-	double pace_rate;      /* the client's drain rate, bytes/s */
-	double pace_tokens;    /* bytes the upstream may still be read */
-	uint64_t pace_drained; /* client bytes since the last tick */
-	uint64_t pace_last;    /* ms of the last tick */
-	uint64_t pace_acked;   /* the client's tcpi_bytes_acked then */
-
-	/* resume */
-	char *req_copy;       /* the request head as sent upstream */
-	int resume_tries;     /* resumes in a row that brought no byte */
-	uint64_t resume_from; /* resp_body_in at the last resume */
-	size_t req_copy_len;
-	char validator[128]; /* strong ETag or Last-Modified */
-	uint64_t resp_total; /* the response's Content-Length */
-	int resumes;
+	/* a head is read here, not into a pooled block: an idle or
+	 * half-open connection costs this, not a block */
+	char hread[HEAD_READ_SIZE];
 };
 
+#define LINGER_MS       2000 /* discard client input this long after FIN */
+#define CLIENT_CHECK_MS 1000 /* liveness check of a client we wait with */
+
 /* conn.c: a connection's life */
+extern const char *const state_names[DL_NSTATES];
+void set_state(struct conn *c, enum dl_state s);
+int client_has_head(const struct conn *c);
 void conn_close(struct conn *c, int reset, const char *reason, int err);
 void conn_on_handle_close(uv_handle_t *h);
 void finish_response(struct conn *c);
@@ -154,7 +214,9 @@ void upstream_done(struct conn *c);
 void feed_upstream(struct conn *c, const char *data, size_t n);
 
 /* conn_io.c: reads, writes, what holds a read, the timers */
+void arm_deadline(struct conn *c);
 void kick_client_timer(struct conn *c);
+void memory_unqueue(struct conn *c);
 void update_client_reading(struct conn *c);
 void update_upstream_reading(struct conn *c);
 void end_pause(struct conn *c);
@@ -172,5 +234,6 @@ void close_upstream(struct conn *c);
 void upstream_broken(struct conn *c, const char *why, int err, enum outcome oc);
 void connect_failed(struct conn *c, int err);
 void start_upstream(struct conn *c);
+void resume_now(struct conn *c);
 
 #endif

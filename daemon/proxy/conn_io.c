@@ -13,9 +13,11 @@
  * request bodies.  The read timer toward the upstream runs only while the
  * proxy reads it: a paused upstream is not "idle".
  */
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/list.h"
 #include "base/log.h"
@@ -29,42 +31,103 @@
 
 #define MAX_IOV 64 /* segments per uv_write */
 
-/* ---- timers --------------------------------------------------------- */
+/* ---- deadlines ------------------------------------------------------ */
 
 /* How often a stuck client write looks at TCP_INFO. */
 #define ZWP_CHECK_MS 250
 
+static void kick_upstream_timer(struct conn *c);
+
 /*
- * The client timer is a watchdog.  While a write to the client is pending
- * it looks every ZWP_CHECK_MS whether the client's window is zero
- * (zwp_timeout); otherwise it fires idle_timeout after the last progress,
- * and conn_on_ctimer decides whether the client was the one holding things
- * up.
+ * Arms the deadline of the state the download just entered (the table in
+ * conn_int.h): the client timer for the states that wait on the client,
+ * the upstream timer for those that wait on the upstream.  Called by
+ * set_state() only.
+ */
+void
+arm_deadline(struct conn *c)
+{
+	const struct config *cfg = c->cfg;
+
+	switch (c->state) {
+	case DL_IDLE:
+		uv_timer_stop(&c->utimer);
+		uv_timer_start(
+		    &c->ctimer, conn_on_ctimer, cfg->client.idle_timeout, 0);
+		break;
+	case DL_REQUEST_HEAD: /* the whole head, from its first byte */
+		uv_timer_start(
+		    &c->ctimer, conn_on_ctimer, cfg->client.header_timeout, 0);
+		break;
+	case DL_CONNECTING:
+		uv_timer_start(&c->utimer, conn_on_utimer,
+		    cfg->upstream.connect_timeout, 0);
+		kick_client_timer(c);
+		break;
+	case DL_WAITING:
+		uv_timer_start(
+		    &c->utimer, conn_on_utimer, cfg->upstream.read_timeout, 0);
+		kick_client_timer(c);
+		break;
+	case DL_RELAYING:
+		uv_timer_stop(&c->utimer);
+		kick_upstream_timer(c);
+		kick_client_timer(c);
+		break;
+	case DL_RESUME_WAIT:
+		uv_timer_start(
+		    &c->utimer, conn_on_utimer, cfg->buffer.resume_backoff, 0);
+		kick_client_timer(c);
+		break;
+	case DL_FLUSHING:
+		uv_timer_stop(&c->utimer);
+		kick_client_timer(c);
+		break;
+	case DL_LINGERING:
+		uv_timer_stop(&c->utimer);
+		uv_timer_start(&c->ctimer, conn_on_ctimer, LINGER_MS, 0);
+		break;
+	case DL_CLOSING:
+	case DL_NSTATES:
+		break;
+	}
+}
+
+/*
+ * The client timer while a request is under way (connecting to flushing):
+ * a write to the client in flight is watched every ZWP_CHECK_MS for a zero
+ * window (zwp_timeout) or, with that off, every idle_timeout for no
+ * acknowledged byte; a request body being read must see a byte every
+ * idle_timeout; with neither (the client waits on us: the upstream, or a
+ * read held by memory_limit), the client is checked to still be there
+ * every CLIENT_CHECK_MS.  The states before and after have fixed
+ * deadlines (arm_deadline) that client bytes do not restart.
  */
 void
 kick_client_timer(struct conn *c)
 {
-	uint64_t zwp = config_client_zwp_ms(c->cfg);
+	uint64_t zwp = config_client_zwp_ms(c->cfg), ms;
 
-	if (c->closing || c->lingering)
+	if (c->state < DL_CONNECTING || c->state > DL_FLUSHING)
 		return;
 	if (c->cw_busy) {
-		if (zwp != 0)
-			uv_timer_start(&c->ctimer, conn_on_ctimer,
-			    zwp < ZWP_CHECK_MS ? zwp : ZWP_CHECK_MS, 0);
-		else
-			uv_timer_stop(&c->ctimer);
-		return;
+		ms = zwp == 0            ? c->cfg->client.idle_timeout
+		    : zwp < ZWP_CHECK_MS ? zwp
+		                         : ZWP_CHECK_MS;
+	} else {
+		c->d.czw_since = 0;
+		ms = !c->d.req_done && c->creading ? c->cfg->client.idle_timeout
+		                                   : CLIENT_CHECK_MS;
 	}
-	c->czw_since = 0;
-	uv_timer_start(
-	    &c->ctimer, conn_on_ctimer, c->cfg->client.idle_timeout, 0);
+	uv_timer_start(&c->ctimer, conn_on_ctimer, ms, 0);
 }
 
+/* The upstream's read_timeout runs while it is read, from its last byte
+ * (or a write of the request that it took). */
 static void
 kick_upstream_timer(struct conn *c)
 {
-	if (!c->closing && c->ureading)
+	if ((c->state == DL_WAITING || c->state == DL_RELAYING) && c->ureading)
 		uv_timer_start(&c->utimer, conn_on_utimer,
 		    c->cfg->upstream.read_timeout, 0);
 }
@@ -83,12 +146,13 @@ update_client_reading(struct conn *c)
 {
 	int want;
 
-	if (c->closing)
+	if (c->state == DL_CLOSING)
 		return;
 	/* close_after does not stop a request in progress (a drain lets it
 	 * finish); the proxy's own error answer does. */
-	want = c->lingering ||
-	    (!c->req_done && !c->err_status && !c->up.wm.paused);
+	want = c->state == DL_LINGERING ||
+	    (c->state < DL_LINGERING && !c->d.req_done && !c->d.err_status &&
+	        !c->up.wm.paused);
 	if (want && !c->creading) {
 		if (uv_read_start((uv_stream_t *)&c->client,
 		        conn_on_client_alloc, conn_on_client_read) == 0)
@@ -97,16 +161,101 @@ update_client_reading(struct conn *c)
 		uv_read_stop((uv_stream_t *)&c->client);
 		c->creading = 0;
 	}
+	kick_client_timer(c);
 }
 
-/* memory_limit holds this download's reads (spill writes to disk
- * instead, while it can). */
+/* ---- memory_limit: first come, first served ---------------------------- */
+
+/*
+ * Once the blocks in use reach memory_limit, every download that wants to
+ * read its upstream joins px's queue of waiters (spill instead writes to
+ * disk while it can), and so does any download that wants to read while
+ * others wait, so no newcomer overtakes them.  Memory that comes back
+ * (conn_memory_wake: after a client write, and after any block returns to
+ * a pool, proxy.c) is handed to the waiters in the order they came, one
+ * block's read each; a download that still has room reads on, and joins
+ * the queue's end when the limit is reached again.  So under the limit
+ * every download advances in turn, and none waits on a flag that only a
+ * finished write would clear.
+ */
 static int
 memory_blocked(const struct conn *c)
 {
-	return c->px->mem_full &&
-	    !(c->cfg->buffer.policy == POLICY_SPILL &&
-	        pipe_can_spool(&c->down));
+	const struct proxy *px = c->px;
+	uint64_t limit = px->cfg->buffer.memory_limit;
+
+	if (limit == 0 || c->mem_granted ||
+	    (c->cfg->buffer.policy == POLICY_SPILL && pipe_can_spool(&c->down)))
+		return 0;
+	return c->mem_waiting || px->mem_head != NULL ||
+	    proxy_memory(px) >= limit;
+}
+
+static void
+memory_queue(struct conn *c)
+{
+	struct proxy *px = c->px;
+
+	if (c->mem_waiting)
+		return;
+	c->mem_waiting = 1;
+	c->mem_next = NULL;
+	c->mem_prev = px->mem_tail;
+	if (px->mem_tail != NULL)
+		px->mem_tail->mem_next = c;
+	else
+		px->mem_head = c;
+	px->mem_tail = c;
+}
+
+void
+memory_unqueue(struct conn *c)
+{
+	struct proxy *px = c->px;
+
+	if (c->mem_granted) {
+		c->mem_granted = 0;
+		px->mem_granted -= c->gen->pool.block_size;
+	}
+	if (!c->mem_waiting)
+		return;
+	c->mem_waiting = 0;
+	if (c->mem_prev != NULL)
+		c->mem_prev->mem_next = c->mem_next;
+	else
+		px->mem_head = c->mem_next;
+	if (c->mem_next != NULL)
+		c->mem_next->mem_prev = c->mem_prev;
+	else
+		px->mem_tail = c->mem_prev;
+	c->mem_next = c->mem_prev = NULL;
+}
+
+void
+conn_memory_wake(struct proxy *px)
+{
+	uint64_t limit = px->cfg->buffer.memory_limit, used;
+	struct conn *c;
+
+	while ((c = px->mem_head) != NULL) {
+		size_t bs = c->gen->pool.block_size;
+
+		used = proxy_memory(px) + px->mem_granted;
+		if (limit != 0 && used + bs > limit)
+			break;
+		memory_unqueue(c);
+		c->mem_granted = 1;
+		px->mem_granted += bs;
+		update_upstream_reading(c);
+		if (!c->ureading)
+			memory_unqueue(c); /* it does not read: no grant */
+	}
+	if (px->mem_full && px->mem_head == NULL &&
+	    (limit == 0 || proxy_memory(px) < limit)) {
+		px->mem_full = 0;
+		log_debug("memory_limit: %llu bytes buffered, reads go on",
+		    (unsigned long long)proxy_memory(px));
+	}
 }
 
 /*
@@ -122,7 +271,7 @@ pace_allows(const struct conn *c)
 
 	if (c->cfg->buffer.policy != POLICY_PACE)
 		return 1;
-	return (c->pace_tokens > 0 && mem < c->cfg->buffer.low_watermark) ||
+	return (c->d.pace_tokens > 0 && mem < c->cfg->buffer.low_watermark) ||
 	    mem < c->gen->pool.block_size;
 }
 
@@ -138,27 +287,34 @@ update_upstream_reading(struct conn *c)
 	uint64_t now;
 	int want;
 
-	if (c->closing || c->ustate != U_OPEN)
+	if (c->state == DL_CLOSING || c->ustate != U_OPEN)
 		return;
-	want = !c->resp_done && !c->upstream_failed && !c->down.wm.paused &&
-	    !memory_blocked(c) && pace_allows(c);
+	/* the response head is read whatever holds the body */
+	want = c->state == DL_WAITING ||
+	    (c->state == DL_RELAYING && !c->down.wm.paused && pace_allows(c));
+	if (want && c->state == DL_RELAYING && memory_blocked(c)) {
+		memory_queue(c);
+		want = 0;
+	} else if (!want) {
+		memory_unqueue(c);
+	}
 	now = uv_now(c->px->loop);
 	if (want && !c->ureading) {
 		if (uv_read_start((uv_stream_t *)&c->upstream,
 		        conn_on_upstream_alloc, conn_on_upstream_read) == 0)
 			c->ureading = 1;
 		kick_upstream_timer(c);
-		if (c->pause_start != 0) {
-			c->paused_ms += now - c->pause_start;
-			c->px->stats.paused_ms += now - c->pause_start;
-			c->pause_start = 0;
+		if (c->d.pause_start != 0) {
+			c->d.paused_ms += now - c->d.pause_start;
+			c->px->stats.paused_ms += now - c->d.pause_start;
+			c->d.pause_start = 0;
 		}
 	} else if (!want && c->ureading) {
 		uv_read_stop((uv_stream_t *)&c->upstream);
 		c->ureading = 0;
 		uv_timer_stop(&c->utimer);
-		if (!c->resp_done && !c->upstream_failed) {
-			c->pause_start = now;
+		if (c->state == DL_RELAYING) {
+			c->d.pause_start = now;
 			c->px->stats.upstream_pauses++;
 		}
 	}
@@ -170,10 +326,10 @@ end_pause(struct conn *c)
 {
 	uint64_t now = uv_now(c->px->loop);
 
-	if (c->pause_start != 0) {
-		c->paused_ms += now - c->pause_start;
-		c->px->stats.paused_ms += now - c->pause_start;
-		c->pause_start = 0;
+	if (c->d.pause_start != 0) {
+		c->d.paused_ms += now - c->d.pause_start;
+		c->px->stats.paused_ms += now - c->d.pause_start;
+		c->d.pause_start = 0;
 	}
 }
 
@@ -205,8 +361,8 @@ check_down(struct conn *c)
 		d->wm.low = cfg->buffer.low_watermark;
 	}
 	d->force_spill = c->px->mem_full;
-	if (pipe_memory(d) > c->peak_mem)
-		c->peak_mem = pipe_memory(d);
+	if (pipe_memory(d) > c->d.peak_mem)
+		c->d.peak_mem = pipe_memory(d);
 	if (d->spool.starts != c->spool_starts) {
 		log_debug("conn %llu: spill starts at %zu bytes in memory",
 		    (unsigned long long)c->id, pipe_memory(d));
@@ -224,9 +380,10 @@ check_down(struct conn *c)
 		          "(%llu spooled)",
 		    (unsigned long long)c->id, pipe_memory(d),
 		    (unsigned long long)pipe_spooled(d));
-		if (cfg->buffer.policy == POLICY_SPILL && !c->spill_fellback) {
+		if (cfg->buffer.policy == POLICY_SPILL &&
+		    !c->d.spill_fellback) {
 			/* spill_limit reached: pause's rules from here */
-			c->spill_fellback = 1;
+			c->d.spill_fellback = 1;
 			c->px->stats.spill_fallbacks++;
 		}
 	} else if (ev == WM_RESUME) {
@@ -234,8 +391,8 @@ check_down(struct conn *c)
 		    (unsigned long long)c->id, pipe_memory(d));
 	}
 	if (cfg->buffer.policy == POLICY_SPILL && d->spool.failed &&
-	    !c->spill_fellback) {
-		c->spill_fellback = 1;
+	    !c->d.spill_fellback) {
+		c->d.spill_fellback = 1;
 		c->px->stats.spill_fallbacks++;
 		log_info(
 		    "conn %llu %s: spool: %s; this download pauses instead",
@@ -243,13 +400,6 @@ check_down(struct conn *c)
 		    strerror(-d->spool.err));
 	}
 	update_upstream_reading(c);
-}
-
-void
-conn_wake(struct conn *c)
-{
-	if (!c->closing)
-		check_down(c);
 }
 
 /* Policy pace: every tick, the client's drain rate (smoothed over about a
@@ -261,32 +411,32 @@ conn_on_ptimer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 	uint64_t now = uv_now(c->px->loop);
-	double dt = (double)(now - c->pace_last) / 1000.0, inst, cap;
+	double dt = (double)(now - c->d.pace_last) / 1000.0, inst, cap;
 	struct tcpinfo ti;
 	uv_os_fd_t fd;
 
-	if (c->closing || dt <= 0)
+	if (dt <= 0)
 		return;
-	c->pace_drained = 0;
+	c->d.pace_drained = 0;
 	if (uv_fileno((uv_handle_t *)&c->client, &fd) == 0 &&
 	    tcpinfo_read(fd, &ti) == 0) {
-		if (c->pace_acked != 0 && ti.bytes_acked > c->pace_acked)
-			c->pace_drained = ti.bytes_acked - c->pace_acked;
-		c->pace_acked = ti.bytes_acked;
+		if (c->d.pace_acked != 0 && ti.bytes_acked > c->d.pace_acked)
+			c->d.pace_drained = ti.bytes_acked - c->d.pace_acked;
+		c->d.pace_acked = ti.bytes_acked;
 	}
-	inst = (double)c->pace_drained / dt;
-	if (c->pace_rate == 0)
-		c->pace_rate = inst;
+	inst = (double)c->d.pace_drained / dt;
+	if (c->d.pace_rate == 0)
+		c->d.pace_rate = inst;
 	else
-		c->pace_rate += (inst - c->pace_rate) * (dt < 1 ? dt : 1);
-	c->pace_drained = 0;
-	c->pace_last = now;
-	c->pace_tokens += c->pace_rate * dt;
-	cap = c->pace_rate * 0.1;
+		c->d.pace_rate += (inst - c->d.pace_rate) * (dt < 1 ? dt : 1);
+	c->d.pace_drained = 0;
+	c->d.pace_last = now;
+	c->d.pace_tokens += c->d.pace_rate * dt;
+	cap = c->d.pace_rate * 0.1;
 	if (cap < 16384)
 		cap = 16384;
-	if (c->pace_tokens > cap)
-		c->pace_tokens = cap;
+	if (c->d.pace_tokens > cap)
+		c->d.pace_tokens = cap;
 	update_upstream_reading(c);
 }
 
@@ -295,12 +445,12 @@ start_pace(struct conn *c)
 {
 	if (c->cfg->buffer.policy != POLICY_PACE)
 		return;
-	c->pace_rate = 0;
-	c->pace_drained = 0;
-	c->pace_acked = 0;
+	c->d.pace_rate = 0;
+	c->d.pace_drained = 0;
+	c->d.pace_acked = 0;
 	/* prime the pipe up to low_watermark, then follow the client */
-	c->pace_tokens = (double)c->cfg->buffer.low_watermark;
-	c->pace_last = uv_now(c->px->loop);
+	c->d.pace_tokens = (double)c->cfg->buffer.low_watermark;
+	c->d.pace_last = uv_now(c->px->loop);
 	uv_timer_start(&c->ptimer, conn_on_ptimer, 20, 20);
 }
 
@@ -320,25 +470,25 @@ conn_on_client_write(uv_write_t *req, int status)
 	size_t before = pipe_held(&c->down);
 
 	c->cw_busy = 0;
-	if (c->closing)
+	if (c->state == DL_CLOSING)
 		return;
 	if (status < 0) {
 		/* zwp_probes is also the client socket's TCP_USER_TIMEOUT: the
 		 * kernel may give up on the zero window before our check does
 		 */
 		if (status == UV_ETIMEDOUT && c->cfg->client.zwp_probes != 0) {
-			c->outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
+			c->d.outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
 			c->px->stats.client_zwp_timeouts++;
 		}
 		conn_close(c, 0, "client write", status);
 		return;
 	}
 	pipe_consume(&c->down, c->cw_nsegs);
-	c->body_out += before - pipe_held(&c->down);
+	c->d.body_out += before - pipe_held(&c->down);
 	c->px->stats.bytes_out += before - pipe_held(&c->down);
 	kick_client_timer(c);
-	if (c->px->mem_full)
-		proxy_memory_check(c->px);
+	if (c->px->mem_head != NULL)
+		conn_memory_wake(c->px);
 	check_down(c);
 	flush_client(c);
 }
@@ -360,6 +510,31 @@ write_batch(const struct conn *c)
 	return n < 1 ? 1 : n > MAX_IOV ? MAX_IOV : (size_t)n;
 }
 
+/*
+ * A spool read failed (down.error): the bytes behind the failure cannot be
+ * sent, and skipping them would hand the client a corrupt body.  What is
+ * in memory ahead of the spool goes out, then the response ends short, as
+ * its framing shows (finish_response).
+ */
+static void
+spool_failed(struct conn *c)
+{
+	log_warn("conn %llu %s: spool read: %s after %llu of %llu body bytes "
+	         "sent; ending the client's response short",
+	    (unsigned long long)c->id, c->peer, strerror(-c->down.error),
+	    (unsigned long long)c->d.body_out,
+	    (unsigned long long)c->d.resp_body_in);
+	pipe_drop_spooled(&c->down);
+	c->d.outcome = OUTCOME_SPOOL_ERROR;
+	c->d.short_end = 1;
+	c->close_after = 1;
+	uv_timer_stop(&c->ptimer);
+	close_upstream(c);
+	memory_unqueue(c);
+	if (c->state < DL_FLUSHING)
+		set_state(c, DL_FLUSHING);
+}
+
 void
 flush_client(struct conn *c)
 {
@@ -367,12 +542,15 @@ flush_client(struct conn *c)
 	size_t n;
 	int rc;
 
-	if (c->closing || c->cw_busy || c->shutting)
+	if (c->state >= DL_LINGERING || c->cw_busy)
 		return;
 	n = pipe_peek(&c->down, bufs, write_batch(c));
+	if (c->down.error != 0 && !c->d.short_end) {
+		spool_failed(c);
+		n = pipe_peek(&c->down, bufs, write_batch(c));
+	}
 	if (n == 0) {
-		if (pipe_empty(&c->down) &&
-		    (c->resp_done || c->upstream_failed))
+		if (pipe_empty(&c->down) && c->state == DL_FLUSHING)
 			finish_response(c);
 		return;
 	}
@@ -394,7 +572,7 @@ conn_on_upstream_write(uv_write_t *req, int status)
 	struct conn *c = container_of(req, struct conn, uwrite);
 
 	c->uw_busy = 0;
-	if (c->closing)
+	if (c->state == DL_CLOSING)
 		return;
 	if (status < 0) {
 		pipe_unpeek(&c->up);
@@ -422,7 +600,7 @@ flush_upstream(struct conn *c)
 	size_t n;
 	int rc;
 
-	if (c->closing || c->uw_busy || c->ustate != U_OPEN)
+	if (c->state == DL_CLOSING || c->uw_busy || c->ustate != U_OPEN)
 		return;
 	n = pipe_peek(&c->up, bufs, MAX_IOV);
 	if (n == 0)
@@ -441,9 +619,10 @@ flush_upstream(struct conn *c)
 /* ---- reading ---------------------------------------------------------- */
 
 /* Both alloc callbacks: the next read lands in the pipe it feeds; the
- * block is held in rd_block until the read callback is done with it. */
+ * block is held in rd_block until the read callback is done with it.  The
+ * buffer handed to libuv never reaches past the block (max caps it). */
 static void
-reserve_read(struct conn *c, struct pipe *p, uv_buf_t *buf)
+reserve_read(struct conn *c, struct pipe *p, uv_buf_t *buf, size_t max)
 {
 	size_t len;
 
@@ -452,7 +631,7 @@ reserve_read(struct conn *c, struct pipe *p, uv_buf_t *buf)
 		c->rd_block = NULL;
 		return;
 	}
-	buf->len = len;
+	buf->len = len < max ? len : max;
 }
 
 /* Both read callbacks end here: drops the read's block reference. */
@@ -465,28 +644,34 @@ release_read(struct conn *c, struct block *b)
 		c->rd_block = NULL;
 }
 
+/* A request head (and what lingering drops) is read into the conn's own
+ * small buffer, not a pooled block: a connection that sent part of a head,
+ * or nothing yet, holds no block and is not counted against memory_limit.
+ * Body bytes are read into `up`'s blocks. */
 static void
 conn_on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct conn *c = h->data;
 
 	(void)hint;
-	reserve_read(c, &c->up, buf);
+	if (c->state <= DL_REQUEST_HEAD || c->state == DL_LINGERING) {
+		c->rd_block = NULL;
+		*buf = uv_buf_init(c->hread, sizeof(c->hread));
+		return;
+	}
+	reserve_read(c, &c->up, buf, SIZE_MAX);
 }
 
 static void
 client_eof(struct conn *c, ssize_t err)
 {
-	if (c->lingering || (!c->req_started && !c->resp_head_sent)) {
-		conn_close(c, 0, NULL, 0); /* a quiet end between requests */
+	if (c->state <= DL_REQUEST_HEAD || c->state == DL_LINGERING) {
+		/* a quiet end between requests, or half a head then gone */
+		conn_close(c, 0, NULL, 0);
 		return;
 	}
-	if (!c->req_done && c->req_head_done) {
+	if (!c->d.req_done) {
 		conn_close(c, 0, "client gone during request body", (int)err);
-		return;
-	}
-	if (!c->req_done) {
-		conn_close(c, 0, NULL, 0); /* half a head, then gone */
 		return;
 	}
 	conn_close(c, 0, "client gone", (int)err);
@@ -498,8 +683,9 @@ conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	struct conn *c = s->data;
 	struct block *b = c->rd_block;
 
-	if (nread > 0 && !c->lingering) {
-		pipe_commit(&c->up, (size_t)nread);
+	if (nread > 0 && c->state != DL_LINGERING) {
+		if (b != NULL)
+			pipe_commit(&c->up, (size_t)nread);
 		kick_client_timer(c);
 		feed_client(c, buf->base, (size_t)nread);
 	} else if (nread == UV_ENOBUFS) {
@@ -514,15 +700,18 @@ static void
 conn_on_upstream_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct conn *c = container_of((uv_tcp_t *)h, struct conn, upstream);
+	size_t max = SIZE_MAX;
 
 	(void)hint;
-	reserve_read(c, &c->down, buf);
 	/* pace: read no more than the tokens allow (at least one MSS-ish
 	 * piece, so progress never stalls on rounding) */
-	if (c->cfg->buffer.policy == POLICY_PACE && buf->base != NULL &&
-	    c->pace_tokens < (double)buf->len)
-		buf->len =
-		    c->pace_tokens > 4096 ? (size_t)c->pace_tokens : 4096;
+	if (c->cfg->buffer.policy == POLICY_PACE)
+		max = c->d.pace_tokens > 4096 ? (size_t)c->d.pace_tokens : 4096;
+	reserve_read(c, &c->down, buf, max);
+	if (c->mem_granted) { /* the grant is this read */
+		c->mem_granted = 0;
+		c->px->mem_granted -= c->gen->pool.block_size;
+	}
 }
 
 static void
@@ -530,12 +719,12 @@ upstream_eof(struct conn *c, ssize_t err)
 {
 	if (err == UV_EOF) {
 		llhttp_finish(&c->resp); /* ends a close-delimited body */
-		if (c->resp_done) {
+		if (c->state == DL_FLUSHING) {
 			upstream_done(c);
 			return;
 		}
 	}
-	if (!c->resp_head_sent)
+	if (!client_has_head(c))
 		respond_error(c, 502,
 		    err == UV_EOF ? "upstream closed before the response head"
 		                  : "upstream reset before the response head");
@@ -562,57 +751,98 @@ conn_on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	release_read(c, b);
 }
 
-/* ---- timers ----------------------------------------------------------- */
+/* ---- the deadlines' callbacks ------------------------------------------ */
 
 void
 conn_on_utimer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 
-	if (c->ustate == U_CONNECTING) {
+	switch (c->state) {
+	case DL_CONNECTING:
 		connect_failed(c, UV_ETIMEDOUT);
-	} else if (c->ustate == U_OPEN) {
-		if (!c->resp_head_sent)
+		break;
+	case DL_WAITING:
+		if (!client_has_head(c)) {
 			respond_error(c, 504, "upstream read timed out");
-		else
-			upstream_broken(c, "read timed out", UV_ETIMEDOUT,
-			    OUTCOME_UPSTREAM_TIMEOUT);
+			break;
+		}
+		/* a resume's answer is late */
+		upstream_broken(c, "read timed out", UV_ETIMEDOUT,
+		    OUTCOME_UPSTREAM_TIMEOUT);
+		break;
+	case DL_RELAYING:
+		upstream_broken(c, "read timed out", UV_ETIMEDOUT,
+		    OUTCOME_UPSTREAM_TIMEOUT);
+		break;
+	case DL_RESUME_WAIT:
+		resume_now(c);
+		break;
+	default:
+		break;
 	}
 }
 
 /*
- * A write to the client has been pending for a while: is its receive
- * window zero (TCP_INFO)?  A window that stays zero for the zwp time is the
- * seed article's zero-window DoS or a reader that stopped for good: close
- * with RST, which frees the socket's memory at once (a plain close would
- * leave the kernel an orphan probing the same window).
+ * A write to the client has been pending for a while.  With zwp on: is
+ * its receive window zero (TCP_INFO)?  A window that stays zero for the
+ * zwp time is the article's zero-window DoS or a reader that stopped for
+ * good: close with RST, which frees the socket's memory at once (a plain
+ * close would leave the kernel an orphan probing the same window).  With
+ * zwp off: a client that acknowledged nothing in idle_timeout is gone.
  */
 static void
-client_zwp_check(struct conn *c)
+client_write_check(struct conn *c)
 {
 	uint64_t now = uv_now(c->px->loop), zwp = config_client_zwp_ms(c->cfg);
 	struct tcpinfo ti;
 	uv_os_fd_t fd;
+	int ok = uv_fileno((uv_handle_t *)&c->client, &fd) == 0 &&
+	    tcpinfo_read(fd, &ti) == 0;
 
-	if (zwp == 0)
+	if (zwp == 0) {
+		if (ok && ti.bytes_acked != c->d.cw_acked) {
+			c->d.cw_acked = ti.bytes_acked;
+			kick_client_timer(c);
+			return;
+		}
+		conn_close(
+		    c, 1, "client took nothing for idle_timeout", UV_ETIMEDOUT);
 		return;
-
-	if (uv_fileno((uv_handle_t *)&c->client, &fd) == 0 &&
-	    tcpinfo_read(fd, &ti) == 0 && ti.snd_wnd == 0) {
-		if (c->czw_since == 0)
-			c->czw_since = now;
-		if (now - c->czw_since >= zwp) {
-			c->outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
+	}
+	if (ok && ti.snd_wnd == 0) {
+		if (c->d.czw_since == 0)
+			c->d.czw_since = now;
+		if (now - c->d.czw_since >= zwp) {
+			c->d.outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
 			c->px->stats.client_zwp_timeouts++;
 			conn_close(
 			    c, 1, "client window zero for zwp_timeout", 0);
 			return;
 		}
 	} else {
-		c->czw_since = 0;
+		c->d.czw_since = 0;
 	}
 	uv_timer_start(&c->ctimer, conn_on_ctimer,
 	    zwp < ZWP_CHECK_MS ? zwp : ZWP_CHECK_MS, 0);
+}
+
+/* Has a client we are not reading closed or reset its connection?  (As
+ * nginx checks a client while it waits on the upstream: a FIN then counts
+ * as gone.)  Pipelined bytes waiting are not an end. */
+static int
+client_gone(const struct conn *c)
+{
+	uv_os_fd_t fd;
+	ssize_t n;
+	char b;
+
+	if (c->creading || uv_fileno((const uv_handle_t *)&c->client, &fd) != 0)
+		return 0;
+	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 ||
+	    (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	        errno != EINTR);
 }
 
 void
@@ -620,19 +850,29 @@ conn_on_ctimer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 
-	if (c->lingering) {
+	switch (c->state) {
+	case DL_IDLE: /* keep-alive, or a connection that never asked */
+	case DL_LINGERING:
 		conn_close(c, 0, NULL, 0);
-	} else if (c->cw_busy) {
-		client_zwp_check(c);
-	} else if (!c->req_done && !c->close_after) {
-		if (!c->req_started)
-			conn_close(c, 0, NULL, 0); /* idle keep-alive */
-		else if (!c->req_head_done)
-			respond_error(c, 408, "request head timed out");
-		else
-			conn_close(c, 0, "client stalled in request body",
-			    UV_ETIMEDOUT);
+		return;
+	case DL_REQUEST_HEAD:
+		respond_error(
+		    c, 408, "request head timed out (header_timeout)");
+		return;
+	case DL_CLOSING:
+	case DL_NSTATES:
+		return;
+	default:
+		break;
+	}
+	if (c->cw_busy) {
+		client_write_check(c);
+	} else if (!c->d.req_done && c->creading) {
+		conn_close(
+		    c, 0, "client stalled in request body", UV_ETIMEDOUT);
+	} else if (client_gone(c)) {
+		conn_close(c, 0, "client gone while its download waited", 0);
 	} else {
-		kick_client_timer(c); /* waiting on the upstream, not it */
+		kick_client_timer(c); /* it waits on us, not we on it */
 	}
 }

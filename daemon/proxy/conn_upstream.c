@@ -48,7 +48,7 @@ conn_on_upstream_close(uv_handle_t *h)
 {
 	struct conn *c = container_of((uv_tcp_t *)h, struct conn, upstream);
 
-	if (c->closing) {
+	if (c->state == DL_CLOSING) {
 		conn_on_handle_close(h); /* may free c: touch nothing after */
 		return;
 	}
@@ -75,18 +75,16 @@ close_upstream(struct conn *c)
 
 /* ---- an upstream that fails mid-body ---------------------------------- */
 
-static void conn_on_rtimer(uv_timer_t *t);
-
 /* Can the rest of this body be asked for with Range? (resume = on, a
  * bodiless GET whose head we kept, a 200 with Content-Length and a strong
  * validator, attempts left.) */
 static int
 resumable(const struct conn *c)
 {
-	return c->cfg->buffer.resume && c->req_copy != NULL &&
-	    c->status == 200 && c->resp_total != 0 && c->validator[0] != '\0' &&
-	    c->resp_body_in < c->resp_total &&
-	    (uint64_t)c->resume_tries < c->cfg->buffer.resume_attempts;
+	return c->cfg->buffer.resume && c->d.req_copy != NULL &&
+	    c->d.status == 200 && c->d.resp_total != 0 &&
+	    c->d.validator[0] != '\0' && c->d.resp_body_in < c->d.resp_total &&
+	    (uint64_t)c->d.resume_tries < c->cfg->buffer.resume_attempts;
 }
 
 /*
@@ -106,33 +104,34 @@ upstream_broken(struct conn *c, const char *why, int err, enum outcome oc)
 		         "body bytes; resuming in %llu ms",
 		    (unsigned long long)c->id, c->peer, up, why,
 		    err ? ": " : "", err ? uv_strerror(err) : "",
-		    (unsigned long long)c->resp_body_in,
-		    (unsigned long long)c->resp_total,
+		    (unsigned long long)c->d.resp_body_in,
+		    (unsigned long long)c->d.resp_total,
 		    (unsigned long long)c->cfg->buffer.resume_backoff);
 		close_upstream(c);
 		release_server(c);
-		c->resume_wait = 1;
+		memory_unqueue(c);
 		/* attempts count only resumes that brought nothing new: a body
 		 * that keeps coming is worth following to its end */
-		if (c->resumes > 0 && c->resp_body_in > c->resume_from)
-			c->resume_tries = 0;
-		c->resume_tries++;
-		c->resume_from = c->resp_body_in;
-		c->resumes++;
+		if (c->d.resumes > 0 && c->d.resp_body_in > c->d.resume_from)
+			c->d.resume_tries = 0;
+		c->d.resume_tries++;
+		c->d.resume_from = c->d.resp_body_in;
+		c->d.resumes++;
 		c->px->stats.resumes++;
-		uv_timer_start(&c->rtimer, conn_on_rtimer,
-		    c->cfg->buffer.resume_backoff, 0);
+		set_state(c, DL_RESUME_WAIT); /* its deadline: resume_backoff */
 		return;
 	}
 	log_warn("conn %llu %s: upstream %s: %s%s%s after %llu body bytes; "
 	         "ending the client's response short",
 	    (unsigned long long)c->id, c->peer, up, why, err ? ": " : "",
-	    err ? uv_strerror(err) : "", (unsigned long long)c->resp_body_in);
-	c->outcome = c->resumes > 0 ? OUTCOME_TRUNCATED : oc;
-	c->upstream_failed = 1;
+	    err ? uv_strerror(err) : "", (unsigned long long)c->d.resp_body_in);
+	c->d.outcome = c->d.resumes > 0 ? OUTCOME_TRUNCATED : oc;
+	c->d.short_end = 1;
 	c->close_after = 1;
 	uv_timer_stop(&c->ptimer);
 	close_upstream(c);
+	memory_unqueue(c);
+	set_state(c, DL_FLUSHING);
 	update_client_reading(c);
 	flush_client(c);
 }
@@ -146,7 +145,7 @@ connect_failed(struct conn *c, int err)
 
 	log_warn("conn %llu %s: connect to %s: %s", (unsigned long long)c->id,
 	    c->peer, a->text, uv_strerror(err));
-	c->last_connect_err = err;
+	c->d.last_connect_err = err;
 	release_server(c);
 	if (c->ustate == U_NONE) {
 		start_upstream(c);
@@ -164,14 +163,14 @@ conn_on_connect(uv_connect_t *req, int status)
 	struct conn *c = container_of(req, struct conn, connect_req);
 	char opts[160];
 
-	if (status == UV_ECANCELED || c->closing)
+	if (status == UV_ECANCELED || c->state == DL_CLOSING)
 		return;
 	if (status < 0) {
 		connect_failed(c, status);
 		return;
 	}
 	c->ustate = U_OPEN;
-	uv_timer_stop(&c->utimer);
+	set_state(c, DL_WAITING);
 	uv_tcp_nodelay(&c->upstream, 1);
 	if (log_enabled(LOG_LVL_DEBUG)) {
 		uv_os_fd_t fd;
@@ -218,32 +217,32 @@ connect_upstream(struct conn *c)
 		connect_failed(c, rc);
 		return;
 	}
-	uv_timer_start(
-	    &c->utimer, conn_on_utimer, cfg->upstream.connect_timeout, 0);
+	set_state(c, DL_CONNECTING); /* a fresh connect_timeout */
 }
 
 void
 start_upstream(struct conn *c)
 {
-	int idx = balancer_pick(&c->gen->bal, c->tried);
+	int idx = balancer_pick(&c->gen->bal, c->d.tried);
 
-	if (idx < 0 && c->resp_head_sent) {
+	if (idx < 0 && client_has_head(c)) {
 		/* a resume found no server: try again later, or end short */
 		upstream_broken(c, "resume: no server could be reached",
-		    c->last_connect_err, OUTCOME_TRUNCATED);
+		    c->d.last_connect_err, OUTCOME_TRUNCATED);
 		return;
 	}
 	if (idx < 0) {
 		respond_error(c,
-		    c->last_connect_err == UV_ETIMEDOUT ? 504 : 502,
-		    c->last_connect_err == UV_ETIMEDOUT
+		    c->d.last_connect_err == UV_ETIMEDOUT ? 504 : 502,
+		    c->d.last_connect_err == UV_ETIMEDOUT
 		        ? "upstream connect timed out"
 		        : "no upstream server could be reached");
 		return;
 	}
 	c->server = idx;
-	c->tried |= 1ULL << idx;
+	c->d.tried |= 1ULL << idx;
 	balancer_acquire(&c->gen->bal, idx);
+	set_state(c, DL_CONNECTING);
 	if (c->ustate == U_CLOSING) {
 		c->connect_pending = 1; /* the old handle must close first */
 		return;
@@ -253,35 +252,32 @@ start_upstream(struct conn *c)
 
 /* ---- resume ----------------------------------------------------------- */
 
-/* resume_backoff is over: ask a server (the balancer's next pick) for the
- * rest of the body: the original request with Range and If-Range. */
-static void
-conn_on_rtimer(uv_timer_t *t)
+/* resume_backoff is over (the deadline of resume_wait): ask a server
+ * (the balancer's next pick) for the rest of the body: the original
+ * request with Range and If-Range. */
+void
+resume_now(struct conn *c)
 {
-	struct conn *c = t->data;
 	char *buf = c->px->scratch;
-	size_t n = c->req_copy_len - 2; /* up to the head's final CRLF */
+	size_t n = c->d.req_copy_len - 2; /* up to the head's final CRLF */
 	int m;
 
-	if (c->closing || !c->resume_wait)
-		return;
-	c->resume_wait = 0;
-	if (n + 128 + sizeof(c->validator) > c->px->scratch_size)
+	if (n + 128 + sizeof(c->d.validator) > c->px->scratch_size)
 		goto fail;
-	memcpy(buf, c->req_copy, n);
+	memcpy(buf, c->d.req_copy, n);
 	m = snprintf(buf + n, c->px->scratch_size - n,
 	    "Range: bytes=%llu-\r\nIf-Range: %s\r\n\r\n",
-	    (unsigned long long)c->resp_body_in, c->validator);
+	    (unsigned long long)c->d.resp_body_in, c->d.validator);
 	pipe_destroy(&c->up);
 	pipe_init(&c->up, &c->gen->pool, c->cfg->buffer.high_watermark,
 	    c->cfg->buffer.low_watermark);
 	if (pipe_push_copy(&c->up, buf, n + (size_t)m) < 0)
 		goto fail;
-	c->resuming = 1;
-	c->tried = 0;
+	c->d.resuming = 1;
+	c->d.tried = 0;
 	start_upstream(c);
 	return;
 fail:
-	c->resume_tries = (int)c->cfg->buffer.resume_attempts;
+	c->d.resume_tries = (int)c->cfg->buffer.resume_attempts;
 	upstream_broken(c, "resume", UV_ENOMEM, OUTCOME_TRUNCATED);
 }

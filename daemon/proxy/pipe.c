@@ -395,6 +395,16 @@ refill(struct pipe *p)
 }
 
 void
+pipe_drop_spooled(struct pipe *p)
+{
+	ring_release(p->tail.segs, p->tail.cap, &p->tail.first, &p->tail.count);
+	free(p->tail.segs);
+	memset(&p->tail, 0, sizeof(p->tail));
+	spool_close(p);
+	p->spool.failed = 1;
+}
+
+void
 pipe_trim(struct pipe *p)
 {
 	if (p->count == 0 && p->cur != NULL) {

@@ -125,6 +125,9 @@ void pipe_trim(struct pipe *p);
  * (policy spill: high_watermark). */
 void pipe_spill_setup(struct pipe *p, const struct spill_cfg *sc, size_t at);
 
+/* After a spool read failed (p->error): drops the spool and the tail,
+ * keeping the memory queue ahead of them, the bytes still in order. */
+void pipe_drop_spooled(struct pipe *p);
 /* Fills up to max buffers from the front segments not yet in flight and
  * marks them in flight.  Returns how many.  First moves spooled bytes
  * (then the tail) into memory when memory runs low; a spool read error

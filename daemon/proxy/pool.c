@@ -13,6 +13,8 @@ pool_init(struct pool *pool, size_t block_size, size_t keep)
 	pool->free = NULL;
 	pool->nfree = 0;
 	pool->nused = 0;
+	pool->on_release = NULL;
+	pool->owner = NULL;
 }
 
 void
@@ -63,4 +65,6 @@ block_unref(struct block *b)
 	} else {
 		free(b);
 	}
+	if (pool->on_release != NULL)
+		pool->on_release(pool);
 }

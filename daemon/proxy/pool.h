@@ -30,6 +30,10 @@ struct pool {
 	struct block *free; /* singly linked free list */
 	size_t nfree;
 	size_t nused; /* blocks handed out and not yet returned */
+	/* called after a block came back (may be NULL); owner is the
+	 * caller's, for it */
+	void (*on_release)(struct pool *pool);
+	void *owner;
 };
 
 void pool_init(struct pool *pool, size_t block_size, size_t keep);

@@ -80,6 +80,7 @@ notified(const char *what, int rc)
 /* ---- listeners -------------------------------------------------------- */
 
 static void proxy_on_connection(uv_stream_t *server, int status);
+static void proxy_on_block_release(struct pool *pool);
 
 static void
 free_on_close(uv_handle_t *h)
@@ -201,6 +202,8 @@ gen_new(struct proxy *px, struct config *cfg)
 	g->n = px->gen != NULL ? px->gen->n + 1 : 1;
 	pool_init(&g->pool, (size_t)cfg->buffer.block_size,
 	    (size_t)(8ULL * 1024 * 1024 / cfg->buffer.block_size));
+	g->pool.on_release = proxy_on_block_release;
+	g->pool.owner = px;
 	balancer_init(&g->bal, cfg);
 	if (balancer_share(&g->bal, &px->loads) < 0) {
 		free(g);
@@ -282,19 +285,26 @@ proxy_memory(const struct proxy *px)
 void
 proxy_memory_check(struct proxy *px)
 {
-	uint64_t limit = px->cfg->buffer.memory_limit;
+	conn_memory_wake(px);
+}
 
-	/* Hysteresis: wake the waiting reads once an eighth is free again,
-	 * not at every block that comes back.  No limit (a reload may have
-	 * lifted it): wake them now. */
-	if (!px->mem_full ||
-	    (limit != 0 && proxy_memory(px) > limit - limit / 8))
-		return;
-	px->mem_full = 0;
-	log_debug("memory_limit: %llu bytes buffered, reads go on",
-	    (unsigned long long)proxy_memory(px));
-	for (struct conn *c = conn_first(px); c != NULL; c = conn_next(c))
-		conn_wake(c);
+static void
+proxy_on_mem_timer(uv_timer_t *t)
+{
+	proxy_memory_check(t->data);
+}
+
+/* A block went back to a pool (a connection closed, a pipe drained or
+ * was trimmed): when downloads wait for memory, they are served on the
+ * next turn of the loop, not from inside whatever freed the block. */
+static void
+proxy_on_block_release(struct pool *pool)
+{
+	struct proxy *px = pool->owner;
+
+	if (px->mem_head != NULL &&
+	    !uv_is_active((uv_handle_t *)&px->mem_timer))
+		uv_timer_start(&px->mem_timer, proxy_on_mem_timer, 0, 0);
 }
 
 /* ---- accepting -------------------------------------------------------- */
@@ -328,6 +338,7 @@ proxy_finish(struct proxy *px)
 	admin_stop(px->admin);
 	px->admin = NULL;
 	uv_close((uv_handle_t *)&px->drain_timer, NULL);
+	uv_close((uv_handle_t *)&px->mem_timer, NULL);
 	uv_close((uv_handle_t *)&px->sigint, NULL);
 	uv_close((uv_handle_t *)&px->sigterm, NULL);
 	uv_close((uv_handle_t *)&px->sighup, NULL);
@@ -530,6 +541,8 @@ static void
 start_signals(struct proxy *px)
 {
 	uv_timer_init(px->loop, &px->drain_timer);
+	uv_timer_init(px->loop, &px->mem_timer);
+	px->mem_timer.data = px;
 	uv_signal_init(px->loop, &px->sigint);
 	uv_signal_init(px->loop, &px->sigterm);
 	uv_signal_init(px->loop, &px->sighup);

@@ -52,17 +52,21 @@ struct proxy {
 	uv_tcp_t *listener;          /* clients; NULL once draining */
 	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t drain_timer;
-	struct list conns; /* every live connection (struct conn) */
+	uv_timer_t mem_timer; /* serves memory waiters after a release */
+	struct list conns;    /* every live connection (struct conn) */
 	size_t nconns;
 	uint64_t next_id;
 	int draining;
 	struct stats stats;
-	FILE *access;         /* [log] access, or NULL for stderr */
-	uint64_t spool_bytes; /* bytes in all spool files now */
-	int mem_full;         /* memory_limit reached: reads wait */
-	struct admin *admin;  /* [admin] listener, or NULL */
-	char *scratch;        /* one head rewritten at a time */
-	size_t scratch_size;  /* enough for every live generation */
+	FILE *access;                     /* [log] access, or NULL for stderr */
+	uint64_t spool_bytes;             /* bytes in all spool files now */
+	int mem_full;                     /* memory_limit reached: reads wait */
+	struct conn *mem_head, *mem_tail; /* downloads waiting for memory,
+	                                   * first come first */
+	uint64_t mem_granted;             /* bytes promised to woken waiters */
+	struct admin *admin;              /* [admin] listener, or NULL */
+	char *scratch;                    /* one head rewritten at a time */
+	size_t scratch_size;              /* enough for every live generation */
 	int reload_ok;        /* the last SIGHUP's result (1 before any) */
 	uint64_t reload_time; /* its time (Unix seconds), 0: none yet */
 };
@@ -82,7 +86,8 @@ int proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
 int proxy_check_address(const struct config *cfg, char *err, size_t errlen);
 /* Bytes buffered in memory by all downloads: the pools' blocks in use. */
 uint64_t proxy_memory(const struct proxy *px);
-/* Re-evaluates memory_limit after memory was freed; wakes paused reads. */
+/* Re-evaluates memory_limit after memory was freed (or the limit
+ * changed): serves the downloads waiting for memory, in order. */
 void proxy_memory_check(struct proxy *px);
 /* Takes a reference on a generation (a connection starting on it). */
 void proxy_gen_hold(struct proxy_gen *gen);

@@ -14,4 +14,5 @@ const char *const outcome_names[OUTCOME_N] = {
     [OUTCOME_UPSTREAM_RESET] = "upstream_reset",
     [OUTCOME_UPSTREAM_TIMEOUT] = "upstream_timeout",
     [OUTCOME_TRUNCATED] = "truncated",
+    [OUTCOME_SPOOL_ERROR] = "spool_error",
 };

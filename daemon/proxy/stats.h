@@ -18,6 +18,7 @@ enum outcome {
 	OUTCOME_UPSTREAM_TIMEOUT,   /* connect or read timeout */
 	OUTCOME_TRUNCATED,          /* ended short otherwise (resume failed,
 	                             * a bad body) */
+	OUTCOME_SPOOL_ERROR,        /* the spool could not be read back */
 	OUTCOME_N,
 };
 
