@@ -250,8 +250,10 @@ conn_memory_wake(struct proxy *px)
 		if (!c->ureading)
 			memory_unqueue(c); /* it does not read: no grant */
 	}
+	/* mem_full (spill spools everything while it is set) clears an
+	 * eighth below the limit, not at every block */
 	if (px->mem_full && px->mem_head == NULL &&
-	    (limit == 0 || proxy_memory(px) < limit)) {
+	    (limit == 0 || proxy_memory(px) <= limit - limit / 8)) {
 		px->mem_full = 0;
 		log_debug("memory_limit: %llu bytes buffered, reads go on",
 		    (unsigned long long)proxy_memory(px));
@@ -487,7 +489,7 @@ conn_on_client_write(uv_write_t *req, int status)
 	c->d.body_out += before - pipe_held(&c->down);
 	c->px->stats.bytes_out += before - pipe_held(&c->down);
 	kick_client_timer(c);
-	if (c->px->mem_head != NULL)
+	if (c->px->mem_head != NULL || c->px->mem_full)
 		conn_memory_wake(c->px);
 	check_down(c);
 	flush_client(c);
@@ -588,6 +590,8 @@ conn_on_upstream_write(uv_write_t *req, int status)
 		return;
 	}
 	pipe_consume(&c->up, c->uw_nsegs);
+	if (c->d.req_done && pipe_empty(&c->up))
+		pipe_trim(&c->up); /* the request is out: hold no block */
 	kick_upstream_timer(c);
 	check_up(c);
 	flush_upstream(c);

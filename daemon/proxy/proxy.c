@@ -302,7 +302,7 @@ proxy_on_block_release(struct pool *pool)
 {
 	struct proxy *px = pool->owner;
 
-	if (px->mem_head != NULL &&
+	if ((px->mem_head != NULL || px->mem_full) &&
 	    !uv_is_active((uv_handle_t *)&px->mem_timer))
 		uv_timer_start(&px->mem_timer, proxy_on_mem_timer, 0, 0);
 }
