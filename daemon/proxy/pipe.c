@@ -370,8 +370,13 @@ refill(struct pipe *p)
 			block_unref(b);
 			return;
 		}
-		if (push_mem(p, b, b->data, (size_t)r) < 0)
+		if (push_mem(p, b, b->data, (size_t)r) < 0) {
+			/* The bytes stay in the spool, unread: an error
+			 * ends the response short, never with a gap. */
 			p->error = -ENOMEM;
+			block_unref(b);
+			return;
+		}
 		block_unref(b); /* the segment holds it now */
 		sp->rd += (uint64_t)r;
 		*p->spill->total -= (uint64_t)r;
