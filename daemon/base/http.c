@@ -14,6 +14,7 @@ http_head_init(struct http_head *h, char *buf, size_t cap)
 	h->buf = buf;
 	h->cap = cap;
 	http_head_reset(h);
+	http_scan_init(&h->scan, cap, 0);
 }
 
 void
@@ -24,6 +25,145 @@ http_head_reset(struct http_head *h)
 	h->text_off = h->text_len = 0;
 	h->last = 0;
 	h->overflow = 0;
+	h->error = NULL;
+}
+
+/* ---- the raw head ------------------------------------------------------ */
+
+enum {
+	SC_START = 0, /* before the start line: blank lines are skipped */
+	SC_START_CR,  /* a CR there */
+	SC_FIRST,     /* in the start line */
+	SC_CR,        /* a CR ending the start line or a field line */
+	SC_EOL,       /* at the start of a field line, or the empty line */
+	SC_NAME,      /* in a field name */
+	SC_VALUE,     /* after its colon */
+	SC_END_CR,    /* the empty line's CR */
+	SC_DONE,
+	SC_REFUSED,
+};
+
+void
+http_scan_init(struct http_scan *s, size_t max, int response)
+{
+	s->bytes = 0;
+	s->max = max;
+	s->state = SC_START;
+	s->response = response;
+}
+
+int
+http_scan_done(const struct http_scan *s)
+{
+	return s->state == SC_DONE;
+}
+
+/* RFC 9110 §5.6.2's tchar. */
+static int
+is_tchar(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	    (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static int
+is_ctl(unsigned char ch)
+{
+	return ch < 0x20 || ch == 0x7f;
+}
+
+/* The state after byte ch in state st, or an enum http_scan_err. */
+static int
+scan_byte(const struct http_scan *s, int st, unsigned char ch)
+{
+	switch (st) {
+	case SC_START:
+		if (ch == '\r')
+			return SC_START_CR;
+		if (ch == '\n')
+			return SC_START;
+		__attribute__((fallthrough)); /* the start line's first byte */
+	case SC_FIRST:
+		if (ch == '\r')
+			return SC_CR;
+		if (ch == '\n')
+			return SC_EOL;
+		if (is_ctl(ch) && !(s->response && ch == '\t'))
+			return HTTP_SCAN_CTL;
+		return SC_FIRST;
+	case SC_START_CR:
+		return ch == '\n' ? SC_START : HTTP_SCAN_BARE_CR;
+	case SC_CR:
+		return ch == '\n' ? SC_EOL : HTTP_SCAN_BARE_CR;
+	case SC_END_CR:
+		return ch == '\n' ? SC_DONE : HTTP_SCAN_BARE_CR;
+	case SC_EOL:
+		if (ch == '\r')
+			return SC_END_CR;
+		if (ch == '\n')
+			return SC_DONE;
+		if (ch == ' ' || ch == '\t')
+			return HTTP_SCAN_FOLD;
+		return is_tchar(ch) ? SC_NAME : HTTP_SCAN_NAME;
+	case SC_NAME:
+		if (ch == ':')
+			return SC_VALUE;
+		return is_tchar(ch) ? SC_NAME : HTTP_SCAN_NAME;
+	default: /* SC_VALUE: field-vchar, SP, HTAB, obs-text */
+		if (ch == '\r')
+			return SC_CR;
+		if (ch == '\n')
+			return SC_EOL;
+		if (is_ctl(ch) && ch != '\t')
+			return HTTP_SCAN_CTL;
+		return SC_VALUE;
+	}
+}
+
+int
+http_scan(struct http_scan *s, const char *p, size_t n, size_t *used)
+{
+	size_t i;
+	int st = s->state;
+
+	*used = 0;
+	if (st == SC_REFUSED)
+		return HTTP_SCAN_CTL;
+	if (st == SC_DONE)
+		return 1;
+	for (i = 0; i < n && st != SC_DONE; i++) {
+		if (s->bytes++ == s->max) {
+			st = HTTP_SCAN_TOO_LARGE;
+			break;
+		}
+		if ((st = scan_byte(s, st, (unsigned char)p[i])) < 0)
+			break;
+	}
+	if (st < 0) {
+		s->state = SC_REFUSED;
+		return st;
+	}
+	s->state = st;
+	*used = i;
+	return st == SC_DONE;
+}
+
+const char *
+http_scan_strerror(int err)
+{
+	switch (err) {
+	case HTTP_SCAN_TOO_LARGE:
+		return "head too large";
+	case HTTP_SCAN_BARE_CR:
+		return "bare CR in the head";
+	case HTTP_SCAN_FOLD:
+		return "folded header line (obs-fold)";
+	case HTTP_SCAN_NAME:
+		return "invalid header name";
+	case HTTP_SCAN_CTL:
+		return "control character in the head";
+	}
+	return "invalid head";
 }
 
 static int
@@ -150,13 +290,34 @@ list_has(const char *v, size_t vlen, const char *tok, size_t tlen)
 	return 0;
 }
 
+/* What Connection may not nominate: the framing and the authority.
+ * "Connection: Content-Length" on a POST once made the proxy drop the
+ * length and relay the body unframed, a request smuggled inside it
+ * (issue 13); nginx keeps these fields whatever Connection says. */
+static const char *const never_nominated[] = {
+    "content-length",
+    "transfer-encoding",
+    "host",
+    NULL,
+};
+
+static int
+in_list(const char *const *list, const char *name, size_t len)
+{
+	for (int i = 0; list[i] != NULL; i++)
+		if (strlen(list[i]) == len &&
+		    strncasecmp(list[i], name, len) == 0)
+			return 1;
+	return 0;
+}
+
 int
 http_is_hop_by_hop(const struct http_head *h, const char *name, size_t len)
 {
-	for (int i = 0; hop_by_hop[i] != NULL; i++)
-		if (strlen(hop_by_hop[i]) == len &&
-		    strncasecmp(hop_by_hop[i], name, len) == 0)
-			return 1;
+	if (in_list(hop_by_hop, name, len))
+		return 1;
+	if (in_list(never_nominated, name, len))
+		return 0;
 	for (size_t i = 0; i < h->nf; i++) {
 		const struct http_field *f = &h->f[i];
 
@@ -165,6 +326,31 @@ http_is_hop_by_hop(const struct http_head *h, const char *name, size_t len)
 			return 1;
 	}
 	return 0;
+}
+
+int
+http_te_chunked(const struct http_head *h)
+{
+	const struct http_field *te = NULL;
+	const char *v;
+	size_t s = 0, e;
+
+	for (size_t i = 0; i < h->nf; i++) {
+		if (!name_is(h, &h->f[i], "transfer-encoding", 17))
+			continue;
+		if (te != NULL)
+			return -1;
+		te = &h->f[i];
+	}
+	if (te == NULL)
+		return 0;
+	v = h->buf + te->value_off;
+	e = te->value_len;
+	while (s < e && (v[s] == ' ' || v[s] == '\t'))
+		s++;
+	while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+		e--;
+	return e - s == 7 && strncasecmp(v + s, "chunked", 7) == 0 ? 1 : -1;
 }
 
 struct out {
@@ -250,6 +436,8 @@ http_rewrite(const struct http_head *h, const struct http_rewrite *rw,
 		put(&o, h->buf + f->value_off, f->value_len);
 		put(&o, "\r\n", 2);
 	}
+	if (rw->host != NULL && http_head_get(h, "host", &(size_t){0}) == NULL)
+		put_field(&o, "Host", rw->host, strlen(rw->host));
 	if (rw->xff != NULL && !xff_done)
 		put_field(&o, "X-Forwarded-For", rw->xff, strlen(rw->xff));
 	if (rw->via != NULL)

@@ -4,10 +4,18 @@
  *
  * Rewriting (RFC 9110 §7.6.1): the hop-by-hop fields Connection,
  * Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade and Trailer,
- * and every field the Connection header names, are removed; the proxy adds
- * its own framing (Transfer-Encoding: chunked when it chunks) and
- * Connection, a Via entry (§7.6.3), and for requests appends the client's
- * address to X-Forwarded-For (one merged field).
+ * and every field the Connection header names, are removed, except that
+ * Connection never removes Content-Length, Transfer-Encoding or Host (the
+ * message's framing and authority: issue 13, as nginx); the proxy adds its
+ * own framing (Transfer-Encoding: chunked when it chunks) and Connection,
+ * a Via entry (§7.6.3), Host when an HTTP/1.0 request had none, and for
+ * requests appends the client's address to X-Forwarded-For (one merged
+ * field).
+ *
+ * Before llhttp sees a head's bytes, http_scan checks them raw: llhttp's
+ * callbacks leave out whitespace, CRLFs and the start line's separators
+ * (so the size limit counts here), and llhttp as Debian builds it (without
+ * LLHTTP_STRICT_MODE) lets through what RFC 9112 says to reject.
  *
  * Pure code: no sockets, no loop; tested in tests/unit/test_http.c.
  */
@@ -18,6 +26,26 @@
 #include <stdint.h>
 
 #define HTTP_MAX_HEADERS 128
+
+/* What http_scan refuses (negative, as its errors). */
+enum http_scan_err {
+	HTTP_SCAN_TOO_LARGE = -1, /* more than max bytes */
+	HTTP_SCAN_BARE_CR = -2,   /* CR not followed by LF (RFC 9112 §2.2) */
+	HTTP_SCAN_FOLD = -3,      /* obs-fold, or whitespace before the
+	                           * first field (§5.2, §2.2) */
+	HTTP_SCAN_NAME = -4,      /* a field name empty, not a token, or
+	                           * followed by whitespace (§5.1) */
+	HTTP_SCAN_CTL = -5,       /* a control byte in the start line (a tab
+	                           * in the request target) or a value */
+};
+
+/* The raw bytes of one head as they come, over any number of reads. */
+struct http_scan {
+	size_t bytes; /* of the head so far, blank lines before it included */
+	size_t max;
+	int state;
+	int response; /* a status line may hold a tab (its reason phrase) */
+};
 
 struct http_field {
 	uint32_t name_off, name_len;
@@ -30,13 +58,41 @@ struct http_head {
 	struct http_field f[HTTP_MAX_HEADERS];
 	size_t nf;
 	uint32_t text_off, text_len; /* request target, or reason phrase */
-	int last;     /* 0 none, 1 text, 2 name, 3 value: for appends */
-	int overflow; /* cap or HTTP_MAX_HEADERS exceeded */
+	int last;          /* 0 none, 1 text, 2 name, 3 value: for appends */
+	int overflow;      /* cap or HTTP_MAX_HEADERS exceeded */
+	const char *error; /* why the head was refused, or NULL */
+	struct http_scan scan; /* its raw bytes: the feeder's, see below */
 };
 
-/* Uses buf (cap bytes, owned by the caller) for storage. */
+/* Uses buf (cap bytes, owned by the caller) for storage; h->scan starts
+ * with cap as its limit.  http_head_reset (at llhttp's message begin)
+ * clears the fields, not h->scan. */
 void http_head_init(struct http_head *h, char *buf, size_t cap);
 void http_head_reset(struct http_head *h);
+
+/* Starts s over for a new head of at most max bytes, everything counted:
+ * blank lines before the start line, the start line, whitespace and line
+ * ends.  response: a status line is expected, not a request line. */
+void http_scan_init(struct http_scan *s, size_t max, int response);
+
+/*
+ * Checks the next n bytes of a head.  Returns 1 when the head ends in
+ * them (*used: its bytes among them, the empty line's LF included), 0
+ * when it does not (*used = n), or an enum http_scan_err, after which s
+ * stays refused.  http_scan_done tells whether s saw its head's end.
+ */
+int http_scan(struct http_scan *s, const char *p, size_t n, size_t *used);
+int http_scan_done(const struct http_scan *s);
+/* A short text for an enum http_scan_err, for the proxy's answer. */
+const char *http_scan_strerror(int err);
+
+/*
+ * The Transfer-Encoding of h: 0 when it has none, 1 when it is exactly
+ * "chunked" (one field, one coding), -1 for anything else ("gzip",
+ * "gzip, chunked", two fields): the proxy neither decodes nor forwards
+ * other codings (RFC 9112 §6.1; nginx answers 501 to such a request).
+ */
+int http_te_chunked(const struct http_head *h);
 
 /* llhttp's data callbacks, which may split one token over several calls.
  * Each returns 0, or -1 once the head no longer fits (h->overflow set). */
@@ -54,6 +110,7 @@ struct http_rewrite {
 	const char *connection; /* value of the Connection field, or NULL */
 	const char *via;        /* e.g. "1.1 sluice" */
 	const char *xff;        /* client address to append, or NULL */
+	const char *host;       /* Host to add when h has none, or NULL */
 	int chunked;            /* add Transfer-Encoding: chunked */
 	int drop_length;        /* drop Content-Length */
 };

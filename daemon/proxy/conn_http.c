@@ -148,19 +148,33 @@ count_fields(const struct http_head *h, const char *name)
 	return n;
 }
 
-/* Checks what llhttp leaves to us; returns an HTTP status or 0. */
+/* Checks what llhttp leaves to us; returns an HTTP status or 0, with
+ * c->reqh.error saying why. */
 static int
 validate_request(struct conn *c, llhttp_t *p)
 {
-	int hosts = count_fields(&c->reqh, "host");
+	struct http_head *h = &c->reqh;
+	int hosts = count_fields(h, "host");
 
-	if (llhttp_get_http_major(p) != 1)
+	if (llhttp_get_http_major(p) != 1) {
+		h->error = "HTTP version not supported";
 		return 505;
-	if (llhttp_get_method(p) == HTTP_CONNECT)
+	}
+	if (llhttp_get_method(p) == HTTP_CONNECT) {
+		h->error = "method not supported";
 		return 501;
+	}
 	/* RFC 9112 §3.2: a 1.1 request without Host, or with several. */
-	if (hosts > 1 || (hosts == 0 && llhttp_get_http_minor(p) >= 1))
+	if (hosts > 1 || (hosts == 0 && llhttp_get_http_minor(p) >= 1)) {
+		h->error = "missing or repeated Host";
 		return 400;
+	}
+	/* RFC 9112 §6.1: only chunked is ours to decode; nginx answers 501
+	 * to any other coding (issue 13). */
+	if (http_te_chunked(h) < 0) {
+		h->error = "Transfer-Encoding other than chunked";
+		return 501;
+	}
 	return 0;
 }
 
@@ -214,6 +228,10 @@ req_on_headers_complete(llhttp_t *p)
 	rw.connection = "close";
 	rw.via = via;
 	rw.xff = c->peer_ip;
+	/* An HTTP/1.0 request may come without Host; the upstream gets one
+	 * (RFC 9112 §3.2): the upstream's name, as nginx's $proxy_host,
+	 * which here is the first server's address. */
+	rw.host = c->cfg->upstream.servers[0].text;
 	rw.chunked = c->d.req_frame == FRAME_CHUNKED;
 	rw.drop_length = rw.chunked;
 	n = http_rewrite(h, &rw, c->px->scratch, c->px->scratch_size);
@@ -273,12 +291,8 @@ request_failed(struct conn *c, llhttp_errno_t err)
 		why = llhttp_errno_name(err);
 	if (st == 431)
 		why = "request head too large";
-	else if (st == 501)
-		why = "method not supported";
-	else if (st == 505)
-		why = "HTTP version not supported";
-	else if (st == 400 && c->d.err_status == 400)
-		why = "missing or repeated Host";
+	else if (c->reqh.error != NULL)
+		why = c->reqh.error;
 	respond_error(c, st, why);
 }
 
@@ -305,6 +319,50 @@ keep_left(struct conn *c, const char *p, size_t n)
 	return 0;
 }
 
+/* Is the head of the parser's current message still coming? */
+static int
+in_head(const struct conn *c, int response)
+{
+	return response ? c->state < DL_RELAYING : c->state <= DL_REQUEST_HEAD;
+}
+
+/*
+ * Runs parser p over n bytes; those of a head go through h->scan first,
+ * which counts every byte of it against the head buffer's size (llhttp's
+ * spans leave out whitespace and line ends: a 5 MB head of them once
+ * passed a 32k max_header_size) and refuses what llhttp lets through
+ * (issue 13).  A head is fed to llhttp up to its end only, so that the
+ * bytes after it are never counted or scanned as head.  A refusal stops
+ * p for good, with h->error set and HPE_USER returned.
+ */
+static llhttp_errno_t
+execute(struct conn *c, llhttp_t *p, struct http_head *h, int response,
+    const char *data, size_t n)
+{
+	llhttp_errno_t err;
+	size_t used;
+	int rc;
+
+	/* a paused parser answers at once: scan nothing twice */
+	while (n > 0 && in_head(c, response) && llhttp_get_errno(p) == HPE_OK) {
+		if (http_scan_done(&h->scan) || h->scan.bytes == 0)
+			http_scan_init(&h->scan, h->cap, response);
+		if ((rc = http_scan(&h->scan, data, n, &used)) < 0) {
+			h->error = http_scan_strerror(rc);
+			if (!response && rc == HTTP_SCAN_TOO_LARGE)
+				c->d.err_status = 431;
+			p->error = HPE_USER;
+			llhttp_set_error_reason(p, h->error);
+			return HPE_USER;
+		}
+		if ((err = llhttp_execute(p, data, used)) != HPE_OK)
+			return err;
+		data += used;
+		n -= used;
+	}
+	return llhttp_execute(p, data, n);
+}
+
 /* Feeds client bytes (which lie in c->rd_block, or in c->hread when it is
  * NULL) to the request parser. */
 void
@@ -313,7 +371,7 @@ feed_client(struct conn *c, const char *data, size_t n)
 	llhttp_errno_t err;
 	size_t used;
 
-	err = llhttp_execute(&c->reqp, data, n);
+	err = execute(c, &c->reqp, &c->reqh, 0, data, n);
 	if (err == HPE_PAUSED_UPGRADE && c->state == DL_IDLE) {
 		/* The last request asked for an Upgrade, which the rewrite
 		 * dropped (Upgrade is hop-by-hop): no protocol switched, so
@@ -322,7 +380,7 @@ feed_client(struct conn *c, const char *data, size_t n)
 		llhttp_resume_after_upgrade(&c->reqp);
 		data += used;
 		n -= used;
-		err = llhttp_execute(&c->reqp, data, n);
+		err = execute(c, &c->reqp, &c->reqh, 0, data, n);
 	}
 	if (c->state == DL_CLOSING)
 		return;
@@ -472,6 +530,13 @@ resp_on_headers_complete(llhttp_t *p)
 
 	if (status == 101)
 		return -1; /* we never forward Upgrade: a protocol error */
+	/* A coding other than chunked is neither decoded nor forwarded:
+	 * relayed as it is, its body would reach the client with no
+	 * framing or coding it could know (issue 13). */
+	if (http_te_chunked(&c->resph) < 0) {
+		c->resph.error = "Transfer-Encoding other than chunked";
+		return -1;
+	}
 	if (status < 200) {
 		/* Interim responses (100 Continue, 103 Early Hints) go to
 		 * HTTP/1.1 clients as they come (RFC 9110 §15.2). */
@@ -568,7 +633,7 @@ response_failed(struct conn *c, const char *why)
 void
 feed_upstream(struct conn *c, const char *data, size_t n)
 {
-	llhttp_errno_t err = llhttp_execute(&c->resp, data, n);
+	llhttp_errno_t err = execute(c, &c->resp, &c->resph, 1, data, n);
 	char why[128];
 
 	if (c->state == DL_CLOSING)
@@ -579,7 +644,8 @@ feed_upstream(struct conn *c, const char *data, size_t n)
 	}
 	if (err != HPE_OK) {
 		snprintf(why, sizeof(why), "invalid response: %s",
-		    llhttp_get_error_reason(&c->resp) != NULL
+		    c->resph.error != NULL ? c->resph.error
+		        : llhttp_get_error_reason(&c->resp) != NULL
 		        ? llhttp_get_error_reason(&c->resp)
 		        : llhttp_errno_name(err));
 		response_failed(c, why);

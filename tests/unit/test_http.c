@@ -428,6 +428,233 @@ added_fields(void **state)
 	    "\r\n");
 }
 
+/* ---- what Connection may not nominate (issue 13) -------------------- */
+
+static void
+connection_keeps_framing(void **state)
+{
+	const struct http_rewrite rw = {.method = "POST"};
+
+	(void)state;
+	/* "Connection: Content-Length" once dropped the length while the
+	 * body went on: a request smuggled in the body reached the
+	 * upstream as the next request. */
+	target(&head, "/a");
+	add(&head, "Host", "h");
+	add(&head, "Connection",
+	    "Content-Length, Host, Transfer-Encoding, X-A");
+	add(&head, "Content-Length", "5");
+	add(&head, "X-A", "named");
+	assert_false(http_is_hop_by_hop(&head, "Content-Length", 14));
+	assert_false(http_is_hop_by_hop(&head, "host", 4));
+	assert_true(http_is_hop_by_hop(&head, "Transfer-Encoding", 17));
+	assert_true(http_is_hop_by_hop(&head, "x-a", 3));
+	rewrite_is(&rw,
+	    "POST /a HTTP/1.1\r\n"
+	    "Host: h\r\n"
+	    "Content-Length: 5\r\n"
+	    "\r\n");
+}
+
+static void
+host_added_when_missing(void **state)
+{
+	const struct http_rewrite rw = {.method = "GET", .host = "10.0.0.1:80"};
+
+	(void)state;
+	target(&head, "/old");
+	add(&head, "Accept", "*/*");
+	rewrite_is(&rw,
+	    "GET /old HTTP/1.1\r\n"
+	    "Accept: */*\r\n"
+	    "Host: 10.0.0.1:80\r\n"
+	    "\r\n");
+	http_head_reset(&head);
+	target(&head, "/new");
+	add(&head, "host", "example.com");
+	rewrite_is(&rw,
+	    "GET /new HTTP/1.1\r\n"
+	    "host: example.com\r\n"
+	    "\r\n");
+}
+
+static void
+te_chunked(void **state)
+{
+	(void)state;
+	assert_int_equal(http_te_chunked(&head), 0);
+	add(&head, "Transfer-Encoding", " Chunked\t");
+	assert_int_equal(http_te_chunked(&head), 1);
+	http_head_reset(&head);
+	add(&head, "Transfer-Encoding", "gzip, chunked");
+	assert_int_equal(http_te_chunked(&head), -1);
+	http_head_reset(&head);
+	add(&head, "Transfer-Encoding", "gzip");
+	assert_int_equal(http_te_chunked(&head), -1);
+	http_head_reset(&head);
+	add(&head, "Transfer-Encoding", "chunked");
+	add(&head, "transfer-encoding", "chunked");
+	assert_int_equal(http_te_chunked(&head), -1);
+	http_head_reset(&head);
+	add(&head, "Transfer-Encoding", "chunkedx");
+	assert_int_equal(http_te_chunked(&head), -1);
+}
+
+/* ---- the raw head (issue 13) ---------------------------------------- */
+
+/* Scans s whole, then in pieces of every size from 1 byte: the verdict
+ * may not depend on how the reads cut the head.  Returns it, with *used
+ * the head's bytes when it ended. */
+static int
+scan_all(const char *s, size_t max, int response, size_t *used)
+{
+	struct http_scan sc;
+	size_t n = strlen(s), u, total;
+	int rc, want = 0;
+	size_t want_used = 0;
+
+	for (size_t piece = n ? n : 1; piece >= 1; piece--) {
+		http_scan_init(&sc, max, response);
+		total = 0;
+		rc = 0;
+		for (size_t off = 0; off < n && rc == 0; off += piece) {
+			size_t k = n - off < piece ? n - off : piece;
+
+			rc = http_scan(&sc, s + off, k, &u);
+			if (rc >= 0)
+				total += u;
+		}
+		if (piece == (n ? n : 1)) {
+			want = rc;
+			want_used = total;
+		}
+		assert_int_equal(rc, want);
+		if (rc == 1)
+			assert_int_equal(total, want_used);
+		if (piece == 1)
+			break;
+	}
+	*used = want_used;
+	return want;
+}
+
+static void
+scan_accepts(void **state)
+{
+	static const char *const ok[] = {
+	    "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+	    "\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+	    "GET / HTTP/1.1\nHost: h\n\n",
+	    "GET /\xff HTTP/1.1\r\nX-A:\t a b\t\r\nX-B:\r\n\r\n",
+	    "GET / HTTP/1.1\r\n!#$%&'*+-.^_`|~09azAZ: v\x80\r\n\r\n",
+	    NULL,
+	};
+	size_t used;
+
+	(void)state;
+	for (size_t i = 0; ok[i] != NULL; i++) {
+		assert_int_equal(scan_all(ok[i], 4096, 0, &used), 1);
+		assert_int_equal(used, strlen(ok[i]));
+	}
+	/* a tab in the reason phrase is allowed (RFC 9112 §4) */
+	assert_int_equal(
+	    scan_all("HTTP/1.1 200 O\tK\r\n\r\n", 4096, 1, &used), 1);
+}
+
+static void
+scan_stops_at_the_end(void **state)
+{
+	struct http_scan sc;
+	const char *s = "GET / HTTP/1.1\r\nHost: h\r\n\r\nbody\r\r";
+	size_t used;
+
+	(void)state;
+	http_scan_init(&sc, 4096, 0);
+	assert_int_equal(http_scan(&sc, s, strlen(s), &used), 1);
+	assert_int_equal(used, strlen(s) - 6);
+	assert_true(http_scan_done(&sc));
+	assert_int_equal(sc.bytes, used);
+}
+
+static void
+scan_refuses(void **state)
+{
+	static const struct {
+		const char *head;
+		int response;
+		int want;
+	} bad[] = {
+	    {"GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n", 0, HTTP_SCAN_CTL},
+	    {"GET /a\x01 HTTP/1.1\r\n\r\n", 0, HTTP_SCAN_CTL},
+	    {"GET / HTTP/1.1\r\n: v\r\n\r\n", 0, HTTP_SCAN_NAME},
+	    {"GET / HTTP/1.1\r\nX A: v\r\n\r\n", 0, HTTP_SCAN_NAME},
+	    {"GET / HTTP/1.1\r\nX-A : v\r\n\r\n", 0, HTTP_SCAN_NAME},
+	    {"GET / HTTP/1.1\r\nX(A: v\r\n\r\n", 0, HTTP_SCAN_NAME},
+	    {"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 0, HTTP_SCAN_NAME},
+	    {"GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n", 0, HTTP_SCAN_FOLD},
+	    {"GET / HTTP/1.1\r\nX-A: a\r\n\tb\r\n\r\n", 0, HTTP_SCAN_FOLD},
+	    {"GET / HTTP/1.1\r\n Host: h\r\n\r\n", 0, HTTP_SCAN_FOLD},
+	    {"GET / HTTP/1.1\r\nX-A: a\x01"
+	     "b\r\n\r\n",
+	        0, HTTP_SCAN_CTL},
+	    {"GET / HTTP/1.1\r\nX-A: a\x7f\r\n\r\n", 0, HTTP_SCAN_CTL},
+	    {"GET / HTTP/1.1\rHost: h\r\n\r\n", 0, HTTP_SCAN_BARE_CR},
+	    {"GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n", 0, HTTP_SCAN_BARE_CR},
+	    {"GET / HTTP/1.1\r\n\rX", 0, HTTP_SCAN_BARE_CR},
+	    {"\rGET / HTTP/1.1\r\n\r\n", 0, HTTP_SCAN_BARE_CR},
+	    {"HTTP/1.1 200 O\rK\r\n\r\n", 1, HTTP_SCAN_BARE_CR},
+	    {"HTTP/1.1 200 O\x01K\r\n\r\n", 1, HTTP_SCAN_CTL},
+	    {NULL, 0, 0},
+	};
+	size_t used;
+
+	(void)state;
+	for (size_t i = 0; bad[i].head != NULL; i++)
+		assert_int_equal(
+		    scan_all(bad[i].head, 4096, bad[i].response, &used),
+		    bad[i].want);
+	for (int e = HTTP_SCAN_CTL; e <= HTTP_SCAN_TOO_LARGE; e++)
+		assert_string_not_equal(http_scan_strerror(e), "invalid head");
+}
+
+static void
+scan_counts_every_byte(void **state)
+{
+	static char big[8192];
+	const char *line = "GET / HTTP/1.1\r\n\r\n";
+	size_t used, n = strlen(line);
+
+	(void)state;
+	/* exactly max bytes pass, one more does not */
+	assert_int_equal(scan_all(line, n, 0, &used), 1);
+	assert_int_equal(scan_all(line, n - 1, 0, &used), HTTP_SCAN_TOO_LARGE);
+	/* whitespace before a value counts (llhttp's spans leave it out) */
+	snprintf(
+	    big, sizeof(big), "GET / HTTP/1.1\r\nX-A:%*sv\r\n\r\n", 5000, "");
+	assert_int_equal(scan_all(big, 4096, 0, &used), HTTP_SCAN_TOO_LARGE);
+	assert_int_equal(scan_all(big, 8192, 0, &used), 1);
+	/* and so do blank lines before the request line */
+	memset(big, 0, sizeof(big));
+	for (size_t i = 0; i < 2100; i++)
+		memcpy(big + 2 * i, "\r\n", 2);
+	strcat(big, line);
+	assert_int_equal(scan_all(big, 4096, 0, &used), HTTP_SCAN_TOO_LARGE);
+}
+
+static void
+scan_refusal_sticks(void **state)
+{
+	struct http_scan sc;
+	size_t used;
+
+	(void)state;
+	http_scan_init(&sc, 4096, 0);
+	assert_int_equal(http_scan(&sc, "GET /\t", 6, &used), HTTP_SCAN_CTL);
+	assert_int_equal(
+	    http_scan(&sc, " HTTP/1.1\r\n\r\n", 15, &used), HTTP_SCAN_CTL);
+	assert_false(http_scan_done(&sc));
+}
+
 static void
 length_kept(void **state)
 {
@@ -658,6 +885,14 @@ main(void)
 	    cmocka_unit_test_setup(xff_untouched_without_client, setup),
 	    cmocka_unit_test_setup(added_fields, setup),
 	    cmocka_unit_test_setup(length_kept, setup),
+	    cmocka_unit_test_setup(connection_keeps_framing, setup),
+	    cmocka_unit_test_setup(host_added_when_missing, setup),
+	    cmocka_unit_test_setup(te_chunked, setup),
+	    cmocka_unit_test(scan_accepts),
+	    cmocka_unit_test(scan_stops_at_the_end),
+	    cmocka_unit_test(scan_refuses),
+	    cmocka_unit_test(scan_counts_every_byte),
+	    cmocka_unit_test(scan_refusal_sticks),
 	    cmocka_unit_test_setup(method_line, setup),
 	    cmocka_unit_test_setup(no_fields, setup),
 	    cmocka_unit_test_setup(no_space, setup),
