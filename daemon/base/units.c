@@ -131,6 +131,43 @@ units_parse_rate(const char *s, uint64_t *bits_per_sec)
 	return parse_with(s, rate_tab, bits_per_sec);
 }
 
+static const struct {
+	int (*parse)(const char *, uint64_t *);
+	const char *(*fmt)(uint64_t, char *, size_t);
+	const char *not_one;
+} kinds[] = {
+    [UNITS_SIZE] = {units_parse_size, units_fmt_size,
+        "not a size (bytes, or with k, M, G, T)"},
+    [UNITS_DURATION] = {units_parse_duration, units_fmt_duration,
+        "not a duration (ms, s, m, h)"},
+    [UNITS_RATE] = {units_parse_rate, units_fmt_rate,
+        "not a rate (2mbit, 500kbit, 1gbit)"},
+};
+
+int
+units_parse_in(enum units_kind kind, const char *s, uint64_t min, uint64_t max,
+    uint64_t *out, char *msg, size_t len)
+{
+	char a[32], b[32];
+	uint64_t v;
+	int rc = kinds[kind].parse(s, &v);
+
+	if (rc == -EINVAL) {
+		if (len > 0)
+			snprintf(msg, len, "%s", kinds[kind].not_one);
+		return rc;
+	}
+	if (rc == -ERANGE || v < min || v > max) {
+		if (len > 0)
+			snprintf(msg, len, "out of range (%s to %s)",
+			    kinds[kind].fmt(min, a, sizeof(a)),
+			    kinds[kind].fmt(max, b, sizeof(b)));
+		return -ERANGE;
+	}
+	*out = v;
+	return 0;
+}
+
 const char *
 units_fmt_size(uint64_t bytes, char *buf, size_t len)
 {
@@ -159,5 +196,22 @@ units_fmt_duration(uint64_t ms, char *buf, size_t len)
 		snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
 	else
 		snprintf(buf, len, "%llums", (unsigned long long)ms);
+	return buf;
+}
+
+const char *
+units_fmt_rate(uint64_t bps, char *buf, size_t len)
+{
+	if (bps != 0 && bps % 1000000000 == 0)
+		snprintf(buf, len, "%llugbit",
+		    (unsigned long long)(bps / 1000000000));
+	else if (bps != 0 && bps % 1000000 == 0)
+		snprintf(
+		    buf, len, "%llumbit", (unsigned long long)(bps / 1000000));
+	else if (bps != 0 && bps % 1000 == 0)
+		snprintf(
+		    buf, len, "%llukbit", (unsigned long long)(bps / 1000));
+	else
+		snprintf(buf, len, "%llubit", (unsigned long long)bps);
 	return buf;
 }

@@ -182,6 +182,72 @@ size_overflow(void **state)
 }
 
 static void
+parse_in(void **state)
+{
+	char msg[96];
+	uint64_t v = 7;
+
+	(void)state;
+	assert_int_equal(
+	    units_parse_in(UNITS_SIZE, "64k", 1, 1 * MI, &v, msg, sizeof(msg)),
+	    0);
+	assert_true(v == 64 * KI);
+	/* issue 13: an overflow is out of range, not "not a size" */
+	assert_int_equal(units_parse_in(UNITS_SIZE, "9999999999T", 0, 16 * MI,
+	                     &v, msg, sizeof(msg)),
+	    -ERANGE);
+	assert_string_equal(msg, "out of range (0 to 16M)");
+	assert_true(v == 64 * KI); /* untouched */
+	assert_int_equal(units_parse_in(UNITS_SIZE, "9999999999T", 0,
+	                     UINT64_MAX, &v, msg, sizeof(msg)),
+	    -ERANGE);
+	assert_string_equal(msg, "out of range (0 to 18446744073709551615)");
+	assert_int_equal(units_parse_in(UNITS_SIZE, "1023", 1 * KI, 1 * MI, &v,
+	                     msg, sizeof(msg)),
+	    -ERANGE);
+	assert_string_equal(msg, "out of range (1k to 1M)");
+	assert_int_equal(
+	    units_parse_in(UNITS_SIZE, "12Q", 0, 1, &v, msg, sizeof(msg)),
+	    -EINVAL);
+	assert_string_equal(msg, "not a size (bytes, or with k, M, G, T)");
+	assert_int_equal(units_parse_in(UNITS_DURATION, "99999999999999999h", 1,
+	                     86400000, &v, msg, sizeof(msg)),
+	    -ERANGE);
+	assert_string_equal(msg, "out of range (1ms to 24h)");
+	assert_int_equal(
+	    units_parse_in(UNITS_DURATION, "x", 0, 1, &v, msg, sizeof(msg)),
+	    -EINVAL);
+	assert_string_equal(msg, "not a duration (ms, s, m, h)");
+	assert_int_equal(units_parse_in(UNITS_RATE, "7", 8, 100000000000ULL, &v,
+	                     msg, sizeof(msg)),
+	    -ERANGE);
+	assert_string_equal(msg, "out of range (8bit to 100gbit)");
+	assert_int_equal(units_parse_in(UNITS_RATE, "2mbit", 8, 1000000000, &v,
+	                     msg, sizeof(msg)),
+	    0);
+	assert_true(v == 2000000);
+	/* no room for a message is fine */
+	assert_int_equal(
+	    units_parse_in(UNITS_RATE, "x", 8, 9, &v, NULL, 0), -EINVAL);
+}
+
+static void
+fmt_rate(void **state)
+{
+	char buf[32];
+
+	(void)state;
+	assert_string_equal(units_fmt_rate(0, buf, sizeof(buf)), "0bit");
+	assert_string_equal(units_fmt_rate(8, buf, sizeof(buf)), "8bit");
+	assert_string_equal(units_fmt_rate(1500, buf, sizeof(buf)), "1500bit");
+	assert_string_equal(
+	    units_fmt_rate(500000, buf, sizeof(buf)), "500kbit");
+	assert_string_equal(units_fmt_rate(2000000, buf, sizeof(buf)), "2mbit");
+	assert_string_equal(
+	    units_fmt_rate(1000000000, buf, sizeof(buf)), "1gbit");
+}
+
+static void
 duration_units(void **state)
 {
 	static const struct good g[] = {
@@ -434,6 +500,8 @@ main(void)
 	    cmocka_unit_test(size_rounding),
 	    cmocka_unit_test(size_bad),
 	    cmocka_unit_test(size_overflow),
+	    cmocka_unit_test(parse_in),
+	    cmocka_unit_test(fmt_rate),
 	    cmocka_unit_test(duration_units),
 	    cmocka_unit_test(duration_bad),
 	    cmocka_unit_test(rate_units),
