@@ -203,7 +203,8 @@ parse_count(const char *value, uint64_t *v)
 /* ---- one parse function per type --------------------------------------- */
 
 /* Each stores value in a field of size bytes: 0, or -EINVAL (-ENAMETOOLONG
- * for a string that does not fit). */
+ * for a string that does not fit, -ERANGE for a size, duration or rate
+ * beyond 64 bits). */
 
 static int
 parse_str_key(const char *value, void *field, size_t size)
@@ -219,9 +220,10 @@ static int
 set_u64(const char *value, void *field, int (*number)(const char *, uint64_t *))
 {
 	uint64_t v;
+	int rc;
 
-	if (number(value, &v) < 0)
-		return -EINVAL;
+	if ((rc = number(value, &v)) < 0)
+		return rc;
 	memcpy(field, &v, sizeof(v));
 	return 0;
 }
@@ -328,6 +330,21 @@ lab_lb_kind_name(int kind)
 	    : "?";
 }
 
+/* "9999999999T" is a size, only too large: say so, with the range
+ * (issue 13).  Only sizes, durations and rates report -ERANGE. */
+static int
+out_of_range(struct parse_ctx *ctx, const struct skey *k, const char *value)
+{
+	enum units_kind u = k->type == SK_SIZE ? UNITS_SIZE
+	    : k->type == SK_DURATION           ? UNITS_DURATION
+	                                       : UNITS_RATE;
+	char msg[96];
+	uint64_t v;
+
+	units_parse_in(u, value, 0, UINT64_MAX, &v, msg, sizeof(msg));
+	return fail(ctx, k->section, k->key, "'%s' is %s", value, msg);
+}
+
 /* Stores one value with its type's parser (see stypes). */
 static int
 set_key(struct parse_ctx *ctx, const struct skey *k, const char *value)
@@ -338,6 +355,8 @@ set_key(struct parse_ctx *ctx, const struct skey *k, const char *value)
 	if (rc == -ENAMETOOLONG)
 		return fail(ctx, k->section, k->key,
 		    "longer than %zu characters", k->size - 1);
+	if (rc == -ERANGE)
+		return out_of_range(ctx, k, value);
 	if (rc < 0)
 		return fail(
 		    ctx, k->section, k->key, "'%s' is %s", value, t->what);

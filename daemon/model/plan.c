@@ -201,13 +201,18 @@ scenario_in(const char *path, struct plan_opts *o)
 
 /* ---- options ------------------------------------------------------------ */
 
+#define MAX_RATE 100000000000ULL /* 100gbit: a rate option's bound */
+
+/* Stores a size option's value; else its message goes into msg. */
 static int
-apply_size(int c, const char *arg, struct model_in *in)
+apply_size(int c, const char *arg, struct model_in *in, char *msg, size_t len)
 {
 	uint64_t v;
+	int rc;
 
-	if (units_parse_size(arg, &v) < 0)
-		return -EINVAL;
+	if ((rc = units_parse_in(
+	         UNITS_SIZE, arg, 0, UINT64_MAX, &v, msg, len)) < 0)
+		return rc;
 	switch (c) {
 	case O_SIZE:
 		in->size = v;
@@ -247,15 +252,17 @@ static int
 apply(int c, const char *arg, struct plan_opts *o)
 {
 	static const char *const policies[] = {"pause", "spill", "pace"};
+	char msg[96];
 	uint64_t bps;
 
 	switch (c) {
 	case O_CLIENT_RATE:
 	case O_ORIGIN_RATE:
-		if (units_parse_rate(arg, &bps) < 0 || bps < 8)
+		if (units_parse_in(UNITS_RATE, arg, 8, MAX_RATE, &bps, msg,
+		        sizeof(msg)) < 0)
 			return usage_error(c == O_CLIENT_RATE ? "--client-rate"
 			                                      : "--origin-rate",
-			    arg, "not a rate (2mbit, 500kbit, 1gbit)");
+			    arg, msg);
 		*(c == O_CLIENT_RATE ? &o->in.client_bps : &o->in.origin_bps) =
 		    (double)bps;
 		return 0;
@@ -278,9 +285,8 @@ apply(int c, const char *arg, struct plan_opts *o)
 		o->in.resume = 1;
 		return 0;
 	default:
-		if (apply_size(c, arg, &o->in) < 0)
-			return usage_error(
-			    "size option", arg, "not a size (bytes, k, M, G)");
+		if (apply_size(c, arg, &o->in, msg, sizeof(msg)) < 0)
+			return usage_error("size option", arg, msg);
 		return 0;
 	}
 }

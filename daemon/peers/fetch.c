@@ -890,11 +890,14 @@ usage_error(const char *opt, const char *v, const char *what)
 	return FETCH_EXIT_USAGE;
 }
 
+#define MAX_RATE 100000000000ULL /* 100gbit: --rate's bound */
+
 static int
 parse_args(int argc, char **argv, struct fetch_opts *o)
 {
+	char msg[96];
 	uint64_t u;
-	int c, idx;
+	int c, idx, rc;
 
 	memset(o, 0, sizeof(*o));
 	o->resume_attempts = 5;
@@ -910,18 +913,17 @@ parse_args(int argc, char **argv, struct fetch_opts *o)
 			o->out_path = optarg;
 			break;
 		case O_RATE:
-			if (units_parse_rate(optarg, &o->rate_bps) < 0 ||
-			    o->rate_bps < 8)
-				return usage_error("--rate", optarg,
-				    "not a rate (2mbit, 500kbit, 1gbit)");
+			if (units_parse_in(UNITS_RATE, optarg, 8, MAX_RATE,
+			        &o->rate_bps, msg, sizeof(msg)) < 0)
+				return usage_error("--rate", optarg, msg);
 			break;
 		case O_READ:
 		case O_RCVBUF:
-			if (units_parse_size(optarg, &u) < 0 ||
-			    (c == O_READ && u == 0) || u > 1073741824)
+			if (units_parse_in(UNITS_SIZE, optarg, c == O_READ,
+			        1073741824, &u, msg, sizeof(msg)) < 0)
 				return usage_error(
 				    c == O_READ ? "--read" : "--rcvbuf", optarg,
-				    "not a size (bytes, k, M)");
+				    msg);
 			if (c == O_READ)
 				o->read_bytes = u;
 			else
@@ -929,12 +931,12 @@ parse_args(int argc, char **argv, struct fetch_opts *o)
 			break;
 		case O_INTERVAL:
 		case O_TIMEOUT:
-			if (units_parse_duration(optarg, &u) < 0 ||
-			    u > 86400000)
+			if (units_parse_in(UNITS_DURATION, optarg, 0, 86400000,
+			        &u, msg, sizeof(msg)) < 0)
 				return usage_error(c == O_INTERVAL
 				        ? "--interval"
 				        : "--timeout",
-				    optarg, "not a duration (ms, s, m)");
+				    optarg, msg);
 			if (c == O_INTERVAL)
 				o->interval_ms = u;
 			else
@@ -942,11 +944,13 @@ parse_args(int argc, char **argv, struct fetch_opts *o)
 			break;
 		case O_COUNT:
 		case O_RESUME_ATTEMPTS:
-			if (units_parse_size(optarg, &u) < 0 || u > 100000000)
+			if ((rc = units_parse_in(UNITS_SIZE, optarg, 0,
+			         100000000, &u, msg, sizeof(msg))) < 0)
 				return usage_error(c == O_COUNT
 				        ? "--count"
 				        : "--resume-attempts",
-				    optarg, "not a count");
+				    optarg,
+				    rc == -EINVAL ? "not a count" : msg);
 			if (c == O_COUNT)
 				o->count = u;
 			else
@@ -966,9 +970,9 @@ parse_args(int argc, char **argv, struct fetch_opts *o)
 			o->key = pattern_key(optarg);
 			break;
 		case O_STALL_AT:
-			if (units_parse_size(optarg, &o->stall_at) < 0)
-				return usage_error("--stall-at", optarg,
-				    "not a size (bytes, k, M)");
+			if (units_parse_in(UNITS_SIZE, optarg, 0, UINT64_MAX,
+			        &o->stall_at, msg, sizeof(msg)) < 0)
+				return usage_error("--stall-at", optarg, msg);
 			o->have_stall_at = true;
 			break;
 		case O_SOURCE: {
@@ -982,10 +986,9 @@ parse_args(int argc, char **argv, struct fetch_opts *o)
 			break;
 		}
 		case O_STALL_FOR:
-			if (units_parse_duration(optarg, &u) < 0 || u == 0 ||
-			    u > 86400000)
-				return usage_error("--stall-for", optarg,
-				    "not a duration (ms, s, m)");
+			if (units_parse_in(UNITS_DURATION, optarg, 1, 86400000,
+			        &u, msg, sizeof(msg)) < 0)
+				return usage_error("--stall-for", optarg, msg);
 			o->stall_for_ms = u;
 			break;
 		default:

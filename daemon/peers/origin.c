@@ -268,11 +268,16 @@ static const struct option origin_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Parses one option's value with the units parser it takes. */
+#define DAY_MS 86400000ULL /* the longest duration an option takes */
+
+/* Parses one option's value with the units parser it takes; *why says
+ * what is wrong, in msg (len bytes) when it is formatted. */
 static int
-option_value(int opt, const char *v, struct origin_opts *o, const char **why)
+option_value(int opt, const char *v, struct origin_opts *o, const char **why,
+    char *msg, size_t len)
 {
 	uint64_t u;
+	int rc;
 
 	switch (opt) {
 	case OPT_LISTEN:
@@ -300,17 +305,19 @@ option_value(int opt, const char *v, struct origin_opts *o, const char **why)
 		}
 		return -EINVAL;
 	case OPT_ZWP_PROBES:
-		*why = "not a count from 1 to 64";
-		if (units_parse_size(v, &u) < 0 || u < 1 || u > 64)
-			return -EINVAL;
+		rc = units_parse_in(UNITS_SIZE, v, 1, 64, &u, msg, len);
+		*why = rc == -EINVAL ? "not a count from 1 to 64" : msg;
+		if (rc < 0)
+			return rc;
 		o->zwp_probes = (unsigned)u;
 		return 0;
 	case OPT_SNDBUF:
 	case OPT_DRIP:
 	case OPT_FLIP:
 	case OPT_TRUNCATE:
-		*why = "not a size (bytes, or with k, M, G)";
-		if (units_parse_size(v, &u) < 0)
+		*why = msg;
+		if (units_parse_in(UNITS_SIZE, v, 0, UINT64_MAX, &u, msg, len) <
+		    0)
 			return -EINVAL;
 		if (opt == OPT_SNDBUF)
 			o->sndbuf = u;
@@ -322,8 +329,9 @@ option_value(int opt, const char *v, struct origin_opts *o, const char **why)
 			o->truncate_at = u;
 		return 0;
 	default:
-		*why = "not a duration (ms, s, m, h)";
-		if (units_parse_duration(v, &u) < 0)
+		*why = msg;
+		if (units_parse_in(UNITS_DURATION, v, 0, DAY_MS, &u, msg, len) <
+		    0)
 			return -EINVAL;
 		if (opt == OPT_USER_TIMEOUT)
 			o->user_timeout_ms = u;
@@ -343,6 +351,7 @@ static int
 parse_args(int argc, char **argv, struct origin_opts *o)
 {
 	const char *why = "";
+	char msg[96];
 	int c, idx;
 
 	memset(o, 0, sizeof(*o));
@@ -360,7 +369,7 @@ parse_args(int argc, char **argv, struct origin_opts *o)
 			o->close_after_write = true;
 		else if (c == OPT_RAW)
 			o->raw = true;
-		else if (option_value(c, optarg, o, &why) < 0)
+		else if (option_value(c, optarg, o, &why, msg, sizeof(msg)) < 0)
 			return bad_option(
 			    origin_options[idx].name, optarg, why);
 	}

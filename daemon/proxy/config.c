@@ -288,8 +288,10 @@ parse_size_key(struct parse *p, const struct config_key *k, const char *v,
 	uint64_t u;
 	int rc;
 
-	if ((rc = units_parse_size(v, &u)) < 0) {
-		*why = "not a size (bytes, or with k, M, G, T)";
+	rc = units_parse_in(
+	    UNITS_SIZE, v, k->min, k->max, &u, p->msg, sizeof(p->msg));
+	if (rc < 0) {
+		*why = p->msg;
 		return rc;
 	}
 	return set_number(p, k, u, units_fmt_size, why);
@@ -302,8 +304,10 @@ parse_duration_key(struct parse *p, const struct config_key *k, const char *v,
 	uint64_t u;
 	int rc;
 
-	if ((rc = units_parse_duration(v, &u)) < 0) {
-		*why = "not a duration (ms, s, m, h)";
+	rc = units_parse_in(
+	    UNITS_DURATION, v, k->min, k->max, &u, p->msg, sizeof(p->msg));
+	if (rc < 0) {
+		*why = p->msg;
 		return rc;
 	}
 	return set_number(p, k, u, units_fmt_duration, why);

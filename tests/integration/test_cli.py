@@ -183,6 +183,37 @@ def sigterm_drains():
         dl.close()
 
 
+def size_overflow_flags():
+    """A size beyond 64 bits is out of range, with the range, not "not a
+    size" (issue 13), on every verb that takes one."""
+    for args, want in (
+            (["origin", "--listen", "127.0.0.1:0", "--drip", "9999999999T"],
+             "--drip 9999999999T: out of range (0 to 18446744073709551615)"),
+            (["origin", "--listen", "127.0.0.1:0", "--zwp-probes", "9999999999T"],
+             "--zwp-probes 9999999999T: out of range (1 to 64)"),
+            (["fetch", "--read", "9999999999T", "http://127.0.0.1:9/"],
+             "--read 9999999999T: out of range (1 to 1G)"),
+            (["fetch", "--stall-at", "9999999999T", "--stall-for", "1s",
+              "http://127.0.0.1:9/"],
+             "--stall-at 9999999999T: out of range (0 to 18446744073709551615)"),
+            (["plan", "--size", "9999999999T"],
+             "9999999999T: out of range (0 to 18446744073709551615)"),
+            (["plan", "--size", "12Q"], "12Q: not a size")):
+        r = env.run_sluice(args, timeout=10)
+        check(r.returncode == 2, "%s: exit status %s, expected 2 (stderr %r)"
+              % (" ".join(args), r.returncode, r.stderr[-300:]))
+        check(want in r.stderr, "%s: stderr %r, expected %r"
+              % (" ".join(args), r.stderr[-300:], want))
+
+
+def size_overflow_config():
+    path = write_variant("size-overflow", {18: "high_watermark = 9999999999T"})
+    res = env.run_sluice(["check", "-c", path])
+    lines, hits = one_error_line(res, path, "18", "buffer", "high_watermark")
+    check(hits[0].endswith("high_watermark: out of range (4k to 64G)"),
+          "message %r, expected out of range (4k to 64G)" % hits[0])
+
+
 env.case("sluice --version", version)
 env.case("sluice help", help_cmd)
 env.case("check: valid config -> exit 0", check_ok)
@@ -192,6 +223,10 @@ env.case("check: unknown section -> exit 2, names it", check_bad, "unknown-secti
          None, ["[bogus]", "answer = 42"], "23|24", "bogus", None, "bogus")
 env.case("check: size 12Q -> exit 2, line 18", check_bad, "bad-size",
          {18: "high_watermark = 12Q"}, (), "18", "buffer", "high_watermark")
+env.case("check: size 9999999999T -> exit 2, line 18, out of range (4k to 64G)",
+         size_overflow_config)
+env.case("origin/fetch/plan: size 9999999999T -> out of range with the range",
+         size_overflow_flags)
 env.case("check: duration '5 parsecs' -> exit 2, line 9", check_bad, "bad-duration",
          {9: "connect_timeout = 5 parsecs"}, (), "9", "upstream", "connect_timeout")
 env.case("check: low_watermark > high_watermark -> names the low line (19)", check_bad,

@@ -637,7 +637,8 @@ def stall_usage():
                        (["--stall-for", "1s"], "--stall-at and --stall-for go together"),
                        (["--stall-at", "1M", "--stall-for", "xyz"],
                         "--stall-for xyz: not a duration"),
-                       (["--stall-at", "1M", "--stall-for", "0"], "--stall-for 0: not a duration"),
+                       (["--stall-at", "1M", "--stall-for", "0"],
+                        "--stall-for 0: out of range (1ms to 24h)"),
                        (["--stall-at", "lots", "--stall-for", "1s"],
                         "--stall-at lots: not a size")):
         r = env.run_sluice(["fetch", u] + args, timeout=10)

@@ -480,9 +480,12 @@ static void
 bad_number(const struct config_key *k)
 {
 	static const struct bad syntax[] = {
-	    {"", NULL}, {"-1", NULL}, {"12Q", NULL}, {"12 k x", NULL},
-	    {"1,5", NULL}, {"ten", NULL},
-	    {"99999999999999999999999", NULL}, /* -ERANGE in units */
+	    {"", NULL},
+	    {"-1", NULL},
+	    {"12Q", NULL},
+	    {"12 k x", NULL},
+	    {"1,5", NULL},
+	    {"ten", NULL},
 	};
 	char range[128], a[32], b[32], v[32];
 	int size = k->type == CT_SIZE;
@@ -505,6 +508,9 @@ bad_number(const struct config_key *k)
 	snprintf(v, sizeof(v), size ? "%llu" : "%llums",
 	    (unsigned long long)(k->max + 1));
 	bad_value(k, v, range);
+	/* beyond 64 bits: out of range too, not "not a size" (issue 13) */
+	bad_value(k, "99999999999999999999999", range);
+	bad_value(k, size ? "9999999999T" : "99999999999999999999h", range);
 }
 
 static void
@@ -910,6 +916,8 @@ resume_keys(void **state)
 	    NAME ":2: [client] zwp_probes: not a whole number");
 	load_fails("[client]\nzwp_interval = 0\n",
 	    NAME ":2: [client] zwp_interval: out of range (1ms to 1h)");
+	load_fails("[buffer]\n\nblock_size = 9999999999T\n",
+	    NAME ":3: [buffer] block_size: out of range (4k to 16M)");
 }
 
 /* [admin] address: empty for none, else an address to bind; port 0 (any
