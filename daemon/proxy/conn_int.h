@@ -91,7 +91,6 @@ struct download {
 	int err_status; /* set by a parser callback that fails */
 	uint64_t t_start;
 	uint64_t t_head;   /* when the request head's first byte came */
-	size_t head_bytes; /* request head bytes parsed so far */
 	uint64_t body_out; /* response bytes written to the client */
 	uint64_t tried;    /* servers tried for this request */
 	int last_connect_err;
