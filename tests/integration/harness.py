@@ -307,6 +307,64 @@ def wait_log(proc, pattern, timeout=10.0, count=1):
     return m
 
 
+def sanitized():
+    """True when the binary under test was built with sanitizers (meson
+    passes its b_sanitize option as SLUICE_SANITIZE: "none" without)."""
+    return os.environ.get("SLUICE_SANITIZE", "none") not in ("", "none")
+
+
+_MALLOC_DEBUG = ("/lib/x86_64-linux-gnu/libc_malloc_debug.so.0",
+                 "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0",
+                 "/lib64/libc_malloc_debug.so.0", "/usr/lib64/libc_malloc_debug.so.0")
+
+
+def malloc_check_env():
+    """Environment for a proxy in a plain build that makes glibc's malloc
+    check its heap: MALLOC_CHECK_=3 (report and abort on corruption; since
+    glibc 2.34 only with libc_malloc_debug.so preloaded, which is added
+    when present), MALLOC_PERTURB_ (freed and fresh memory filled with a
+    byte, so a stale read shows in the data), LIBC_FATAL_STDERR_=1 (the
+    report goes to stderr, the proxy's log, not the tty).  Empty in a
+    sanitizer build (ASan has its own allocator and must come first in
+    the library list) and under SLUICE_WRAP (valgrind replaces malloc)."""
+    if sanitized() or os.environ.get("SLUICE_WRAP"):
+        return {}
+    env = {"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165", "LIBC_FATAL_STDERR_": "1"}
+    lib = next((p for p in _MALLOC_DEBUG if os.path.exists(p)), None)
+    if lib:
+        pre = os.environ.get("LD_PRELOAD", "")
+        env["LD_PRELOAD"] = (pre + " " + lib).strip()
+    return env
+
+
+# What a heap checker prints: ASan/UBSan/LSan, glibc's malloc checks
+# (malloc_printerr), valgrind's memcheck.
+_MEMORY_ERROR = re.compile(
+    rb"AddressSanitizer|LeakSanitizer|runtime error:|"
+    rb"\b(?:malloc|free|realloc|calloc|malloc_consolidate|_int_malloc|_int_free|"
+    rb"munmap_chunk|tcache_thread_shutdown)\(\): |"
+    rb"double free or corruption|corrupted size vs\. prev_size|corrupted double-linked|"
+    rb"Invalid (?:read|write|free)|Conditional jump or move|"
+    rb"stack smashing detected")
+
+
+def memory_errors(path):
+    """The lines of a log (a process's stderr file) in which a memory checker
+    reported an error (see _MEMORY_ERROR), at most 10; [] if none."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    out = []
+    for line in data.splitlines():
+        if _MEMORY_ERROR.search(line):
+            out.append(line.decode("utf-8", "replace")[:300])
+            if len(out) == 10:
+                break
+    return out
+
+
 def connect_refused(port):
     """True if a connect to 127.0.0.1:port is refused now.  A reset counts
     too: a connect that lands in the accept queue just as the listener
@@ -1023,11 +1081,13 @@ class Env:
         """A NotifySocket in the temp dir (the caller closes it)."""
         return NotifySocket(self.path("notify.sock"))
 
-    def spawn_proxy(self, config_text, name="proxy", notify=None, journal=False):
+    def spawn_proxy(self, config_text, name="proxy", notify=None, journal=False,
+                    env_extra=None):
         """Start `sluice proxy -c CFG` without waiting; returns (Process, cfg).
         notify: a NotifySocket, set as its NOTIFY_SOCKET; journal: set
         JOURNAL_STREAM to its stderr file's device:inode, as systemd does
-        for a unit whose stderr is the journal.  Neither is inherited."""
+        for a unit whose stderr is the journal.  Neither is inherited.
+        env_extra: variables added to its environment (malloc_check_env())."""
         self.need_sluice()
         cfg = self.write_config(config_text, name + ".ini")
         log = self.path(name + ".stderr")
@@ -1040,6 +1100,7 @@ class Env:
         if journal:
             st = os.fstat(errf.fileno())
             penv["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+        penv.update(env_extra or {})
         # SLUICE_WRAP runs the proxy under a checker, e.g.
         # SLUICE_WRAP="valgrind --error-exitcode=99 --leak-check=full".
         wrap = os.environ.get("SLUICE_WRAP", "").split()
@@ -1059,11 +1120,12 @@ class Env:
               % (rc, " | ".join(proc.log_tail())))
 
     def start_proxy(self, config_text, name="proxy", timeout=10.0, notify=None,
-                    journal=False):
+                    journal=False, env_extra=None):
         """Start the proxy (spawn_proxy) and wait (bounded) for "listening on
         127.0.0.1:PORT" on its stderr (not "admin: listening on ...", the
         [admin] listener's line: see admin_port())."""
-        proc, cfg = self.spawn_proxy(config_text, name, notify=notify, journal=journal)
+        proc, cfg = self.spawn_proxy(config_text, name, notify=notify, journal=journal,
+                                     env_extra=env_extra)
         m = wait_log(proc, rb"(?<!admin: )listening on 127\.0\.0\.1:(\d+)", timeout)
         px = Proxy(name, proc.popen, proc.log_path, int(m.group(1)), cfg)
         self.processes[self.processes.index(proc)] = px
