@@ -198,6 +198,7 @@ memory_queue(struct conn *c)
 
 	if (c->mem_waiting)
 		return;
+	pipe_release_cur(&c->down); /* a waiter holds no empty block */
 	c->mem_waiting = 1;
 	c->mem_next = NULL;
 	c->mem_prev = px->mem_tail;
@@ -486,6 +487,9 @@ conn_on_client_write(uv_write_t *req, int status)
 		return;
 	}
 	pipe_consume(&c->down, c->cw_nsegs);
+	/* all written: the block's free rest is not worth holding against
+	 * memory_limit while the download may wait (a head, a last chunk) */
+	pipe_release_cur(&c->down);
 	c->d.body_out += before - pipe_held(&c->down);
 	c->px->stats.bytes_out += before - pipe_held(&c->down);
 	kick_client_timer(c);
@@ -548,6 +552,9 @@ flush_client(struct conn *c)
 		return;
 	n = pipe_peek(&c->down, bufs, write_batch(c));
 	if (c->down.error != 0 && !c->d.short_end) {
+		/* what memory holds ahead of the failure still goes out:
+		 * peek it again once the spool is dropped */
+		pipe_unpeek(&c->down);
 		spool_failed(c);
 		n = pipe_peek(&c->down, bufs, write_batch(c));
 	}

@@ -410,13 +410,19 @@ pipe_drop_spooled(struct pipe *p)
 }
 
 void
-pipe_trim(struct pipe *p)
+pipe_release_cur(struct pipe *p)
 {
 	if (p->count == 0 && p->cur != NULL) {
 		block_unref(p->cur);
 		p->cur = NULL;
 		p->cur_used = 0;
 	}
+}
+
+void
+pipe_trim(struct pipe *p)
+{
+	pipe_release_cur(p);
 	if (pipe_empty(p) && p->spool.fd >= 0)
 		spool_close(p);
 }

@@ -121,6 +121,10 @@ int pipe_push_copy(struct pipe *p, const void *data, size_t n);
 /* Gives the current block back when the pipe is empty, so an idle
  * connection holds no block (and closes an empty spool). */
 void pipe_trim(struct pipe *p);
+/* Gives the current block back when memory holds no segment of it: a
+ * download whose bytes are all written (or spooled) holds no block while it
+ * waits, whatever the spool holds. */
+void pipe_release_cur(struct pipe *p);
 /* Lets the pipe spool the bytes that would take its memory past `at`
  * (policy spill: high_watermark). */
 void pipe_spill_setup(struct pipe *p, const struct spill_cfg *sc, size_t at);
