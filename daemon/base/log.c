@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,23 +101,74 @@ write_all(const char *p, size_t n)
 	}
 }
 
-void
-log_msg(enum log_level level, const char *fmt, ...)
+/* Formats one line (prefix, message, suffix) and writes it whole. */
+static void
+vlog(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
 	char line[2048];
-	va_list ap;
 	size_t n, end;
 
-	if (!log_enabled(level))
-		return;
 	n = (size_t)prefix(line, sizeof(line), level);
-	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-	va_end(ap);
 	end = n + strlen(line + n);
+	if (suffix != NULL) {
+		snprintf(line + end, sizeof(line) - end - 1, "%s", suffix);
+		end += strlen(line + end);
+	}
 	for (size_t i = n; i < end; i++)
 		if (line[i] == '\n' || line[i] == '\r')
 			line[i] = ' ';
 	line[end++] = '\n';
 	write_all(line, end);
+}
+
+void
+log_msg(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	vlog(level, NULL, fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+log_ratelimited(
+    struct log_limit *rl, enum log_level level, const char *fmt, ...)
+{
+	uint64_t now = now_ms();
+	char suffix[80];
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	if (rl->start == 0 || now - rl->start >= LOG_LIMIT_WINDOW_MS) {
+		rl->start = now;
+		rl->n = 0;
+	}
+	if (rl->n >= LOG_LIMIT_BURST) {
+		rl->suppressed++;
+		return;
+	}
+	rl->n++;
+	suffix[0] = '\0';
+	if (rl->suppressed > 0)
+		snprintf(suffix, sizeof(suffix),
+		    " (%llu more like this not logged)",
+		    (unsigned long long)rl->suppressed);
+	rl->suppressed = 0;
+	va_start(ap, fmt);
+	vlog(level, suffix, fmt, ap);
+	va_end(ap);
 }

@@ -10,6 +10,8 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include <stdint.h>
+
 enum log_level {
 	LOG_LVL_ERROR = 0,
 	LOG_LVL_WARN,
@@ -23,6 +25,25 @@ void log_set_level(enum log_level level);
 int log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * A line that may repeat at the rate of a flood (an accept failing for
+ * every client, a spool that cannot take bytes for any download): at most
+ * LOG_LIMIT_BURST lines per LOG_LIMIT_WINDOW_MS for one limiter; the first
+ * line after a quiet spell says how many were not logged.  One limiter per
+ * cause, zeroed before use (its owner's struct, or a static).
+ */
+#define LOG_LIMIT_BURST     5
+#define LOG_LIMIT_WINDOW_MS 10000
+
+struct log_limit {
+	uint64_t start; /* ms (CLOCK_MONOTONIC) the window began, 0: none */
+	unsigned n;     /* lines logged in it */
+	uint64_t suppressed; /* lines dropped since the last one logged */
+};
+
+void log_ratelimited(struct log_limit *rl, enum log_level level,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
