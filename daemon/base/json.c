@@ -10,19 +10,64 @@
 
 #include "base/json.h"
 
+/*
+ * The length of the well-formed UTF-8 sequence at s (RFC 3629 §4: no
+ * overlong form, no surrogate, nothing past U+10FFFF), or 0 when the byte
+ * at s does not start one.
+ */
+static size_t
+utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0; /* overlong */
+	else if (c == 0xed)
+		hi = 0x9f; /* surrogates */
+	else if (c == 0xf0)
+		lo = 0x90; /* overlong */
+	else if (c == 0xf4)
+		hi = 0x8f; /* past U+10FFFF */
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0; /* the string's NUL ends it here too */
+	return n;
+}
+
 void
 json_string(FILE *out, const char *s)
 {
-	fputc('"', out);
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
 
-		if (ch == '"' || ch == '\\')
-			fprintf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(out, "\\u%04x", ch);
-		else
-			fputc(ch, out);
+	fputc('"', out);
+	while (*p != '\0') {
+		if (*p == '"' || *p == '\\') {
+			fprintf(out, "\\%c", *p++);
+		} else if (*p < 0x20 || *p == 0x7f) {
+			fprintf(out, "\\u%04x", *p++);
+		} else if (*p < 0x80) {
+			fputc(*p++, out);
+		} else if ((n = utf8_len(p)) > 0) {
+			fwrite(p, 1, n, out);
+			p += n;
+		} else {
+			/* a byte of no valid UTF-8 sequence: its value, so the
+			 * line stays JSON and the byte stays visible */
+			fprintf(out, "\\u%04x", *p++);
+		}
 	}
 	fputc('"', out);
 }

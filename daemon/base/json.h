@@ -14,7 +14,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Writes s as a JSON string, quotes included. */
+/* Writes s as a JSON string, quotes included, valid JSON whatever bytes
+ * s holds: '"' and '\\' escaped, control characters (and DEL) as \u00XX,
+ * well-formed UTF-8 as it is, and every byte that is not part of
+ * well-formed UTF-8 (a raw 0xff in a request target) as \u00XX, its
+ * value (issue 13, #12). */
 void json_string(FILE *out, const char *s);
 
 /* The number after the first "key": in s, when it starts before end:
