@@ -77,7 +77,8 @@ cmd_check(const char *path)
 		fprintf(stderr, "%s\n", err);
 		return 2;
 	}
-	if (proxy_check_address(cfg, err, sizeof(err)) < 0) {
+	if (proxy_check_address(cfg, err, sizeof(err)) < 0 ||
+	    proxy_check_files(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		config_free(cfg);
 		return 2;

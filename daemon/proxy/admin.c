@@ -49,9 +49,14 @@
 #define ADMIN_REQUEST_MS 10000 /* the whole request, from accept */
 #define ADMIN_WRITE_MS   10000 /* the answer must progress this often */
 #define ADMIN_LINGER_MS  2000  /* reading and dropping after our FIN */
-#define METRICS_TYPE     "text/plain; version=0.0.4; charset=utf-8"
-#define JSON_TYPE        "application/json"
-#define TEXT_TYPE        "text/plain; charset=utf-8"
+/* /connections entries by default and at most (?limit=N): about 1 KiB
+ * and a few microseconds each, so the page never holds the loop for long
+ * (issue 13, section 3) */
+#define CONNECTIONS_LIMIT     1000
+#define CONNECTIONS_LIMIT_MAX 10000
+#define METRICS_TYPE          "text/plain; version=0.0.4; charset=utf-8"
+#define JSON_TYPE             "application/json"
+#define TEXT_TYPE             "text/plain; charset=utf-8"
 
 enum page {
 	PAGE_NONE = 0,
@@ -94,10 +99,13 @@ struct admin_conn {
 	char url[ADMIN_URL_MAX];
 	size_t url_len;
 	int url_long;
-	char head[256]; /* the response head */
+	enum page page; /* the page answered (format_head) */
+	char head[320]; /* the response head */
 	char text[64];  /* an error's body */
 	char *body;     /* a page, from open_memstream: freed with us */
 	size_t body_len;
+	size_t limit;    /* /connections: entries at most (?limit=N) */
+	size_t total;    /* /connections: connections open (X-Total-Count) */
 	char rbuf[2048]; /* one read at a time, no malloc per read */
 };
 
@@ -287,6 +295,17 @@ write_metrics(FILE *f, const struct proxy *px)
 
 	family(f, "connections", "gauge", "Client connections open.");
 	sample(f, "connections", px->nconns);
+	family(f, "connections_max", "gauge",
+	    "Client connections allowed at once ([listen] max_connections).");
+	sample(f, "connections_max", px->max_conns);
+	family(f, "connections_refused_total", "counter",
+	    "Clients turned away at accept, by reason (503 for "
+	    "max_connections and memory; closed unanswered for fds).");
+	for (int r = 0; r < REFUSE_N; r++)
+		fprintf(f,
+		    "sluice_connections_refused_total{reason=\"%s\"} %" PRIu64
+		    "\n",
+		    refuse_names[r], px->refused[r]);
 	family(f, "memory_buffered_bytes", "gauge",
 	    "Bytes buffered in memory by all downloads.");
 	sample(f, "memory_buffered_bytes", proxy_memory(px));
@@ -298,16 +317,21 @@ write_metrics(FILE *f, const struct proxy *px)
 	write_reload_metrics(f, px);
 }
 
+/* At most limit connections, newest first: the page (and the loop turn
+ * that builds it) is bounded whatever the number open, which the answer's
+ * X-Total-Count gives. */
 static void
-write_connections(FILE *f, const struct proxy *px)
+write_connections(FILE *f, const struct proxy *px, size_t limit)
 {
 	const char *sep = "";
+	int show_query = px->cfg->admin.show_query;
+	size_t n = 0;
 
 	fputc('[', f);
-	for (const struct conn *c = conn_first(px); c != NULL;
-	     c = conn_next(c)) {
+	for (const struct conn *c = conn_first(px); c != NULL && n < limit;
+	     c = conn_next(c), n++) {
 		fputs(sep, f);
-		conn_describe(c, f);
+		conn_describe(c, f, show_query);
 		sep = ",";
 	}
 	fputs("]\n", f);
@@ -326,7 +350,7 @@ build_page(struct admin_conn *ac, enum page pg)
 	if (pg == PAGE_METRICS)
 		write_metrics(f, px);
 	else
-		write_connections(f, px);
+		write_connections(f, px, ac->limit);
 	if (ferror(f))
 		rc = -ENOMEM; /* a memstream fails only to grow */
 	if (fclose(f) != 0 && rc == 0)
@@ -401,18 +425,24 @@ static unsigned
 format_head(struct admin_conn *ac, int status, const char *type, size_t len)
 {
 	/* RFC 9110 §15.5.6: a 405 lists the methods that are allowed. */
-	int n = snprintf(ac->head, sizeof(ac->head),
+	char total[48] = "";
+	int n;
+
+	if (status == 200 && ac->page == PAGE_CONNECTIONS)
+		snprintf(
+		    total, sizeof(total), "X-Total-Count: %zu\r\n", ac->total);
+	n = snprintf(ac->head, sizeof(ac->head),
 	    "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: %s\r\n"
 	    "Content-Length: %zu\r\n"
-	    "%s"
+	    "%s%s"
 	    "Cache-Control: no-store\r\n"
 	    "Connection: close\r\n"
 	    "\r\n",
 	    status, reason_phrase(status), type, len,
-	    status == 405 ? "Allow: GET, HEAD\r\n" : "");
+	    status == 405 ? "Allow: GET, HEAD\r\n" : "", total);
 
-	return (unsigned)n; /* at most about 200 bytes: never truncated */
+	return (unsigned)n; /* at most about 250 bytes: never truncated */
 }
 
 /*
@@ -435,8 +465,9 @@ respond(struct admin_conn *ac, int status, const char *type)
 	    method >= 0 ? llhttp_method_name(method) : "-", ac->url,
 	    ac->url_long ? "..." : "", status);
 	if (body == NULL) {
-		snprintf(ac->text, sizeof(ac->text), "%d %s\n", status,
-		    reason_phrase(status));
+		if (ac->text[0] == '\0')
+			snprintf(ac->text, sizeof(ac->text), "%d %s\n", status,
+			    reason_phrase(status));
 		body = ac->text;
 		len = strlen(ac->text);
 		type = TEXT_TYPE;
@@ -465,6 +496,34 @@ path_is(const struct admin_conn *ac, const char *path)
 	    strncmp(ac->url, path, n) == 0;
 }
 
+/*
+ * /connections?limit=N: N entries at most, 0 to CONNECTIONS_LIMIT_MAX
+ * (default CONNECTIONS_LIMIT).  0, or -1 when limit is given and is no such
+ * number.  Other parameters are ignored.
+ */
+static int
+parse_limit(struct admin_conn *ac)
+{
+	const char *q = strchr(ac->url, '?');
+	size_t n;
+
+	ac->limit = CONNECTIONS_LIMIT;
+	while (q != NULL) {
+		q++;
+		if (strncmp(q, "limit=", 6) == 0) {
+			q += 6;
+			n = strcspn(q, "&");
+			if (n == 0 || n > 5 || strspn(q, "0123456789") != n)
+				return -1;
+			ac->limit = (size_t)strtoul(q, NULL, 10);
+			if (ac->limit > CONNECTIONS_LIMIT_MAX)
+				return -1;
+		}
+		q = strchr(q, '&');
+	}
+	return 0;
+}
+
 /* A whole request was parsed: route it and answer. */
 static void
 answer(struct admin_conn *ac)
@@ -480,11 +539,21 @@ answer(struct admin_conn *ac)
 	} else if (path_is(ac, "/connections")) {
 		pg = PAGE_CONNECTIONS;
 		type = JSON_TYPE;
+		ac->total = ac->ad->px->nconns;
+		if (parse_limit(ac) < 0) {
+			snprintf(ac->text, sizeof(ac->text),
+			    "limit: a whole number, 0 to %d\n",
+			    CONNECTIONS_LIMIT_MAX);
+			status = 400;
+		}
 	} else {
 		status = 404;
 	}
-	if (status == 200 && method != HTTP_GET && method != HTTP_HEAD)
+	if (status != 404 && method != HTTP_GET && method != HTTP_HEAD) {
+		ac->text[0] = '\0';
 		status = 405;
+	}
+	ac->page = pg;
 	if (status == 200 && (rc = build_page(ac, pg)) < 0) {
 		log_warn("admin: cannot build %s: %s", ac->url, strerror(-rc));
 		status = 500;

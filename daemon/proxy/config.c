@@ -65,6 +65,13 @@ const struct config_key config_keys[] = {
         "address to accept clients on: host:port or [v6]:port (port 0: any)"),
     DURATION("listen", "drain_timeout", listen.drain_timeout, "30s", 0, DAY_MS,
         "on SIGTERM/SIGINT, how long in-flight downloads may still run"),
+    COUNT("listen", "max_connections", listen.max_connections, "0", 0, 1000000,
+        "client connections open at once; past it a new client gets 503 "
+        "with Connection: close and Retry-After, and the ones open go on "
+        "(0: derived at start and reload from RLIMIT_NOFILE, which start "
+        "raises to its hard limit: (nofile - 128) / 2, a client and an "
+        "upstream socket each, or / 3 with policy spill, whose downloads "
+        "may hold a spool file too)"),
     SERVER("upstream", "server", upstream.servers, "127.0.0.1:9000",
         "a backend host:port; repeat the key for each server"),
     ENUM("upstream", "balance", upstream.balance, "round-robin", balance_names,
@@ -144,6 +151,9 @@ const struct config_key config_keys[] = {
     OPT_ADDRESS("admin", "address", admin.address, "",
         "host:port serving GET /metrics (Prometheus) and GET /connections "
         "(JSON) (empty: none)"),
+    ENUM("admin", "show_query", admin.show_query, "off", onoff_names,
+        "off: GET /connections shows a path's query as ?<redacted> (the "
+        "access log keeps it, as nginx's does); on: as the client sent it"),
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 

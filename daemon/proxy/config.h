@@ -43,7 +43,8 @@ struct config {
 	char path[256];
 	struct {
 		struct sockaddr_any address;
-		uint64_t drain_timeout; /* ms */
+		uint64_t drain_timeout;   /* ms */
+		uint64_t max_connections; /* 0: from RLIMIT_NOFILE */
 	} listen;
 	struct {
 		struct sockaddr_any servers[CONFIG_MAX_SERVERS];
@@ -79,6 +80,7 @@ struct config {
 	} log;
 	struct {
 		struct sockaddr_any address; /* len 0: no admin listener */
+		int show_query;              /* 0: /connections redacts */
 	} admin;
 	/* Line of each key in the file (0: not given), indexed like
 	 * config_keys, for errors found after parsing (e.g. at bind time). */

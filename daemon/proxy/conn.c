@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/http.h"
 #include "base/json.h"
@@ -214,10 +215,29 @@ graceful_close(struct conn *c)
 
 static const char *const policy_names[] = {"pause", "spill", "pace"};
 
-/* The fields the access log and /connections share: ,"client":…,
- * "upstream":…,"method":…,"path":…,"status":…,"policy":… */
+/* The request target for /connections: with show_query off, what follows
+ * '?' is replaced by <redacted> (query strings carry tokens and session
+ * ids, and /connections is read by more people than the access log). */
 static void
-json_download(const struct conn *c, FILE *out)
+json_target(const struct conn *c, FILE *out, int show_query)
+{
+	char t[sizeof(c->d.target) + 16];
+	size_t n = strcspn(c->d.target, "?");
+
+	if (show_query || c->d.target[n] == '\0') {
+		json_string(out, c->d.target);
+		return;
+	}
+	snprintf(t, sizeof(t), "%.*s?<redacted>", (int)n, c->d.target);
+	json_string(out, t);
+}
+
+/* The fields the access log and /connections share: ,"client":…,
+ * "upstream":…,"method":…,"path":…,"status":…,"policy":…  The access
+ * log keeps the query (as nginx's $request_uri); /connections redacts it
+ * unless [admin] show_query is on. */
+static void
+json_download(const struct conn *c, FILE *out, int show_query)
 {
 	const struct config *cfg = c->cfg;
 
@@ -229,37 +249,43 @@ json_download(const struct conn *c, FILE *out)
 	fprintf(out, ",\"method\":");
 	json_string(out, c->d.method);
 	fprintf(out, ",\"path\":");
-	json_string(out, c->d.target);
+	json_target(c, out, show_query);
 	fprintf(out, ",\"status\":%d,\"policy\":\"%s\"", c->d.status,
 	    policy_names[cfg->buffer.policy]);
 }
 
-/*
- * The access line: one JSON object per download, at its end, to [log]
- * access or stderr; also counts it for /metrics.  Once per request.
- */
+/* Writes all n bytes to fd in as few write(2) calls as the kernel allows
+ * (one for a file or a pipe with room); a failure drops the rest. */
 static void
-access_log(struct conn *c)
+write_line(int fd, const char *p, size_t n)
 {
-	struct proxy *px = c->px;
-	FILE *out = px->access != NULL ? px->access : stderr;
-	uint64_t now = uv_now(px->loop);
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* The access line's fields into out, newline included. */
+static void
+format_access(const struct conn *c, FILE *out)
+{
+	uint64_t now = uv_now(c->px->loop);
 	char when[40];
 	struct timespec ts;
 	struct tm tm;
 
-	if (c->d.logged)
-		return;
-	c->d.logged = 1;
-	end_pause(c);
-	if (c->d.outcome == OUTCOME_N)
-		c->d.outcome = OUTCOME_COMPLETE;
-	px->stats.downloads[c->d.outcome]++;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	fprintf(out, "{\"time\":\"%s.%03ldZ\"", when, ts.tv_nsec / 1000000);
-	json_download(c, out);
+	json_download(c, out, 1);
 	fprintf(out,
 	    ",\"bytes_from_upstream\":%llu,"
 	    "\"bytes_to_client\":%llu,\"peak_memory\":%llu,"
@@ -271,7 +297,38 @@ access_log(struct conn *c)
 	    (unsigned long long)(c->down.spool.written - c->d.spilled0),
 	    (double)c->d.paused_ms / 1000.0, c->d.resumes,
 	    outcome_names[c->d.outcome], (double)(now - c->d.t_start) / 1000.0);
-	fflush(out);
+}
+
+/*
+ * The access line: one JSON object per download, at its end, to [log]
+ * access or stderr; also counts it for /metrics.  Once per request.  The
+ * line is built in memory and goes out in one write(2) (issue 13, #12:
+ * stderr is unbuffered, and fprintf to it wrote a character at a time),
+ * so that lines of a shared stream or an O_APPEND file never interleave.
+ * Out of memory, the line is dropped.
+ */
+static void
+access_log(struct conn *c)
+{
+	struct proxy *px = c->px;
+	int fd = px->access != NULL ? fileno(px->access) : STDERR_FILENO;
+	char *line = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	if (c->d.logged)
+		return;
+	c->d.logged = 1;
+	end_pause(c);
+	if (c->d.outcome == OUTCOME_N)
+		c->d.outcome = OUTCOME_COMPLETE;
+	px->stats.downloads[c->d.outcome]++;
+	if ((out = open_memstream(&line, &len)) == NULL)
+		return;
+	format_access(c, out);
+	if (fclose(out) == 0)
+		write_line(fd, line, len);
+	free(line);
 }
 
 /* `down` is empty and the response has ended, well or not. */
@@ -412,7 +469,7 @@ client_socket_options(struct conn *c)
 	}
 }
 
-void
+int
 conn_accept(struct proxy *px, uv_stream_t *server)
 {
 	struct proxy_gen *gen = px->gen;
@@ -425,8 +482,7 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->headbuf = malloc(2 * hsz)) == NULL) {
 		free(c);
-		log_error("accept: out of memory");
-		return;
+		return -ENOMEM; /* the connection is still the listener's */
 	}
 	c->px = px;
 	c->gen = gen;
@@ -457,12 +513,13 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	px->nconns++;
 	if (uv_accept(server, (uv_stream_t *)&c->client) < 0) {
 		conn_close(c, 0, NULL, 0);
-		return;
+		return 0;
 	}
 	describe_peer(c);
 	client_socket_options(c);
 	log_debug("conn %llu: accepted %s", (unsigned long long)c->id, c->peer);
 	begin_request(c);
+	return 0;
 }
 
 /* ---- /connections ------------------------------------------------------ */
@@ -490,7 +547,7 @@ describe_socket(FILE *out, const char *name, const uv_tcp_t *h, int open)
 }
 
 void
-conn_describe(const struct conn *c, FILE *out)
+conn_describe(const struct conn *c, FILE *out, int show_query)
 {
 	uint64_t now = uv_now(c->px->loop);
 	uint64_t paused = c->d.paused_ms +
@@ -499,7 +556,7 @@ conn_describe(const struct conn *c, FILE *out)
 	fprintf(out, "{\"id\":%llu,\"state\":\"%s\",\"state_s\":%.3f",
 	    (unsigned long long)c->id, state_names[c->state],
 	    (double)(now - c->state_since) / 1000.0);
-	json_download(c, out);
+	json_download(c, out, show_query);
 	fprintf(out,
 	    ",\"memory_bytes\":%zu,"
 	    "\"spool_bytes\":%llu,\"upstream_paused\":%s,\"paused_s\":%.3f,"

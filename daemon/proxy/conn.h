@@ -28,8 +28,11 @@ struct conn;
 struct proxy;
 
 /* Accepts one pending connection from server; it takes the current
- * config generation (px->gen) for its whole life. */
-void conn_accept(struct proxy *px, uv_stream_t *server);
+ * config generation (px->gen) for its whole life.  0 (a connection that
+ * fails after its accept is closed and logged here), or -ENOMEM with the
+ * connection not taken: the caller must take it from server, or libuv
+ * stops polling the listener (proxy.c refuses it). */
+int conn_accept(struct proxy *px, uv_stream_t *server);
 /* SIGTERM: an idle keep-alive connection closes now; one in a download
  * finishes it, then closes. */
 void conn_drain(struct conn *c);
@@ -46,8 +49,9 @@ void conn_abort(struct conn *c, const char *reason);
  * id, client, upstream, state, buffered bytes (memory, spool), whether the
  * upstream read is paused, and TCP_INFO of both sockets.  Exactly one
  * object, nothing before or after it: admin.c joins them with commas.
+ * show_query 0: the path's query string is written as "?<redacted>".
  */
-void conn_describe(const struct conn *c, FILE *out);
+void conn_describe(const struct conn *c, FILE *out, int show_query);
 /* Memory came back (or memory_limit changed): the downloads waiting for
  * memory read again, first come first served, as far as it goes. */
 void conn_memory_wake(struct proxy *px);

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "base/list.h"
+#include "base/log.h"
 #include "proxy/balancer.h"
 #include "proxy/config.h"
 #include "proxy/pipe.h"
@@ -29,6 +30,35 @@
 #include "proxy/stats.h"
 
 struct conn;
+
+/* Why a client was turned away at accept (sluice_connections_refused_total
+ * {reason=...}). */
+enum refuse_reason {
+	REFUSE_MAX_CONNECTIONS = 0, /* [listen] max_connections reached: 503 */
+	REFUSE_MEMORY,              /* no memory for the connection: 503 */
+	REFUSE_FDS, /* EMFILE/ENFILE at accept: libuv closed it unanswered */
+	REFUSE_N,
+};
+
+extern const char *const refuse_names[REFUSE_N];
+
+/*
+ * A connection taken from the listener only to be answered 503 and closed:
+ * its handles are the proxy's, allocated at start, so that refusing needs
+ * no memory (issue 13, #9: a refusal that needs memory cannot answer an
+ * out-of-memory accept).  busy from accept to its last close callback.
+ */
+struct refuser {
+	struct proxy *px;
+	uv_tcp_t tcp;
+	uv_timer_t timer; /* the whole refusal, linger included */
+	uv_write_t wr;
+	uv_shutdown_t sd;
+	int nhandles; /* not yet closed */
+	unsigned busy : 1, closing : 1, shut : 1, eof : 1;
+};
+
+#define PROXY_REFUSERS 8 /* refusals in flight; more wait in the backlog */
 
 struct proxy_gen {
 	struct proxy *px;
@@ -69,6 +99,16 @@ struct proxy {
 	size_t scratch_size;              /* enough for every live generation */
 	int reload_ok;        /* the last SIGHUP's result (1 before any) */
 	uint64_t reload_time; /* its time (Unix seconds), 0: none yet */
+
+	/* [listen] max_connections as it applies (proxy_max_connections) */
+	size_t max_conns;
+	uint64_t refused[REFUSE_N]; /* clients turned away, by reason */
+	struct refuser refusers[PROXY_REFUSERS];
+	/* a listener left holding a connection (every refuser busy): libuv
+	 * polls it again only once that one is taken (uv_accept) */
+	uv_stream_t *pending;
+	char refuse_rbuf[1024]; /* what a refused client sends, dropped */
+	struct log_limit log_accept, log_refuse, log_spill;
 };
 
 /*
@@ -80,6 +120,16 @@ struct proxy {
  */
 int proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
     const char *path, char *err, size_t errlen);
+/* `sluice check`, start and reload: can the files the config names be
+ * used?  With policy spill, a spool file can be created in spill_dir (an
+ * O_TMPFILE opened and closed there); [log] access can be opened for
+ * appending (or created: tried the same way in its directory, so check
+ * leaves no file behind).  0, or a negative errno with err naming the
+ * config line of the key (issue 13, #10). */
+int proxy_check_files(const struct config *cfg, char *err, size_t errlen);
+/* The client connections cfg allows at once: [listen] max_connections,
+ * or when 0, (RLIMIT_NOFILE - 128) / 2, or / 3 with policy spill. */
+size_t proxy_max_connections(const struct config *cfg);
 /* `sluice check`: can this host bind the listen address at all (a local
  * address)?  Binds port 0 so that a running instance does not fail it.
  * 0, or a negative errno with err naming the config line. */
