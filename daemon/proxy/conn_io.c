@@ -336,6 +336,29 @@ end_pause(struct conn *c)
 	}
 }
 
+/* A spool that failed (issue 13, #10): at warn, rate-limited (a full disk
+ * fails every download that spills), with the cause. */
+static void
+spill_fallback_log(struct conn *c)
+{
+	const struct spool *sp = &c->down.spool;
+	const struct config *cfg = c->cfg;
+
+	if (sp->op != NULL && strcmp(sp->op, "spill_total") == 0)
+		log_ratelimited(&c->px->log_spill, LOG_LVL_WARN,
+		    "conn %llu %s: spill_total (%llu) reached; this download "
+		    "pauses instead",
+		    (unsigned long long)c->id, c->peer,
+		    (unsigned long long)cfg->buffer.spill_total);
+	else
+		log_ratelimited(&c->px->log_spill, LOG_LVL_WARN,
+		    "conn %llu %s: spool %s in spill_dir %s: %s; this "
+		    "download pauses instead",
+		    (unsigned long long)c->id, c->peer,
+		    sp->op != NULL ? sp->op : "write", cfg->buffer.spill_dir,
+		    strerror(-sp->err));
+}
+
 /*
  * Sets the watermarks of `down` for its policy and applies a transition.
  * pause, pace: memory held against high/low.  spill, while the spool can
@@ -383,11 +406,16 @@ check_down(struct conn *c)
 		          "(%llu spooled)",
 		    (unsigned long long)c->id, pipe_memory(d),
 		    (unsigned long long)pipe_spooled(d));
-		if (cfg->buffer.policy == POLICY_SPILL &&
-		    !c->d.spill_fellback) {
-			/* spill_limit reached: pause's rules from here */
+		if (spooling && !c->d.spill_fellback) {
+			/* spill_limit reached: pause's rules from here (a
+			 * spool that failed is told below) */
 			c->d.spill_fellback = 1;
 			c->px->stats.spill_fallbacks++;
+			log_ratelimited(&c->px->log_spill, LOG_LVL_WARN,
+			    "conn %llu %s: spill_limit (%llu) reached; this "
+			    "download pauses instead",
+			    (unsigned long long)c->id, c->peer,
+			    (unsigned long long)cfg->buffer.spill_limit);
 		}
 	} else if (ev == WM_RESUME) {
 		log_debug("conn %llu: resume upstream at %zu bytes held",
@@ -397,10 +425,7 @@ check_down(struct conn *c)
 	    !c->d.spill_fellback) {
 		c->d.spill_fellback = 1;
 		c->px->stats.spill_fallbacks++;
-		log_info(
-		    "conn %llu %s: spool: %s; this download pauses instead",
-		    (unsigned long long)c->id, c->peer,
-		    strerror(-d->spool.err));
+		spill_fallback_log(c);
 	}
 	update_upstream_reading(c);
 }

@@ -131,10 +131,11 @@ spool_open(struct pipe *p)
 }
 
 static void
-spool_fail(struct pipe *p, int err)
+spool_fail(struct pipe *p, int err, const char *op)
 {
 	p->spool.failed = 1;
 	p->spool.err = err;
+	p->spool.op = op;
 }
 
 /* Appends n bytes to the spool; 0, or a negative errno (the caller keeps
@@ -149,11 +150,11 @@ spool_write(struct pipe *p, const char *data, size_t n)
 	int rc;
 
 	if (*p->spill->total + n > p->spill->total_limit) {
-		spool_fail(p, -ENOSPC);
+		spool_fail(p, -ENOSPC, "spill_total");
 		return -ENOSPC;
 	}
 	if (sp->fd < 0 && (rc = spool_open(p)) < 0) {
-		spool_fail(p, rc);
+		spool_fail(p, rc, "open");
 		return rc;
 	}
 	if (sp->wr == sp->rd)
@@ -164,7 +165,7 @@ spool_write(struct pipe *p, const char *data, size_t n)
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
-			spool_fail(p, rc);
+			spool_fail(p, rc, "write");
 			/* what went in is garbage now: forget it */
 			return rc;
 		}

@@ -63,6 +63,7 @@ struct spool {
 	uint64_t punched; /* bytes before this are given back */
 	int failed;       /* no more spooling for this pipe */
 	int err;          /* what failed it (negative errno), for logs */
+	const char *op;   /* and where: "open", "write", "spill_total" */
 	uint64_t written; /* bytes ever written, for the access log */
 	unsigned starts;  /* times spooling began */
 };
