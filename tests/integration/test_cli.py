@@ -254,4 +254,23 @@ env.case("proxy: address in use -> exit 2 naming [listen] address", proxy_addres
 env.case("SIGTERM on an idle proxy -> exit 0", sigterm_idle)
 env.case("SIGTERM during a slow download: drained byte-exact, new connections refused, exit 0",
          sigterm_drains)
+
+
+# Files the config names are checked by `check` as by start-up (issue 13,
+# #10): a spill_dir that is missing or no directory, an access log that
+# cannot be appended to.  Each fails as root too.
+env.case("check: policy spill, spill_dir missing -> exit 2, names spill_dir", check_bad,
+         "spill-dir-missing",
+         {17: "policy = spill", 20: "spill_dir = %s" % os.path.join(env.tmp, "no-such-dir")},
+         (), "20", "buffer", "spill_dir", "No such file or directory")
+env.case("check: policy spill, spill_dir a file -> exit 2, names spill_dir", check_bad,
+         "spill-dir-file", {17: "policy = spill", 20: "spill_dir = %s" % os.path.abspath(__file__)},
+         (), "20", "buffer", "spill_dir", "Not a directory")
+env.case("check: [log] access in a missing directory -> exit 2, names it", check_bad,
+         "access-missing-dir", {},
+         ("access = %s" % os.path.join(env.tmp, "no-such-dir", "access.log"),), "23", "log",
+         "access", "No such file or directory")
+env.case("check: [log] access a directory -> exit 2, names it", check_bad,
+         "access-is-dir", {}, ("access = %s" % env.tmp,), "23", "log", "access",
+         "Is a directory")
 env.finish()
