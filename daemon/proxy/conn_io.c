@@ -421,8 +421,9 @@ check_down(struct conn *c)
 		log_debug("conn %llu: resume upstream at %zu bytes held",
 		    (unsigned long long)c->id, pipe_memory(d));
 	}
+	/* a spool read error ends the download (spool_failed): no fall-back */
 	if (cfg->buffer.policy == POLICY_SPILL && d->spool.failed &&
-	    !c->d.spill_fellback) {
+	    !c->d.spill_fellback && !c->d.short_end) {
 		c->d.spill_fellback = 1;
 		c->px->stats.spill_fallbacks++;
 		spill_fallback_log(c);
@@ -550,8 +551,9 @@ write_batch(const struct conn *c)
 static void
 spool_failed(struct conn *c)
 {
-	log_warn("conn %llu %s: spool read: %s after %llu of %llu body bytes "
-	         "sent; ending the client's response short",
+	log_ratelimited(&c->px->log_spill, LOG_LVL_WARN,
+	    "conn %llu %s: spool read: %s after %llu of %llu body bytes "
+	    "sent; ending the client's response short",
 	    (unsigned long long)c->id, c->peer, strerror(-c->down.error),
 	    (unsigned long long)c->d.body_out,
 	    (unsigned long long)c->d.resp_body_in);
