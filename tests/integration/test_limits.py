@@ -208,7 +208,13 @@ def accept_emfile():
             c.request("GET", "/bytes/4k")
             try:
                 r = c.read_response(deadline=10.0 * harness.SLOW)
-                raise AssertionError("a client past RLIMIT_NOFILE got %s" % r.status)
+                # A descriptor the proxy was still closing (the last
+                # request's upstream) may free up after the count: then
+                # the client is accepted and its upstream socket fails,
+                # which is a 503, also an answer, not a hang.
+                check(r.status == 503,
+                      "a client past RLIMIT_NOFILE got %s" % r.status)
+                env.note("past RLIMIT_NOFILE: 503 (%s)" % r.get("connection"))
             except (harness.ProtocolError, ConnectionError) as e:
                 env.note("past RLIMIT_NOFILE: %s" % e)
     finally:
