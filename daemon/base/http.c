@@ -292,8 +292,8 @@ list_has(const char *v, size_t vlen, const char *tok, size_t tlen)
 
 /* What Connection may not nominate: the framing and the authority.
  * "Connection: Content-Length" on a POST once made the proxy drop the
- * length and relay the body unframed, a request smuggled inside it
- * (issue 13); nginx keeps these fields whatever Connection says. */
+ * length and relay the body unframed, a request smuggled inside it;
+ * nginx keeps these fields whatever Connection says. */
 static const char *const never_nominated[] = {
     "content-length",
     "transfer-encoding",

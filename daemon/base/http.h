@@ -6,7 +6,7 @@
  * Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade and Trailer,
  * and every field the Connection header names, are removed, except that
  * Connection never removes Content-Length, Transfer-Encoding or Host (the
- * message's framing and authority: issue 13, as nginx); the proxy adds its
+ * message's framing and authority, as nginx keeps them); the proxy adds its
  * own framing (Transfer-Encoding: chunked when it chunks) and Connection,
  * a Via entry (§7.6.3), Host when an HTTP/1.0 request had none, and for
  * requests appends the client's address to X-Forwarded-For (one merged

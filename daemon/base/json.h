@@ -18,7 +18,7 @@
  * s holds: '"' and '\\' escaped, control characters (and DEL) as \u00XX,
  * well-formed UTF-8 as it is, and every byte that is not part of
  * well-formed UTF-8 (a raw 0xff in a request target) as \u00XX, its
- * value (issue 13, #12). */
+ * value. */
 void json_string(FILE *out, const char *s);
 
 /* The number after the first "key": in s, when it starts before end:

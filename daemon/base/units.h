@@ -34,7 +34,7 @@ enum units_kind {
  * k, M, G, T)") or -ERANGE ("out of range (1k to 64M)", the bounds
  * written the way the kind writes values) with that message in msg (len
  * bytes, may be 0).  A number too large for 64 bits is out of range, not
- * "not a size" (issue 13: "9999999999T").
+ * "not a size" ("9999999999T").
  */
 int units_parse_in(enum units_kind kind, const char *s, uint64_t min,
     uint64_t max, uint64_t *out, char *msg, size_t len);

@@ -330,8 +330,8 @@ lab_lb_kind_name(int kind)
 	    : "?";
 }
 
-/* "9999999999T" is a size, only too large: say so, with the range
- * (issue 13).  Only sizes, durations and rates report -ERANGE. */
+/* "9999999999T" is a size, only too large: say so, with the range.
+ * Only sizes, durations and rates report -ERANGE. */
 static int
 out_of_range(struct parse_ctx *ctx, const struct skey *k, const char *value)
 {

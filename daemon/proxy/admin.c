@@ -50,8 +50,7 @@
 #define ADMIN_WRITE_MS   10000 /* the answer must progress this often */
 #define ADMIN_LINGER_MS  2000  /* reading and dropping after our FIN */
 /* /connections entries by default and at most (?limit=N): about 1 KiB
- * and a few microseconds each, so the page never holds the loop for long
- * (issue 13, section 3) */
+ * and a few microseconds each, so the page never holds the loop for long */
 #define CONNECTIONS_LIMIT     1000
 #define CONNECTIONS_LIMIT_MAX 10000
 #define METRICS_TYPE          "text/plain; version=0.0.4; charset=utf-8"

@@ -302,8 +302,8 @@ format_access(const struct conn *c, FILE *out)
 /*
  * The access line: one JSON object per download, at its end, to [log]
  * access or stderr; also counts it for /metrics.  Once per request.  The
- * line is built in memory and goes out in one write(2) (issue 13, #12:
- * stderr is unbuffered, and fprintf to it wrote a character at a time),
+ * line is built in memory and goes out in one write(2) (stderr is
+ * unbuffered, and fprintf to it wrote a character at a time),
  * so that lines of a shared stream or an O_APPEND file never interleave.
  * Out of memory, the line is dropped.
  */

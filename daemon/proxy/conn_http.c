@@ -170,7 +170,7 @@ validate_request(struct conn *c, llhttp_t *p)
 		return 400;
 	}
 	/* RFC 9112 §6.1: only chunked is ours to decode; nginx answers 501
-	 * to any other coding (issue 13). */
+	 * to any other coding. */
 	if (http_te_chunked(h) < 0) {
 		h->error = "Transfer-Encoding other than chunked";
 		return 501;
@@ -330,8 +330,8 @@ in_head(const struct conn *c, int response)
  * Runs parser p over n bytes; those of a head go through h->scan first,
  * which counts every byte of it against the head buffer's size (llhttp's
  * spans leave out whitespace and line ends: a 5 MB head of them once
- * passed a 32k max_header_size) and refuses what llhttp lets through
- * (issue 13).  A head is fed to llhttp up to its end only, so that the
+ * passed a 32k max_header_size) and refuses what llhttp lets through.
+ * A head is fed to llhttp up to its end only, so that the
  * bytes after it are never counted or scanned as head.  A refusal stops
  * p for good, with h->error set and HPE_USER returned.
  */
@@ -532,7 +532,7 @@ resp_on_headers_complete(llhttp_t *p)
 		return -1; /* we never forward Upgrade: a protocol error */
 	/* A coding other than chunked is neither decoded nor forwarded:
 	 * relayed as it is, its body would reach the client with no
-	 * framing or coding it could know (issue 13). */
+	 * framing or coding it could know. */
 	if (http_te_chunked(&c->resph) < 0) {
 		c->resph.error = "Transfer-Encoding other than chunked";
 		return -1;

@@ -336,7 +336,7 @@ end_pause(struct conn *c)
 	}
 }
 
-/* A spool that failed (issue 13, #10): at warn, rate-limited (a full disk
+/* A spool that failed: at warn, rate-limited (a full disk
  * fails every download that spills), with the cause. */
 static void
 spill_fallback_log(struct conn *c)

@@ -475,7 +475,7 @@ refuse(struct proxy *px, uv_stream_t *server, enum refuse_reason why)
 
 /* The listener holds one connection: serve it, or refuse it.  Whatever
  * happens, it is taken (or left for a refuser that frees): a connection
- * left in the listener stops libuv from accepting (issue 13, #9). */
+ * left in the listener stops libuv from accepting. */
 static void
 take(struct proxy *px, uv_stream_t *server)
 {

@@ -45,8 +45,8 @@ extern const char *const refuse_names[REFUSE_N];
 /*
  * A connection taken from the listener only to be answered 503 and closed:
  * its handles are the proxy's, allocated at start, so that refusing needs
- * no memory (issue 13, #9: a refusal that needs memory cannot answer an
- * out-of-memory accept).  busy from accept to its last close callback.
+ * no memory (a refusal that needs memory cannot answer an out-of-memory
+ * accept).  busy from accept to its last close callback.
  */
 struct refuser {
 	struct proxy *px;
@@ -125,7 +125,7 @@ int proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
  * O_TMPFILE opened and closed there); [log] access can be opened for
  * appending (or created: tried the same way in its directory, so check
  * leaves no file behind).  0, or a negative errno with err naming the
- * config line of the key (issue 13, #10). */
+ * config line of the key. */
 int proxy_check_files(const struct config *cfg, char *err, size_t errlen);
 /* The client connections cfg allows at once: [listen] max_connections,
  * or when 0, (RLIMIT_NOFILE - 128) / 2, or / 3 with policy spill. */
