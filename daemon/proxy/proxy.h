@@ -130,6 +130,15 @@ int proxy_check_files(const struct config *cfg, char *err, size_t errlen);
 /* The client connections cfg allows at once: [listen] max_connections,
  * or when 0, (RLIMIT_NOFILE - 128) / 2, or / 3 with policy spill. */
 size_t proxy_max_connections(const struct config *cfg);
+
+/* accept.c: the listeners' callback; the connection a listener holds,
+ * served or refused (also the one left waiting in px->pending, once a
+ * refuser or a slot frees); max_connections applied from cfg (logged when
+ * it changes); the soft RLIMIT_NOFILE raised to the hard one. */
+void accept_on_connection(uv_stream_t *server, int status);
+void accept_take(struct proxy *px, uv_stream_t *server);
+void accept_apply_max(struct proxy *px, const struct config *cfg);
+void accept_raise_nofile(void);
 /* `sluice check`: can this host bind the listen address at all (a local
  * address)?  Binds port 0 so that a running instance does not fail it.
  * 0, or a negative errno with err naming the config line. */
