@@ -82,16 +82,16 @@ prefix(char *line, size_t size, enum log_level level)
 	return n;
 }
 
-/* One write(2) for the line: up to PIPE_BUF bytes (more than a line
+/* See log.h.  One write(2) for a line: up to PIPE_BUF bytes (more than a line
  * holds) it is atomic on a pipe or socket.  A failed write is dropped:
  * there is nowhere else to say so. */
-static void
-write_all(const char *p, size_t n)
+void
+log_write(int fd, const char *p, size_t n)
 {
 	ssize_t w;
 
 	while (n > 0) {
-		w = write(STDERR_FILENO, p, n);
+		w = write(fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -119,7 +119,7 @@ vlog(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 		if (line[i] == '\n' || line[i] == '\r')
 			line[i] = ' ';
 	line[end++] = '\n';
-	write_all(line, end);
+	log_write(STDERR_FILENO, line, end);
 }
 
 void

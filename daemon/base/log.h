@@ -42,6 +42,11 @@ struct log_limit {
 	uint64_t suppressed; /* lines dropped since the last one logged */
 };
 
+/* Writes n bytes to fd in as few write(2) calls as the kernel allows (one
+ * for a line to a file, or to a pipe with room: lines of a shared stream
+ * never interleave); a failed write drops the rest. */
+void log_write(int fd, const char *p, size_t n);
+
 void log_ratelimited(struct log_limit *rl, enum log_level level,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

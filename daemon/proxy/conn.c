@@ -254,24 +254,6 @@ json_download(const struct conn *c, FILE *out, int show_query)
 	    policy_names[cfg->buffer.policy]);
 }
 
-/* Writes all n bytes to fd in as few write(2) calls as the kernel allows
- * (one for a file or a pipe with room); a failure drops the rest. */
-static void
-write_line(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 /* The access line's fields into out, newline included. */
 static void
 format_access(const struct conn *c, FILE *out)
@@ -327,7 +309,7 @@ access_log(struct conn *c)
 		return;
 	format_access(c, out);
 	if (fclose(out) == 0)
-		write_line(fd, line, len);
+		log_write(fd, line, len);
 	free(line);
 }
 
