@@ -927,8 +927,11 @@ def metrics_and_access():
         env.note("one /connections entry: %s" % json.dumps(live[0])[:600])
         m = metrics(aport)
         check(need(m, "sluice_connections") >= 1, "sluice_connections 0 during a download")
-        check(need(m, "sluice_memory_buffered_bytes") > 0, "no bytes buffered with a "
-              "client that does not read")
+        # The body follows the head: wait for it to be buffered (a
+        # download holds no block until its upstream's bytes arrive).
+        check(harness.wait_until(
+            lambda: need(metrics(aport), "sluice_memory_buffered_bytes") > 0, 5.0, 0.05),
+              "no bytes buffered with a client that does not read")
     finally:
         c.close()
     lines = wait_access(access, lambda a: True, 4)
