@@ -6,7 +6,9 @@
 # starting during the install (policy-rc.d), and the tests run their own
 # instances on loopback or in the lab's namespaces.  tcpdump writes the
 # lab's captures.  systemd (systemd-analyze) and man-db check the unit
-# and the man page that meson installs.
+# and the man page that meson installs.  clang with libclang-rt-14-dev
+# builds the fuzz harnesses (libFuzzer); libfiu-dev and fiu-utils inject
+# faults into the proxy's system calls.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -22,5 +24,6 @@ apt-get install -y -qq --no-install-recommends \
 	gcc libc6-dev meson ninja-build pkg-config \
 	libuv1-dev libinih-dev libcmocka-dev node-llhttp \
 	python3 curl procps ca-certificates clang-format valgrind iproute2 gnuplot-nox \
-	nginx-light haproxy tcpdump systemd man-db >/dev/null
+	nginx-light haproxy tcpdump systemd man-db \
+	clang libclang-rt-14-dev libfiu-dev fiu-utils >/dev/null
 echo "deps: installed"
