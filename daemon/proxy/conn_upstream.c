@@ -192,6 +192,8 @@ connect_upstream(struct conn *c)
 	const struct config *cfg = c->cfg;
 	const struct sockaddr_any *a = &cfg->upstream.servers[c->server];
 	const char *which = NULL;
+	int (*do_connect)(uv_connect_t *, uv_tcp_t *, const struct sockaddr *,
+	    uv_connect_cb) = uv_tcp_connect;
 	uv_os_fd_t fd;
 	int rc;
 
@@ -211,7 +213,9 @@ connect_upstream(struct conn *c)
 	        &which) < 0)
 		log_warn("upstream %s: cannot set %s: %s", a->text, which,
 		    strerror(errno));
-	rc = uv_tcp_connect(&c->connect_req, &c->upstream,
+	if (c->px->upstream_connect != NULL)
+		do_connect = c->px->upstream_connect; /* fuzz seam: proxy.h */
+	rc = do_connect(&c->connect_req, &c->upstream,
 	    (const struct sockaddr *)&a->ss, conn_on_connect);
 	if (rc < 0) {
 		connect_failed(c, rc);

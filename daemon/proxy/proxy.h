@@ -109,6 +109,14 @@ struct proxy {
 	uv_stream_t *pending;
 	char refuse_rbuf[1024]; /* what a refused client sends, dropped */
 	struct log_limit log_accept, log_refuse, log_spill;
+
+	/* Test seam, NULL outside tests/fuzz/conn (proxy_start leaves it
+	 * NULL): how an upstream is connected, with uv_tcp_connect's
+	 * contract.  The whole-connection harness sets it to hand the
+	 * upstream handle one end of a socketpair instead of a TCP connect,
+	 * so that it runs the real conn code with no port and no timer. */
+	int (*upstream_connect)(uv_connect_t *req, uv_tcp_t *h,
+	    const struct sockaddr *addr, uv_connect_cb cb);
 };
 
 /*
