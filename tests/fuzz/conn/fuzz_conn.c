@@ -712,6 +712,8 @@ check_memory(void)
 		fail("proxy memory is not 0 with both sides closed");
 	if (px->mem_head != NULL || px->mem_granted != 0)
 		fail("memory waiters left with both sides closed");
+	if (px->mem_full)
+		fail("memory_limit still counts as reached with nothing held");
 	if (px->spool_bytes != 0)
 		fail("spool bytes left with both sides closed");
 }
