@@ -547,12 +547,23 @@ struct resp_decode {
 	struct bytes *out;
 };
 
+/* A response without content whatever its fields say (RFC 9110 §6.4.1):
+ * llhttp 8 reads a body after a 1xx or 204 that carries Content-Length,
+ * the proxy (its head scanner, resp_on_headers_complete) does not. */
+static int
+no_content(llhttp_t *p)
+{
+	int status = llhttp_get_status_code(p);
+
+	return status < 200 || status == 204 || status == 304;
+}
+
 static int
 up_on_headers(llhttp_t *p)
 {
 	struct resp_decode *d = p->data;
 
-	return llhttp_get_status_code(p) >= 200 && d->head ? 1 : 0;
+	return no_content(p) || d->head ? 1 : 0;
 }
 
 static int
@@ -626,10 +637,18 @@ cl_on_headers(llhttp_t *p)
 	struct client_check *k = p->data;
 	size_t i;
 
+	/* RFC 9110 §8.6, §6.1: no Content-Length, no Transfer-Encoding in a
+	 * 1xx or a 204 (a client would read the next response as its body) */
+	if ((llhttp_get_status_code(p) < 200 ||
+	        llhttp_get_status_code(p) == 204) &&
+	    (p->flags & (F_CONTENT_LENGTH | F_TRANSFER_ENCODING)) != 0)
+		fail("a 1xx or 204 with framing fields went to the client");
 	if (llhttp_get_status_code(p) < 200)
-		return 0;
+		return 1;
 	i = k->nfinal++;
-	return i < k->reqs->n && i < sizeof(k->reqs->head) && k->reqs->head[i]
+	return no_content(p) ||
+	        (i < k->reqs->n && i < sizeof(k->reqs->head) &&
+	            k->reqs->head[i])
 	    ? 1
 	    : 0;
 }

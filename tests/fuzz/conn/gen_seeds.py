@@ -108,6 +108,16 @@ SEEDS = {
     'response-te-gzip': bytes([0]) + c(GET) + step(2)
     + u(b'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n'
         b'3\r\nabc\r\n0\r\n\r\n') + step(3),
+    # the proxy forwarded these framing fields (RFC 9110 §8.6: a server
+    # MUST NOT send them); a client would take the next response as a body
+    'interim-content-length': bytes([0]) + c(GET) + step(2)
+    + u(b'HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n'
+        b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok') + step(3),
+    'no-content-length-keepalive': bytes([0])
+    + c(b'GET /1 HTTP/1.1\r\nHost: o\r\n\r\n') + step(2)
+    + u(b'HTTP/1.1 204 No Content\r\nContent-Length: 4\r\n\r\n')
+    + step(2) + c(b'GET /2 HTTP/1.1\r\nHost: o\r\n\r\n') + step(2)
+    + u(b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok') + step(3),
     'read-timeout-mid-body': bytes([0]) + c(GET) + step(2)
     + u(b'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc') + step(2)
     + op(TIMER) + step(3),
