@@ -446,6 +446,9 @@ push_resp_head(struct conn *c, int status, const char *connection, int chunked)
 		snprintf(line, sizeof(line), "HTTP/1.1 %d %s", status,
 		    http_reason(status));
 	rw.first_line = line;
+	/* RFC 9110 §8.6: no Content-Length in a 1xx or a 204 (an upstream's
+	 * would make a client read the next response as a body) */
+	rw.drop_length = status < 200 || status == 204;
 	rw.connection = connection;
 	rw.via = "1.1 sluice";
 	rw.chunked = chunked;
@@ -539,10 +542,13 @@ resp_on_headers_complete(llhttp_t *p)
 	}
 	if (status < 200) {
 		/* Interim responses (100 Continue, 103 Early Hints) go to
-		 * HTTP/1.1 clients as they come (RFC 9110 §15.2). */
+		 * HTTP/1.1 clients as they come (RFC 9110 §15.2).  They have
+		 * no content whatever their fields say, as the head scanner
+		 * knows: 1 tells llhttp, which would read a Content-Length
+		 * body, and so take the next head's first bytes for it. */
 		if (c->d.minor == 0 || c->d.resuming)
-			return 0;
-		return push_resp_head(c, status, NULL, 0) < 0 ? -1 : 0;
+			return 1;
+		return push_resp_head(c, status, NULL, 0) < 0 ? -1 : 1;
 	}
 	if (c->d.resuming)
 		return check_resumed(c, p, status);
@@ -568,9 +574,12 @@ resp_on_headers_complete(llhttp_t *p)
 	if (!keep)
 		c->close_after = 1;
 	connection = !keep ? "close" : c->d.minor == 0 ? "keep-alive" : NULL;
+	/* a bodiless answer keeps the framing it names (HEAD, 304), but a
+	 * 204 has none (RFC 9110 §6.1) */
 	if (push_resp_head(c, status, connection,
 	        c->d.resp_frame == FRAME_CHUNKED ||
-	            (no_body && chunked_in && c->d.minor >= 1)) < 0)
+	            (no_body && chunked_in && c->d.minor >= 1 &&
+	                status != 204)) < 0)
 		return -1;
 	set_state(c, DL_RELAYING);
 	remember_validator(c, p);
