@@ -18,8 +18,8 @@
  * would), so every deadline path is reachable and an input runs the same
  * way every time.  (Only the fixed short periods can still fire on their
  * own in an input slower than they are: pace's 20 ms tick, the 1 s client
- * check, the 2 s linger; the shortest, pace's, is 2 to 10 times a typical
- * input's run time.)
+ * check, the 2 s linger; the shortest, pace's, is some 100 times a
+ * typical input's run time, 0.2 ms.)
  *
  * The input: byte 0 picks one of the configs below, then operations, each
  * an opcode (byte % OP_N) and its argument bytes (see run_op).  After the
@@ -28,8 +28,10 @@
  * connection is gone.  Then it checks:
  *
  *   - the client's bytes are a valid stream of HTTP/1.1 responses
- *     (llhttp, response mode; a HEAD request's answer has no body), which
- *     may end short only in the middle of a response;
+ *     (llhttp, response mode; a 1xx, 204, 304 or the answer to a HEAD
+ *     has no body, and a 1xx or 204 has no Content-Length or
+ *     Transfer-Encoding, RFC 9110 §8.6), which may end short only in the
+ *     middle of a response;
  *   - the body bytes of the relayed responses, one after the other, are a
  *     prefix of the body bytes the upstreams framed (decoded by llhttp
  *     from what the harness wrote to each upstream connection, in order),
@@ -37,7 +39,11 @@
  *     response that does not match may only be the proxy's own answer
  *     ("<status> <reason>: ..."), and only as the last one;
  *   - once both sides are closed, the pool holds no block, proxy memory
- *     is 0, nobody waits for memory and no spool byte is held.
+ *     is 0, nobody waits for memory, memory_limit no longer counts as
+ *     reached and no spool byte is held.
+ *
+ * FUZZ_CONN_DEBUG=1 in the environment logs the proxy at debug and
+ * prints what each side sent and got: the way to read a crash.
  *
  * Any failure aborts, which libFuzzer reports as a crash.
  */
