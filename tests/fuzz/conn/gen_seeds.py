@@ -118,6 +118,11 @@ SEEDS = {
     + u(b'HTTP/1.1 204 No Content\r\nContent-Length: 4\r\n\r\n')
     + step(2) + c(b'GET /2 HTTP/1.1\r\nHost: o\r\n\r\n') + step(2)
     + u(b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok') + step(3),
+    # the proxy's own 502 to a HEAD carried its text as content (RFC 9110
+    # §9.3.2: none)
+    'head-upstream-gone': bytes([0])
+    + c(b'HEAD /a HTTP/1.1\r\nHost: o\r\n\r\n') + step(2) + op(USHUT)
+    + step(3),
     'read-timeout-mid-body': bytes([0]) + c(GET) + step(2)
     + u(b'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc') + step(2)
     + op(TIMER) + step(3),
