@@ -77,6 +77,14 @@ respond_error(struct conn *c, int status, const char *detail)
 	set_state(c, DL_FLUSHING);
 	update_client_reading(c);
 	n = http_error_response(status, detail, buf, c->px->scratch_size);
+	if (n > 0 && strcmp(c->d.method, "HEAD") == 0) {
+		/* the head alone: no content in an answer to HEAD (RFC 9110
+		 * §9.3.2); its Content-Length stays, as GET's would be */
+		const char *end = memmem(buf, (size_t)n, "\r\n\r\n", 4);
+
+		if (end != NULL)
+			n = (int)(end + 4 - buf);
+	}
 	if (n < 0 || pipe_push_copy(&c->down, buf, (size_t)n) < 0) {
 		conn_close(c, 0, "out of memory", 0);
 		return;
