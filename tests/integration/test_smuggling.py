@@ -329,6 +329,50 @@ def bad_response(response, status=502):
         up().script()
 
 
+def interim_with_content_length():
+    """A 1xx has no content whatever its fields say (RFC 9110 15.2):
+    llhttp 8 would read a Content-Length body after it, handing the
+    client the next response's first bytes raw."""
+    up().drain()
+    up().script(b"HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    try:
+        r = exchange(b"GET /interim HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        check(r.status == 200 and r.body == b"ok", "status %s body %r (interim %r)"
+              % (r.status, r.body, r.interim))
+        for status, headers in r.interim:
+            names = [n.lower() for n, _ in headers]
+            check("content-length" not in names and "transfer-encoding" not in names,
+                  "the %d toward the client carries framing: %r" % (status, headers))
+    finally:
+        up().script()
+
+
+def head_error_has_no_body():
+    """The proxy's own error answer to HEAD is a head alone (RFC 9110
+    9.3.2): a body after it would be read as the next response."""
+    up().drain()
+    up().script(b"NOT HTTP AT ALL\r\n\r\n")
+    try:
+        with HttpConn(proxy().port, timeout=15) as c:
+            c.send(b"HEAD /gone HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            r = c.read_response(method="HEAD", deadline=15)
+            check(r.status == 502, "status %s, expected 502" % r.status)
+            rest = bytes(c.buf)
+            c.sock.settimeout(5)
+            try:
+                while True:
+                    d = c.sock.recv(4096)
+                    if not d:
+                        break
+                    rest += d
+            except OSError:
+                pass
+            check(rest == b"", "bytes after the head of a HEAD's 502: %r" % rest[:100])
+    finally:
+        up().script()
+
+
 def still_serving():
     up().drain()
     r = exchange(b"GET /end HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
@@ -371,6 +415,9 @@ env.case("bare CR in the upstream status line -> 502", bad_response,
          b"HTTP/1.1 200 O\rK\r\nContent-Length: 2\r\n\r\nhi")
 env.case("upstream obs-fold -> 502", bad_response,
          b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nhi")
+env.case("upstream 100 with Content-Length, then 200: the client gets 100 (no framing) and 200",
+         interim_with_content_length)
+env.case("the proxy's 502 to a HEAD is a head alone", head_error_has_no_body)
 env.case("proxy still serving after all of the above", still_serving)
 env.case("proxy exits 0 on SIGTERM (no leak or memory error reported)",
          lambda: env.stop_clean(proxy()))
