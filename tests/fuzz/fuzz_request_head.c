@@ -386,7 +386,13 @@ request_failed(struct req *q, llhttp_errno_t err)
 		why = q->h.error;
 	n = http_error_response(st, why, out, sizeof(out));
 	CHECK(n > 0);
-	reparse_init(&rp, HTTP_RESPONSE, 0);
+	if (strcmp(q->method, "HEAD") == 0) { /* respond_error: head alone */
+		const char *end = memmem(out, (size_t)n, "\r\n\r\n", 4);
+
+		CHECK(end != NULL);
+		n = (int)(end + 4 - out);
+	}
+	reparse_init(&rp, HTTP_RESPONSE, strcmp(q->method, "HEAD") == 0);
 	CHECK(reparse_run(&rp, out, (size_t)n) == HPE_PAUSED && rp.complete &&
 	    llhttp_get_status_code(&rp.p) == st);
 }
@@ -396,6 +402,7 @@ static void
 begin_request(struct req *q)
 {
 	q->state = ST_IDLE;
+	q->method[0] = '\0';
 	q->err_status = 0;
 	q->req_done = 0;
 	q->keepalive = 0;

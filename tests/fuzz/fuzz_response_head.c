@@ -186,6 +186,7 @@ push_resp_head(struct resp *r, int status, const char *connection, int chunked)
 		snprintf(line, sizeof(line), "HTTP/1.1 %d %s", status,
 		    http_reason(status));
 	rw.first_line = line;
+	rw.drop_length = status < 200 || status == 204;
 	rw.connection = connection;
 	rw.via = "1.1 sluice";
 	rw.chunked = chunked;
@@ -213,9 +214,9 @@ resp_on_headers_complete(llhttp_t *p)
 	}
 	if (status < 200) {
 		if (r->minor == 0)
-			return 0;
+			return 1;
 		r->interims++;
-		return push_resp_head(r, status, NULL, 0) < 0 ? -1 : 0;
+		return push_resp_head(r, status, NULL, 0) < 0 ? -1 : 1;
 	}
 	r->status = status;
 	no_body = r->is_head || status == 204 || status == 304;
@@ -239,7 +240,8 @@ resp_on_headers_complete(llhttp_t *p)
 	connection = !keep ? "close" : r->minor == 0 ? "keep-alive" : NULL;
 	if (push_resp_head(r, status, connection,
 	        r->frame == FRAME_CHUNKED ||
-	            (no_body && chunked_in && r->minor >= 1)) < 0)
+	            (no_body && chunked_in && r->minor >= 1 && status != 204)) <
+	    0)
 		return -1;
 	r->state = ST_RELAYING;
 	return no_body ? 1 : 0;
@@ -329,6 +331,12 @@ response_failed(struct resp *r)
 	/* respond_error, after the interims that went out */
 	n = http_error_response(502, "invalid response", out, sizeof(out));
 	CHECK(n > 0);
+	if (r->is_head) { /* the head alone, as respond_error sends it */
+		const char *end = memmem(out, (size_t)n, "\r\n\r\n", 4);
+
+		CHECK(end != NULL);
+		n = (int)(end + 4 - out);
+	}
 	fbuf_add(&r->down, out, (size_t)n);
 	r->status = 502;
 	r->frame = FRAME_RAW;
@@ -342,7 +350,7 @@ check_client(struct resp *r)
 	static struct reparse rp;
 	llhttp_errno_t err;
 
-	reparse_init(&rp, HTTP_RESPONSE, r->is_head && r->status != 502);
+	reparse_init(&rp, HTTP_RESPONSE, r->is_head);
 	err = reparse_run(&rp, r->down.p, r->down.len);
 	/* the proxy's close ends a close-delimited body, whole or not */
 	if (r->by_close && err == HPE_OK)
