@@ -130,11 +130,20 @@ check_rewritten(struct req *q, const char *head, size_t n)
 	for (size_t i = 0; i < rp.nf; i++) {
 		for (int k = 0; hop[k] != NULL; k++)
 			CHECK(!reparse_name_is(&rp, i, hop[k]));
+		/* the proxy's own, which a client's Connection may name too */
 		if (reparse_name_is(&rp, i, "connection") ||
-		    reparse_name_is(&rp, i, "transfer-encoding"))
+		    reparse_name_is(&rp, i, "transfer-encoding") ||
+		    reparse_name_is(&rp, i, "via") ||
+		    reparse_name_is(&rp, i, "x-forwarded-for"))
 			continue;
 		CHECK(!http_is_hop_by_hop(h, rp.f[i].name, rp.f[i].nlen));
 	}
+	/* Named by the client's Connection, its own Via and
+	 * X-Forwarded-For went; the proxy's alone are left. */
+	if (http_is_hop_by_hop(h, "via", 3))
+		CHECK(reparse_count(&rp, "via") == 1);
+	if (http_is_hop_by_hop(h, "x-forwarded-for", 15))
+		CHECK(reparse_value_is(&rp, "x-forwarded-for", q->peer_ip));
 	CHECK(reparse_count(&rp, "connection") == 1 &&
 	    reparse_value_is(&rp, "connection", "close"));
 	CHECK(reparse_count(&rp, "host") == 1);

@@ -129,11 +129,15 @@ check_head(struct resp *r, int status, const char *connection, int chunked,
 	for (size_t i = 0; i < rp.nf; i++) {
 		for (int k = 0; hop[k] != NULL; k++)
 			CHECK(!reparse_name_is(&rp, i, hop[k]));
+		/* the proxy's own, which the upstream's Connection may name */
 		if (reparse_name_is(&rp, i, "connection") ||
-		    reparse_name_is(&rp, i, "transfer-encoding"))
+		    reparse_name_is(&rp, i, "transfer-encoding") ||
+		    reparse_name_is(&rp, i, "via"))
 			continue;
 		CHECK(!http_is_hop_by_hop(h, rp.f[i].name, rp.f[i].nlen));
 	}
+	if (http_is_hop_by_hop(h, "via", 3))
+		CHECK(reparse_count(&rp, "via") == 1);
 	CHECK(reparse_count(&rp, "connection") == (connection != NULL));
 	if (connection != NULL)
 		CHECK(reparse_value_is(&rp, "connection", connection));

@@ -42,6 +42,8 @@ REQUESTS = {
     "hop-by-hop": b"GET /hop HTTP/1.1\r\n" + H + b"Connection: keep-alive, X-Secret, TE\r\n"
                   b"X-Secret: s\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n"
                   b"Proxy-Connection: keep-alive\r\nTrailer: X\r\n\r\n",
+    "conn-via-xff": b"GET /v HTTP/1.1\r\n" + H + b"Connection: Via, X-Forwarded-For\r\n"
+                    b"Via: 1.1 other\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n",
     "upgrade": b"GET /ws HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
                b"GET /after HTTP/1.1\r\n" + H + b"\r\n",
     "expect": b"PUT /e HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
