@@ -2,9 +2,10 @@
 # tests/fuzz/run.sh BUILDDIR SECONDS: runs every fuzz harness of BUILDDIR
 # (tests/fuzz/fuzz_* and tests/fuzz/conn/fuzz_*, built with -Dfuzz=enabled)
 # for SECONDS each, one after the other, starting from its seed corpus
-# tests/fuzz/corpus/<name without fuzz_>/.  The corpus is copied to a
-# temporary directory first: what a run adds stays out of the repository
-# (a crash found is minimized and added by hand, docs/testing.md).
+# tests/fuzz/corpus/<name without fuzz_>/ (tests/fuzz/conn/corpus/ for
+# fuzz_conn).  The corpus is copied to a temporary directory first: what a
+# run adds stays out of the repository (a crash found is minimized and
+# added by hand, docs/testing.md).
 #
 # Prints one line per harness, "fuzz: NAME: ok|CRASH, N execs, cov C ft F",
 # from libFuzzer's -print_final_stats=1, and exits 1 when any harness
@@ -38,6 +39,7 @@ for exe in $harnesses; do
 	corpus=$work/corpus-$target
 	mkdir -p "$corpus" "$work/crash-$target"
 	seeds=$src/corpus/$target
+	[ -d "$seeds" ] || seeds=$src/$target/corpus # tests/fuzz/conn's
 	if [ -d "$seeds" ]; then
 		cp -r "$seeds/." "$corpus/"
 	fi
