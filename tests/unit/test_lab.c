@@ -433,7 +433,11 @@ json_numbers(void **state)
 	assert_true(json_num(line, end, "delta") == -2);
 	/* a number that ends the buffer */
 	assert_true(json_num(line, end, "n") == 42);
-	assert_true(json_num("\"n\":7", "\"n\":7" + 5, "n") == 7);
+	{
+		static const char n7[] = "\"n\":7";
+
+		assert_true(json_num(n7, n7 + 5, "n") == 7);
+	}
 	/* the key must start before end; its number is read whole */
 	assert_true(
 	    json_num(line, strstr(line, "\"probes\":"), "probes") == -1);
@@ -442,9 +446,11 @@ json_numbers(void **state)
 	assert_int_equal(json_u64(line, end, "delta"), 0);
 	assert_int_equal(json_u64(line, end, "gave_up"), 0);
 	assert_int_equal(json_u64(line, end, "missing"), 0);
-	assert_int_equal(
-	    json_u64("{\"b\":12345678901}", "{\"b\":12345678901}" + 17, "b"),
-	    12345678901ULL);
+	{
+		static const char b[] = "{\"b\":12345678901}";
+
+		assert_int_equal(json_u64(b, b + 17, "b"), 12345678901ULL);
+	}
 }
 
 static void
