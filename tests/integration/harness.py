@@ -1082,12 +1082,14 @@ class Env:
         return NotifySocket(self.path("notify.sock"))
 
     def spawn_proxy(self, config_text, name="proxy", notify=None, journal=False,
-                    env_extra=None):
+                    env_extra=None, wrap=None):
         """Start `sluice proxy -c CFG` without waiting; returns (Process, cfg).
         notify: a NotifySocket, set as its NOTIFY_SOCKET; journal: set
         JOURNAL_STREAM to its stderr file's device:inode, as systemd does
         for a unit whose stderr is the journal.  Neither is inherited.
-        env_extra: variables added to its environment (malloc_check_env())."""
+        env_extra: variables added to its environment (malloc_check_env()).
+        wrap: the command (a list) the proxy runs under, instead of
+        SLUICE_WRAP's, e.g. ["fiu-run", "-x"] (tests/integration/test_faults.py)."""
         self.need_sluice()
         cfg = self.write_config(config_text, name + ".ini")
         log = self.path(name + ".stderr")
@@ -1103,8 +1105,9 @@ class Env:
         penv.update(env_extra or {})
         # SLUICE_WRAP runs the proxy under a checker, e.g.
         # SLUICE_WRAP="valgrind --error-exitcode=99 --leak-check=full".
-        wrap = os.environ.get("SLUICE_WRAP", "").split()
-        p = subprocess.Popen(wrap + [self.sluice, "proxy", "-c", cfg], stdout=errf, stderr=errf,
+        if wrap is None:
+            wrap = os.environ.get("SLUICE_WRAP", "").split()
+        p = subprocess.Popen(list(wrap) + [self.sluice, "proxy", "-c", cfg], stdout=errf, stderr=errf,
                              stdin=subprocess.DEVNULL, env=penv, preexec_fn=_die_with_parent)
         errf.close()
         proc = Process(name, p, log)
@@ -1120,12 +1123,12 @@ class Env:
               % (rc, " | ".join(proc.log_tail())))
 
     def start_proxy(self, config_text, name="proxy", timeout=10.0, notify=None,
-                    journal=False, env_extra=None):
+                    journal=False, env_extra=None, wrap=None):
         """Start the proxy (spawn_proxy) and wait (bounded) for "listening on
         127.0.0.1:PORT" on its stderr (not "admin: listening on ...", the
         [admin] listener's line: see admin_port())."""
         proc, cfg = self.spawn_proxy(config_text, name, notify=notify, journal=journal,
-                                     env_extra=env_extra)
+                                     env_extra=env_extra, wrap=wrap)
         m = wait_log(proc, rb"(?<!admin: )listening on 127\.0\.0\.1:(\d+)", timeout)
         px = Proxy(name, proc.popen, proc.log_path, int(m.group(1)), cfg)
         self.processes[self.processes.index(proc)] = px
