@@ -543,6 +543,27 @@ write_batch(const struct conn *c)
 }
 
 /*
+ * uv_write() of n segments.  libuv's uv_write2() (1.44, Debian 12's, and
+ * upstream's as of this writing) counts the request active, then mallocs a
+ * copy of more than 4 bufs and, when that fails, returns UV_ENOMEM with the
+ * request still counted: uv_run() then never returns, and the proxy hangs
+ * after its drain on SIGTERM until it is killed (issue 14, found by
+ * tests/integration/test_faults.py).  The count is given back when it grew
+ * (a libuv that fixes this leaves it as it was).
+ */
+static int
+write_segs(uv_write_t *req, uv_stream_t *s, const uv_buf_t *bufs, size_t n,
+    uv_write_cb cb)
+{
+	unsigned int before = s->loop->active_reqs.count;
+	int rc = uv_write(req, s, bufs, (unsigned)n, cb);
+
+	if (rc == UV_ENOMEM && s->loop->active_reqs.count == before + 1)
+		s->loop->active_reqs.count--;
+	return rc;
+}
+
+/*
  * A spool read failed (down.error): the bytes behind the failure cannot be
  * sent, and skipping them would hand the client a corrupt body.  What is
  * in memory ahead of the spool goes out, then the response ends short, as
@@ -590,7 +611,7 @@ flush_client(struct conn *c)
 			finish_response(c);
 		return;
 	}
-	rc = uv_write(&c->cwrite, (uv_stream_t *)&c->client, bufs, (unsigned)n,
+	rc = write_segs(&c->cwrite, (uv_stream_t *)&c->client, bufs, n,
 	    conn_on_client_write);
 	if (rc < 0) {
 		pipe_unpeek(&c->down);
@@ -643,8 +664,8 @@ flush_upstream(struct conn *c)
 	n = pipe_peek(&c->up, bufs, MAX_IOV);
 	if (n == 0)
 		return;
-	rc = uv_write(&c->uwrite, (uv_stream_t *)&c->upstream, bufs,
-	    (unsigned)n, conn_on_upstream_write);
+	rc = write_segs(&c->uwrite, (uv_stream_t *)&c->upstream, bufs, n,
+	    conn_on_upstream_write);
 	if (rc < 0) {
 		pipe_unpeek(&c->up);
 		c->close_after = 1;
