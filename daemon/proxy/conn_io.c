@@ -579,6 +579,7 @@ spool_failed(struct conn *c)
 	    (unsigned long long)c->d.body_out,
 	    (unsigned long long)c->d.resp_body_in);
 	pipe_drop_spooled(&c->down);
+	c->down.error = 0; /* handled: nothing is left to read back */
 	c->d.outcome = OUTCOME_SPOOL_ERROR;
 	c->d.short_end = 1;
 	c->close_after = 1;
@@ -599,9 +600,11 @@ flush_client(struct conn *c)
 	if (c->state >= DL_LINGERING || c->cw_busy)
 		return;
 	n = pipe_peek(&c->down, bufs, write_batch(c));
-	if (c->down.error != 0 && !c->d.short_end) {
+	if (c->down.error != 0) {
 		/* what memory holds ahead of the failure still goes out:
-		 * peek it again once the spool is dropped */
+		 * peek it again once the spool is dropped.  Also when the
+		 * response already ends short (its upstream broke): the bytes
+		 * behind the failure would never come, nor the end */
 		pipe_unpeek(&c->down);
 		spool_failed(c);
 		n = pipe_peek(&c->down, bufs, write_batch(c));
