@@ -600,6 +600,10 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct conn *c = of_parser(p);
 
+	if (push_body(c, &c->down, c->d.resp_frame, at, len) < 0)
+		return -1;
+	/* counted once queued: a resume asks for the body from here, and a
+	 * slice that could not be queued must be asked for again */
 	c->d.resp_body_in += len;
 	c->px->stats.bytes_in += len;
 	if (c->cfg->buffer.policy == POLICY_PACE) {
@@ -609,7 +613,7 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 		if (c->d.pace_tokens < -(double)c->gen->pool.block_size)
 			c->d.pace_tokens = -(double)c->gen->pool.block_size;
 	}
-	return push_body(c, &c->down, c->d.resp_frame, at, len) < 0 ? -1 : 0;
+	return 0;
 }
 
 static int
