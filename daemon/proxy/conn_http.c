@@ -70,9 +70,11 @@ respond_error(struct conn *c, int status, const char *detail)
 	memory_unqueue(c);
 	c->d.status = status;
 	c->d.err_status = status;
+	/* other answers are complete once written (access_log), and
+	 * client_gone if they never are (conn_close) */
 	c->d.outcome = status == 502 ? OUTCOME_UPSTREAM_RESET
 	    : status == 504          ? OUTCOME_UPSTREAM_TIMEOUT
-	                             : OUTCOME_COMPLETE;
+	                             : OUTCOME_N;
 	c->close_after = 1;
 	set_state(c, DL_FLUSHING);
 	update_client_reading(c);
