@@ -482,10 +482,10 @@ def plot(out):
               "buffered (points)'\nplot " % out)
     plots = []
     for pol in POLICIES:
-        plots.append("'%s/samples.csv' every ::1 using 1:(strcol(2) eq '%s' ? $3/1024 : "
-                     "NaN) with lines title '%s rss'" % (out, pol, pol))
-        plots.append("'%s/samples.csv' every ::1 using 1:(strcol(2) eq '%s' ? $5/1048576 : "
-                     "NaN) with points title '%s buffered'" % (out, pol, pol))
+        rows = "'< grep \",%s,\" %s/samples.csv'" % (pol, out)
+        plots.append("%s using 1:($3/1024) with lines title '%s rss'" % (rows, pol))
+        plots.append("%s using 1:($5/1048576) with points title '%s buffered'"
+                     % (rows, pol))
     subprocess.run(["gnuplot"], input=script + ", ".join(plots) + "\n", text=True,
                    capture_output=True)
 
