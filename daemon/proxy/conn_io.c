@@ -547,7 +547,7 @@ write_batch(const struct conn *c)
  * upstream's as of this writing) counts the request active, then mallocs a
  * copy of more than 4 bufs and, when that fails, returns UV_ENOMEM with the
  * request still counted: uv_run() then never returns, and the proxy hangs
- * after its drain on SIGTERM until it is killed (issue 14, found by
+ * after its drain on SIGTERM until it is killed (found by
  * tests/integration/test_faults.py).  The count is given back when it grew
  * (a libuv that fixes this leaves it as it was).
  */
