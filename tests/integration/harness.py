@@ -1012,6 +1012,7 @@ class Env:
         _origin_path = self.origin_path
         self.tmp = tempfile.mkdtemp(prefix="sluice-it-")
         self.processes = []       # every Process started, stopped at the end
+        self.timed = False  # case() notes each case's duration
         self.passed = 0
         self.failed = 0
         self.skipped = 0
@@ -1344,12 +1345,18 @@ class Env:
         reason follows on "#" lines), harness.Skip(reason) skips it.
         Processes it started are stopped when it ends, unless
         keep_processes (a setup case whose origin/proxy later cases use;
-        they are stopped at finish())."""
+        they are stopped at finish()).  With env.timed set, each case
+        notes how long it took, before its TAP line."""
         if not self._selected(name, keep_processes):
             return
         started = len(self.processes)
+        t0 = time.monotonic()
         try:
-            fn(*args)
+            try:
+                fn(*args)
+            finally:
+                if self.timed:
+                    self.note("(%.1f s)" % (time.monotonic() - t0))
         except Skip as e:
             self.skipped += 1
             self._tap(True, name, "SKIP " + str(e))

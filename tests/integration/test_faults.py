@@ -666,20 +666,7 @@ def spool_eio_after_break():
     env.stop_clean(px)
 
 
-_case = env.case
-
-
-def _timed_case(name, fn, *args, **kw):
-    def run(*a):
-        t0 = time.monotonic()
-        try:
-            fn(*a)
-        finally:
-            env.note("(%.1f s)" % (time.monotonic() - t0))
-    _case(name, run, *args, **kw)
-
-
-env.case = _timed_case
+env.timed = True
 
 env.case("setup: sluice origin", origin, keep_processes=True)
 env.case("a client write libuv cannot allocate: short, and SIGTERM still exits 0",

@@ -859,20 +859,7 @@ def waiting_deadline():
         up.close()
 
 
-_case = env.case
-
-
-def _timed_case(name, fn, *args, **kw):
-    def run(*a):
-        t0 = time.monotonic()
-        try:
-            fn(*a)
-        finally:
-            env.note("(%.1f s)" % (time.monotonic() - t0))
-    _case(name, run, *args, **kw)
-
-
-env.case = _timed_case
+env.timed = True
 
 for pol in ("pace", "pause", "spill"):
     env.case("1 upstream 3000-byte bursts, policy %s, block_size 4k..64k: no memory error, "
