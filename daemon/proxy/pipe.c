@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/h1.h"
 #include "proxy/pipe.h"
 
 #define SPOOL_PUNCH_STEP (1024 * 1024) /* give disk back every MiB */
@@ -301,20 +302,22 @@ pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n)
 
 	if (n == 0)
 		return 0;
-	p->bytes_in += n;
-	if (p->tail.count > 0)
-		return push_tail(p, b, data, n);
-	if (p->spill != NULL &&
+	if (p->tail.count > 0) {
+		rc = push_tail(p, b, data, n);
+	} else if (p->spill != NULL &&
 	    (pipe_spooled(p) > 0 || p->force_spill ||
-	        p->held + n > p->spill_at)) {
-		if (!p->spool.failed && spool_write(p, data, n) == 0)
-			return 0;
+	        p->held + n > p->spill_at) &&
+	    !p->spool.failed && spool_write(p, data, n) == 0) {
+		rc = 0;
+	} else if (p->spill != NULL && pipe_spooled(p) > 0) {
 		/* Spooling failed (or may not go on): the bytes stay in
 		 * memory, behind whatever the spool still holds. */
-		if (pipe_spooled(p) > 0)
-			return push_tail(p, b, data, n);
+		rc = push_tail(p, b, data, n);
+	} else {
+		rc = push_mem(p, b, data, n);
 	}
-	rc = push_mem(p, b, data, n);
+	if (rc == 0)
+		p->bytes_in += n; /* counted once queued, not before */
 	return rc;
 }
 
@@ -343,6 +346,23 @@ pipe_push_copy(struct pipe *p, const void *data, size_t n)
 		n -= room;
 	}
 	return 0;
+}
+
+int
+pipe_push_body(
+    struct pipe *p, struct block *b, int chunked, const char *data, size_t n)
+{
+	char line[H1_CHUNK_LINE];
+	int rc;
+
+	if (chunked &&
+	    (rc = pipe_push_copy(p, line, (size_t)h1_chunk_line(line, n))) < 0)
+		return rc;
+	rc = b != NULL ? pipe_push_ref(p, b, data, n)
+	               : pipe_push_copy(p, data, n);
+	if (rc < 0 || !chunked)
+		return rc;
+	return pipe_push_copy(p, "\r\n", 2);
 }
 
 /* ---- draining ---------------------------------------------------------- */
