@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/h1.h"
 #include "base/http.h"
 #include "base/log.h"
 #include "base/range.h"
@@ -32,29 +33,6 @@
 #include "proxy/stats.h"
 
 /* ---- body framing and the proxy's own answers ------------------------ */
-
-/* Queues body bytes (which lie in the block being parsed) with the framing
- * the next hop needs. */
-static int
-push_body(
-    struct conn *c, struct pipe *p, enum frame fr, const char *at, size_t len)
-{
-	char hdr[24];
-	int n, rc;
-
-	if (fr == FRAME_CHUNKED) {
-		n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
-		if ((rc = pipe_push_copy(p, hdr, (size_t)n)) < 0)
-			return rc;
-	}
-	rc = c->rd_block != NULL ? pipe_push_ref(p, c->rd_block, at, len)
-	                         : pipe_push_copy(p, at, len);
-	if (rc < 0)
-		return rc;
-	if (fr == FRAME_CHUNKED)
-		return pipe_push_copy(p, "\r\n", 2);
-	return 0;
-}
 
 /* The proxy's own answer (4xx/5xx) before any response head went out. */
 void
@@ -145,49 +123,6 @@ req_on_value(llhttp_t *p, const char *at, size_t len)
 	return http_head_on_value(&c->reqh, at, len) < 0 ? req_overflow(c) : 0;
 }
 
-static int
-count_fields(const struct http_head *h, const char *name)
-{
-	size_t nl = strlen(name);
-	int n = 0;
-
-	for (size_t i = 0; i < h->nf; i++)
-		if (h->f[i].name_len == nl &&
-		    strncasecmp(h->buf + h->f[i].name_off, name, nl) == 0)
-			n++;
-	return n;
-}
-
-/* Checks what llhttp leaves to us; returns an HTTP status or 0, with
- * c->reqh.error saying why. */
-static int
-validate_request(struct conn *c, llhttp_t *p)
-{
-	struct http_head *h = &c->reqh;
-	int hosts = count_fields(h, "host");
-
-	if (llhttp_get_http_major(p) != 1) {
-		h->error = "HTTP version not supported";
-		return 505;
-	}
-	if (llhttp_get_method(p) == HTTP_CONNECT) {
-		h->error = "method not supported";
-		return 501;
-	}
-	/* RFC 9112 §3.2: a 1.1 request without Host, or with several. */
-	if (hosts > 1 || (hosts == 0 && llhttp_get_http_minor(p) >= 1)) {
-		h->error = "missing or repeated Host";
-		return 400;
-	}
-	/* RFC 9112 §6.1: only chunked is ours to decode; nginx answers 501
-	 * to any other coding. */
-	if (http_te_chunked(h) < 0) {
-		h->error = "Transfer-Encoding other than chunked";
-		return 501;
-	}
-	return 0;
-}
-
 /* With resume on, a bodiless GET keeps the head it sent upstream, to ask
  * for the rest of the body with Range if the upstream dies. */
 static void
@@ -219,18 +154,13 @@ req_on_headers_complete(llhttp_t *p)
 	snprintf(c->d.target, sizeof(c->d.target), "%.*s", (int)h->text_len,
 	    h->buf + h->text_off);
 	c->d.minor = llhttp_get_http_minor(p);
-	if ((st = validate_request(c, p)) != 0) {
+	if ((st = h1_validate_request(&c->reqh, p)) != 0) {
 		c->d.err_status = st;
 		return -1;
 	}
 	c->d.keepalive = llhttp_should_keep_alive(p) != 0;
 	c->d.is_head = llhttp_get_method(p) == HTTP_HEAD;
-	if (p->flags & F_CHUNKED)
-		c->d.req_frame = FRAME_CHUNKED;
-	else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
-		c->d.req_frame = FRAME_RAW;
-	else
-		c->d.req_frame = FRAME_NONE;
+	c->d.req_frame = h1_request_frame(p);
 
 	/* One upstream connection per request: no upstream keep-alive. */
 	snprintf(via, sizeof(via), "1.%d sluice", c->d.minor);
@@ -263,7 +193,8 @@ req_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct conn *c = of_parser(p);
 
-	if (push_body(c, &c->up, c->d.req_frame, at, len) < 0) {
+	if (pipe_push_body(&c->up, c->rd_block, c->d.req_frame == FRAME_CHUNKED,
+	        at, len) < 0) {
 		c->d.err_status = 503;
 		return -1;
 	}
@@ -331,46 +262,33 @@ keep_left(struct conn *c, const char *p, size_t n)
 
 /* Is the head of the parser's current message still coming? */
 static int
-in_head(const struct conn *c, int response)
+in_request_head(const void *arg)
 {
-	return response ? c->state < DL_RELAYING : c->state <= DL_REQUEST_HEAD;
+	return ((const struct conn *)arg)->state <= DL_REQUEST_HEAD;
 }
 
-/*
- * Runs parser p over n bytes; those of a head go through h->scan first,
- * which counts every byte of it against the head buffer's size (llhttp's
- * spans leave out whitespace and line ends: a 5 MB head of them once
- * passed a 32k max_header_size) and refuses what llhttp lets through.
- * A head is fed to llhttp up to its end only, so that the
- * bytes after it are never counted or scanned as head.  A refusal stops
- * p for good, with h->error set and HPE_USER returned.
- */
-static llhttp_errno_t
-execute(struct conn *c, llhttp_t *p, struct http_head *h, int response,
-    const char *data, size_t n)
+static int
+in_response_head(const void *arg)
 {
-	llhttp_errno_t err;
-	size_t used;
-	int rc;
+	return ((const struct conn *)arg)->state < DL_RELAYING;
+}
 
-	/* a paused parser answers at once: scan nothing twice */
-	while (n > 0 && in_head(c, response) && llhttp_get_errno(p) == HPE_OK) {
-		if (http_scan_done(&h->scan) || h->scan.bytes == 0)
-			http_scan_init(&h->scan, h->cap, response);
-		if ((rc = http_scan(&h->scan, data, n, &used)) < 0) {
-			h->error = http_scan_strerror(rc);
-			if (!response && rc == HTTP_SCAN_TOO_LARGE)
-				c->d.err_status = 431;
-			p->error = HPE_USER;
-			llhttp_set_error_reason(p, h->error);
-			return HPE_USER;
-		}
-		if ((err = llhttp_execute(p, data, used)) != HPE_OK)
-			return err;
-		data += used;
-		n -= used;
-	}
-	return llhttp_execute(p, data, n);
+/* Runs a parser over bytes of its side (h1_execute): a request head too
+ * large for max_header_size gets 431. */
+static llhttp_errno_t
+execute(struct conn *c, int response, const char *data, size_t n)
+{
+	int scan_err = 0;
+	llhttp_errno_t err;
+
+	if (response)
+		return h1_execute(
+		    &c->resp, &c->resph, 1, in_response_head, c, data, n, NULL);
+	err = h1_execute(
+	    &c->reqp, &c->reqh, 0, in_request_head, c, data, n, &scan_err);
+	if (scan_err == HTTP_SCAN_TOO_LARGE)
+		c->d.err_status = 431;
+	return err;
 }
 
 /* Feeds client bytes (which lie in c->rd_block, or in c->hread when it is
@@ -381,7 +299,7 @@ feed_client(struct conn *c, const char *data, size_t n)
 	llhttp_errno_t err;
 	size_t used;
 
-	err = execute(c, &c->reqp, &c->reqh, 0, data, n);
+	err = execute(c, 0, data, n);
 	if (err == HPE_PAUSED_UPGRADE && c->state == DL_IDLE) {
 		/* The last request asked for an Upgrade, which the rewrite
 		 * dropped (Upgrade is hop-by-hop): no protocol switched, so
@@ -390,7 +308,7 @@ feed_client(struct conn *c, const char *data, size_t n)
 		llhttp_resume_after_upgrade(&c->reqp);
 		data += used;
 		n -= used;
-		err = execute(c, &c->reqp, &c->reqh, 0, data, n);
+		err = execute(c, 0, data, n);
 	}
 	if (c->state == DL_CLOSING)
 		return;
@@ -441,28 +359,12 @@ resp_on_value(llhttp_t *p, const char *at, size_t len)
 
 /* Pushes the rewritten response head into `down`. */
 static int
-push_resp_head(struct conn *c, int status, const char *connection, int chunked)
+push_resp_head(struct conn *c, const char *connection, int chunked)
 {
-	const struct http_head *h = &c->resph;
-	char line[160];
-	struct http_rewrite rw = {0};
 	int n;
 
-	if (h->text_len > 0)
-		snprintf(line, sizeof(line), "HTTP/1.1 %d %.*s", status,
-		    (int)(h->text_len > 100 ? 100 : h->text_len),
-		    h->buf + h->text_off);
-	else
-		snprintf(line, sizeof(line), "HTTP/1.1 %d %s", status,
-		    http_reason(status));
-	rw.first_line = line;
-	/* RFC 9110 §8.6: no Content-Length in a 1xx or a 204 (an upstream's
-	 * would make a client read the next response as a body) */
-	rw.drop_length = status < 200 || status == 204;
-	rw.connection = connection;
-	rw.via = "1.1 sluice";
-	rw.chunked = chunked;
-	n = http_rewrite(h, &rw, c->px->scratch, c->px->scratch_size);
+	n = h1_response_head(&c->resp, &c->resph, connection, chunked,
+	    c->px->scratch, c->px->scratch_size);
 	if (n < 0)
 		return n;
 	return pipe_push_copy(&c->down, c->px->scratch, (size_t)n);
@@ -538,18 +440,12 @@ resp_on_headers_complete(llhttp_t *p)
 {
 	struct conn *c = of_parser(p);
 	int status = llhttp_get_status_code(p);
-	int no_body, keep, chunked_in = (p->flags & F_CHUNKED) != 0;
+	struct h1_resp_frame fr;
 	const char *connection;
+	int keep;
 
-	if (status == 101)
-		return -1; /* we never forward Upgrade: a protocol error */
-	/* A coding other than chunked is neither decoded nor forwarded:
-	 * relayed as it is, its body would reach the client with no
-	 * framing or coding it could know. */
-	if (http_te_chunked(&c->resph) < 0) {
-		c->resph.error = "Transfer-Encoding other than chunked";
+	if (h1_validate_response(&c->resph, status) < 0)
 		return -1;
-	}
 	if (status < 200) {
 		/* Interim responses (100 Continue, 103 Early Hints) go to
 		 * HTTP/1.1 clients as they come (RFC 9110 §15.2).  They have
@@ -558,43 +454,27 @@ resp_on_headers_complete(llhttp_t *p)
 		 * body, and so take the next head's first bytes for it. */
 		if (c->d.minor == 0 || c->d.resuming)
 			return 1;
-		return push_resp_head(c, status, NULL, 0) < 0 ? -1 : 1;
+		return push_resp_head(c, NULL, 0) < 0 ? -1 : 1;
 	}
 	if (c->d.resuming)
 		return check_resumed(c, p, status);
 	c->d.status = status;
-	no_body = c->d.is_head || status == 204 || status == 304;
-	c->d.resp_by_close = 0;
-	if (no_body) {
-		c->d.resp_frame = FRAME_NONE;
-	} else if (chunked_in || !(p->flags & F_CONTENT_LENGTH)) {
-		/* Chunked or close-delimited: chunk it for 1.1 clients. */
-		if (c->d.minor >= 1) {
-			c->d.resp_frame = FRAME_CHUNKED;
-		} else {
-			c->d.resp_frame = FRAME_RAW;
-			c->d.resp_by_close = 1;
-			c->close_after = 1;
-		}
-	} else {
-		c->d.resp_frame = FRAME_RAW;
-	}
+	h1_response_frame(p, status, c->d.is_head, c->d.minor, &fr);
+	c->d.resp_frame = fr.frame;
+	c->d.resp_by_close = fr.by_close;
+	if (fr.by_close)
+		c->close_after = 1;
 	keep = c->d.keepalive && !c->close_after && c->d.req_done &&
 	    !c->px->draining;
 	if (!keep)
 		c->close_after = 1;
 	connection = !keep ? "close" : c->d.minor == 0 ? "keep-alive" : NULL;
-	/* a bodiless answer keeps the framing it names (HEAD, 304), but a
-	 * 204 has none (RFC 9110 §6.1) */
-	if (push_resp_head(c, status, connection,
-	        c->d.resp_frame == FRAME_CHUNKED ||
-	            (no_body && chunked_in && c->d.minor >= 1 &&
-	                status != 204)) < 0)
+	if (push_resp_head(c, connection, fr.head_chunked) < 0)
 		return -1;
 	set_state(c, DL_RELAYING);
 	remember_validator(c, p);
 	start_pace(c);
-	return no_body ? 1 : 0;
+	return fr.no_body ? 1 : 0;
 }
 
 static int
@@ -602,7 +482,8 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct conn *c = of_parser(p);
 
-	if (push_body(c, &c->down, c->d.resp_frame, at, len) < 0)
+	if (pipe_push_body(&c->down, c->rd_block,
+	        c->d.resp_frame == FRAME_CHUNKED, at, len) < 0)
 		return -1;
 	/* counted once queued: a resume asks for the body from here, and a
 	 * slice that could not be queued must be asked for again */
@@ -656,7 +537,7 @@ response_failed(struct conn *c, const char *why)
 void
 feed_upstream(struct conn *c, const char *data, size_t n)
 {
-	llhttp_errno_t err = execute(c, &c->resp, &c->resph, 1, data, n);
+	llhttp_errno_t err = execute(c, 1, data, n);
 	char why[128];
 
 	if (c->state == DL_CLOSING)

@@ -15,6 +15,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "base/h1.h"
 #include "base/http.h"
 #include "base/list.h"
 #include "proxy/conn.h"
@@ -32,12 +33,6 @@ enum ustate {
 	U_CONNECTING,
 	U_OPEN,
 	U_CLOSING, /* uv_close() called, close callback pending */
-};
-
-enum frame {
-	FRAME_NONE = 0, /* no body */
-	FRAME_RAW,      /* body bytes as they are (Content-Length or close) */
-	FRAME_CHUNKED,  /* the proxy adds chunk framing */
 };
 
 /*

@@ -119,6 +119,14 @@ int pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n);
 /* Queues a copy of n bytes (heads, chunk framing).  0 or -ENOMEM. */
 int pipe_push_copy(struct pipe *p, const void *data, size_t n);
 
+/* Queues a body slice that lies in block b (or, b NULL, anywhere: copied),
+ * inside chunk framing when chunked.  The slice itself goes in whole or
+ * not at all, so a Content-Length body that failed here can be resumed at
+ * its first byte; a chunked one may keep its size line (it is never
+ * resumed, and ends short without its last chunk: visibly cut). */
+int pipe_push_body(
+    struct pipe *p, struct block *b, int chunked, const char *data, size_t n);
+
 /* Gives the current block back when the pipe is empty, so an idle
  * connection holds no block (and closes an empty spool). */
 void pipe_trim(struct pipe *p);

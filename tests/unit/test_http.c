@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <llhttp.h>
 
+#include "base/h1.h"
 #include "base/http.h"
 
 static char hbuf[4096];
@@ -867,6 +868,259 @@ reasons(void **state)
 	assert_string_equal(http_reason(200), "Error");
 }
 
+/* ---- h1: the message rules on top of llhttp ---------------------------- */
+
+static int h1_done; /* the parsed message's head is complete */
+
+static int
+h1_on_text(llhttp_t *p, const char *at, size_t len)
+{
+	return http_head_on_text(p->data, at, len);
+}
+
+static int
+h1_on_name(llhttp_t *p, const char *at, size_t len)
+{
+	return http_head_on_name(p->data, at, len);
+}
+
+static int
+h1_on_value(llhttp_t *p, const char *at, size_t len)
+{
+	return http_head_on_value(p->data, at, len);
+}
+
+static int
+h1_on_headers_complete(llhttp_t *p)
+{
+	(void)p;
+	h1_done = 1;
+	return HPE_PAUSED;
+}
+
+static int
+h1_in_head(const void *arg)
+{
+	(void)arg;
+	return !h1_done;
+}
+
+/* Parses one head of the given type (HTTP_REQUEST or HTTP_RESPONSE) into
+ * the test's head through h1_execute; returns its llhttp error, *scan_err
+ * the scanner's refusal or 0. */
+static llhttp_errno_t
+h1_parse(llhttp_t *p, int type, const char *msg, int *scan_err)
+{
+	static llhttp_settings_t st;
+
+	llhttp_settings_init(&st);
+	st.on_url = h1_on_text;
+	st.on_status = h1_on_text;
+	st.on_header_field = h1_on_name;
+	st.on_header_value = h1_on_value;
+	st.on_headers_complete = h1_on_headers_complete;
+	llhttp_init(p, (llhttp_type_t)type, &st);
+	p->data = &head;
+	h1_done = 0;
+	*scan_err = 0;
+	return h1_execute(p, &head, type == HTTP_RESPONSE, h1_in_head, NULL,
+	    msg, strlen(msg), scan_err);
+}
+
+static void
+h1_execute_whole_head(void **state)
+{
+	const char *msg = "GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /y";
+	llhttp_t p;
+	int err;
+
+	(void)state;
+	assert_int_equal(h1_parse(&p, HTTP_REQUEST, msg, &err), HPE_PAUSED);
+	assert_int_equal(err, 0);
+	/* the head was counted up to its end, and llhttp stopped there */
+	assert_int_equal(head.scan.bytes, strlen(msg) - strlen("GET /y"));
+	assert_ptr_equal(llhttp_get_error_pos(&p), msg + head.scan.bytes);
+	assert_string_equal(get(&head, "Host"), "a");
+}
+
+static void
+h1_execute_refuses(void **state)
+{
+	char big[sizeof(hbuf) + 64];
+	llhttp_t p;
+	int err;
+
+	(void)state;
+	/* every byte counts, whitespace too: llhttp's spans would not */
+	snprintf(big, sizeof(big),
+	    "GET / HTTP/1.1\r\nHost: a\r\nX: %*s\r\n\r\n", (int)sizeof(hbuf),
+	    "v");
+	assert_int_equal(h1_parse(&p, HTTP_REQUEST, big, &err), HPE_USER);
+	assert_int_equal(err, HTTP_SCAN_TOO_LARGE);
+	assert_non_null(head.error);
+	/* and stays refused */
+	assert_int_equal(llhttp_get_errno(&p), HPE_USER);
+
+	http_head_init(&head, hbuf, sizeof(hbuf));
+	assert_int_equal(
+	    h1_parse(&p, HTTP_REQUEST,
+	        "GET / HTTP/1.1\r\nHost: a\r\n X: y\r\n\r\n", &err),
+	    HPE_USER);
+	assert_int_equal(err, HTTP_SCAN_FOLD);
+}
+
+static void
+h1_requests(void **state)
+{
+	static const struct {
+		const char *msg;
+		int status;
+		enum frame frame;
+	} cases[] = {
+	    {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0, FRAME_NONE},
+	    {"GET / HTTP/1.0\r\n\r\n", 0, FRAME_NONE},
+	    {"GET / HTTP/1.1\r\n\r\n", 400, FRAME_NONE},
+	    {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, FRAME_NONE},
+	    {"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501, FRAME_NONE},
+	    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, "
+	     "chunked\r\n\r\n",
+	        501, FRAME_CHUNKED},
+	    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+	        0, FRAME_CHUNKED},
+	    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 0,
+	        FRAME_RAW},
+	    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0,
+	        FRAME_NONE},
+	};
+	llhttp_t p;
+	int err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		http_head_init(&head, hbuf, sizeof(hbuf));
+		assert_int_equal(
+		    h1_parse(&p, HTTP_REQUEST, cases[i].msg, &err), HPE_PAUSED);
+		assert_int_equal(
+		    h1_validate_request(&head, &p), cases[i].status);
+		assert_true((cases[i].status == 0) == (head.error == NULL));
+		assert_int_equal(h1_request_frame(&p), cases[i].frame);
+	}
+}
+
+static void
+h1_responses(void **state)
+{
+	static const struct {
+		const char *msg;
+		int is_head, minor;
+		enum frame frame;
+		int no_body, by_close, head_chunked;
+	} cases[] = {
+	    {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", 0, 1, FRAME_RAW, 0,
+	        0, 0},
+	    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 1,
+	        FRAME_CHUNKED, 0, 0, 1},
+	    /* toward an HTTP/1.0 client: the close ends it */
+	    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 0,
+	        FRAME_RAW, 0, 1, 0},
+	    {"HTTP/1.1 200 OK\r\n\r\n", 0, 1, FRAME_CHUNKED, 0, 0, 1},
+	    {"HTTP/1.1 200 OK\r\n\r\n", 0, 0, FRAME_RAW, 0, 1, 0},
+	    /* HEAD and 304 keep the framing a GET would have; 204 none */
+	    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 1, 1,
+	        FRAME_NONE, 1, 0, 1},
+	    {"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+	        0, 1, FRAME_NONE, 1, 0, 1},
+	    {"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", 0,
+	        1, FRAME_NONE, 1, 0, 0},
+	    {"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n", 0, 1,
+	        FRAME_NONE, 1, 0, 0},
+	};
+	struct h1_resp_frame fr;
+	llhttp_t p;
+	int err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		http_head_init(&head, hbuf, sizeof(hbuf));
+		assert_int_equal(
+		    h1_parse(&p, HTTP_RESPONSE, cases[i].msg, &err),
+		    HPE_PAUSED);
+		assert_int_equal(
+		    h1_validate_response(&head, llhttp_get_status_code(&p)), 0);
+		h1_response_frame(&p, llhttp_get_status_code(&p),
+		    cases[i].is_head, cases[i].minor, &fr);
+		assert_int_equal(fr.frame, cases[i].frame);
+		assert_int_equal(fr.no_body, cases[i].no_body);
+		assert_int_equal(fr.by_close, cases[i].by_close);
+		assert_int_equal(fr.head_chunked, cases[i].head_chunked);
+	}
+}
+
+static void
+h1_response_refused(void **state)
+{
+	llhttp_t p;
+	int err;
+
+	(void)state;
+	assert_int_equal(h1_parse(&p, HTTP_RESPONSE,
+	                     "HTTP/1.1 101 Switching Protocols\r\n"
+	                     "Upgrade: x\r\nConnection: upgrade\r\n\r\n",
+	                     &err),
+	    HPE_PAUSED);
+	assert_int_equal(h1_validate_response(&head, 101), -1);
+	assert_non_null(head.error);
+	http_head_init(&head, hbuf, sizeof(hbuf));
+	assert_int_equal(
+	    h1_parse(&p, HTTP_RESPONSE,
+	        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", &err),
+	    HPE_PAUSED);
+	assert_int_equal(h1_validate_response(&head, 200), -1);
+	assert_string_equal(head.error, "Transfer-Encoding other than chunked");
+}
+
+static void
+h1_response_heads(void **state)
+{
+	char out[1024], reason[200], msg[300];
+	llhttp_t p;
+	int err, n;
+
+	(void)state;
+	assert_int_equal(h1_parse(&p, HTTP_RESPONSE,
+	                     "HTTP/1.0 204 Empty\r\nContent-Length: 9\r\n"
+	                     "Keep-Alive: 5\r\n\r\n",
+	                     &err),
+	    HPE_PAUSED);
+	/* HTTP/1.1 toward the client, Via naming the upstream's 1.0 */
+	n = h1_response_head(&p, &head, "close", 0, out, sizeof(out));
+	assert_true(n > 0);
+	out[n] = '\0';
+	assert_string_equal(out,
+	    "HTTP/1.1 204 Empty\r\nVia: 1.0 sluice\r\n"
+	    "Connection: close\r\n\r\n");
+	/* a reason phrase is cut at 100 bytes; none gets the standard one */
+	memset(reason, 'r', sizeof(reason) - 1);
+	reason[sizeof(reason) - 1] = '\0';
+	snprintf(msg, sizeof(msg), "HTTP/1.1 200 %s\r\n\r\n", reason);
+	http_head_init(&head, hbuf, sizeof(hbuf));
+	assert_int_equal(h1_parse(&p, HTTP_RESPONSE, msg, &err), HPE_PAUSED);
+	n = h1_response_head(&p, &head, NULL, 1, out, sizeof(out));
+	assert_true(n > 0);
+	assert_memory_equal(out + 13, reason, 100);
+	assert_memory_equal(out + 113, "\r\nVia: 1.1 sluice\r\n", 19);
+	http_head_init(&head, hbuf, sizeof(hbuf));
+	assert_int_equal(
+	    h1_parse(&p, HTTP_RESPONSE, "HTTP/1.1 404 \r\n\r\n", &err),
+	    HPE_PAUSED);
+	n = h1_response_head(&p, &head, NULL, 0, out, sizeof(out));
+	assert_true(n > 0);
+	assert_memory_equal(out, "HTTP/1.1 404 Not Found\r\n", 24);
+	assert_true(h1_response_head(&p, &head, NULL, 0, out, 10) < 0);
+	assert_int_equal(h1_chunk_line(out, 8000), 6);
+	assert_memory_equal(out, "1f40\r\n", 6);
+}
+
 int
 main(void)
 {
@@ -900,6 +1154,12 @@ main(void)
 	    cmocka_unit_test_setup(error_response_framing, setup),
 	    cmocka_unit_test_setup(error_response_no_space, setup),
 	    cmocka_unit_test(reasons),
+	    cmocka_unit_test_setup(h1_execute_whole_head, setup),
+	    cmocka_unit_test_setup(h1_execute_refuses, setup),
+	    cmocka_unit_test_setup(h1_requests, setup),
+	    cmocka_unit_test_setup(h1_responses, setup),
+	    cmocka_unit_test_setup(h1_response_refused, setup),
+	    cmocka_unit_test_setup(h1_response_heads, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
