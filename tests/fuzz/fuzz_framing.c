@@ -2,7 +2,7 @@
  * fuzz_framing: a response body through the proxy's framing: read into
  * the pooled blocks of a real pipe (proxy/pipe.c, proxy/pool.c) as
  * conn_io.c reads, decoded by llhttp (chunked, Content-Length or
- * close-delimited), re-framed as conn_http.c's push_body does (chunked
+ * close-delimited), re-framed by pipe_push_body as conn_http.c does (chunked
  * for an HTTP/1.1 client, as it is for an HTTP/1.0 one or a
  * Content-Length), optionally spooled (policy spill) and written out
  * through pipe_peek/pipe_consume.
@@ -29,16 +29,11 @@
 
 #include <llhttp.h>
 
+#include "base/h1.h"
 #include "fuzz.h"
 #include "fuzz_http.h"
 #include "proxy/pipe.h"
 #include "proxy/pool.h"
-
-enum frame {
-	FRAME_NONE = 0,
-	FRAME_RAW,
-	FRAME_CHUNKED,
-};
 
 enum in_frame {
 	IN_CHUNKED = 0,
@@ -67,34 +62,14 @@ of_parser(llhttp_t *p)
 	return p->data;
 }
 
-/* conn_http.c's push_body, into the real pipe. */
-static int
-push_body(struct fr *f, enum frame fr, const char *at, size_t len)
-{
-	char hdr[24];
-	int n, rc;
-
-	if (fr == FRAME_CHUNKED) {
-		n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
-		if ((rc = pipe_push_copy(&f->down, hdr, (size_t)n)) < 0)
-			return rc;
-	}
-	rc = f->rd_block != NULL ? pipe_push_ref(&f->down, f->rd_block, at, len)
-	                         : pipe_push_copy(&f->down, at, len);
-	if (rc < 0)
-		return rc;
-	if (fr == FRAME_CHUNKED)
-		return pipe_push_copy(&f->down, "\r\n", 2);
-	return 0;
-}
-
 static int
 on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct fr *f = of_parser(p);
 
 	fbuf_add(&f->in, at, len);
-	CHECK(push_body(f, f->frame, at, len) == 0);
+	CHECK(pipe_push_body(&f->down, f->rd_block, f->frame == FRAME_CHUNKED,
+	          at, len) == 0);
 	return 0;
 }
 

@@ -9,9 +9,10 @@
  * upstream's name; bytes 1-4 the sizes of the reads (fuzz.h); the rest is
  * the client's bytes.
  *
- * The functions are the proxy's own (base/http.c, llhttp); the glue that is
- * static in conn_http.c (execute, the request callbacks, validate_request,
- * the body's framing) is mirrored here line for line and must follow it.
+ * The rules are the proxy's own: base/h1.c (h1_execute, which feeds llhttp
+ * through http_scan; h1_validate_request; h1_request_frame; h1_chunk_line)
+ * and base/http.c.  What is left here is conn_http.c's callbacks, which
+ * only store into struct conn what those return.
  *
  * Invariants, each an abort():
  *   - no head reaches llhttp with more than max_header_size bytes;
@@ -37,6 +38,7 @@
 
 #include <llhttp.h>
 
+#include "base/h1.h"
 #include "base/http.h"
 #include "fuzz.h"
 #include "fuzz_http.h"
@@ -46,12 +48,6 @@ enum {
 	ST_IDLE = 0, /* DL_IDLE */
 	ST_HEAD,     /* DL_REQUEST_HEAD */
 	ST_BODY,     /* DL_CONNECTING and on: the head went upstream */
-};
-
-enum frame {
-	FRAME_NONE = 0,
-	FRAME_RAW,
-	FRAME_CHUNKED,
 };
 
 struct req {
@@ -227,45 +223,6 @@ req_on_value(llhttp_t *p, const char *at, size_t len)
 }
 
 static int
-count_fields(const struct http_head *h, const char *name)
-{
-	size_t nl = strlen(name);
-	int n = 0;
-
-	for (size_t i = 0; i < h->nf; i++)
-		if (h->f[i].name_len == nl &&
-		    strncasecmp(h->buf + h->f[i].name_off, name, nl) == 0)
-			n++;
-	return n;
-}
-
-/* conn_http.c's validate_request. */
-static int
-validate_request(struct req *q, llhttp_t *p)
-{
-	struct http_head *h = &q->h;
-	int hosts = count_fields(h, "host");
-
-	if (llhttp_get_http_major(p) != 1) {
-		h->error = "HTTP version not supported";
-		return 505;
-	}
-	if (llhttp_get_method(p) == HTTP_CONNECT) {
-		h->error = "method not supported";
-		return 501;
-	}
-	if (hosts > 1 || (hosts == 0 && llhttp_get_http_minor(p) >= 1)) {
-		h->error = "missing or repeated Host";
-		return 400;
-	}
-	if (http_te_chunked(h) < 0) {
-		h->error = "Transfer-Encoding other than chunked";
-		return 501;
-	}
-	return 0;
-}
-
-static int
 req_on_headers_complete(llhttp_t *p)
 {
 	struct req *q = of_parser(p);
@@ -277,17 +234,12 @@ req_on_headers_complete(llhttp_t *p)
 	snprintf(q->method, sizeof(q->method), "%s",
 	    llhttp_method_name(llhttp_get_method(p)));
 	q->minor = llhttp_get_http_minor(p);
-	if ((st = validate_request(q, p)) != 0) {
+	if ((st = h1_validate_request(&q->h, p)) != 0) {
 		q->err_status = st;
 		return -1;
 	}
 	q->keepalive = llhttp_should_keep_alive(p) != 0;
-	if (p->flags & F_CHUNKED)
-		q->frame = FRAME_CHUNKED;
-	else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
-		q->frame = FRAME_RAW;
-	else
-		q->frame = FRAME_NONE;
+	q->frame = h1_request_frame(p);
 	q->content_length = p->content_length;
 
 	snprintf(via, sizeof(via), "1.%d sluice", q->minor);
@@ -306,17 +258,14 @@ req_on_headers_complete(llhttp_t *p)
 	return 0;
 }
 
-/* conn_http.c's push_body. */
+/* pipe_push_body, into a flat buffer. */
 static void
 push_body(struct fbuf *out, enum frame fr, const char *at, size_t len)
 {
-	char hdr[24];
-	int n;
+	char hdr[H1_CHUNK_LINE];
 
-	if (fr == FRAME_CHUNKED) {
-		n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
-		fbuf_add(out, hdr, (size_t)n);
-	}
+	if (fr == FRAME_CHUNKED)
+		fbuf_add(out, hdr, (size_t)h1_chunk_line(hdr, len));
 	fbuf_add(out, at, len);
 	if (fr == FRAME_CHUNKED)
 		fbuf_add(out, "\r\n", 2);
@@ -347,34 +296,28 @@ req_on_message_complete(llhttp_t *p)
 
 static llhttp_settings_t req_settings;
 
+/* Asked by h1_execute after every llhttp run: the scan never let a head
+ * grow past its limit. */
+static int
+in_head(const void *arg)
+{
+	const struct req *q = arg;
+
+	CHECK(q->h.scan.bytes <= q->max);
+	return q->state <= ST_HEAD;
+}
+
 /* conn_http.c's execute, for the request parser. */
 static llhttp_errno_t
 execute(struct req *q, const char *data, size_t n)
 {
-	struct http_head *h = &q->h;
-	llhttp_t *p = &q->p;
+	int scan_err = 0;
 	llhttp_errno_t err;
-	size_t used;
-	int rc;
 
-	while (n > 0 && q->state <= ST_HEAD && llhttp_get_errno(p) == HPE_OK) {
-		if (http_scan_done(&h->scan) || h->scan.bytes == 0)
-			http_scan_init(&h->scan, h->cap, 0);
-		if ((rc = http_scan(&h->scan, data, n, &used)) < 0) {
-			h->error = http_scan_strerror(rc);
-			if (rc == HTTP_SCAN_TOO_LARGE)
-				q->err_status = 431;
-			p->error = HPE_USER;
-			llhttp_set_error_reason(p, h->error);
-			return HPE_USER;
-		}
-		CHECK(used <= n && h->scan.bytes <= q->max);
-		if ((err = llhttp_execute(p, data, used)) != HPE_OK)
-			return err;
-		data += used;
-		n -= used;
-	}
-	return llhttp_execute(p, data, n);
+	err = h1_execute(&q->p, &q->h, 0, in_head, q, data, n, &scan_err);
+	if (scan_err == HTTP_SCAN_TOO_LARGE)
+		q->err_status = 431;
+	return err;
 }
 
 /* conn_http.c's request_failed: the proxy's answer must parse. */

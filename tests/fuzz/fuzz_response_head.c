@@ -10,9 +10,10 @@
  * bytes 1-4 the sizes of the reads (fuzz.h); the rest is the upstream's
  * bytes, then its close.
  *
- * As in fuzz_request_head, the functions are the proxy's and the glue that
- * is static in conn_http.c (execute, the response callbacks,
- * push_resp_head, push_body) is mirrored here and must follow it.
+ * As in fuzz_request_head, the rules are the proxy's own (base/h1.c:
+ * h1_execute, h1_validate_response, h1_response_frame, h1_response_head,
+ * h1_chunk_line; base/http.c); what is left here is conn_http.c's
+ * callbacks, which only store what those return.
  *
  * Invariants, each an abort():
  *   - no head reaches llhttp with more than max_header_size bytes, and an
@@ -40,6 +41,7 @@
 
 #include <llhttp.h>
 
+#include "base/h1.h"
 #include "base/http.h"
 #include "fuzz.h"
 #include "fuzz_http.h"
@@ -48,12 +50,6 @@ enum {
 	ST_WAITING = 0, /* DL_WAITING: the response head is still coming */
 	ST_RELAYING,    /* DL_RELAYING: the client has a head */
 	ST_FLUSHING,    /* DL_FLUSHING: the response is whole */
-};
-
-enum frame {
-	FRAME_NONE = 0,
-	FRAME_RAW,
-	FRAME_CHUNKED,
 };
 
 struct resp {
@@ -143,7 +139,8 @@ check_head(struct resp *r, int status, const char *connection, int chunked,
 		CHECK(reparse_value_is(&rp, "connection", connection));
 	if (r->by_close && status >= 200)
 		CHECK(connection != NULL && strcmp(connection, "close") == 0);
-	CHECK(last_via_is(&rp, "1.1 sluice"));
+	CHECK(last_via_is(
+	    &rp, r->p.http_minor == 0 ? "1.0 sluice" : "1.1 sluice"));
 }
 
 /* ---- conn_http.c's response callbacks, mirrored ------------------------- */
@@ -173,31 +170,16 @@ resp_on_value(llhttp_t *p, const char *at, size_t len)
 	return http_head_on_value(&of_parser(p)->h, at, len);
 }
 
-/* conn_http.c's push_resp_head. */
+/* conn_http.c's push_resp_head, into a flat buffer. */
 static int
 push_resp_head(struct resp *r, int status, const char *connection, int chunked)
 {
-	const struct http_head *h = &r->h;
-	char line[160];
-	struct http_rewrite rw = {0};
-	int n;
+	int n = h1_response_head(
+	    &r->p, &r->h, connection, chunked, r->scratch, r->scratch_size);
 
-	if (h->text_len > 0)
-		snprintf(line, sizeof(line), "HTTP/1.1 %d %.*s", status,
-		    (int)(h->text_len > 100 ? 100 : h->text_len),
-		    h->buf + h->text_off);
-	else
-		snprintf(line, sizeof(line), "HTTP/1.1 %d %s", status,
-		    http_reason(status));
-	rw.first_line = line;
-	rw.drop_length = status < 200 || status == 204;
-	rw.connection = connection;
-	rw.via = "1.1 sluice";
-	rw.chunked = chunked;
-	n = http_rewrite(h, &rw, r->scratch, r->scratch_size);
 	CHECK(n > 0); /* the scratch is sized for any head that fits */
-	check_head(r, status, connection, chunked, rw.drop_length, r->scratch,
-	    (size_t)n);
+	check_head(r, status, connection, chunked,
+	    status < 200 || status == 204, r->scratch, (size_t)n);
 	fbuf_add(&r->down, r->scratch, (size_t)n);
 	return 0;
 }
@@ -207,15 +189,12 @@ resp_on_headers_complete(llhttp_t *p)
 {
 	struct resp *r = of_parser(p);
 	int status = llhttp_get_status_code(p);
-	int no_body, keep, chunked_in = (p->flags & F_CHUNKED) != 0;
+	struct h1_resp_frame fr;
 	const char *connection;
+	int keep;
 
-	if (status == 101)
+	if (h1_validate_response(&r->h, status) < 0)
 		return -1;
-	if (http_te_chunked(&r->h) < 0) {
-		r->h.error = "Transfer-Encoding other than chunked";
-		return -1;
-	}
 	if (status < 200) {
 		if (r->minor == 0)
 			return 1;
@@ -223,45 +202,29 @@ resp_on_headers_complete(llhttp_t *p)
 		return push_resp_head(r, status, NULL, 0) < 0 ? -1 : 1;
 	}
 	r->status = status;
-	no_body = r->is_head || status == 204 || status == 304;
-	r->by_close = 0;
-	if (no_body) {
-		r->frame = FRAME_NONE;
-	} else if (chunked_in || !(p->flags & F_CONTENT_LENGTH)) {
-		if (r->minor >= 1) {
-			r->frame = FRAME_CHUNKED;
-		} else {
-			r->frame = FRAME_RAW;
-			r->by_close = 1;
-			r->close_after = 1;
-		}
-	} else {
-		r->frame = FRAME_RAW;
-	}
+	h1_response_frame(p, status, r->is_head, r->minor, &fr);
+	r->frame = fr.frame;
+	r->by_close = fr.by_close;
+	if (fr.by_close)
+		r->close_after = 1;
 	keep = r->keepalive && !r->close_after && r->req_done;
 	if (!keep)
 		r->close_after = 1;
 	connection = !keep ? "close" : r->minor == 0 ? "keep-alive" : NULL;
-	if (push_resp_head(r, status, connection,
-	        r->frame == FRAME_CHUNKED ||
-	            (no_body && chunked_in && r->minor >= 1 && status != 204)) <
-	    0)
+	if (push_resp_head(r, status, connection, fr.head_chunked) < 0)
 		return -1;
 	r->state = ST_RELAYING;
-	return no_body ? 1 : 0;
+	return fr.no_body ? 1 : 0;
 }
 
-/* conn_http.c's push_body. */
+/* pipe_push_body, into a flat buffer. */
 static void
 push_body(struct fbuf *out, enum frame fr, const char *at, size_t len)
 {
-	char hdr[24];
-	int n;
+	char hdr[H1_CHUNK_LINE];
 
-	if (fr == FRAME_CHUNKED) {
-		n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
-		fbuf_add(out, hdr, (size_t)n);
-	}
+	if (fr == FRAME_CHUNKED)
+		fbuf_add(out, hdr, (size_t)h1_chunk_line(hdr, len));
 	fbuf_add(out, at, len);
 	if (fr == FRAME_CHUNKED)
 		fbuf_add(out, "\r\n", 2);
@@ -293,33 +256,22 @@ resp_on_message_complete(llhttp_t *p)
 
 static llhttp_settings_t resp_settings;
 
+/* Asked by h1_execute after every llhttp run: the scan never let a head
+ * grow past its limit. */
+static int
+in_head(const void *arg)
+{
+	const struct resp *r = arg;
+
+	CHECK(r->h.scan.bytes <= r->max);
+	return r->state < ST_RELAYING;
+}
+
 /* conn_http.c's execute, for the response parser. */
 static llhttp_errno_t
 execute(struct resp *r, const char *data, size_t n)
 {
-	struct http_head *h = &r->h;
-	llhttp_t *p = &r->p;
-	llhttp_errno_t err;
-	size_t used;
-	int rc;
-
-	while (
-	    n > 0 && r->state < ST_RELAYING && llhttp_get_errno(p) == HPE_OK) {
-		if (http_scan_done(&h->scan) || h->scan.bytes == 0)
-			http_scan_init(&h->scan, h->cap, 1);
-		if ((rc = http_scan(&h->scan, data, n, &used)) < 0) {
-			h->error = http_scan_strerror(rc);
-			p->error = HPE_USER;
-			llhttp_set_error_reason(p, h->error);
-			return HPE_USER;
-		}
-		CHECK(used <= n && h->scan.bytes <= r->max);
-		if ((err = llhttp_execute(p, data, used)) != HPE_OK)
-			return err;
-		data += used;
-		n -= used;
-	}
-	return llhttp_execute(p, data, n);
+	return h1_execute(&r->p, &r->h, 1, in_head, r, data, n, NULL);
 }
 
 /* response_failed: a 502 before the head, a short end after it. */
