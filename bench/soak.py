@@ -9,7 +9,11 @@ Proxies (each with its own port, admin port, access log and spill dir):
   resume               policy pause with resume = on, upstream `sluice
                        origin` giving up after 4 zero-window probes, so a
                        stalled client makes the origin give up and the
-                       proxy resume with Range (the article's incident)
+                       proxy resume with Range (the article's incident);
+                       socket buffers pinned at 64k on both sides (origin
+                       --sndbuf, proxy [upstream] rcvbuf and [client]
+                       sndbuf) so that the stall reaches the origin; the
+                       verdict fails when stalls brought no resume
 
 The mix (each worker draws one at a time; at most WORKERS in flight per
 proxy, every wait bounded):
@@ -86,17 +90,24 @@ class Proxy:
         buf = {"pause": "policy = pause", "spill": "policy = spill",
                "pace": "policy = pace",
                "resume": "policy = pause\nresume = on\nresume_attempts = 5"}[policy]
+        # The resume proxy pins its socket buffers, as its origin pins its
+        # send buffer (--sndbuf 64k): autotuning would otherwise grow them
+        # to megabytes, which hold all of a 4 MiB body through the client's
+        # 4 s stall, and the origin would never see the zero window that
+        # makes it give up (and the proxy resume).
+        up_extra = "rcvbuf = 64k\n" if policy == "resume" else ""
+        client_extra = "sndbuf = 64k\n" if policy == "resume" else ""
         conf = os.path.join(self.dir, "sluice.ini")
         with open(conf, "w") as f:
             f.write("[listen]\naddress = 127.0.0.1:%d\ndrain_timeout = 5s\n"
-                    "[upstream]\nserver = %s\nread_timeout = 20s\n"
+                    "[upstream]\nserver = %s\nread_timeout = 20s\n%s"
                     "[client]\nidle_timeout = 20s\nheader_timeout = 10s\n"
-                    "zwp_timeout = 5s\n"
+                    "zwp_timeout = 5s\n%s"
                     "[buffer]\n%s\nhigh_watermark = 512k\nlow_watermark = 128k\n"
                     "block_size = 16k\nmemory_limit = 16M\nspill_dir = %s\n"
                     "spill_limit = 64M\n"
                     "[log]\naccess = %s\n[admin]\naddress = 127.0.0.1:%d\n"
-                    % (self.port, upstream, buf, os.path.join(self.dir, "spill"),
+                    % (self.port, upstream, up_extra, client_extra, buf, os.path.join(self.dir, "spill"),
                        self.access, self.admin))
         self.err = open(os.path.join(self.dir, "proxy.log"), "w")
         self.proc = subprocess.Popen([sluice, "proxy", "-c", conf],
@@ -338,7 +349,7 @@ def main():
             [sys.executable, os.path.join(ROOT, "tests", "origin.py"), "--listen",
              "127.0.0.1:%d" % oport], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         procs.append(subprocess.Popen(
-            [a.sluice, "origin", "--listen", "127.0.0.1:%d" % sport, "--zwp-probes", "4",
+            [a.sluice, "origin", "--listen", "127.0.0.1:%d" % sport, "--sndbuf", "64k", "--zwp-probes", "4",
              "--zwp-interval", "200ms", "--json", os.path.join(tmp, "origin.json")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         if not (wait_port(oport) and wait_port(sport)):
@@ -465,6 +476,12 @@ def verdict_of(proxies, idle, final, died, results):
             ok = False
         if odd:
             lines.append("  FAIL: unexplained outcomes %s" % odd)
+            ok = False
+        # the stalls are there to make the origin give up: a soak whose
+        # resume proxy never resumed did not test resume
+        if pol == "resume" and by[("stall", "ok")] > 0 and outc.get("resumes", 0) == 0:
+            lines.append("  FAIL: %d stalls and no resume (the origin never "
+                         "gave up)" % by[("stall", "ok")])
             ok = False
     if died:
         ok = False
