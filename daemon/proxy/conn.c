@@ -156,8 +156,11 @@ conn_close(struct conn *c, int reset, const char *reason, int err)
 			    (unsigned long long)c->id, c->peer, reason);
 	}
 	if (c->state != DL_IDLE && !c->d.logged) {
+		/* out of memory is the proxy's failure, not the client's */
 		if (c->d.outcome == OUTCOME_N)
-			c->d.outcome = OUTCOME_CLIENT_GONE;
+			c->d.outcome = err == UV_ENOMEM || err == UV_ENOBUFS
+			    ? OUTCOME_PROXY_ERROR
+			    : OUTCOME_CLIENT_GONE;
 		access_log(c);
 	}
 	close_upstream(c);

@@ -66,7 +66,7 @@ respond_error(struct conn *c, int status, const char *detail)
 			n = (int)(end + 4 - buf);
 	}
 	if (n < 0 || pipe_push_copy(&c->down, buf, (size_t)n) < 0) {
-		conn_close(c, 0, "out of memory", 0);
+		conn_close(c, 0, "the proxy's answer", UV_ENOMEM);
 		return;
 	}
 	flush_client(c);
@@ -315,8 +315,7 @@ feed_client(struct conn *c, const char *data, size_t n)
 	if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
 		used = (size_t)(llhttp_get_error_pos(&c->reqp) - data);
 		if (used < n && keep_left(c, data + used, n - used) < 0) {
-			conn_close(
-			    c, 0, "out of memory for a pipelined request", 0);
+			conn_close(c, 0, "a pipelined request", UV_ENOMEM);
 			return;
 		}
 	} else if (err != HPE_OK) {

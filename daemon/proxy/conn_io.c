@@ -751,7 +751,7 @@ conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		kick_client_timer(c);
 		feed_client(c, buf->base, (size_t)nread);
 	} else if (nread == UV_ENOBUFS) {
-		conn_close(c, 0, "out of memory for client read", 0);
+		conn_close(c, 0, "client read", UV_ENOMEM);
 	} else if (nread < 0) {
 		client_eof(c, nread);
 	}
@@ -806,7 +806,7 @@ conn_on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		kick_upstream_timer(c);
 		feed_upstream(c, buf->base, (size_t)nread);
 	} else if (nread == UV_ENOBUFS) {
-		conn_close(c, 0, "out of memory for upstream read", 0);
+		conn_close(c, 0, "upstream read", UV_ENOMEM);
 	} else if (nread < 0) {
 		upstream_eof(c, nread);
 	}

@@ -15,4 +15,5 @@ const char *const outcome_names[OUTCOME_N] = {
     [OUTCOME_UPSTREAM_TIMEOUT] = "upstream_timeout",
     [OUTCOME_TRUNCATED] = "truncated",
     [OUTCOME_SPOOL_ERROR] = "spool_error",
+    [OUTCOME_PROXY_ERROR] = "proxy_error",
 };

@@ -19,6 +19,8 @@ enum outcome {
 	OUTCOME_TRUNCATED,          /* ended short otherwise (resume failed,
 	                             * a bad body) */
 	OUTCOME_SPOOL_ERROR,        /* the spool could not be read back */
+	OUTCOME_PROXY_ERROR,        /* the proxy could not go on (out of
+	                             * memory) */
 	OUTCOME_N,
 };
 

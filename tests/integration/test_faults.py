@@ -596,6 +596,10 @@ def write_enomem():
           "the failed malloc was not the client write's: %s" % " | ".join(px.log_tail(5)))
     check(dl.error is not None and dl.sink.first_bad is None and dl.sink.length < 8 * MiB,
           "not a visibly short, exact prefix: %s" % dl.describe())
+    # the proxy's failure, not the client's
+    lines = harness.wait_until(lambda: [a for a in access_lines(px)
+                                        if a.get("path") == "/bytes/%d" % (8 * MiB)], 10)
+    check(lines and lines[0].get("outcome") == "proxy_error", "access line: %s" % lines)
     settle(px)
     env.stop_clean(px)
 
@@ -669,7 +673,7 @@ def spool_eio_after_break():
 env.timed = True
 
 env.case("setup: sluice origin", origin, keep_processes=True)
-env.case("a client write libuv cannot allocate: short, and SIGTERM still exits 0",
+env.case("a client write libuv cannot allocate: short, proxy_error, and SIGTERM still exits 0",
          write_enomem)
 for p in PROBABILITIES:
     for pol in POLICIES:
