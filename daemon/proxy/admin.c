@@ -243,6 +243,28 @@ static const struct counter {
 
 /* SIGHUP: the reload counters, by result, and the state they leave (as
  * Prometheus's own prometheus_config_last_reload_* do). */
+/* The block pools of every generation (pool.h): what they map, and what
+ * of it is free but still resident. */
+static void
+write_pool_metrics(FILE *f, const struct proxy *px)
+{
+	uint64_t mapped = 0, hot = 0;
+
+	list_foreach(g, &px->gens, const struct proxy_gen, link)
+	{
+		mapped += pool_mapped(&g->pool);
+		hot += (uint64_t)g->pool.nhot * g->pool.stride;
+	}
+	family(f, "pool_mapped_bytes", "gauge",
+	    "Bytes the block pools have mapped: in use, free and resident, "
+	    "free and given back.");
+	sample(f, "pool_mapped_bytes", mapped);
+	family(f, "pool_free_resident_bytes", "gauge",
+	    "Free blocks' bytes still resident: reused first, given back "
+	    "after 5 s idle.");
+	sample(f, "pool_free_resident_bytes", hot);
+}
+
 static void
 write_reload_metrics(FILE *f, const struct proxy *px)
 {
@@ -308,6 +330,7 @@ write_metrics(FILE *f, const struct proxy *px)
 	family(f, "memory_buffered_bytes", "gauge",
 	    "Bytes buffered in memory by all downloads.");
 	sample(f, "memory_buffered_bytes", proxy_memory(px));
+	write_pool_metrics(f, px);
 	family(f, "spool_bytes", "gauge", "Bytes in spool files.");
 	sample(f, "spool_bytes", px->spool_bytes);
 	family(f, "memory_limit_bytes", "gauge",

@@ -35,7 +35,6 @@
  * when the drain starts.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,17 +177,6 @@ grow_scratch(struct proxy *px, const struct config *cfg)
 	return 0;
 }
 
-/* Keep up to 8 MiB of free blocks for reuse and give the rest back to the
- * system: blocks are allocated with mmap (the threshold is pinned at the
- * block size, glibc would otherwise raise it), so a freed block leaves the
- * process's memory at once, and memory_limit or zwp_timeout freeing a
- * download's buffer shows in VmRSS. */
-static void
-tune_malloc(const struct config *cfg)
-{
-	mallopt(M_MMAP_THRESHOLD, (int)cfg->buffer.block_size);
-}
-
 /* ---- generations ------------------------------------------------------ */
 
 /* A generation for cfg, not yet linked into px->gens, no reference.  The
@@ -203,8 +191,7 @@ gen_new(struct proxy *px, struct config *cfg)
 	g->px = px;
 	g->cfg = cfg;
 	g->n = px->gen != NULL ? px->gen->n + 1 : 1;
-	pool_init(&g->pool, (size_t)cfg->buffer.block_size,
-	    (size_t)(8ULL * 1024 * 1024 / cfg->buffer.block_size));
+	pool_init(&g->pool, (size_t)cfg->buffer.block_size, POOL_IDLE_MS);
 	g->pool.on_release = proxy_on_block_release;
 	g->pool.owner = px;
 	balancer_init(&g->bal, cfg);
@@ -297,6 +284,18 @@ proxy_on_mem_timer(uv_timer_t *t)
 	proxy_memory_check(t->data);
 }
 
+/* Every POOL_TRIM_MS: the pages of blocks free for POOL_IDLE_MS go back to
+ * the system (pool.h), so RSS falls within seconds of a burst. */
+static void
+proxy_on_trim_timer(uv_timer_t *t)
+{
+	struct proxy *px = t->data;
+	uint64_t now = uv_now(px->loop);
+
+	list_foreach(g, &px->gens, struct proxy_gen, link)
+	    pool_trim(&g->pool, now);
+}
+
 /* A block went back to a pool (a connection closed, a pipe drained or
  * was trimmed): when downloads wait for memory, they are served on the
  * next turn of the loop, not from inside whatever freed the block. */
@@ -326,6 +325,7 @@ proxy_finish(struct proxy *px)
 	px->admin = NULL;
 	uv_close((uv_handle_t *)&px->drain_timer, NULL);
 	uv_close((uv_handle_t *)&px->mem_timer, NULL);
+	uv_close((uv_handle_t *)&px->trim_timer, NULL);
 	uv_close((uv_handle_t *)&px->sigint, NULL);
 	uv_close((uv_handle_t *)&px->sigterm, NULL);
 	uv_close((uv_handle_t *)&px->sighup, NULL);
@@ -472,7 +472,6 @@ reload_commit(struct proxy *px, struct reload *r)
 		fclose(px->access);
 	px->access = r->access;
 	log_set_level((enum log_level)px->cfg->log.level);
-	tune_malloc(px->cfg);
 	accept_apply_max(px, px->cfg);
 	/* spill_total is process-wide: every generation's spill decisions
 	 * use the new value from now on */
@@ -482,10 +481,9 @@ reload_commit(struct proxy *px, struct reload *r)
 	log_info("reload: %s taken as config generation %llu; %zu in-flight "
 	         "connections stay on older generations until they end",
 	    px->path, (unsigned long long)px->gen->n, stay);
-	/* The old pool's free blocks serve nobody now: this frees only its
-	 * free list, and with keep 0 the blocks still in use are freed as
-	 * they come back. */
-	old->pool.keep = 0;
+	/* The old pool's free blocks serve nobody now: this unmaps its
+	 * arenas with no block in use, and the others as their last block
+	 * comes back. */
 	pool_destroy(&old->pool);
 	gen_put(px, old);
 	proxy_memory_check(px);
@@ -540,6 +538,12 @@ start_signals(struct proxy *px)
 	uv_timer_init(px->loop, &px->drain_timer);
 	uv_timer_init(px->loop, &px->mem_timer);
 	px->mem_timer.data = px;
+	uv_timer_init(px->loop, &px->trim_timer);
+	px->trim_timer.data = px;
+	uv_timer_start(
+	    &px->trim_timer, proxy_on_trim_timer, POOL_TRIM_MS, POOL_TRIM_MS);
+	uv_unref(
+	    (uv_handle_t *)&px->trim_timer); /* never keeps a drain alive */
 	uv_signal_init(px->loop, &px->sigint);
 	uv_signal_init(px->loop, &px->sigterm);
 	uv_signal_init(px->loop, &px->sighup);
@@ -562,7 +566,6 @@ proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
 	px->reload_ok = 1;
 	if (proxy_check_files(cfg, err, errlen) < 0)
 		return -1;
-	tune_malloc(cfg);
 	accept_raise_nofile();
 	accept_apply_max(px, cfg);
 	if (grow_scratch(px, cfg) < 0 || (g = gen_new(px, cfg)) == NULL) {

@@ -58,7 +58,9 @@ struct refuser {
 	unsigned busy : 1, closing : 1, shut : 1, eof : 1;
 };
 
-#define PROXY_REFUSERS 8 /* refusals in flight; more wait in the backlog */
+#define PROXY_REFUSERS 8    /* refusals in flight; more wait in the backlog */
+#define POOL_IDLE_MS   5000 /* a free block's pages go back after this */
+#define POOL_TRIM_MS   1000 /* how often pool_trim looks */
 
 struct proxy_gen {
 	struct proxy *px;
@@ -82,8 +84,9 @@ struct proxy {
 	uv_tcp_t *listener;          /* clients; NULL once draining */
 	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t drain_timer;
-	uv_timer_t mem_timer; /* serves memory waiters after a release */
-	struct list conns;    /* every live connection (struct conn) */
+	uv_timer_t mem_timer;  /* serves memory waiters after a release */
+	uv_timer_t trim_timer; /* gives idle free blocks' pages back */
+	struct list conns;     /* every live connection (struct conn) */
 	size_t nconns;
 	uint64_t next_id;
 	int draining;

@@ -177,7 +177,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	f.complete = f.failed = 0;
 	f.in.len = f.out.len = 0;
-	pool_init(&f.pool, block_sizes[(opt >> 3) & 7], 4);
+	pool_init(&f.pool, block_sizes[(opt >> 3) & 7], 0);
 	pipe_init(&f.down, &f.pool, SIZE_MAX, 0);
 	if (opt1 & 1) {
 		sc.total_limit = opt1 & 2 ? 4096 : 1 << 20;
@@ -237,5 +237,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(f.pool.nused == 0);
 	CHECK(spooled_total == 0);
 	pool_destroy(&f.pool);
+	CHECK(f.pool.narenas == 0); /* nothing mapped is left behind */
 	return 0;
 }

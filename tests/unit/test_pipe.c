@@ -16,11 +16,13 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/mman.h>
 
 #include "proxy/pipe.h"
 #include "proxy/pool.h"
 
-#define BS 4096 /* the smallest block_size the config allows */
+#define BS   4096 /* the smallest block_size the config allows */
+#define IDLE 1000 /* ms a free block stays resident */
 
 static struct pool pool;
 static struct pipe pp;
@@ -29,7 +31,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	pool_init(&pool, BS, 4);
+	pool_init(&pool, BS, IDLE);
 	pipe_init(&pp, &pool, 64 * 1024, 16 * 1024);
 	return 0;
 }
@@ -43,7 +45,8 @@ teardown(void **state)
 	pipe_destroy(&pp);
 	assert_int_equal(pool.nused, 0);
 	pool_destroy(&pool);
-	assert_int_equal(pool.nfree, 0);
+	assert_int_equal(pool.narenas, 0);
+	assert_int_equal(pool.nhot + pool.ncold, 0);
 	return 0;
 }
 
@@ -150,6 +153,16 @@ wm_low_zero(void **state)
 
 /* ---- pool ----------------------------------------------------------- */
 
+/* Is the page at p resident? */
+static int
+resident(const void *p)
+{
+	unsigned char v = 0;
+
+	assert_int_equal(mincore((void *)p, 1, &v), 0);
+	return v & 1;
+}
+
 static void
 pool_reuse(void **state)
 {
@@ -162,63 +175,119 @@ pool_reuse(void **state)
 	assert_int_equal(a->refs, 1);
 	assert_int_equal(a->size, BS);
 	assert_int_equal(pool.nused, 1);
-	memset(a->data, 0xa5, BS); /* the whole data[] is ours */
+	assert_int_equal(pool.narenas, 1);
+	assert_int_equal((uintptr_t)a->data % 4096, 0); /* page-aligned */
+	memset(a->data, 0xa5, BS); /* the whole data is ours */
 
 	block_ref(a);
 	block_unref(a);
 	assert_int_equal(pool.nused, 1); /* one reference left */
 	block_unref(a);
 	assert_int_equal(pool.nused, 0);
-	assert_int_equal(pool.nfree, 1);
+	assert_int_equal(pool.nhot, 1);
 
-	/* The freed block comes back, with a fresh reference. */
+	/* The freed block comes back first (hot), with a fresh reference. */
 	b = pool_get(&pool);
 	assert_ptr_equal(b, a);
 	assert_int_equal(b->refs, 1);
-	assert_int_equal(pool.nfree, 0);
+	assert_int_equal(pool.nhot, 0);
 	assert_int_equal(pool.nused, 1);
+	assert_int_equal((unsigned char)b->data[0], 0xa5); /* still resident */
 	block_unref(b);
 }
 
 static void
-pool_keep_limit(void **state)
+pool_arenas(void **state)
 {
-	struct block *b[10];
+	struct block *b[1200];
+	size_t per = pool.per_arena;
 
 	(void)state;
-	for (int i = 0; i < 10; i++) {
+	assert_true(per >= 2 && per < 1200);
+	/* one arena maps many blocks; the next block maps the next arena */
+	for (size_t i = 0; i < per + 1; i++)
 		assert_non_null(b[i] = pool_get(&pool));
-		assert_int_equal(pool.nused, (size_t)i + 1);
-	}
-	for (int i = 0; i < 10; i++)
+	assert_int_equal(pool.narenas, 2);
+	assert_int_equal(pool.nused, per + 1);
+	assert_int_equal(pool_mapped(&pool), 2 * per * pool.stride);
+	for (size_t i = 0; i < per + 1; i++)
 		block_unref(b[i]);
-	/* Only `keep` (4) stay for reuse; an idle process gives the rest
-	 * back. */
+	assert_int_equal(pool.nhot, per + 1);
 	assert_int_equal(pool.nused, 0);
-	assert_int_equal(pool.nfree, 4);
-	for (int i = 0; i < 6; i++)
-		assert_non_null(b[i] = pool_get(&pool));
-	assert_int_equal(pool.nfree, 0);
-	assert_int_equal(pool.nused, 6);
-	for (int i = 0; i < 6; i++)
-		block_unref(b[i]);
-	assert_int_equal(pool.nfree, 4);
 }
 
+/* Free blocks keep their pages until they have been idle IDLE ms; then
+ * pool_trim gives the pages back, and unmaps arenas with nothing left. */
 static void
-pool_keep_zero(void **state)
+pool_trim_idle(void **state)
+{
+	struct block *b[8], *held;
+	size_t given;
+
+	(void)state;
+	pool_trim(&pool, 10000); /* the clock: 10 s */
+	assert_non_null(held = pool_get(&pool));
+	memset(held->data, 'h', BS);
+	for (int i = 0; i < 8; i++) {
+		assert_non_null(b[i] = pool_get(&pool));
+		memset(b[i]->data, 'x', BS);
+	}
+	for (int i = 0; i < 8; i++)
+		block_unref(b[i]); /* freed at 10 s */
+	assert_int_equal(pool.nhot, 8);
+	/* not idle long enough: nothing goes */
+	assert_int_equal(pool_trim(&pool, 10000 + IDLE - 1), 0);
+	assert_int_equal(pool.nhot, 8);
+	assert_true(resident(b[0]->data));
+	/* idle: every page goes back, the held block's stay */
+	given = pool_trim(&pool, 10000 + IDLE);
+	assert_int_equal(given, 8 * pool.stride);
+	assert_int_equal(pool.nhot, 0);
+	for (int i = 0; i < 8; i++)
+		assert_false(resident(b[i]->data));
+	assert_true(resident(held->data));
+	assert_int_equal(held->data[BS - 1], 'h');
+	assert_int_equal(pool.narenas, 1); /* held keeps its arena */
+	/* a cold block comes back zeroed when no hot one is left */
+	block_unref(held);
+	assert_non_null(held = pool_get(&pool)); /* the hot one */
+	assert_int_equal(held->data[0], 'h');
+	assert_non_null(b[0] = pool_get(&pool)); /* a cold one */
+	assert_int_equal(b[0]->data[0], 0);
+	block_unref(b[0]);
+	block_unref(held);
+	/* all free and idle: the arena is unmapped */
+	pool_trim(&pool, 10000 + 3 * IDLE);
+	assert_int_equal(pool.narenas, 0);
+	assert_int_equal(pool.nhot + pool.ncold, 0);
+	assert_int_equal(pool_mapped(&pool), 0);
+	/* and the pool goes on */
+	assert_non_null(b[0] = pool_get(&pool));
+	block_unref(b[0]);
+}
+
+/* After pool_destroy, an arena still in use goes with its last block. */
+static void
+pool_retiring(void **state)
 {
 	struct pool p0;
-	struct block *b;
+	struct block *a, *b;
 
 	(void)state;
 	pool_init(&p0, 128, 0);
+	/* data page-aligned, whatever the size (ASan: a guard page more) */
+	assert_true(p0.stride >= 4096 && p0.stride % 4096 == 0);
+	assert_non_null(a = pool_get(&p0));
 	assert_non_null(b = pool_get(&p0));
-	assert_int_equal(b->size, 128);
-	block_unref(b);
-	assert_int_equal(p0.nused, 0);
-	assert_int_equal(p0.nfree, 0);
+	assert_int_equal(a->size, 128);
 	pool_destroy(&p0);
+	assert_int_equal(p0.narenas, 1);
+	block_unref(a);
+	assert_int_equal(p0.narenas, 1);
+	block_unref(b);
+	assert_int_equal(p0.narenas, 0);
+	assert_int_equal(p0.nused, 0);
+	assert_int_equal(p0.nhot + p0.ncold, 0);
 }
 
 /* ---- pipe ----------------------------------------------------------- */
@@ -638,8 +707,9 @@ main(void)
 	    cmocka_unit_test(wm_high_equals_low),
 	    cmocka_unit_test(wm_low_zero),
 	    cmocka_unit_test_setup_teardown(pool_reuse, setup, teardown),
-	    cmocka_unit_test_setup_teardown(pool_keep_limit, setup, teardown),
-	    cmocka_unit_test(pool_keep_zero),
+	    cmocka_unit_test_setup_teardown(pool_arenas, setup, teardown),
+	    cmocka_unit_test_setup_teardown(pool_trim_idle, setup, teardown),
+	    cmocka_unit_test(pool_retiring),
 	    cmocka_unit_test_setup_teardown(
 	        reserve_commit_push, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
