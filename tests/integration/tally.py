@@ -17,9 +17,13 @@ reported at exit, a plan that does not match) adds one failed case, so a
 failure is never hidden.
 
     python3 tests/integration/tally.py build/meson-logs/testlog.json [-v]
+        [--failures FILE]
 
 prints "PASSED FAILED SKIPPED" on one line (-v: each test's figures on
-stderr first).  A missing or unreadable log counts as one failure.
+stderr first).  --failures appends what failed to FILE: each `not ok`
+line with the diagnostics after it, or the end of a crashed test's
+output, so that the tail of a long CI log names the culprit.  A missing
+or unreadable log counts as one failure.
 """
 
 import json
@@ -100,11 +104,36 @@ def test_counts(t):
     return p, f, s, how
 
 
+def failure_text(t, f):
+    """What failed in one testlog.json entry with f failed cases."""
+    out = (t.get("stdout") or "").splitlines()
+    lines = []
+    for i, line in enumerate(out):
+        if line.startswith("not ok") and "# TODO" not in line:
+            lines.append(line)
+            for diag in out[i + 1:i + 9]:
+                if not diag.startswith("#"):
+                    break
+                lines.append(diag)
+    if not lines and f:
+        tail = ((t.get("stdout") or "") + (t.get("stderr") or "")).splitlines()[-12:]
+        lines = ["%s (no failed case line; the end of its output:)" % t.get("result")] + tail
+    return "\n".join("  " + x for x in lines)
+
+
 def main(argv):
     verbose = "-v" in argv
+    failures = None
+    if "--failures" in argv:
+        i = argv.index("--failures")
+        if i + 1 >= len(argv):
+            sys.stderr.write("usage: tally.py TESTLOG.json [-v] [--failures FILE]\n")
+            return 2
+        failures = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
     paths = [a for a in argv if a != "-v"]
     if len(paths) != 1:
-        sys.stderr.write("usage: tally.py TESTLOG.json [-v]\n")
+        sys.stderr.write("usage: tally.py TESTLOG.json [-v] [--failures FILE]\n")
         return 2
     total = [0, 0, 0]
     try:
@@ -122,6 +151,10 @@ def main(argv):
         if verbose:
             sys.stderr.write("%-50s %-7s %4d passed %3d failed %3d skipped  (%s)\n"
                              % (t.get("name"), t.get("result"), p, f, s, how))
+        if failures is not None and f:
+            with open(failures, "a") as out:
+                out.write("FAILED %s (%s, %s):\n%s\n" % (t.get("name"), paths[0],
+                                                        t.get("result"), failure_text(t, f)))
     print("%d %d %d" % tuple(total))
     return 0
 
