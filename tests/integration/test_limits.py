@@ -192,6 +192,17 @@ def accept_emfile():
     aport = env.admin_port(px)
     request_ok(px.port)
     metrics(aport)
+    # The connections just served close on their own time (the admin's
+    # after its answer): count once the descriptors have settled, or a
+    # descriptor freed after the count leaves a hole no filler fills.
+    seen = [None]
+
+    def settled():
+        now = open_fds(px.pid)
+        same = now == seen[0]
+        seen[0] = now
+        return same
+    harness.wait_until(settled, 5.0 * harness.SLOW, 0.2)
     fillers = []
     limits = resource.prlimit(px.pid, resource.RLIMIT_NOFILE)
     try:
