@@ -235,6 +235,12 @@ static const struct counter {
         "Spills that fell back to pausing (spill limit, no space)."},
     {"resumes_total", offsetof(struct stats, resumes),
         "Upstream reconnects with Range after a failure mid-body."},
+    {"upstream_reused_total", offsetof(struct stats, upstream_reused),
+        "Requests sent on a kept upstream connection ([upstream] "
+        "keepalive)."},
+    {"upstream_resent_total", offsetof(struct stats, upstream_resent),
+        "Requests sent again on a new connection: a kept one closed "
+        "before answering."},
     {"client_zwp_timeouts_total", offsetof(struct stats, client_zwp_timeouts),
         "Clients given up on after a zero window lasted too long."},
     {"memory_limit_hits_total", offsetof(struct stats, memory_limit_hits),
@@ -263,6 +269,23 @@ write_pool_metrics(FILE *f, const struct proxy *px)
 	    "Free blocks' bytes still resident: reused first, given back "
 	    "after 5 s idle.");
 	sample(f, "pool_free_resident_bytes", hot);
+}
+
+/* Parked upstream connections of every generation (keepalive.h). */
+static void
+write_keepalive_metrics(FILE *f, const struct proxy *px)
+{
+	uint64_t idle = 0;
+
+	list_foreach(g, &px->gens, const struct proxy_gen, link) idle +=
+	    g->ka.nidle;
+	family(f, "upstream_idle_connections", "gauge",
+	    "Upstream connections kept open for the next requests.");
+	sample(f, "upstream_idle_connections", idle);
+	family(f, "upstream_idle_closed_total", "counter",
+	    "Kept upstream connections closed while idle (keepalive_timeout, "
+	    "or the server closed or spoke).");
+	sample(f, "upstream_idle_closed_total", px->stats.upstream_idle_closed);
 }
 
 static void
@@ -331,6 +354,7 @@ write_metrics(FILE *f, const struct proxy *px)
 	    "Bytes buffered in memory by all downloads.");
 	sample(f, "memory_buffered_bytes", proxy_memory(px));
 	write_pool_metrics(f, px);
+	write_keepalive_metrics(f, px);
 	family(f, "spool_bytes", "gauge", "Bytes in spool files.");
 	sample(f, "spool_bytes", px->spool_bytes);
 	family(f, "memory_limit_bytes", "gauge",

@@ -90,6 +90,16 @@ const struct config_key config_keys[] = {
         "TCP_WINDOW_CLAMP toward upstreams (0: none)"),
     DURATION("upstream", "user_timeout", upstream.user_timeout, "0", 0, DAY_MS,
         "TCP_USER_TIMEOUT toward upstreams (0: kernel default)"),
+    COUNT("upstream", "keepalive", upstream.keepalive, "32", 0, 10000,
+        "idle connections kept open per server for the next requests (0: "
+        "a connection per request, Connection: close); a request sent on "
+        "a kept connection that closes before any response byte is sent "
+        "again once, on a new connection, when it is idempotent and "
+        "bodiless"),
+    DURATION("upstream", "keepalive_timeout", upstream.keepalive_timeout, "60s",
+        1, DAY_MS,
+        "an idle kept connection is closed after this long (keep it under "
+        "the servers' own keep-alive timeout)"),
     SIZE("client", "sndbuf", client.sndbuf, "0", 0, GiB,
         "SO_SNDBUF toward clients (0: kernel autotuning); the kernel "
         "doubles it"),

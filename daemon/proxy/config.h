@@ -53,6 +53,8 @@ struct config {
 		uint64_t connect_timeout, read_timeout; /* ms */
 		uint64_t rcvbuf, window_clamp;          /* bytes */
 		uint64_t user_timeout;                  /* ms */
+		uint64_t keepalive;         /* idle connections per server */
+		uint64_t keepalive_timeout; /* ms */
 	} upstream;
 	struct {
 		uint64_t sndbuf;          /* bytes */

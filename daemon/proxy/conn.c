@@ -275,13 +275,15 @@ format_access(const struct conn *c, FILE *out)
 	    ",\"bytes_from_upstream\":%llu,"
 	    "\"bytes_to_client\":%llu,\"peak_memory\":%llu,"
 	    "\"spilled_bytes\":%llu,\"paused_s\":%.3f,\"resumes\":%d,"
+	    "\"upstream_reused\":%s,"
 	    "\"outcome\":\"%s\",\"duration_s\":%.3f}\n",
 	    (unsigned long long)c->d.resp_body_in,
 	    (unsigned long long)c->d.body_out,
 	    (unsigned long long)c->d.peak_mem,
 	    (unsigned long long)(c->down.spool.written - c->d.spilled0),
 	    (double)c->d.paused_ms / 1000.0, c->d.resumes,
-	    outcome_names[c->d.outcome], (double)(now - c->d.t_start) / 1000.0);
+	    c->d.up_reused ? "true" : "false", outcome_names[c->d.outcome],
+	    (double)(now - c->d.t_start) / 1000.0);
 }
 
 /*

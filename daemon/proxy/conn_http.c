@@ -123,19 +123,39 @@ req_on_value(llhttp_t *p, const char *at, size_t len)
 	return http_head_on_value(&c->reqh, at, len) < 0 ? req_overflow(c) : 0;
 }
 
-/* With resume on, a bodiless GET keeps the head it sent upstream, to ask
- * for the rest of the body with Range if the upstream dies. */
-static void
-keep_for_resume(struct conn *c, llhttp_t *p, const char *head, size_t n)
+/* Is the method idempotent (RFC 9110 §9.2.2)? */
+static int
+idempotent(int method)
 {
+	return method == HTTP_GET || method == HTTP_HEAD ||
+	    method == HTTP_PUT || method == HTTP_DELETE ||
+	    method == HTTP_OPTIONS || method == HTTP_TRACE;
+}
+
+/* A bodiless request keeps the head it sent upstream when it may need it
+ * again: with resume on, a GET asks for the rest of the body with Range
+ * if the upstream dies; with upstream keep-alive, an idempotent request
+ * whose kept upstream connection closes before answering is sent again on
+ * a new one. */
+static void
+keep_request(struct conn *c, llhttp_t *p, const char *head, size_t n)
+{
+	int method = llhttp_get_method(p);
 	size_t len;
 
 	c->d.client_range = http_head_get(&c->reqh, "range", &len) != NULL;
-	if (!c->cfg->buffer.resume || llhttp_get_method(p) != HTTP_GET ||
-	    c->d.req_frame != FRAME_NONE || c->d.client_range)
+	if (c->d.req_frame != FRAME_NONE)
 		return;
-	if ((c->d.req_copy = malloc(n)) == NULL)
-		return; /* no resume for this one, no harm */
+	c->d.may_resume =
+	    c->cfg->buffer.resume && method == HTTP_GET && !c->d.client_range;
+	c->d.may_resend = c->cfg->upstream.keepalive > 0 && idempotent(method);
+	if (!c->d.may_resume && !c->d.may_resend)
+		return;
+	if ((c->d.req_copy = malloc(n)) == NULL) {
+		/* no resume or resend for this one, no harm */
+		c->d.may_resume = c->d.may_resend = 0;
+		return;
+	}
 	memcpy(c->d.req_copy, head, n);
 	c->d.req_copy_len = n;
 }
@@ -162,10 +182,10 @@ req_on_headers_complete(llhttp_t *p)
 	c->d.is_head = llhttp_get_method(p) == HTTP_HEAD;
 	c->d.req_frame = h1_request_frame(p);
 
-	/* One upstream connection per request: no upstream keep-alive. */
+	/* HTTP/1.1 upstream: persistent unless keepalive is 0 */
 	snprintf(via, sizeof(via), "1.%d sluice", c->d.minor);
 	rw.method = c->d.method;
-	rw.connection = "close";
+	rw.connection = c->cfg->upstream.keepalive > 0 ? NULL : "close";
 	rw.via = via;
 	rw.xff = c->peer_ip;
 	/* An HTTP/1.0 request may come without Host; the upstream gets one
@@ -183,7 +203,7 @@ req_on_headers_complete(llhttp_t *p)
 		c->d.err_status = 503;
 		return -1;
 	}
-	keep_for_resume(c, p, c->px->scratch, (size_t)n);
+	keep_request(c, p, c->px->scratch, (size_t)n);
 	start_upstream(c);
 	return 0;
 }
@@ -335,6 +355,7 @@ resp_on_message_begin(llhttp_t *p)
 	struct conn *c = of_parser(p);
 
 	http_head_reset(&c->resph);
+	c->d.resp_started = 1;
 	return 0;
 }
 
@@ -518,6 +539,7 @@ upstream_done(struct conn *c)
 {
 	uv_timer_stop(&c->ptimer);
 	end_pause(c);
+	park_upstream(c);
 	close_upstream(c);
 	memory_unqueue(c);
 	update_client_reading(c);
@@ -542,6 +564,9 @@ feed_upstream(struct conn *c, const char *data, size_t n)
 	if (c->state == DL_CLOSING)
 		return;
 	if (c->state == DL_FLUSHING) {
+		/* a kept socket must end where its response ended */
+		c->d.resp_clean = err == HPE_PAUSED &&
+		    llhttp_get_error_pos(&c->resp) == data + n;
 		upstream_done(c);
 		return;
 	}

@@ -99,6 +99,14 @@ struct download {
 	unsigned resuming : 1;       /* the next response continues a body */
 	unsigned client_range : 1;   /* the client sent Range */
 	unsigned spill_fellback : 1; /* counted in stats.spill_fallbacks */
+	unsigned may_resume : 1;     /* a GET resume may continue (req_copy) */
+	unsigned may_resend : 1;     /* idempotent, bodiless (req_copy) */
+	unsigned up_reused : 1;      /* its upstream socket was a parked one */
+	unsigned up_fresh : 1;       /* the next connect takes no parked one */
+	unsigned resent : 1;         /* sent again after a reused socket
+	                              * closed before answering */
+	unsigned resp_started : 1;   /* a response byte came from upstream */
+	unsigned resp_clean : 1;     /* it ended where a read ended */
 
 	/* the access log and /connections */
 	enum outcome outcome;
@@ -119,7 +127,7 @@ struct download {
 	uint64_t pace_last;    /* ms of the last tick */
 	uint64_t pace_acked;   /* the client's tcpi_bytes_acked then */
 
-	/* resume */
+	/* resume, and a request sent again on a new upstream socket */
 	char *req_copy; /* the request head as sent upstream */
 	size_t req_copy_len;
 	int resume_tries;     /* resumes in a row that brought no byte */
@@ -228,6 +236,8 @@ void close_upstream(struct conn *c);
 void upstream_broken(struct conn *c, const char *why, int err, enum outcome oc);
 void connect_failed(struct conn *c, int err);
 void start_upstream(struct conn *c);
+void park_upstream(struct conn *c);
+int resend_request(struct conn *c, int err);
 void resume_now(struct conn *c);
 
 #endif

@@ -786,6 +786,8 @@ upstream_eof(struct conn *c, ssize_t err)
 			return;
 		}
 	}
+	if (resend_request(c, (int)err))
+		return;
 	if (!client_has_head(c))
 		respond_error(c, 502,
 		    err == UV_EOF ? "upstream closed before the response head"

@@ -14,9 +14,11 @@
  * callback ran (conn_on_handle_close).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/list.h"
 #include "base/log.h"
@@ -24,6 +26,7 @@
 #include "proxy/balancer.h"
 #include "proxy/config.h"
 #include "proxy/conn_int.h"
+#include "proxy/keepalive.h"
 #include "proxy/pipe.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
@@ -81,9 +84,9 @@ close_upstream(struct conn *c)
 static int
 resumable(const struct conn *c)
 {
-	return c->cfg->buffer.resume && c->d.req_copy != NULL &&
-	    c->d.status == 200 && c->d.resp_total != 0 &&
-	    c->d.validator[0] != '\0' && c->d.resp_body_in < c->d.resp_total &&
+	return c->cfg->buffer.resume && c->d.may_resume && c->d.status == 200 &&
+	    c->d.resp_total != 0 && c->d.validator[0] != '\0' &&
+	    c->d.resp_body_in < c->d.resp_total &&
 	    (uint64_t)c->d.resume_tries < c->cfg->buffer.resume_attempts;
 }
 
@@ -157,18 +160,13 @@ connect_failed(struct conn *c, int err)
 	close_upstream(c);
 }
 
+/* The upstream socket is open (connected, or a parked one taken): the
+ * request goes out, the response is waited for. */
 static void
-conn_on_connect(uv_connect_t *req, int status)
+upstream_open(struct conn *c)
 {
-	struct conn *c = container_of(req, struct conn, connect_req);
 	char opts[160];
 
-	if (status == UV_ECANCELED || c->state == DL_CLOSING)
-		return;
-	if (status < 0) {
-		connect_failed(c, status);
-		return;
-	}
 	c->ustate = U_OPEN;
 	set_state(c, DL_WAITING);
 	uv_tcp_nodelay(&c->upstream, 1);
@@ -187,6 +185,80 @@ conn_on_connect(uv_connect_t *req, int status)
 }
 
 static void
+conn_on_connect(uv_connect_t *req, int status)
+{
+	struct conn *c = container_of(req, struct conn, connect_req);
+
+	if (status == UV_ECANCELED || c->state == DL_CLOSING)
+		return;
+	if (status < 0) {
+		connect_failed(c, status);
+		return;
+	}
+	upstream_open(c);
+}
+
+/* A parked socket of the server ([upstream] keepalive), opened on the
+ * connection's handle: 1, or 0 when there is none (or it cannot be
+ * opened: then it is closed, and a connect follows). */
+static int
+take_parked(struct conn *c)
+{
+	int fd;
+
+	if (c->d.up_fresh || (fd = ka_take(&c->gen->ka, c->server)) < 0)
+		return 0;
+	if (uv_tcp_init(c->px->loop, &c->upstream) < 0) {
+		close(fd);
+		return 0;
+	}
+	c->upstream.data = c;
+	c->nhandles++;
+	c->ustate = U_CONNECTING; /* a handle to close, whatever follows */
+	llhttp_init(&c->resp, HTTP_RESPONSE, &conn_resp_settings);
+	c->resp.data = c;
+	if (uv_tcp_open(&c->upstream, (uv_os_sock_t)fd) < 0) {
+		close(fd);
+		c->connect_pending = 1; /* the close callback connects */
+		c->d.up_fresh = 1;
+		close_upstream(c);
+		return 1;
+	}
+	c->d.up_reused = 1;
+	c->px->stats.upstream_reused++;
+	log_debug("conn %llu: upstream %s: a kept connection",
+	    (unsigned long long)c->id,
+	    c->cfg->upstream.servers[c->server].text);
+	upstream_open(c);
+	return 1;
+}
+
+/*
+ * The response ended cleanly: the upstream socket is parked for the next
+ * request of the generation (keepalive.h) instead of closing, when nothing
+ * more is owed on it either way: the request was written whole, no byte
+ * came after the response, and neither side of it said close.  The
+ * caller closes the handle as always; the parked duplicate keeps the
+ * socket open.
+ */
+void
+park_upstream(struct conn *c)
+{
+	uv_os_fd_t fd;
+	int dup;
+
+	if (c->ustate != U_OPEN || !c->d.resp_clean || !c->d.req_done ||
+	    c->uw_busy || !pipe_empty(&c->up) || c->px->draining ||
+	    c->server < 0 || !llhttp_should_keep_alive(&c->resp))
+		return;
+	if (uv_fileno((uv_handle_t *)&c->upstream, &fd) < 0 ||
+	    (dup = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return;
+	if (ka_park(&c->gen->ka, c->server, dup) < 0)
+		close(dup);
+}
+
+static void
 connect_upstream(struct conn *c)
 {
 	const struct config *cfg = c->cfg;
@@ -197,6 +269,8 @@ connect_upstream(struct conn *c)
 	uv_os_fd_t fd;
 	int rc;
 
+	if (take_parked(c))
+		return;
 	rc = uv_tcp_init_ex(c->px->loop, &c->upstream, a->ss.ss_family);
 	if (rc < 0) {
 		respond_error(c, 503, "cannot create a socket");
@@ -252,6 +326,41 @@ start_upstream(struct conn *c)
 		return;
 	}
 	connect_upstream(c);
+}
+
+/*
+ * A kept upstream socket closed (or was reset) before any response byte:
+ * the server closed it while we sent on it, a race no client should pay
+ * for.  An idempotent, bodiless request is sent again, once, on a new
+ * connection (the balancer's pick); never anything else.  1 if so.
+ */
+int
+resend_request(struct conn *c, int err)
+{
+	const char *up =
+	    c->server >= 0 ? c->cfg->upstream.servers[c->server].text : "-";
+
+	if (!c->d.up_reused || c->d.resp_started || c->d.resent ||
+	    !c->d.may_resend || c->uw_busy || client_has_head(c))
+		return 0;
+	log_info("conn %llu %s: upstream %s: a kept connection %s before "
+	         "answering; sending the request again on a new one",
+	    (unsigned long long)c->id, c->peer, up,
+	    err == UV_EOF ? "closed" : uv_strerror(err));
+	pipe_destroy(&c->up);
+	pipe_init(&c->up, &c->gen->pool, c->cfg->buffer.high_watermark,
+	    c->cfg->buffer.low_watermark);
+	if (pipe_push_copy(&c->up, c->d.req_copy, c->d.req_copy_len) < 0)
+		return 0;
+	c->d.resent = 1;
+	c->d.up_reused = 0;
+	c->d.up_fresh = 1;
+	c->px->stats.upstream_resent++;
+	close_upstream(c);
+	release_server(c);
+	c->d.tried = 0;
+	start_upstream(c);
+	return 1;
 }
 
 /* ---- resume ----------------------------------------------------------- */

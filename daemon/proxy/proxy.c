@@ -199,6 +199,13 @@ gen_new(struct proxy *px, struct config *cfg)
 		free(g);
 		return NULL;
 	}
+	if (ka_init(&g->ka, px->loop, cfg->upstream.nservers,
+	        cfg->upstream.keepalive, cfg->upstream.keepalive_timeout) < 0) {
+		balancer_unshare(&g->bal);
+		free(g);
+		return NULL;
+	}
+	g->ka.dropped = &px->stats.upstream_idle_closed;
 	if (px->gen != NULL)
 		g->bal.next = px->gen->bal.next % cfg->upstream.nservers;
 	g->spill.dir = cfg->buffer.spill_dir;
@@ -212,6 +219,7 @@ static void
 gen_discard(struct proxy_gen *g)
 {
 	balancer_unshare(&g->bal);
+	ka_destroy(&g->ka);
 	pool_destroy(&g->pool);
 	free(g);
 }
@@ -361,6 +369,8 @@ proxy_on_signal(uv_signal_t *s, int signum)
 	    (unsigned long long)px->cfg->listen.drain_timeout);
 	close_listener(px, px->listener);
 	px->listener = NULL;
+	/* no request will take a parked upstream connection now */
+	list_foreach(g, &px->gens, struct proxy_gen, link) ka_close_all(&g->ka);
 	for (struct conn *c = conn_first(px); c != NULL; c = conn_next(c))
 		conn_drain(c);
 	if (px->nconns == 0) {
@@ -485,6 +495,9 @@ reload_commit(struct proxy *px, struct reload *r)
 	 * arenas with no block in use, and the others as their last block
 	 * comes back. */
 	pool_destroy(&old->pool);
+	/* and its parked upstream connections serve nobody either: the
+	 * servers may have changed (new requests take the new generation's) */
+	ka_close_all(&old->ka);
 	gen_put(px, old);
 	proxy_memory_check(px);
 }

@@ -26,6 +26,7 @@
 #include "proxy/balancer.h"
 #include "proxy/config.h"
 #include "proxy/pipe.h"
+#include "proxy/keepalive.h"
 #include "proxy/pool.h"
 #include "proxy/stats.h"
 
@@ -72,6 +73,7 @@ struct proxy_gen {
 	struct pool pool;       /* blocks of buffer.block_size */
 	struct balancer bal;    /* over cfg's server list */
 	struct spill_cfg spill; /* what policy spill may use */
+	struct keepalive ka;    /* parked upstream connections */
 };
 
 struct proxy {

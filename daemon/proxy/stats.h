@@ -36,6 +36,9 @@ struct stats {
 	uint64_t spilled_bytes;   /* bytes written to spool files */
 	uint64_t spill_fallbacks; /* spill fell back to pause (limit, ENOSPC) */
 	uint64_t resumes;         /* upstream reconnects with Range */
+	uint64_t upstream_reused; /* requests sent on a parked connection */
+	uint64_t upstream_resent; /* ... sent again: it closed unanswered */
+	uint64_t upstream_idle_closed; /* kept ones closed while idle */
 	uint64_t client_zwp_timeouts;
 	uint64_t memory_limit_hits; /* times memory_limit stopped reads */
 	uint64_t reloads_ok;        /* SIGHUP: a new config generation */

@@ -1207,11 +1207,13 @@ class Env:
             res.json = _last_json_object(err)
         return res
 
-    def start_nginx(self, root, timeout=10.0):
+    def start_nginx(self, root, timeout=10.0, access=None):
         """Start nginx (master process, not daemonised) serving root on an
         ephemeral 127.0.0.1 port, with every path it writes in the temp dir;
         returns an Origin.  Its workers may run as another user (nobody or
-        www-data when started as root), so root must be world-readable."""
+        www-data when started as root), so root must be world-readable.
+        access: a path for an access log of "$connection $connection_requests
+        $request" lines (which connection served each request)."""
         exe = shutil.which("nginx") or next(
             (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)),
             None)
@@ -1232,7 +1234,7 @@ class Env:
                         "error_log %(log)s info;\n"
                         "events { worker_connections 64; }\n"
                         "http {\n"
-                        "  access_log off;\n"
+                        "%(access)s"
                         "  client_body_temp_path %(d)s/client_body;\n"
                         "  proxy_temp_path %(d)s/proxy;\n"
                         "  fastcgi_temp_path %(d)s/fastcgi;\n"
@@ -1242,7 +1244,10 @@ class Env:
                         "    listen 127.0.0.1:%(port)d;\n"
                         "    root %(root)s;\n"
                         "  }\n"
-                        "}\n" % {"d": d, "log": log, "port": port, "root": root})
+                        "}\n" % {"d": d, "log": log, "port": port, "root": root,
+                                  "access": "  access_log off;\n" if access is None else
+                                  "  log_format conns '$connection $connection_requests "
+                                  "$request';\n  access_log %s conns;\n" % access})
             p = subprocess.Popen([exe, "-p", d, "-e", log, "-c", conf],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)

@@ -343,7 +343,9 @@ class Run:
 
 
 def proxy_config(servers, buffer, access, client=None, upstream=None, **more):
-    up = {"rcvbuf": "64k"}
+    # keepalive 0: each download has an origin connection of its own,
+    # whose JSON line (written when it ends) the cases read
+    up = {"rcvbuf": "64k", "keepalive": "0"}
     up.update(upstream or {})
     cl = dict(CLIENT_PIN)
     cl.update(client or {})
