@@ -5,9 +5,9 @@
  * HTTP_MAX_HEADERS), the checks llhttp leaves to us, and http_rewrite for
  * the upstream; pipelined requests in turn, as begin_request feeds them.
  *
- * Input: byte 0 picks max_header_size, the client's address and the
- * upstream's name; bytes 1-4 the sizes of the reads (fuzz.h); the rest is
- * the client's bytes.
+ * Input: byte 0 picks max_header_size, the client's address, the
+ * upstream's name and whether upstream keep-alive is on; bytes 1-4 the
+ * sizes of the reads (fuzz.h); the rest is the client's bytes.
  *
  * The rules are the proxy's own: base/h1.c (h1_execute, which feeds llhttp
  * through http_scan; h1_validate_request; h1_request_frame; h1_chunk_line)
@@ -23,7 +23,8 @@
  *     Content-Length and Transfer-Encoding, at most one Content-Length,
  *     Transfer-Encoding only "chunked" and only when the proxy chunks, and
  *     the body length llhttp reads from it is the one the proxy sends;
- *   - no hop-by-hop field survives but the proxy's own Connection: close;
+ *   - no hop-by-hop field survives but the proxy's own Connection: close
+ *     (none with upstream keep-alive);
  *     one Host, one Via, one X-Forwarded-For ending with the client;
  *   - a whole request's bytes toward the upstream (head and framed body)
  *     parse as exactly one request with the client's body, nothing after;
@@ -57,6 +58,7 @@ struct req {
 	char *scratch;
 	size_t scratch_size;
 	const char *peer_ip, *server;
+	int up_keepalive; /* no Connection: close toward the upstream */
 
 	/* per request (struct download) */
 	int state;
@@ -140,8 +142,12 @@ check_rewritten(struct req *q, const char *head, size_t n)
 		CHECK(reparse_count(&rp, "via") == 1);
 	if (http_is_hop_by_hop(h, "x-forwarded-for", 15))
 		CHECK(reparse_value_is(&rp, "x-forwarded-for", q->peer_ip));
-	CHECK(reparse_count(&rp, "connection") == 1 &&
-	    reparse_value_is(&rp, "connection", "close"));
+	/* Connection: close unless upstream keep-alive is on; then none */
+	if (q->up_keepalive)
+		CHECK(reparse_count(&rp, "connection") == 0);
+	else
+		CHECK(reparse_count(&rp, "connection") == 1 &&
+		    reparse_value_is(&rp, "connection", "close"));
 	CHECK(reparse_count(&rp, "host") == 1);
 	CHECK(last_via_is(&rp, via));
 	CHECK(reparse_count(&rp, "x-forwarded-for") == 1);
@@ -244,7 +250,7 @@ req_on_headers_complete(llhttp_t *p)
 
 	snprintf(via, sizeof(via), "1.%d sluice", q->minor);
 	rw.method = q->method;
-	rw.connection = "close";
+	rw.connection = q->up_keepalive ? NULL : "close";
 	rw.via = via;
 	rw.xff = q->peer_ip;
 	rw.host = q->server;
@@ -429,6 +435,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	q.max = max_sizes[opt & 3];
 	q.server = servers[(opt >> 2) & 3];
 	q.peer_ip = opt & 16 ? "::1" : "127.0.0.1";
+	q.up_keepalive = (opt & 32) != 0; /* [upstream] keepalive > 0 */
 	q.scratch = scratch;
 	q.scratch_size = 2 * q.max + 8192;
 	http_head_init(&q.h, headbuf, q.max);

@@ -40,7 +40,8 @@
  *     ("<status> <reason>: ..."), and only as the last one;
  *   - once both sides are closed, the pool holds no block, proxy memory
  *     is 0, nobody waits for memory, memory_limit no longer counts as
- *     reached and no spool byte is held.
+ *     reached, no spool byte is held and no upstream socket is kept
+ *     (a kept one, [upstream] keepalive, sees its server's close).
  *
  * FUZZ_CONN_DEBUG=1 in the environment logs the proxy at debug and
  * prints what each side sent and got: the way to read a crash.
@@ -787,6 +788,11 @@ check_memory(void)
 		fail("memory_limit still counts as reached with nothing held");
 	if (px->spool_bytes != 0)
 		fail("spool bytes left with both sides closed");
+	/* the harness closed its upstream ends: a parked socket ([upstream]
+	 * keepalive) sees the close and goes, or an input would leave a
+	 * connection to the next one */
+	if (px->gen->ka.nidle != 0)
+		fail("a kept upstream socket outlived its server's close");
 }
 
 /* ---- set-up ------------------------------------------------------------ */
