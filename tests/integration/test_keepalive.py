@@ -325,7 +325,9 @@ def not_kept_after_junk_or_close():
         check(up.conns == 3, "%d upstream connections for 3 requests" % up.conns)
         check(m.get("sluice_upstream_resent_total") == 0, "resent %s"
               % m.get("sluice_upstream_resent_total"))
-        check(m.get("sluice_upstream_idle_closed_total") == 2, "idle closed %s"
+        # the close always finds the socket parked; the junk does unless
+        # the proxy read it with the response (then it is never parked)
+        check(m.get("sluice_upstream_idle_closed_total") in (1, 2), "idle closed %s"
               % m.get("sluice_upstream_idle_closed_total"))
         env.stop_clean(px)
     finally:
