@@ -14,6 +14,7 @@
  * proxy reads it: a paused upstream is not "idle".
  */
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -626,6 +627,26 @@ flush_client(struct conn *c)
 	kick_client_timer(c);
 }
 
+/*
+ * The upstream took no more of the request, and the connection carries no
+ * further one: what `up` still holds will never be sent, and a pipelined
+ * request kept for later will never be served.  Their blocks go back now:
+ * held, they count against memory_limit, and a download waiting for memory
+ * could wait for its own.
+ */
+static void
+drop_request_bytes(struct conn *c)
+{
+	pipe_destroy(&c->up);
+	pipe_init(&c->up, &c->gen->pool, c->cfg->buffer.high_watermark,
+	    c->cfg->buffer.low_watermark);
+	if (c->left.b != NULL) {
+		block_unref(c->left.b);
+		c->left.b = NULL;
+		c->left.n = 0;
+	}
+}
+
 static void
 conn_on_upstream_write(uv_write_t *req, int status)
 {
@@ -644,6 +665,7 @@ conn_on_upstream_write(uv_write_t *req, int status)
 		log_info("conn %llu %s: upstream write: %s",
 		    (unsigned long long)c->id, c->peer, uv_strerror(status));
 		c->close_after = 1;
+		drop_request_bytes(c);
 		update_client_reading(c);
 		return;
 	}
@@ -893,20 +915,20 @@ client_write_check(struct conn *c)
 
 /* Has a client we are not reading closed or reset its connection?  (As
  * nginx checks a client while it waits on the upstream: a FIN then counts
- * as gone.)  Pipelined bytes waiting are not an end. */
+ * as gone, also behind pipelined bytes not read yet, which POLLRDHUP sees
+ * and a peek would not.) */
 static int
 client_gone(const struct conn *c)
 {
+	struct pollfd p = {.events = POLLIN | POLLRDHUP};
 	uv_os_fd_t fd;
-	ssize_t n;
-	char b;
 
 	if (c->creading || uv_fileno((const uv_handle_t *)&c->client, &fd) != 0)
 		return 0;
-	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	return n == 0 ||
-	    (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-	        errno != EINTR);
+	p.fd = fd;
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 void
