@@ -293,6 +293,10 @@ deliver(void)
 	if (cmode == CM_REFUSE) {
 		cmode = CM_ACCEPT;
 		close_fd(&ups[nups - 1].fd);
+		/* a refused connect carried nothing: what the harness wrote
+		 * on it while the connect was pending never reached the
+		 * proxy, and is no upstream's response */
+		ups[nups - 1].tx.n = 0;
 		p.cb(p.req, UV_ECONNREFUSED);
 		return 1;
 	}
