@@ -873,24 +873,6 @@ reasons(void **state)
 static int h1_done; /* the parsed message's head is complete */
 
 static int
-h1_on_text(llhttp_t *p, const char *at, size_t len)
-{
-	return http_head_on_text(p->data, at, len);
-}
-
-static int
-h1_on_name(llhttp_t *p, const char *at, size_t len)
-{
-	return http_head_on_name(p->data, at, len);
-}
-
-static int
-h1_on_value(llhttp_t *p, const char *at, size_t len)
-{
-	return http_head_on_value(p->data, at, len);
-}
-
-static int
 h1_on_headers_complete(llhttp_t *p)
 {
 	(void)p;
@@ -914,10 +896,10 @@ h1_parse(llhttp_t *p, int type, const char *msg, int *scan_err)
 	static llhttp_settings_t st;
 
 	llhttp_settings_init(&st);
-	st.on_url = h1_on_text;
-	st.on_status = h1_on_text;
-	st.on_header_field = h1_on_name;
-	st.on_header_value = h1_on_value;
+	st.on_url = on_text; /* the llhttp feeders above */
+	st.on_status = on_text;
+	st.on_header_field = on_name;
+	st.on_header_value = on_value;
 	st.on_headers_complete = h1_on_headers_complete;
 	llhttp_init(p, (llhttp_type_t)type, &st);
 	p->data = &head;
