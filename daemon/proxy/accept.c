@@ -14,8 +14,9 @@
  * listener (px->pending) until a refuser or a connection slot frees.
  *
  * max_connections' default follows RLIMIT_NOFILE, raised to its hard
- * limit at start: (nofile - NOFILE_RESERVE) / 2, a client and its
- * upstream, or / 3 with policy spill (its spool file).
+ * limit at start: (nofile - NOFILE_RESERVE - the kept upstream sockets
+ * ([upstream] keepalive per server)) / 2, a client and its upstream, or
+ * / 3 with policy spill (its spool file).
  */
 
 #include <errno.h>
@@ -235,15 +236,18 @@ size_t
 proxy_max_connections(const struct config *cfg)
 {
 	uint64_t per = cfg->buffer.policy == POLICY_SPILL ? 3 : 2;
+	/* parked upstream sockets hold a descriptor each (keepalive.c) */
+	uint64_t reserve = NOFILE_RESERVE +
+	    cfg->upstream.keepalive * (uint64_t)cfg->upstream.nservers;
 	struct rlimit rl;
 
 	if (cfg->listen.max_connections != 0)
 		return (size_t)cfg->listen.max_connections;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
 		return 1000000;
-	if (rl.rlim_cur <= NOFILE_RESERVE + per)
+	if (rl.rlim_cur <= reserve + per)
 		return 1;
-	return (size_t)((rl.rlim_cur - NOFILE_RESERVE) / per);
+	return (size_t)((rl.rlim_cur - reserve) / per);
 }
 
 /* The soft RLIMIT_NOFILE up to the hard one (as Go's runtime and HAProxy
