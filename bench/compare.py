@@ -322,8 +322,12 @@ def plot(out, name, title, ylabel, columns, rows):
     script = (GNUPLOT_HEAD + f"set output '{out}/{name}.png'\n"
               f"set title '{title}'\nset ylabel '{ylabel}'\n"
               "set yrange [0:*]\n" + f"plot {using}\n")
-    r = subprocess.run(["gnuplot"], input=script, text=True,
-                       capture_output=True, timeout=60)
+    try:
+        r = subprocess.run(["gnuplot"], input=script, text=True,
+                           capture_output=True, timeout=60)
+    except OSError as e:
+        sys.stderr.write(f"gnuplot {name}: {e}\n")
+        return
     if r.returncode != 0:
         sys.stderr.write(f"gnuplot {name}: {r.stderr}")
 
