@@ -230,6 +230,14 @@ def ratio(data, test, target, metric):
     return statistics.median(vals) if vals else None
 
 
+def per_round(data, test, target, num, den):
+    """Median over rounds of metric num / metric den of the same run."""
+    a = data.get((test, target, num), {})
+    b = data.get((test, target, den), {})
+    vals = [a[r] / b[r] for r in a if r in b and b[r] > 0 and a[r] == a[r]]
+    return statistics.median(vals) if vals else None
+
+
 def fmt(v, spec=".2f", none="–"):
     return none if v is None else format(v, spec)
 
@@ -250,7 +258,8 @@ def table(data, targets, labels, na):
     head = ["target", f"{fmt(size, '.0f', '?')} MiB download: Gbit/s "
             "(ratio)", "CPU-s per GiB"]
     for w in wrks:
-        head += [f"wrk -c{w[3:]}: req/s (ratio)", f"-c{w[3:]} p50 / p99 ms",
+        head += [f"wrk -c{w[3:]}: req/s (ratio)",
+                 f"-c{w[3:]} p50 / p99 ms (p99/p50)",
                  f"-c{w[3:]} errors"]
     for s in slows:
         head += [f"{s[4:]} slow: RSS per conn KiB (held)",
@@ -275,7 +284,8 @@ def table(data, targets, labels, na):
             rr = ratio(data, w, t, "rps") if t != "direct" else 1
             cells.append(f"{fmt(rps, '.0f')} ({fmt(rr)})")
             cells.append(f"{fmt(median(data, w, t, 'p50_ms'), '.1f')} / "
-                         f"{fmt(median(data, w, t, 'p99_ms'), '.1f')}")
+                         f"{fmt(median(data, w, t, 'p99_ms'), '.1f')} ("
+                         f"{fmt(per_round(data, w, t, 'p99_ms', 'p50_ms'), '.1f')})")
             cells.append(fmt(median(data, w, t, "errors"), ".0f"))
         for s in slows:
             rss = median(data, s, t, "rss_per_conn_kib")

@@ -69,7 +69,7 @@ CSV
 		--targets direct,sluice,later --label "sluice=sluice (defaults)" \
 		--na "later=n/a (not built yet)" >/dev/null 2>&1 || return 1
 	cat "$tmp/table.md"
-	grep -q '^| sluice (defaults) | 10.50 (0.65) | 1.00 | 500 (0.50) | 10.0 / 30.0 | 0 | 20.0 (4.0) | 1.00 / 2.00 / 3.00 | 0 / 1 |$' \
+	grep -q '^| sluice (defaults) | 10.50 (0.65) | 1.00 | 500 (0.50) | 10.0 / 30.0 (3.0) | 0 | 20.0 (4.0) | 1.00 / 2.00 / 3.00 | 0 / 1 |$' \
 		"$tmp/table.md" &&
 		grep -q '^| later | n/a (not built yet) |' "$tmp/table.md"
 }
