@@ -149,6 +149,19 @@ die() {
 	exit 1
 }
 py() { python3 "$here/bench/compare.py" "$@"; }
+
+# Run a long command in the background and wait for it: Ctrl-C then ends
+# the wait and runs the trap at once (a foreground wrk would catch the
+# SIGINT itself, and bash would go on as if the child had handled it).
+waited() {
+	local p rc=0
+	"$@" &
+	p=$!
+	pids+=("$p")
+	wait "$p" || rc=$?
+	pids=("${pids[@]:0:${#pids[@]}-1}")
+	return "$rc"
+}
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -400,13 +413,14 @@ record() { # round test target metric value
 
 # ---- the tests ------------------------------------------------------------
 test_download() { # round target
-	local r=$1 t=$2 c0 c1 res code size speed
+	local r=$1 t=$2 c0 c1 code size speed
 	c0=$(py cpu "${pid[$t]}")
-	res=$(curl -sS --max-time 300 -o /dev/null \
+	echo "0 0 0" >"$tmp/download.out"
+	waited curl -sS --max-time 300 -o /dev/null \
 		-w '%{http_code} %{size_download} %{speed_download}' \
-		"http://127.0.0.1:${port[$t]}/big" || echo "0 0 0")
+		"http://127.0.0.1:${port[$t]}/big" >"$tmp/download.out" || true
 	c1=$(py cpu "${pid[$t]}")
-	read -r code size speed <<<"$res"
+	read -r code size speed <"$tmp/download.out" || true
 	if [ "$code" != 200 ] || [ "$size" != "$((big_mib << 20))" ]; then
 		say "download via $t: status $code, $size bytes"
 		record "$r" download "$t" errors 1
@@ -422,9 +436,9 @@ test_download() { # round target
 test_wrk() { # round target conns
 	local r=$1 t=$2 n=$3 f rps p50 p99 errors reqs m v
 	f=$tmp/wrk.out
-	timeout -k 5 $((wrk_secs + 40)) wrk -t2 -c"$n" -d"${wrk_secs}s" \
-		--latency --timeout 10s "http://127.0.0.1:${port[$t]}/1m" \
-		>"$f" 2>&1 || true
+	waited timeout -k 5 $((wrk_secs + 40)) wrk -t2 -c"$n" \
+		-d"${wrk_secs}s" --latency --timeout 10s \
+		"http://127.0.0.1:${port[$t]}/1m" >"$f" 2>&1 || true
 	read -r rps p50 p99 errors reqs <<<"$(py wrk "$f")"
 	for m in rps p50_ms p99_ms errors requests; do
 		case $m in
@@ -445,8 +459,9 @@ test_slow() { # round target clients
 		h0=$(curl -s --max-time 2 "${metrics[$src]}" |
 			awk '/^sluice_memory_limit_hits_total / {print $2}')
 	# The sampler takes the idle sample first, then the clients start.
+	# (python3 itself, not the py function: $! must be its PID.)
 	rm -f "$tmp/sample."*
-	py sample "${pid[$src]}" --ready-file "$tmp/sample.ready" \
+	python3 "$here/bench/compare.py" sample "${pid[$src]}" --ready-file "$tmp/sample.ready" \
 		--stop-file "$tmp/sample.stop" --kill-file "$tmp/sample.kill" \
 		--disk-dir "$tmp" --max-seconds $((slow_secs + 30)) \
 		${metrics[$src]:+--metrics "${metrics[$src]}"} >"$tmp/sample.out" &
