@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/h1.h"
 #include "fuzz_http.h"
 
 static struct reparse *
@@ -173,4 +174,16 @@ last_via_is(const struct reparse *r, const char *v)
 			return r->f[i].vlen == strlen(v) &&
 			    memcmp(r->f[i].value, v, r->f[i].vlen) == 0;
 	return 0;
+}
+
+void
+fbuf_push_body(struct fbuf *out, int chunked, const char *at, size_t len)
+{
+	char line[H1_CHUNK_LINE];
+
+	if (chunked)
+		fbuf_add(out, line, (size_t)h1_chunk_line(line, len));
+	fbuf_add(out, at, len);
+	if (chunked)
+		fbuf_add(out, "\r\n", 2);
 }

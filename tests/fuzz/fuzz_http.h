@@ -52,4 +52,8 @@ int last_via_is(const struct reparse *r, const char *v);
 /* Whether field i is named name. */
 int reparse_name_is(const struct reparse *r, size_t i, const char *name);
 
+/* pipe_push_body (proxy/pipe.c) into a flat buffer: a body slice, in
+ * chunk framing when chunked, as the proxy queues it for the next hop. */
+void fbuf_push_body(struct fbuf *out, int chunked, const char *at, size_t len);
+
 #endif

@@ -264,19 +264,6 @@ req_on_headers_complete(llhttp_t *p)
 	return 0;
 }
 
-/* pipe_push_body, into a flat buffer. */
-static void
-push_body(struct fbuf *out, enum frame fr, const char *at, size_t len)
-{
-	char hdr[H1_CHUNK_LINE];
-
-	if (fr == FRAME_CHUNKED)
-		fbuf_add(out, hdr, (size_t)h1_chunk_line(hdr, len));
-	fbuf_add(out, at, len);
-	if (fr == FRAME_CHUNKED)
-		fbuf_add(out, "\r\n", 2);
-}
-
 static int
 req_on_body(llhttp_t *p, const char *at, size_t len)
 {
@@ -284,7 +271,7 @@ req_on_body(llhttp_t *p, const char *at, size_t len)
 
 	CHECK(q->frame != FRAME_NONE);
 	fbuf_add(&q->body, at, len);
-	push_body(&q->up, q->frame, at, len);
+	fbuf_push_body(&q->up, q->frame == FRAME_CHUNKED, at, len);
 	return 0;
 }
 

@@ -217,19 +217,6 @@ resp_on_headers_complete(llhttp_t *p)
 	return fr.no_body ? 1 : 0;
 }
 
-/* pipe_push_body, into a flat buffer. */
-static void
-push_body(struct fbuf *out, enum frame fr, const char *at, size_t len)
-{
-	char hdr[H1_CHUNK_LINE];
-
-	if (fr == FRAME_CHUNKED)
-		fbuf_add(out, hdr, (size_t)h1_chunk_line(hdr, len));
-	fbuf_add(out, at, len);
-	if (fr == FRAME_CHUNKED)
-		fbuf_add(out, "\r\n", 2);
-}
-
 static int
 resp_on_body(llhttp_t *p, const char *at, size_t len)
 {
@@ -237,7 +224,7 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 
 	CHECK(r->state == ST_RELAYING && r->frame != FRAME_NONE);
 	fbuf_add(&r->body, at, len);
-	push_body(&r->down, r->frame, at, len);
+	fbuf_push_body(&r->down, r->frame == FRAME_CHUNKED, at, len);
 	return 0;
 }
 
