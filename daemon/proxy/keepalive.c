@@ -59,31 +59,31 @@ unpark(struct ka_idle *e)
 	uv_close((uv_handle_t *)&e->timer, on_idle_close);
 }
 
-/* A parked connection spoke (bytes nobody asked for, its close, an error):
- * it goes. */
+/* A parked connection spoke (bytes nobody asked for, its close, an
+ * error) or stayed idle for keepalive_timeout: it goes, counted. */
 static void
-on_idle_event(uv_poll_t *p, int status, int events)
+drop(struct ka_idle *e, const char *why)
 {
-	struct ka_idle *e = p->data;
-
-	(void)status;
-	(void)events;
-	log_debug("upstream keep-alive: a parked connection to server %d "
-	          "closed or spoke: dropped",
-	    e->server);
+	log_debug("upstream keep-alive: a parked connection to server %d %s: "
+	          "dropped",
+	    e->server, why);
 	if (e->ka->dropped != NULL)
 		(*e->ka->dropped)++;
 	unpark(e);
 }
 
 static void
+on_idle_event(uv_poll_t *p, int status, int events)
+{
+	(void)status;
+	(void)events;
+	drop(p->data, "closed or spoke");
+}
+
+static void
 on_idle_timeout(uv_timer_t *t)
 {
-	struct ka_idle *e = t->data;
-
-	if (e->ka->dropped != NULL)
-		(*e->ka->dropped)++;
-	unpark(e);
+	drop(t->data, "was idle for keepalive_timeout");
 }
 
 int
