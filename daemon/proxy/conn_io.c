@@ -168,16 +168,20 @@ update_client_reading(struct conn *c)
 /* ---- memory_limit: first come, first served ---------------------------- */
 
 /*
- * Once the blocks in use reach memory_limit, every download that wants to
- * read its upstream joins px's queue of waiters (spill instead writes to
- * disk while it can), and so does any download that wants to read while
- * others wait, so no newcomer overtakes them.  Memory that comes back
- * (conn_memory_wake: after a client write, and after any block returns to
- * a pool, proxy.c) is handed to the waiters in the order they came, one
- * block's read each; a download that still has room reads on, and joins
- * the queue's end when the limit is reached again.  So under the limit
- * every download advances in turn, and none waits on a flag that only a
- * finished write would clear.
+ * A read that would take a block past memory_limit does not happen: the
+ * download joins px's queue of waiters instead (spill writes to disk while
+ * it can), and so does any download that wants to read while others wait,
+ * so no newcomer overtakes them.  This holds for every upstream read that
+ * lands in `down`, the response head's included, and it is checked where
+ * the block is taken (conn_on_upstream_alloc), not only when reading
+ * starts: a download that is reading when others fill the limit stops at
+ * the end of its block.  Memory that comes back (conn_memory_wake: after a
+ * client write, and after any block returns to a pool, proxy.c) is handed
+ * to the waiters in the order they came, one block's read each; a download
+ * that still wants more joins the queue's end.  So under the limit every
+ * download advances in turn (5,000 slow clients sharing 64M each get
+ * their turn), and none waits on a flag that only a finished write would
+ * clear.
  */
 static int
 memory_blocked(const struct conn *c)
@@ -188,8 +192,10 @@ memory_blocked(const struct conn *c)
 	if (limit == 0 || c->mem_granted ||
 	    (c->cfg->buffer.policy == POLICY_SPILL && pipe_can_spool(&c->down)))
 		return 0;
-	return c->mem_waiting || px->mem_head != NULL ||
-	    proxy_memory(px) >= limit;
+	if (c->mem_waiting || px->mem_head != NULL)
+		return 1;
+	return pipe_reserve_takes_block(&c->down) &&
+	    proxy_memory(px) + c->gen->pool.block_size > limit;
 }
 
 static void
@@ -296,7 +302,7 @@ update_upstream_reading(struct conn *c)
 	/* the response head is read whatever holds the body */
 	want = c->state == DL_WAITING ||
 	    (c->state == DL_RELAYING && !c->down.wm.paused && pace_allows(c));
-	if (want && c->state == DL_RELAYING && memory_blocked(c)) {
+	if (want && memory_blocked(c)) {
 		memory_queue(c);
 		want = 0;
 	} else if (!want) {
@@ -791,6 +797,14 @@ conn_on_upstream_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	 * piece, so progress never stalls on rounding) */
 	if (c->cfg->buffer.policy == POLICY_PACE)
 		max = c->d.pace_tokens > 4096 ? (size_t)c->d.pace_tokens : 4096;
+	if (memory_blocked(c)) {
+		/* memory_limit: no block for this read; the read callback
+		 * sees UV_ENOBUFS and stops reading until memory is ours */
+		memory_queue(c);
+		*buf = uv_buf_init(NULL, 0);
+		c->rd_block = NULL;
+		return;
+	}
 	reserve_read(c, &c->down, buf, max);
 	if (c->mem_granted) { /* the grant is this read */
 		c->mem_granted = 0;
@@ -829,6 +843,8 @@ conn_on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		pipe_commit(&c->down, (size_t)nread);
 		kick_upstream_timer(c);
 		feed_upstream(c, buf->base, (size_t)nread);
+	} else if (nread == UV_ENOBUFS && c->mem_waiting) {
+		update_upstream_reading(c); /* waits in the memory queue */
 	} else if (nread == UV_ENOBUFS) {
 		conn_close(c, 0, "upstream read", UV_ENOMEM);
 	} else if (nread < 0) {

@@ -235,9 +235,15 @@ next_block(struct pipe *p)
 }
 
 int
+pipe_reserve_takes_block(const struct pipe *p)
+{
+	return p->cur == NULL || p->cur->size - p->cur_used < p->cur->size / 4;
+}
+
+int
 pipe_reserve(struct pipe *p, char **base, size_t *len, struct block **blk)
 {
-	if (p->cur == NULL || p->cur->size - p->cur_used < p->cur->size / 4) {
+	if (pipe_reserve_takes_block(p)) {
 		if (next_block(p) < 0)
 			return -ENOMEM;
 	}

@@ -112,6 +112,8 @@ void pipe_destroy(struct pipe *p);
  * with block_unref() after parsing the read.  Returns 0 or -ENOMEM.
  */
 int pipe_reserve(struct pipe *p, char **base, size_t *len, struct block **blk);
+/* Would the next pipe_reserve() take a fresh block from the pool? */
+int pipe_reserve_takes_block(const struct pipe *p);
 /* Marks n bytes of the reserved space as filled. */
 void pipe_commit(struct pipe *p, size_t n);
 /* Queues n bytes at data, which lies inside block b.  0 or -ENOMEM. */
