@@ -20,6 +20,7 @@
  */
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -178,7 +179,8 @@ refuse(struct proxy *px, uv_stream_t *server, enum refuse_reason why)
 	    "refusing a client with 503: %s (%zu connections open, "
 	    "max_connections %zu; %llu refused so far)",
 	    why == REFUSE_MEMORY ? "out of memory" : "max_connections reached",
-	    px->nconns, px->max_conns, (unsigned long long)px->refused[why]);
+	    (size_t)proxy_connections(px), px->max_conns,
+	    (unsigned long long)px->refused[why]);
 	buf = uv_buf_init(refuse_answer, sizeof(refuse_answer) - 1);
 	uv_timer_start(&r->timer, refuser_on_timeout, REFUSE_MS, 0);
 	if (uv_read_start((uv_stream_t *)&r->tcp, refuser_on_alloc,
@@ -190,14 +192,24 @@ refuse(struct proxy *px, uv_stream_t *server, enum refuse_reason why)
 
 /* The listener holds one connection: serve it, or refuse it.  Whatever
  * happens, it is taken (or left for a refuser that frees): a connection
- * left in the listener stops libuv from accepting. */
+ * left in the listener stops libuv from accepting.  max_connections holds
+ * for every worker together: the slot is taken in the shared count before
+ * the connection (proxy_conn_gone gives it back), so two workers cannot
+ * both take the last one. */
 void
 accept_take(struct proxy *px, uv_stream_t *server)
 {
-	if (px->nconns >= px->max_conns)
+	_Atomic uint64_t *open = &px->sh->nconns;
+
+	if (atomic_fetch_add(open, 1) >= px->max_conns) {
+		atomic_fetch_sub(open, 1);
 		refuse(px, server, REFUSE_MAX_CONNECTIONS);
-	else if (conn_accept(px, server) < 0)
+	} else if (conn_accept(px, server) < 0) {
+		atomic_fetch_sub(open, 1);
 		refuse(px, server, REFUSE_MEMORY);
+	} else {
+		px->accepted++;
+	}
 }
 
 /*
@@ -215,7 +227,7 @@ accept_failed(struct proxy *px, int status)
 		px->refused[REFUSE_FDS]++;
 	log_ratelimited(&px->log_accept, LOG_LVL_WARN,
 	    "accept: %s (%zu connections open, max_connections %zu)",
-	    uv_strerror(status), px->nconns, px->max_conns);
+	    uv_strerror(status), (size_t)proxy_connections(px), px->max_conns);
 }
 
 void

@@ -51,6 +51,8 @@
 #define OPT_ADDRESS(sec, k, f, def, doc)                                       \
 	ROW(sec, k, CT_OPT_ADDRESS, f, struct sockaddr_any, def, 0, 0, NULL,   \
 	    doc)
+#define WORKERS(sec, k, f, def, lo, hi, doc)                                   \
+	ROW(sec, k, CT_COUNT_AUTO, f, uint64_t, def, lo, hi, NULL, doc)
 #define SERVER(sec, k, f, def, doc)                                            \
 	ROW(sec, k, CT_SERVER, f, struct sockaddr_any *, def, 0, 0, NULL, doc)
 
@@ -61,6 +63,10 @@ static const char *const level_names[] = {
     "error", "warn", "info", "debug", NULL};
 
 const struct config_key config_keys[] = {
+    WORKERS("proxy", "workers", proxy.workers, "1", 1, 256,
+        "event loops, each on its own thread with its own SO_REUSEPORT "
+        "listener, or auto: one per CPU core; memory_limit, spill_total "
+        "and max_connections hold for all of them together"),
     ADDRESS("listen", "address", listen.address, "127.0.0.1:8080",
         "address to accept clients on: host:port or [v6]:port (port 0: any)"),
     DURATION("listen", "drain_timeout", listen.drain_timeout, "30s", 0, DAY_MS,
@@ -350,6 +356,22 @@ parse_count_key(struct parse *p, const struct config_key *k, const char *v,
 	return set_number(p, k, u, format_count, why);
 }
 
+/* A count, or "auto" (stored as 0: one per core, proxy_workers). */
+static int
+parse_count_auto_key(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	int rc;
+
+	if (strcmp(v, "auto") == 0) {
+		*(uint64_t *)field(p, k) = 0;
+		return 0;
+	}
+	if ((rc = parse_count_key(p, k, v, why)) == -EINVAL)
+		*why = "not a whole number or auto";
+	return rc;
+}
+
 static int
 parse_enum_key(struct parse *p, const struct config_key *k, const char *v,
     const char **why)
@@ -462,6 +484,7 @@ static const struct config_type_ops {
     [CT_COUNT] = {"count", parse_count_key, format_count},
     [CT_PATH] = {"path", parse_path_key, NULL},
     [CT_OPT_ADDRESS] = {"address or empty", parse_opt_address_key, NULL},
+    [CT_COUNT_AUTO] = {"count or auto", parse_count_auto_key, format_count},
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
@@ -700,6 +723,16 @@ config_load_string(const char *text, const char *name, char *err, size_t errlen)
 	    .name = name, .err = err, .errlen = errlen, .text = text};
 
 	return load(&p);
+}
+
+struct config *
+config_copy(const struct config *cfg)
+{
+	struct config *c = malloc(sizeof(*c));
+
+	if (c != NULL)
+		*c = *cfg; /* plain data: no pointer inside */
+	return c;
 }
 
 void

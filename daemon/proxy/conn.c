@@ -475,7 +475,8 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	c->gen = gen;
 	c->cfg = cfg;
 	proxy_gen_hold(gen); /* dropped by conn_free, whatever happens next */
-	c->id = ++px->next_id;
+	/* unique across workers: worker w of n numbers w, n + w, ... */
+	c->id = ++px->next_id * px->sh->nworkers + px->worker;
 	c->server = -1;
 	c->state_since = uv_now(px->loop);
 	uv_tcp_init(px->loop, &c->client);

@@ -214,6 +214,7 @@ memory_queue(struct conn *c)
 	else
 		px->mem_head = c;
 	px->mem_tail = c;
+	proxy_memory_wait(px);
 }
 
 void
@@ -223,7 +224,7 @@ memory_unqueue(struct conn *c)
 
 	if (c->mem_granted) {
 		c->mem_granted = 0;
-		px->mem_granted -= c->gen->pool.block_size;
+		proxy_memory_grant(px, -(int64_t)c->gen->pool.block_size);
 	}
 	if (!c->mem_waiting)
 		return;
@@ -248,12 +249,12 @@ conn_memory_wake(struct proxy *px)
 	while ((c = px->mem_head) != NULL) {
 		size_t bs = c->gen->pool.block_size;
 
-		used = proxy_memory(px) + px->mem_granted;
+		used = proxy_memory(px) + proxy_memory_granted(px);
 		if (limit != 0 && used + bs > limit)
 			break;
 		memory_unqueue(c);
 		c->mem_granted = 1;
-		px->mem_granted += bs;
+		proxy_memory_grant(px, (int64_t)bs);
 		update_upstream_reading(c);
 		if (!c->ureading)
 			memory_unqueue(c); /* it does not read: no grant */
@@ -808,7 +809,7 @@ conn_on_upstream_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	reserve_read(c, &c->down, buf, max);
 	if (c->mem_granted) { /* the grant is this read */
 		c->mem_granted = 0;
-		c->px->mem_granted -= c->gen->pool.block_size;
+		proxy_memory_grant(c->px, -(int64_t)c->gen->pool.block_size);
 	}
 }
 

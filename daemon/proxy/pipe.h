@@ -71,8 +71,9 @@ struct spool {
 /* What a pipe may spool, set by its owner (pipe_spill_setup). */
 struct spill_cfg {
 	const char *dir;
-	uint64_t *total;      /* bytes spooled by the process now */
-	uint64_t total_limit; /* spill_total */
+	_Atomic uint64_t *total; /* bytes spooled by the process now (all
+	                          * workers) */
+	uint64_t total_limit;    /* spill_total */
 };
 
 struct pipe {

@@ -790,7 +790,7 @@ check_memory(void)
 		fail("memory waiters left with both sides closed");
 	if (px->mem_full)
 		fail("memory_limit still counts as reached with nothing held");
-	if (px->spool_bytes != 0)
+	if (px->sh->spool_bytes != 0)
 		fail("spool bytes left with both sides closed");
 	/* the harness closed its upstream ends: a parked socket ([upstream]
 	 * keepalive) sees the close and goes, or an input would leave a
