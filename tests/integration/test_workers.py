@@ -28,10 +28,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 sys.dont_write_bytecode = True      # leave no __pycache__ in the source tree
@@ -50,7 +48,7 @@ def origin():
     return env.start_sluice_origin([], name="sluice-origin")
 
 
-def proxy(o, workers=int(os.environ.get("TW_WORKERS", "2")), notify=None, **sections):
+def proxy(o, workers=2, notify=None, **sections):
     sections.setdefault("proxy", {})["workers"] = str(workers)
     sections.setdefault("admin", {})["address"] = "127.0.0.1:0"
     px = env.start_proxy(config([o.addr], **sections), notify=notify,
@@ -252,7 +250,7 @@ def memory_global():
             lambda: sample(metrics(px), "sluice_connections") == N_SLOW, 10 * SLOW, 0.05),
             "the %d clients were not all taken" % N_SLOW)
         w = per_worker(metrics(px))
-        check(os.environ.get("TW_WORKERS") or all(w.get(i, 0) >= 1 for i in (0, 1)),
+        check(all(w.get(i, 0) >= 1 for i in (0, 1)),
               "one worker took all %d: %s (the case needs both)" % (N_SLOW, w))
         full = harness.wait_until(
             lambda: (sample(metrics(px), "sluice_memory_buffered_bytes") or 0)
