@@ -287,7 +287,7 @@ accept_apply_max(struct proxy *px, const struct config *cfg)
 	size_t n = proxy_max_connections(cfg);
 	struct rlimit rl;
 
-	if (n != px->max_conns) {
+	if (n != px->max_conns && px->worker == 0) { /* the same for all */
 		if (cfg->listen.max_connections != 0 ||
 		    getrlimit(RLIMIT_NOFILE, &rl) != 0)
 			log_info("max_connections %zu", n);

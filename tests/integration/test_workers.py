@@ -171,9 +171,13 @@ def parallel():
               and r.sink.length == MiB
               and r.sink.sha256 == harness.sluice_sha256(MiB),
               "curl: rc %s, %s, %d bytes" % (r.rc, r.write_out, r.sink.length))
+    total = N_PARALLEL + 8
+    # a download is counted once its last write completed, which may come
+    # a moment after the client has its last byte
+    harness.wait_until(lambda: sample(metrics(px), 'sluice_downloads_total{outcome="complete"}')
+                       == total, 10 * SLOW, 0.05)
     text = metrics(px)
     w = per_worker(text)
-    total = N_PARALLEL + 8
     check(sorted(w) == [0, 1], "per-worker samples: %s" % w)
     check(sum(w.values()) == total, "workers accepted %s, %d connections made" % (w, total))
     check(all(v > 0 for v in w.values()), "a worker took no connection: %s" % w)
