@@ -462,10 +462,11 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	struct proxy_gen *gen = px->gen;
 	const struct config *cfg = gen->cfg;
 	size_t hsz = (size_t)cfg->client.max_header_size;
+	static uv_once_t settings = UV_ONCE_INIT;
 	struct conn *c;
 
-	if (!conn_settings_ready)
-		conn_init_settings();
+	/* once, whichever worker accepts first ([proxy] workers) */
+	uv_once(&settings, conn_init_settings);
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->headbuf = malloc(2 * hsz)) == NULL) {
 		free(c);
