@@ -15,8 +15,8 @@
  *
  * max_connections' default follows RLIMIT_NOFILE, raised to its hard
  * limit at start: (nofile - NOFILE_RESERVE - the kept upstream sockets
- * ([upstream] keepalive per server)) / 2, a client and its upstream, or
- * / 3 with policy spill (its spool file).
+ * ([upstream] keepalive per server and worker)) / 2, a client and its
+ * upstream, or / 3 with policy spill (its spool file).
  */
 
 #include <errno.h>
@@ -30,6 +30,7 @@
 #include "proxy/config.h"
 #include "proxy/conn.h"
 #include "proxy/proxy.h"
+#include "proxy/workers.h"
 
 /* Descriptors kept out of max_connections' default: the listeners, the
  * admin API's (64 connections), the access log, libuv's own (epoll, its
@@ -248,9 +249,11 @@ size_t
 proxy_max_connections(const struct config *cfg)
 {
 	uint64_t per = cfg->buffer.policy == POLICY_SPILL ? 3 : 2;
-	/* parked upstream sockets hold a descriptor each (keepalive.c) */
+	/* parked upstream sockets hold a descriptor each (keepalive.c), in
+	 * every worker's pool */
 	uint64_t reserve = NOFILE_RESERVE +
-	    cfg->upstream.keepalive * (uint64_t)cfg->upstream.nservers;
+	    cfg->upstream.keepalive * (uint64_t)cfg->upstream.nservers *
+	        workers_count(cfg);
 	struct rlimit rl;
 
 	if (cfg->listen.max_connections != 0)

@@ -75,9 +75,10 @@ const struct config_key config_keys[] = {
         "client connections open at once; past it a new client gets 503 "
         "with Connection: close and Retry-After, and the ones open go on "
         "(0: derived at start and reload from RLIMIT_NOFILE, which start "
-        "raises to its hard limit: (nofile - 128 - keepalive * servers) / "
-        "2, a client and an upstream socket each and the kept upstream "
-        "sockets, or / 3 with policy spill, whose downloads may hold a "
+        "raises to its hard limit: (nofile - 128 - keepalive * servers * "
+        "workers) / 2, a client and an upstream socket each and the kept "
+        "upstream sockets, or / 3 with policy spill, whose downloads may hold "
+        "a "
         "spool file too)"),
     SERVER("upstream", "server", upstream.servers, "127.0.0.1:9000",
         "a backend host:port; repeat the key for each server"),
