@@ -317,6 +317,12 @@ proxy_gen_hold(struct proxy_gen *gen)
 	gen->nconns++;
 }
 
+static void
+proxy_on_mem_timer(uv_timer_t *t)
+{
+	proxy_memory_check(t->data);
+}
+
 /* memory_limit holds for every worker together: the pools count the
  * bytes of their blocks in use into one shared counter (pool.h), and the
  * grants to woken waiters are summed the same way.  Relaxed: a counter,
@@ -345,8 +351,13 @@ proxy_memory_grant(struct proxy *px, int64_t bs)
 void
 proxy_memory_wait(struct proxy *px)
 {
-	if (px->sh->nworkers > 1)
-		atomic_store_explicit(&px->mem_wait, 1, memory_order_relaxed);
+	if (px->sh->nworkers == 1)
+		return;
+	atomic_store(&px->mem_wait, 1);
+	/* memory another worker freed after this download found none, but
+	 * before it said it waits, woke nobody: look again next turn */
+	if (!uv_is_active((uv_handle_t *)&px->mem_timer))
+		uv_timer_start(&px->mem_timer, proxy_on_mem_timer, 0, 0);
 }
 
 uint64_t
@@ -363,12 +374,6 @@ proxy_memory_check(struct proxy *px)
 	if (px->sh->nworkers > 1)
 		atomic_store_explicit(&px->mem_wait,
 		    px->mem_head != NULL || px->mem_full, memory_order_relaxed);
-}
-
-static void
-proxy_on_mem_timer(uv_timer_t *t)
-{
-	proxy_memory_check(t->data);
 }
 
 /* Every POOL_TRIM_MS: the pages of blocks free for POOL_IDLE_MS go back to
