@@ -195,7 +195,7 @@ memory_blocked(const struct conn *c)
 	if (c->mem_waiting || px->mem_head != NULL)
 		return 1;
 	return pipe_reserve_takes_block(&c->down) &&
-	    proxy_memory(px) + c->gen->pool.block_size > limit;
+	    proxy_memory_committed(px) + c->gen->pool.block_size > limit;
 }
 
 static void

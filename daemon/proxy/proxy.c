@@ -340,6 +340,12 @@ proxy_memory_granted(const struct proxy *px)
 	return atomic_load_explicit(&px->sh->granted, memory_order_relaxed);
 }
 
+uint64_t
+proxy_memory_committed(const struct proxy *px)
+{
+	return proxy_memory(px) + proxy_memory_granted(px) - px->mem_granted;
+}
+
 void
 proxy_memory_grant(struct proxy *px, int64_t bs)
 {

@@ -209,6 +209,10 @@ uint64_t proxy_memory(const struct proxy *px);
  * or takes back bs bytes of px's). */
 uint64_t proxy_memory_granted(const struct proxy *px);
 void proxy_memory_grant(struct proxy *px, int64_t bs);
+/* proxy_memory and what other workers promised their waiters: what a
+ * read of px that is not one of its grants may count on (with one
+ * worker, proxy_memory). */
+uint64_t proxy_memory_committed(const struct proxy *px);
 /* A download of px joined its queue of memory waiters: memory freed by
  * another worker wakes px from now on. */
 void proxy_memory_wait(struct proxy *px);
