@@ -65,7 +65,7 @@ respond_error(struct conn *c, int status, const char *detail)
 		if (end != NULL)
 			n = (int)(end + 4 - buf);
 	}
-	if (n < 0 || pipe_push_copy(&c->down, buf, (size_t)n) < 0) {
+	if (n < 0 || pipe_push_head(&c->down, buf, (size_t)n) < 0) {
 		conn_close(c, 0, "the proxy's answer", UV_ENOMEM);
 		return;
 	}
@@ -199,7 +199,7 @@ req_on_headers_complete(llhttp_t *p)
 		c->d.err_status = 431;
 		return -1;
 	}
-	if (pipe_push_copy(&c->up, c->px->scratch, (size_t)n) < 0) {
+	if (pipe_push_head(&c->up, c->px->scratch, (size_t)n) < 0) {
 		c->d.err_status = 503;
 		return -1;
 	}
@@ -387,7 +387,7 @@ push_resp_head(struct conn *c, const char *connection, int chunked)
 	    c->px->scratch, c->px->scratch_size);
 	if (n < 0)
 		return n;
-	return pipe_push_copy(&c->down, c->px->scratch, (size_t)n);
+	return pipe_push_head(&c->down, c->px->scratch, (size_t)n);
 }
 
 /* Keeps what a resume must check: the Content-Length and a strong

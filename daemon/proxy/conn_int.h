@@ -143,6 +143,8 @@ struct conn {
 	const struct config *cfg; /* gen->cfg, for the whole connection */
 	struct list_node link;    /* px->conns */
 	struct conn *mem_next, *mem_prev; /* px->mem_head.., mem_waiting */
+	size_t mem_grant; /* bytes conn_memory_wake promised its next read
+	                   * (0: none), counted in px->mem_granted */
 	uint64_t id;
 	int nhandles;
 	enum dl_state state;
@@ -188,7 +190,8 @@ struct conn {
 	unsigned retry_connect : 1, connect_pending : 1;
 	unsigned served : 1;      /* a request began on this connection */
 	unsigned mem_waiting : 1; /* queued for memory (px->mem_waiters) */
-	unsigned mem_granted : 1; /* may read once past memory_limit */
+	unsigned mem_turn : 1;    /* woken with nothing to read yet: its next
+	                           * read skips the queue, not the limit */
 
 	/* a head is read here, not into a pooled block: an idle or
 	 * half-open connection costs this, not a block */

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "base/list.h"
@@ -167,6 +168,16 @@ update_client_reading(struct conn *c)
 
 /* ---- memory_limit: first come, first served ---------------------------- */
 
+/* The memory the next upstream read may take: a fresh block when the
+ * current one is (nearly) full.  What the proxy writes itself takes none:
+ * heads go in loose blocks of their own size (pipe_push_head), and so does
+ * chunk framing that does not fit behind a read (pipe_push_copy). */
+static size_t
+memory_need(const struct conn *c)
+{
+	return pipe_reserve_takes_block(&c->down) ? c->gen->pool.block_size : 0;
+}
+
 /*
  * A read that would take a block past memory_limit does not happen: the
  * download joins px's queue of waiters instead (spill writes to disk while
@@ -189,24 +200,64 @@ memory_blocked(const struct conn *c)
 	const struct proxy *px = c->px;
 	uint64_t limit = px->cfg->buffer.memory_limit;
 
-	if (limit == 0 || c->mem_granted ||
+	if (limit == 0 || c->mem_grant != 0 ||
 	    (c->cfg->buffer.policy == POLICY_SPILL && pipe_can_spool(&c->down)))
 		return 0;
-	if (c->mem_waiting || px->mem_head != NULL)
+	if (!c->mem_turn && (c->mem_waiting || px->mem_head != NULL))
 		return 1;
-	return pipe_reserve_takes_block(&c->down) &&
-	    proxy_memory(px) + c->gen->pool.block_size > limit;
+	/* what was promised to woken waiters is as good as taken */
+	return memory_need(c) != 0 &&
+	    proxy_memory(px) + px->mem_granted + memory_need(c) > limit;
 }
 
+/* The grant (or turn) of a read that happened or never will. */
+static void
+memory_grant_end(struct conn *c)
+{
+	c->px->mem_granted -= c->mem_grant;
+	c->mem_grant = 0;
+	c->mem_turn = 0;
+}
+
+/* Has the upstream sent bytes we have not read?  (A waiter that has none
+ * is not promised memory: the promise would hold it from the others for
+ * as long as the upstream keeps silent, a response head for instance.) */
+static int
+upstream_has_bytes(const struct conn *c)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+
+	if (uv_fileno((const uv_handle_t *)&c->upstream, &fd) != 0 ||
+	    ioctl(fd, FIONREAD, &n) < 0)
+		return 1; /* cannot tell: as before, a grant */
+	return n > 0;
+}
+
+/* Queues a download for memory: at the end, or at the front when it was
+ * woken (its turn came) with nothing to read and found the memory gone
+ * once its bytes came: it keeps the place it had. */
 static void
 memory_queue(struct conn *c)
 {
 	struct proxy *px = c->px;
+	int front = c->mem_turn;
 
+	c->mem_turn = 0;
 	if (c->mem_waiting)
 		return;
 	pipe_release_cur(&c->down); /* a waiter holds no empty block */
 	c->mem_waiting = 1;
+	if (front) {
+		c->mem_prev = NULL;
+		c->mem_next = px->mem_head;
+		if (px->mem_head != NULL)
+			px->mem_head->mem_prev = c;
+		else
+			px->mem_tail = c;
+		px->mem_head = c;
+		return;
+	}
 	c->mem_next = NULL;
 	c->mem_prev = px->mem_tail;
 	if (px->mem_tail != NULL)
@@ -221,10 +272,7 @@ memory_unqueue(struct conn *c)
 {
 	struct proxy *px = c->px;
 
-	if (c->mem_granted) {
-		c->mem_granted = 0;
-		px->mem_granted -= c->gen->pool.block_size;
-	}
+	memory_grant_end(c);
 	if (!c->mem_waiting)
 		return;
 	c->mem_waiting = 0;
@@ -246,14 +294,20 @@ conn_memory_wake(struct proxy *px)
 	struct conn *c;
 
 	while ((c = px->mem_head) != NULL) {
-		size_t bs = c->gen->pool.block_size;
+		size_t need = memory_need(c);
 
+		if (need == 0) /* a turn, at least one block's worth */
+			need = c->gen->pool.block_size;
 		used = proxy_memory(px) + px->mem_granted;
-		if (limit != 0 && used + bs > limit)
+		if (limit != 0 && used + need > limit)
 			break;
 		memory_unqueue(c);
-		c->mem_granted = 1;
-		px->mem_granted += bs;
+		if (upstream_has_bytes(c)) {
+			c->mem_grant = need;
+			px->mem_granted += need;
+		} else {
+			c->mem_turn = 1; /* its read asks again */
+		}
 		update_upstream_reading(c);
 		if (!c->ureading)
 			memory_unqueue(c); /* it does not read: no grant */
@@ -806,10 +860,7 @@ conn_on_upstream_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 		return;
 	}
 	reserve_read(c, &c->down, buf, max);
-	if (c->mem_granted) { /* the grant is this read */
-		c->mem_granted = 0;
-		c->px->mem_granted -= c->gen->pool.block_size;
-	}
+	memory_grant_end(c); /* the grant was this read */
 }
 
 static void

@@ -350,7 +350,7 @@ resend_request(struct conn *c, int err)
 	pipe_destroy(&c->up);
 	pipe_init(&c->up, &c->gen->pool, c->cfg->buffer.high_watermark,
 	    c->cfg->buffer.low_watermark);
-	if (pipe_push_copy(&c->up, c->d.req_copy, c->d.req_copy_len) < 0)
+	if (pipe_push_head(&c->up, c->d.req_copy, c->d.req_copy_len) < 0)
 		return 0;
 	c->d.resent = 1;
 	c->d.up_reused = 0;
@@ -384,7 +384,7 @@ resume_now(struct conn *c)
 	pipe_destroy(&c->up);
 	pipe_init(&c->up, &c->gen->pool, c->cfg->buffer.high_watermark,
 	    c->cfg->buffer.low_watermark);
-	if (pipe_push_copy(&c->up, buf, n + (size_t)m) < 0)
+	if (pipe_push_head(&c->up, buf, n + (size_t)m) < 0)
 		goto fail;
 	c->d.resuming = 1;
 	c->d.tried = 0;

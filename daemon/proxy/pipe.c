@@ -330,28 +330,32 @@ pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n)
 int
 pipe_push_copy(struct pipe *p, const void *data, size_t n)
 {
-	const char *src = data;
-	size_t room;
 	char *dst;
+
+	/* what does not fit behind the read it follows goes in a loose
+	 * block (framing: a few bytes), not in a fresh pool block that no
+	 * memory_limit check asked for */
+	if (p->cur == NULL || p->cur->size - p->cur_used < n)
+		return pipe_push_head(p, data, n);
+	dst = p->cur->data + p->cur_used;
+	memcpy(dst, data, n);
+	p->cur_used += n;
+	return pipe_push_ref(p, p->cur, dst, n);
+}
+
+int
+pipe_push_head(struct pipe *p, const void *data, size_t n)
+{
+	struct block *b;
 	int rc;
 
-	while (n > 0) {
-		if (p->cur == NULL || p->cur_used == p->cur->size) {
-			if ((rc = next_block(p)) < 0)
-				return rc;
-		}
-		room = p->cur->size - p->cur_used;
-		if (room > n)
-			room = n;
-		dst = p->cur->data + p->cur_used;
-		memcpy(dst, src, room);
-		p->cur_used += room;
-		if ((rc = pipe_push_ref(p, p->cur, dst, room)) < 0)
-			return rc;
-		src += room;
-		n -= room;
-	}
-	return 0;
+	if (n == 0)
+		return 0;
+	if ((b = block_loose(data, n)) == NULL)
+		return -ENOMEM;
+	rc = pipe_push_ref(p, b, b->data, n);
+	block_unref(b); /* the pipe holds its own, or the spool a copy */
+	return rc;
 }
 
 int

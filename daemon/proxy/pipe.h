@@ -118,8 +118,13 @@ int pipe_reserve_takes_block(const struct pipe *p);
 void pipe_commit(struct pipe *p, size_t n);
 /* Queues n bytes at data, which lies inside block b.  0 or -ENOMEM. */
 int pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n);
-/* Queues a copy of n bytes (heads, chunk framing).  0 or -ENOMEM. */
+/* Queues a copy of n bytes (chunk framing) behind the last read in the
+ * current block, or in a loose block when it does not fit there (never a
+ * fresh pool block).  0 or -ENOMEM. */
 int pipe_push_copy(struct pipe *p, const void *data, size_t n);
+/* Queues a copy of a head (or a whole small answer) in a loose block of
+ * its exact size (pool.h), not in a pool block.  0 or -ENOMEM. */
+int pipe_push_head(struct pipe *p, const void *data, size_t n);
 
 /* Queues a body slice that lies in block b (or, b NULL, anywhere: copied),
  * inside chunk framing when chunked.  The slice itself goes in whole or
