@@ -494,6 +494,7 @@ resp_on_headers_complete(llhttp_t *p)
 	set_state(c, DL_RELAYING);
 	remember_validator(c, p);
 	start_pace(c);
+	splice_begin(c, p, fr.no_body);
 	return fr.no_body ? 1 : 0;
 }
 
@@ -579,17 +580,7 @@ feed_upstream(struct conn *c, const char *data, size_t n)
 		response_failed(c, why);
 		return;
 	}
-	/* memory_limit is process-wide: the current generation's value */
-	if (c->px->cfg->buffer.memory_limit != 0 && !c->px->mem_full &&
-	    proxy_memory(c->px) >= c->px->cfg->buffer.memory_limit) {
-		/* memory_limit: downloads queue for memory (or spill) until
-		 * it comes back, first come, first served (conn_io.c) */
-		c->px->mem_full = 1;
-		c->px->stats.memory_limit_hits++;
-		log_info("memory_limit reached (%llu bytes buffered): upstream "
-		         "reads wait",
-		    (unsigned long long)proxy_memory(c->px));
-	}
+	memory_note(c);
 	check_down(c);
 	flush_client(c);
 }

@@ -38,8 +38,6 @@
 /* How often a stuck client write looks at TCP_INFO. */
 #define ZWP_CHECK_MS 250
 
-static void kick_upstream_timer(struct conn *c);
-
 /*
  * Arms the deadline of the state the download just entered (the table in
  * conn_int.h): the client timer for the states that wait on the client,
@@ -126,7 +124,7 @@ kick_client_timer(struct conn *c)
 
 /* The upstream's read_timeout runs while it is read, from its last byte
  * (or a write of the request that it took). */
-static void
+void
 kick_upstream_timer(struct conn *c)
 {
 	if ((c->state == DL_WAITING || c->state == DL_RELAYING) && c->ureading)
@@ -211,7 +209,7 @@ memory_blocked(const struct conn *c)
 }
 
 /* The grant (or turn) of a read that happened or never will. */
-static void
+void
 memory_grant_end(struct conn *c)
 {
 	c->px->mem_granted -= c->mem_grant;
@@ -232,6 +230,50 @@ upstream_has_bytes(const struct conn *c)
 	    ioctl(fd, FIONREAD, &n) < 0)
 		return 1; /* cannot tell: as before, a grant */
 	return n > 0;
+}
+
+/*
+ * splice: the bytes one read into the kernel pipe may take under
+ * memory_limit (SIZE_MAX: no limit): a block when the read was granted
+ * (the caller gives the grant back once it read), none when memory_blocked,
+ * else what is left below the limit.
+ */
+size_t
+memory_room(const struct conn *c)
+{
+	uint64_t limit = c->px->cfg->buffer.memory_limit, used;
+
+	if (limit == 0)
+		return SIZE_MAX;
+	if (c->mem_grant != 0)
+		return c->mem_grant;
+	if (memory_blocked(c))
+		return 0;
+	used = proxy_memory(c->px) + c->px->mem_granted;
+	return used < limit ? (size_t)(limit - used) : 0;
+}
+
+/* After body bytes were queued: has memory_limit been reached? */
+void
+memory_note(struct conn *c)
+{
+	struct proxy *px = c->px;
+	uint64_t limit = px->cfg->buffer.memory_limit, used = proxy_memory(px);
+
+	/* memory_limit is process-wide: the current generation's value.
+	 * Kernel pipes hold bytes, not blocks: reached when a block more
+	 * would not fit. */
+	if (limit != 0 && !px->mem_full &&
+	    (used >= limit ||
+	        (c->d.splice && used + c->gen->pool.block_size > limit))) {
+		/* memory_limit: downloads queue for memory (or spill) until
+		 * it comes back, first come, first served */
+		px->mem_full = 1;
+		px->stats.memory_limit_hits++;
+		log_info("memory_limit reached (%llu bytes buffered): upstream "
+		         "reads wait",
+		    (unsigned long long)proxy_memory(px));
+	}
 }
 
 /* Queues a download for memory: at the end, or at the front when it was
@@ -331,12 +373,43 @@ conn_memory_wake(struct proxy *px)
 static int
 pace_allows(const struct conn *c)
 {
-	size_t mem = pipe_memory(&c->down);
+	size_t mem = pipe_memory(&c->down) + pipe_kernel(&c->down);
 
 	if (c->cfg->buffer.policy != POLICY_PACE)
 		return 1;
 	return (c->d.pace_tokens > 0 && mem < c->cfg->buffer.low_watermark) ||
 	    mem < c->gen->pool.block_size;
+}
+
+/* Reads the upstream: its body into the kernel pipe (spl), or anything
+ * into blocks; a kernel pipe that cannot be read into turns the download's
+ * splice off, and its blocks take the rest. */
+static void
+start_reading(struct conn *c, int spl)
+{
+	if (spl && splice_read_start(c) == 0) {
+		c->ureading = c->usplice = 1;
+		return;
+	}
+	if (spl) {
+		log_info("conn %llu %s: splice: cannot poll the upstream; "
+		         "its body goes through memory",
+		    (unsigned long long)c->id, c->peer);
+		c->d.splice = 0;
+	}
+	if (uv_read_start((uv_stream_t *)&c->upstream, conn_on_upstream_alloc,
+	        conn_on_upstream_read) == 0)
+		c->ureading = 1;
+}
+
+static void
+stop_reading(struct conn *c)
+{
+	if (c->usplice)
+		splice_read_stop(c);
+	else
+		uv_read_stop((uv_stream_t *)&c->upstream);
+	c->ureading = c->usplice = 0;
 }
 
 /*
@@ -348,14 +421,21 @@ pace_allows(const struct conn *c)
 void
 update_upstream_reading(struct conn *c)
 {
+	enum splice_mode mode = splice_mode(c);
+	int spl = mode == SPLICE_IN, want, quiet = 0;
 	uint64_t now;
-	int want;
 
 	if (c->state == DL_CLOSING || c->ustate != U_OPEN)
 		return;
 	/* the response head is read whatever holds the body */
 	want = c->state == DL_WAITING ||
 	    (c->state == DL_RELAYING && !c->down.wm.paused && pace_allows(c));
+	if (want && mode == SPLICE_WAIT) {
+		/* the kernel pipe fills only once memory's bytes (a head)
+		 * are out: a moment, not a pause */
+		want = 0;
+		quiet = 1;
+	}
 	if (want && memory_blocked(c)) {
 		memory_queue(c);
 		want = 0;
@@ -363,10 +443,10 @@ update_upstream_reading(struct conn *c)
 		memory_unqueue(c);
 	}
 	now = uv_now(c->px->loop);
+	if (want && c->ureading && c->usplice != spl)
+		stop_reading(c); /* the body's reads go to the kernel pipe */
 	if (want && !c->ureading) {
-		if (uv_read_start((uv_stream_t *)&c->upstream,
-		        conn_on_upstream_alloc, conn_on_upstream_read) == 0)
-			c->ureading = 1;
+		start_reading(c, spl);
 		kick_upstream_timer(c);
 		if (c->d.pause_start != 0) {
 			c->d.paused_ms += now - c->d.pause_start;
@@ -374,10 +454,9 @@ update_upstream_reading(struct conn *c)
 			c->d.pause_start = 0;
 		}
 	} else if (!want && c->ureading) {
-		uv_read_stop((uv_stream_t *)&c->upstream);
-		c->ureading = 0;
+		stop_reading(c);
 		uv_timer_stop(&c->utimer);
-		if (c->state == DL_RELAYING) {
+		if (c->state == DL_RELAYING && !quiet) {
 			c->d.pause_start = now;
 			c->px->stats.upstream_pauses++;
 		}
@@ -448,8 +527,8 @@ check_down(struct conn *c)
 		d->wm.low = cfg->buffer.low_watermark;
 	}
 	d->force_spill = c->px->mem_full;
-	if (pipe_memory(d) > c->d.peak_mem)
-		c->d.peak_mem = pipe_memory(d);
+	if (pipe_memory(d) + pipe_kernel(d) > c->d.peak_mem)
+		c->d.peak_mem = pipe_memory(d) + pipe_kernel(d);
 	if (d->spool.starts != c->spool_starts) {
 		log_debug("conn %llu: spill starts at %zu bytes in memory",
 		    (unsigned long long)c->id, pipe_memory(d));
@@ -553,6 +632,19 @@ check_up(struct conn *c)
 
 /* ---- writing ---------------------------------------------------------- */
 
+/* A write (or splice) to the client failed: the connection ends. */
+void
+client_write_failed(struct conn *c, int err)
+{
+	/* zwp_probes is also the client socket's TCP_USER_TIMEOUT: the
+	 * kernel may give up on the zero window before our check does */
+	if (err == UV_ETIMEDOUT && c->cfg->client.zwp_probes != 0) {
+		c->d.outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
+		c->px->stats.client_zwp_timeouts++;
+	}
+	conn_close(c, 0, "client write", err);
+}
+
 static void
 conn_on_client_write(uv_write_t *req, int status)
 {
@@ -563,14 +655,7 @@ conn_on_client_write(uv_write_t *req, int status)
 	if (c->state == DL_CLOSING)
 		return;
 	if (status < 0) {
-		/* zwp_probes is also the client socket's TCP_USER_TIMEOUT: the
-		 * kernel may give up on the zero window before our check does
-		 */
-		if (status == UV_ETIMEDOUT && c->cfg->client.zwp_probes != 0) {
-			c->d.outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
-			c->px->stats.client_zwp_timeouts++;
-		}
-		conn_close(c, 0, "client write", status);
+		client_write_failed(c, status);
 		return;
 	}
 	pipe_consume(&c->down, c->cw_nsegs);
@@ -660,6 +745,11 @@ flush_client(struct conn *c)
 
 	if (c->state >= DL_LINGERING || c->cw_busy)
 		return;
+	if (pipe_kernel(&c->down) > 0) {
+		/* what the kernel pipe holds goes before memory's bytes */
+		splice_flush(c);
+		return;
+	}
 	n = pipe_peek(&c->down, bufs, write_batch(c));
 	if (c->down.error != 0) {
 		/* what memory holds ahead of the failure still goes out:

@@ -71,6 +71,7 @@ close_upstream(struct conn *c)
 	if (c->ustate != U_CONNECTING && c->ustate != U_OPEN)
 		return;
 	uv_timer_stop(&c->utimer);
+	splice_close_upstream(c);
 	c->ureading = 0;
 	c->ustate = U_CLOSING;
 	uv_close((uv_handle_t *)&c->upstream, conn_on_upstream_close);

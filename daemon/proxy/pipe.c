@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "base/h1.h"
@@ -51,6 +52,7 @@ pipe_init(struct pipe *p, struct pool *pool, size_t high, size_t low)
 	memset(p, 0, sizeof(*p));
 	p->pool = pool;
 	p->spool.fd = -1;
+	p->k.rd = p->k.wr = -1;
 	wm_init(&p->wm, high, low);
 }
 
@@ -213,6 +215,7 @@ pipe_destroy(struct pipe *p)
 	free(p->tail.segs);
 	memset(&p->tail, 0, sizeof(p->tail));
 	spool_close(p);
+	pipe_kernel_close(p);
 	if (p->cur != NULL)
 		block_unref(p->cur);
 	p->cur = NULL;
@@ -494,4 +497,116 @@ void
 pipe_unpeek(struct pipe *p)
 {
 	p->inflight = 0;
+}
+
+/* ---- the kernel pipe ------------------------------------------------------
+ */
+
+/* /proc/sys/fs/pipe-max-size, read once (1 MiB, the kernel's default, if
+ * it cannot be read). */
+static size_t
+pipe_max_size(void)
+{
+	static size_t max;
+	unsigned long v;
+	FILE *f;
+
+	if (max != 0)
+		return max;
+	max = 1024 * 1024;
+	if ((f = fopen("/proc/sys/fs/pipe-max-size", "re")) != NULL) {
+		if (fscanf(f, "%lu", &v) == 1 && v >= 4096)
+			max = v;
+		fclose(f);
+	}
+	return max;
+}
+
+int
+pipe_kernel_open(struct pipe *p, size_t size, uint64_t *total)
+{
+	int fds[2], sz;
+
+	if (p->k.rd >= 0)
+		return 0;
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
+		return -errno;
+	if (size > pipe_max_size())
+		size = pipe_max_size();
+	/* Refused past the user's pipe pages (pipe-user-pages-soft): the
+	 * pipe keeps the size it has, and holds less. */
+	(void)fcntl(fds[1], F_SETPIPE_SZ, (int)size);
+	if ((sz = fcntl(fds[1], F_GETPIPE_SZ)) <= 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -EINVAL;
+	}
+	p->k.rd = fds[0];
+	p->k.wr = fds[1];
+	p->k.cap = (size_t)sz;
+	p->k.held = 0;
+	p->k.total = total;
+	return 0;
+}
+
+/* Reads the fill level back from the kernel. */
+static void
+kernel_measure(struct pipe *p)
+{
+	int n = 0;
+
+	if (ioctl(p->k.rd, FIONREAD, &n) == -1 || n < 0)
+		n = 0;
+	*p->k.total -= p->k.held;
+	p->k.held = (size_t)n;
+	*p->k.total += p->k.held;
+}
+
+void
+pipe_kernel_close(struct pipe *p)
+{
+	if (p->k.rd < 0)
+		return;
+	*p->k.total -= p->k.held;
+	close(p->k.rd);
+	close(p->k.wr);
+	p->k.rd = p->k.wr = -1;
+	p->k.held = p->k.cap = 0;
+}
+
+ssize_t
+pipe_splice_in(struct pipe *p, int fd, size_t max)
+{
+	ssize_t n;
+
+	do
+		n = splice(fd, NULL, p->k.wr, NULL, max,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return -errno;
+	if (n > 0) {
+		p->bytes_in += (uint64_t)n;
+		kernel_measure(p);
+	}
+	return n;
+}
+
+ssize_t
+pipe_splice_out(struct pipe *p, int fd, size_t max)
+{
+	ssize_t n;
+
+	do
+		n = splice(p->k.rd, NULL, fd, NULL, max,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return -errno;
+	if (n > 0) {
+		p->bytes_out += (uint64_t)n;
+		p->k.out += (uint64_t)n;
+		kernel_measure(p);
+	}
+	return n;
 }

@@ -277,7 +277,7 @@ proxy_memory(const struct proxy *px)
 
 	list_foreach(g, &px->gens, const struct proxy_gen, link) n +=
 	    (uint64_t)g->pool.nused * g->pool.block_size;
-	return n;
+	return n + px->pipe_bytes; /* kernel pipes hold memory too */
 }
 
 void

@@ -95,6 +95,7 @@ struct proxy {
 	struct stats stats;
 	FILE *access;                     /* [log] access, or NULL for stderr */
 	uint64_t spool_bytes;             /* bytes in all spool files now */
+	uint64_t pipe_bytes;              /* ... in kernel pipes (splice) */
 	int mem_full;                     /* memory_limit reached: reads wait */
 	struct conn *mem_head, *mem_tail; /* downloads waiting for memory,
 	                                   * first come first */
@@ -156,7 +157,8 @@ void accept_raise_nofile(void);
  * address)?  Binds port 0 so that a running instance does not fail it.
  * 0, or a negative errno with err naming the config line. */
 int proxy_check_address(const struct config *cfg, char *err, size_t errlen);
-/* Bytes buffered in memory by all downloads: the pools' blocks in use. */
+/* Bytes buffered in memory by all downloads: the pools' blocks in use and
+ * the bytes in kernel pipes ([buffer] splice). */
 uint64_t proxy_memory(const struct proxy *px);
 /* Re-evaluates memory_limit after memory was freed (or the limit
  * changed): serves the downloads waiting for memory, in order. */

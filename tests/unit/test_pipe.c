@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "proxy/pipe.h"
 #include "proxy/pool.h"
@@ -699,6 +701,66 @@ backpressure_bounded(void **state)
 	assert_true(pool.nused <= high / BS + 2);
 }
 
+/*
+ * The kernel pipe ([buffer] splice): bytes spliced in from a socket are
+ * what pipe_kernel, pipe_load and pipe_empty see (read from the kernel,
+ * not counted by hand), *total follows them, they come out in order and
+ * exact, and the end of the socket reads as 0.
+ */
+static void
+kernel_pipe_round_trip(void **state)
+{
+	static char in[48 * 1024], out[sizeof(in)];
+	uint64_t total = 0;
+	size_t got = 0;
+	ssize_t n;
+	int src[2], dst[2];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (char)(i * 7 + i / 251);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, src), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, dst), 0);
+	assert_int_equal(pipe_kernel_open(&pp, 64 * 1024, &total), 0);
+	assert_true(pipe_has_kernel(&pp) && pp.k.cap >= 64 * 1024);
+	assert_true(pipe_empty(&pp));
+	assert_int_equal(pipe_splice_in(&pp, src[1], 4096), -EAGAIN);
+	assert_int_equal(write(src[0], in, sizeof(in)), (ssize_t)sizeof(in));
+	while (pipe_kernel(&pp) < sizeof(in)) {
+		n = pipe_splice_in(&pp, src[1], sizeof(in) - pipe_kernel(&pp));
+		assert_true(n > 0);
+	}
+	assert_int_equal(pipe_kernel(&pp), sizeof(in));
+	assert_int_equal(total, sizeof(in));
+	assert_int_equal(pipe_load(&pp), sizeof(in));
+	assert_false(pipe_empty(&pp));
+	assert_int_equal(pipe_memory(&pp), 0);
+	while (got < sizeof(in)) {
+		n = pipe_splice_out(&pp, dst[0], 10000);
+		assert_true(n > 0 && n <= 10000);
+		assert_int_equal(
+		    pipe_kernel(&pp), sizeof(in) - got - (size_t)n);
+		assert_int_equal(read(dst[1], out + got, (size_t)n), n);
+		got += (size_t)n;
+	}
+	assert_memory_equal(in, out, sizeof(in));
+	assert_true(pipe_empty(&pp));
+	assert_int_equal(total, 0);
+	assert_true(pp.bytes_in == sizeof(in) && pp.bytes_out == sizeof(in));
+	close(src[0]);
+	assert_int_equal(pipe_splice_in(&pp, src[1], 4096), 0);
+	/* closing with bytes in it gives their count back */
+	assert_int_equal(write(dst[1], in, 100), 100);
+	assert_int_equal(pipe_splice_in(&pp, dst[0], 100), 100);
+	assert_int_equal(total, 100);
+	pipe_destroy(&pp);
+	assert_int_equal(total, 0);
+	assert_false(pipe_has_kernel(&pp));
+	close(src[1]);
+	close(dst[0]);
+	close(dst[1]);
+}
+
 int
 main(void)
 {
@@ -726,6 +788,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(trim_when_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        backpressure_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        kernel_pipe_round_trip, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
