@@ -258,20 +258,20 @@ request_failed(struct conn *c, llhttp_errno_t err)
 }
 
 /* Keeps the bytes after a request (the next one, pipelined) for
- * begin_request: a reference on the block they lie in, or a copy into a
- * block of their own when they were read into the head buffer. */
+ * begin_request, in a loose block of their own size (pool.h): a few
+ * pipelined bytes do not pin the pool block they were read into, which
+ * would count a whole block against memory_limit while the download waits.
+ * Bytes that already lie in a loose block (kept before) keep it. */
 static int
 keep_left(struct conn *c, const char *p, size_t n)
 {
 	struct block *b = c->rd_block;
 
-	if (b != NULL) {
+	if (b != NULL && b->pool == NULL) {
 		block_ref(b);
 	} else {
-		if (n > c->gen->pool.block_size ||
-		    (b = pool_get(&c->gen->pool)) == NULL)
+		if ((b = block_loose(p, n)) == NULL)
 			return -1;
-		memcpy(b->data, p, n);
 		p = b->data;
 	}
 	c->left.b = b;

@@ -497,6 +497,60 @@ def memory_fairness(high, limit):
     stop_checked(px)
 
 
+def settled_gauge(aport, name):
+    """The gauge once it read the same 3 times in a row, 0.2 s apart (at
+    most 10 s), or its last value."""
+    last, same = None, 0
+    for _ in range(int(50 * SLOW)):
+        v = gauge(aport, name)
+        same = same + 1 if v == last else 0
+        last = v
+        if same >= 2:
+            break
+        time.sleep(0.2)
+    return last
+
+
+def pipelined():
+    """Three requests in one write (HTTP/1.1 pipelining) come back in
+    order, byte-exact.  While the first waits on a client that does not
+    read, the two kept for later take no pool block: the bytes buffered are
+    those of the same download alone (a block more before: the pipelined
+    bytes pinned the block they were read into)."""
+    o = origin()
+    px = proxy([o.addr], admin=True,
+               buffer={"policy": "pause", "high_watermark": "64k", "low_watermark": "16k",
+                       "block_size": "16k", "splice": "off"},
+               client={"sndbuf": "16k"})
+    alone = HttpConn(px.port, rcvbuf=4 * KiB, timeout=10 * SLOW)
+    alone.send(b"GET /bytes/8M HTTP/1.1\r\nHost: a\r\n\r\n")
+    base = settled_gauge(px.aport, "sluice_memory_buffered_bytes")
+    alone.close()
+    harness.wait_until(lambda: gauge(px.aport, "sluice_memory_buffered_bytes") == 0,
+                       10 * SLOW, 0.1)
+    with HttpConn(px.port, rcvbuf=4 * KiB, timeout=10 * SLOW) as c:
+        c.send(b"GET /bytes/8M HTTP/1.1\r\nHost: a\r\n\r\n"
+               b"GET /bytes/100k HTTP/1.1\r\nHost: a\r\n\r\n"
+               b"GET /bytes/7 HTTP/1.1\r\nHost: a\r\n\r\n")
+        held = settled_gauge(px.aport, "sluice_memory_buffered_bytes")
+        env.note("one paused 8 MiB download: %s bytes buffered alone, %s with two requests "
+                 "pipelined behind it" % (base, held))
+        for size in (8 * MiB, 100 * KiB, 7):
+            sink = HashSink()
+            try:
+                r = c.read_response(sink=sink, deadline=60 * SLOW)
+            except (OSError, harness.ProtocolError) as e:
+                raise AssertionError("pipelined response of %d bytes: %s after %d body bytes"
+                                     % (size, e, sink.length))
+            check(r.status == 200, "pipelined %d bytes: status %s" % (size, r.status))
+            check_sluice_prefix(sink, size, "pipelined response of %d bytes" % size)
+    check(base is not None and base > 0, "the paused download held %s bytes" % base)
+    check(held == base, "with two requests pipelined behind it the download held %s bytes, "
+          "alone %s: the kept bytes pinned a block" % (held, base))
+    check_healthy(px)
+    stop_checked(px)
+
+
 # ---------------------------------------------------------------------------
 # 3: partial request heads
 # ---------------------------------------------------------------------------
@@ -885,6 +939,8 @@ env.case("2 memory_limit 1M: %d slow readers, none starved %d s while others adv
          % (FAIR_N, FAIR_STALL), memory_fairness, "32k", "1M")
 env.case("2 memory_limit 512k, fewer blocks than downloads: %d slow readers, none starved"
          % FAIR_N, memory_fairness, "16k", "512k")
+env.case("2 pipelined requests: in order, byte-exact; the kept ones pin no block",
+         pipelined)
 env.case("3 70 partial heads hold no block; 8 MiB completes under memory_limit 4M",
          partial_heads)
 env.case("5 curl --http2 a b: both 200", curl_h2c)
