@@ -164,13 +164,21 @@ splice_close_upstream(struct conn *c)
 void
 splice_end(struct conn *c)
 {
+	size_t held;
+
 	splice_close_upstream(c);
 	poll_close(&c->cpoll, &c->cpoll_fd);
 	if (c->cw_splice)
 		c->cw_busy = 0;
 	c->cw_splice = 0;
 	c->kfull = 0;
+	held = pipe_kernel(&c->down);
 	pipe_kernel_close(&c->down);
+	/* bytes that left memory_limit's count without going out: what waits
+	 * for memory (or a limit reached) must hear of it, as of a block going
+	 * back to its pool */
+	if (held > 0)
+		proxy_memory_released(c->px);
 }
 
 /* ---- upstream -> kernel pipe ------------------------------------------- */

@@ -304,17 +304,20 @@ proxy_on_trim_timer(uv_timer_t *t)
 	    pool_trim(&g->pool, now);
 }
 
-/* A block went back to a pool (a connection closed, a pipe drained or
- * was trimmed): when downloads wait for memory, they are served on the
- * next turn of the loop, not from inside whatever freed the block. */
-static void
-proxy_on_block_release(struct pool *pool)
+void
+proxy_memory_released(struct proxy *px)
 {
-	struct proxy *px = pool->owner;
-
 	if ((px->mem_head != NULL || px->mem_full) &&
 	    !uv_is_active((uv_handle_t *)&px->mem_timer))
 		uv_timer_start(&px->mem_timer, proxy_on_mem_timer, 0, 0);
+}
+
+/* A block went back to a pool (a connection closed, a pipe drained or
+ * was trimmed). */
+static void
+proxy_on_block_release(struct pool *pool)
+{
+	proxy_memory_released(pool->owner);
 }
 
 /* ---- shutdown --------------------------------------------------------- */

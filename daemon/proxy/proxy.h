@@ -163,6 +163,11 @@ uint64_t proxy_memory(const struct proxy *px);
 /* Re-evaluates memory_limit after memory was freed (or the limit
  * changed): serves the downloads waiting for memory, in order. */
 void proxy_memory_check(struct proxy *px);
+/* Memory was freed (a block went back to its pool, a kernel pipe closed
+ * with bytes in it): when downloads wait for memory, or memory_limit
+ * counts as reached, they are looked at on the next turn of the loop, not
+ * from inside whatever freed it. */
+void proxy_memory_released(struct proxy *px);
 /* Takes a reference on a generation (a connection starting on it). */
 void proxy_gen_hold(struct proxy_gen *gen);
 /* Called by conn when a connection is freed (after it unlinked itself and

@@ -201,14 +201,7 @@ def start(policy, name, upstream=None, **over):
 
 
 def metrics(px):
-    r = harness.get(px.aport, "/metrics", timeout=10)
-    check(r.status == 200, "GET /metrics: status %s" % r.status)
-    out = {}
-    for line in r.body.decode().splitlines():
-        m = re.match(r'^(sluice_[a-z_]+)(\{[^}]*\})? (\S+)$', line)
-        if m:
-            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return out
+    return harness.metrics_flat(px.aport)
 
 
 def access_lines(px):

@@ -17,7 +17,6 @@ wait bounded.
 
 import json
 import os
-import re
 import sys
 import time
 
@@ -32,14 +31,7 @@ PIPE_MAX = 1 * MiB      # /proc/sys/fs/pipe-max-size's default; read below
 
 
 def metrics(aport):
-    r = harness.get(aport, "/metrics", timeout=10)
-    check(r.status == 200, "GET /metrics: status %s" % r.status)
-    out = {}
-    for line in r.body.decode().splitlines():
-        m = re.match(r"^(sluice_[a-z_]+)(\{[^}]*\})? (\S+)$", line)
-        if m:
-            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return out
+    return harness.metrics_flat(aport)
 
 
 def connections(aport):
