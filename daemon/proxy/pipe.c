@@ -574,17 +574,27 @@ pipe_kernel_close(struct pipe *p)
 	p->k.held = p->k.cap = 0;
 }
 
-ssize_t
-pipe_splice_in(struct pipe *p, int fd, size_t max)
+/* splice(2) of up to max bytes from in to out, without blocking: the
+ * bytes moved, or a negative errno (-EAGAIN: none could). */
+static ssize_t
+splice_nb(int in, int out, size_t max)
 {
 	ssize_t n;
 
 	do
-		n = splice(fd, NULL, p->k.wr, NULL, max,
+		n = splice(in, NULL, out, NULL, max,
 		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	while (n == -1 && errno == EINTR);
-	if (n == -1)
-		return -errno;
+	return n == -1 ? -errno : n;
+}
+
+ssize_t
+pipe_splice_in(struct pipe *p, int fd, size_t max)
+{
+	ssize_t n = splice_nb(fd, p->k.wr, max);
+
+	if (n < 0)
+		return n;
 	if (n > 0) {
 		p->bytes_in += (uint64_t)n;
 		kernel_measure(p);
@@ -595,14 +605,10 @@ pipe_splice_in(struct pipe *p, int fd, size_t max)
 ssize_t
 pipe_splice_out(struct pipe *p, int fd, size_t max)
 {
-	ssize_t n;
+	ssize_t n = splice_nb(p->k.rd, fd, max);
 
-	do
-		n = splice(p->k.rd, NULL, fd, NULL, max,
-		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	while (n == -1 && errno == EINTR);
-	if (n == -1)
-		return -errno;
+	if (n < 0)
+		return n;
 	if (n > 0) {
 		p->bytes_out += (uint64_t)n;
 		p->k.out += (uint64_t)n;
