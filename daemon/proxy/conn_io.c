@@ -185,12 +185,14 @@ memory_need(const struct conn *c)
  * the block is taken (conn_on_upstream_alloc), not only when reading
  * starts: a download that is reading when others fill the limit stops at
  * the end of its block.  Memory that comes back (conn_memory_wake: after a
- * client write, and after any block returns to a pool, proxy.c) is handed
- * to the waiters in the order they came, one block's read each; a download
- * that still wants more joins the queue's end.  So under the limit every
- * download advances in turn (5,000 slow clients sharing 64M each get
- * their turn), and none waits on a flag that only a finished write would
- * clear.
+ * client write, and after any memory is released, proxy.c) is handed to
+ * the waiters in the order they came: a promise of one block's read
+ * (mem_grant, counted as taken until the read) to one whose upstream has
+ * bytes, a turn without a promise (mem_turn) to one whose upstream is
+ * silent.  A download that still wants more joins the queue's end.  So under
+ * the limit every download advances in turn (5,000 slow clients sharing 64M
+ * each get their turn), and none waits on a flag that only a finished write
+ * would clear.
  */
 static int
 memory_blocked(const struct conn *c)
@@ -276,6 +278,24 @@ memory_note(struct conn *c)
 	}
 }
 
+/* Links c into px's queue of memory waiters between prev and next (NULL:
+ * the queue's ends). */
+static void
+memory_link(
+    struct proxy *px, struct conn *c, struct conn *prev, struct conn *next)
+{
+	c->mem_prev = prev;
+	c->mem_next = next;
+	if (prev != NULL)
+		prev->mem_next = c;
+	else
+		px->mem_head = c;
+	if (next != NULL)
+		next->mem_prev = c;
+	else
+		px->mem_tail = c;
+}
+
 /* Queues a download for memory: at the end, or at the front when it was
  * woken (its turn came) with nothing to read and found the memory gone
  * once its bytes came: it keeps the place it had. */
@@ -290,23 +310,10 @@ memory_queue(struct conn *c)
 		return;
 	pipe_release_cur(&c->down); /* a waiter holds no empty block */
 	c->mem_waiting = 1;
-	if (front) {
-		c->mem_prev = NULL;
-		c->mem_next = px->mem_head;
-		if (px->mem_head != NULL)
-			px->mem_head->mem_prev = c;
-		else
-			px->mem_tail = c;
-		px->mem_head = c;
-		return;
-	}
-	c->mem_next = NULL;
-	c->mem_prev = px->mem_tail;
-	if (px->mem_tail != NULL)
-		px->mem_tail->mem_next = c;
+	if (front)
+		memory_link(px, c, NULL, px->mem_head);
 	else
-		px->mem_head = c;
-	px->mem_tail = c;
+		memory_link(px, c, px->mem_tail, NULL);
 }
 
 void
