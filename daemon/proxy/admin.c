@@ -234,6 +234,8 @@ static const struct counter {
         "Bytes written to spool files."},
     {"spill_fallbacks_total", offsetof(struct stats, spill_fallbacks),
         "Spills that fell back to pausing (spill limit, no space)."},
+    {"spliced_bytes_total", offsetof(struct stats, spliced_bytes),
+        "Body bytes moved to clients with splice(2) ([buffer] splice)."},
     {"resumes_total", offsetof(struct stats, resumes),
         "Upstream reconnects with Range after a failure mid-body."},
     {"upstream_reused_total", offsetof(struct stats, upstream_reused),

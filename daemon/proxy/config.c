@@ -59,6 +59,7 @@
 static const char *const balance_names[] = {"round-robin", "least-conn", NULL};
 static const char *const policy_names[] = {"pause", "spill", "pace", NULL};
 static const char *const onoff_names[] = {"off", "on", NULL};
+static const char *const splice_names[] = {"off", "auto", NULL};
 static const char *const level_names[] = {
     "error", "warn", "info", "debug", NULL};
 
@@ -150,6 +151,11 @@ const struct config_key config_keys[] = {
         "the download pauses (space is reclaimed as the client drains)"),
     SIZE("buffer", "spill_total", buffer.spill_total, "16G", 64 * KiB,
         64 * 1024 * GiB, "spooled bytes the whole process may hold"),
+    ENUM("buffer", "splice", buffer.splice, "auto", splice_names,
+        "auto: a body that needs no inspection (Content-Length, or "
+        "close-delimited to an HTTP/1.0 client) moves upstream socket -> "
+        "kernel pipe -> client socket with splice(2), never copied to user "
+        "space, under policy pause or pace; off: always through memory"),
     ENUM("buffer", "resume", buffer.resume, "off", onoff_names,
         "on: an upstream that dies mid-body is asked for the rest with "
         "Range and If-Range, and the client's body goes on"),

@@ -74,6 +74,7 @@ struct config {
 		uint64_t high_watermark, low_watermark, block_size;
 		char spill_dir[CONFIG_PATH_MAX];
 		uint64_t spill_limit, spill_total; /* bytes */
+		int splice;                        /* 0 off, 1 auto */
 		int resume;                        /* 0 off, 1 on */
 		uint64_t resume_attempts;
 		uint64_t resume_backoff; /* ms */

@@ -166,6 +166,7 @@ conn_close(struct conn *c, int reset, const char *reason, int err)
 	close_upstream(c);
 	release_server(c);
 	memory_unqueue(c);
+	splice_end(c);
 	set_state(c, DL_CLOSING);
 	uv_close((uv_handle_t *)&c->ctimer, conn_on_handle_close);
 	uv_close((uv_handle_t *)&c->utimer, conn_on_handle_close);
@@ -274,16 +275,16 @@ format_access(const struct conn *c, FILE *out)
 	fprintf(out,
 	    ",\"bytes_from_upstream\":%llu,"
 	    "\"bytes_to_client\":%llu,\"peak_memory\":%llu,"
-	    "\"spilled_bytes\":%llu,\"paused_s\":%.3f,\"resumes\":%d,"
-	    "\"upstream_reused\":%s,"
+	    "\"spilled_bytes\":%llu,\"spliced\":%llu,\"paused_s\":%.3f,"
+	    "\"resumes\":%d,\"upstream_reused\":%s,"
 	    "\"outcome\":\"%s\",\"duration_s\":%.3f}\n",
 	    (unsigned long long)c->d.resp_body_in,
 	    (unsigned long long)c->d.body_out,
 	    (unsigned long long)c->d.peak_mem,
 	    (unsigned long long)(c->down.spool.written - c->d.spilled0),
-	    (double)c->d.paused_ms / 1000.0, c->d.resumes,
-	    c->d.up_reused ? "true" : "false", outcome_names[c->d.outcome],
-	    (double)(now - c->d.t_start) / 1000.0);
+	    (unsigned long long)c->d.spliced, (double)c->d.paused_ms / 1000.0,
+	    c->d.resumes, c->d.up_reused ? "true" : "false",
+	    outcome_names[c->d.outcome], (double)(now - c->d.t_start) / 1000.0);
 }
 
 /*
@@ -354,6 +355,7 @@ begin_request(struct conn *c)
 	struct block *b;
 
 	free(c->d.req_copy);
+	splice_end(c); /* an idle connection holds no pipe, no poll */
 	c->d = (struct download){
 	    .outcome = OUTCOME_N,
 	    .spilled0 = c->down.spool.written,
@@ -479,6 +481,7 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	/* unique across workers: worker w of n numbers w, n + w, ... */
 	c->id = ++px->next_id * px->sh->nworkers + px->worker;
 	c->server = -1;
+	c->upoll_fd = c->cpoll_fd = -1;
 	c->state_since = uv_now(px->loop);
 	uv_tcp_init(px->loop, &c->client);
 	uv_timer_init(px->loop, &c->ctimer);
@@ -547,11 +550,12 @@ conn_describe(const struct conn *c, FILE *out, int show_query)
 	    (double)(now - c->state_since) / 1000.0);
 	json_download(c, out, show_query);
 	fprintf(out,
-	    ",\"memory_bytes\":%zu,"
+	    ",\"memory_bytes\":%zu,\"pipe_bytes\":%zu,"
 	    "\"spool_bytes\":%llu,\"upstream_paused\":%s,\"paused_s\":%.3f,"
 	    "\"bytes_from_upstream\":%llu,\"bytes_to_client\":%llu,"
 	    "\"resumes\":%d,\"age_s\":%.3f",
-	    pipe_memory(&c->down), (unsigned long long)pipe_spooled(&c->down),
+	    pipe_memory(&c->down) + pipe_kernel(&c->down),
+	    pipe_kernel(&c->down), (unsigned long long)pipe_spooled(&c->down),
 	    c->d.pause_start != 0 ? "true" : "false", (double)paused / 1000.0,
 	    (unsigned long long)c->d.resp_body_in,
 	    (unsigned long long)c->d.body_out, c->d.resumes,

@@ -65,7 +65,7 @@ respond_error(struct conn *c, int status, const char *detail)
 		if (end != NULL)
 			n = (int)(end + 4 - buf);
 	}
-	if (n < 0 || pipe_push_copy(&c->down, buf, (size_t)n) < 0) {
+	if (n < 0 || pipe_push_head(&c->down, buf, (size_t)n) < 0) {
 		conn_close(c, 0, "the proxy's answer", UV_ENOMEM);
 		return;
 	}
@@ -199,7 +199,7 @@ req_on_headers_complete(llhttp_t *p)
 		c->d.err_status = 431;
 		return -1;
 	}
-	if (pipe_push_copy(&c->up, c->px->scratch, (size_t)n) < 0) {
+	if (pipe_push_head(&c->up, c->px->scratch, (size_t)n) < 0) {
 		c->d.err_status = 503;
 		return -1;
 	}
@@ -258,20 +258,20 @@ request_failed(struct conn *c, llhttp_errno_t err)
 }
 
 /* Keeps the bytes after a request (the next one, pipelined) for
- * begin_request: a reference on the block they lie in, or a copy into a
- * block of their own when they were read into the head buffer. */
+ * begin_request, in a loose block of their own size (pool.h): a few
+ * pipelined bytes do not pin the pool block they were read into, which
+ * would count a whole block against memory_limit while the download waits.
+ * Bytes that already lie in a loose block (kept before) keep it. */
 static int
 keep_left(struct conn *c, const char *p, size_t n)
 {
 	struct block *b = c->rd_block;
 
-	if (b != NULL) {
+	if (b != NULL && b->pool == NULL) {
 		block_ref(b);
 	} else {
-		if (n > c->gen->pool.block_size ||
-		    (b = pool_get(&c->gen->pool)) == NULL)
+		if ((b = block_loose(p, n)) == NULL)
 			return -1;
-		memcpy(b->data, p, n);
 		p = b->data;
 	}
 	c->left.b = b;
@@ -387,7 +387,7 @@ push_resp_head(struct conn *c, const char *connection, int chunked)
 	    c->px->scratch, c->px->scratch_size);
 	if (n < 0)
 		return n;
-	return pipe_push_copy(&c->down, c->px->scratch, (size_t)n);
+	return pipe_push_head(&c->down, c->px->scratch, (size_t)n);
 }
 
 /* Keeps what a resume must check: the Content-Length and a strong
@@ -494,6 +494,7 @@ resp_on_headers_complete(llhttp_t *p)
 	set_state(c, DL_RELAYING);
 	remember_validator(c, p);
 	start_pace(c);
+	splice_begin(c, p, fr.no_body);
 	return fr.no_body ? 1 : 0;
 }
 
@@ -579,17 +580,7 @@ feed_upstream(struct conn *c, const char *data, size_t n)
 		response_failed(c, why);
 		return;
 	}
-	/* memory_limit is process-wide: the current generation's value */
-	if (c->px->cfg->buffer.memory_limit != 0 && !c->px->mem_full &&
-	    proxy_memory(c->px) >= c->px->cfg->buffer.memory_limit) {
-		/* memory_limit: downloads queue for memory (or spill) until
-		 * it comes back, first come, first served (conn_io.c) */
-		c->px->mem_full = 1;
-		c->px->stats.memory_limit_hits++;
-		log_info("memory_limit reached (%llu bytes buffered): upstream "
-		         "reads wait",
-		    (unsigned long long)proxy_memory(c->px));
-	}
+	memory_note(c);
 	check_down(c);
 	flush_client(c);
 }

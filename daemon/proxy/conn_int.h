@@ -107,6 +107,8 @@ struct download {
 	                              * closed before answering */
 	unsigned resp_started : 1;   /* a response byte came from upstream */
 	unsigned resp_clean : 1;     /* it ended where a read ended */
+	unsigned splice : 1;         /* its body moves through the kernel
+	                              * pipe ([buffer] splice, conn_splice.c) */
 
 	/* the access log and /connections */
 	enum outcome outcome;
@@ -115,6 +117,7 @@ struct download {
 	uint64_t paused_ms;    /* upstream reads stopped, this request */
 	uint64_t pause_start;  /* when they stopped (0: reading) */
 	uint64_t spilled0;     /* down.spool.written when it began */
+	uint64_t spliced;      /* body bytes spliced to the client */
 
 	/* zero-window watch toward the client */
 	uint64_t czw_since; /* when its window was first seen zero */
@@ -143,6 +146,8 @@ struct conn {
 	const struct config *cfg; /* gen->cfg, for the whole connection */
 	struct list_node link;    /* px->conns */
 	struct conn *mem_next, *mem_prev; /* px->mem_head.., mem_waiting */
+	size_t mem_grant; /* bytes conn_memory_wake promised its next read
+	                   * (0: none), counted in proxy_memory_granted */
 	uint64_t id;
 	int nhandles;
 	enum dl_state state;
@@ -188,7 +193,19 @@ struct conn {
 	unsigned retry_connect : 1, connect_pending : 1;
 	unsigned served : 1;      /* a request began on this connection */
 	unsigned mem_waiting : 1; /* queued for memory (px->mem_waiters) */
-	unsigned mem_granted : 1; /* may read once past memory_limit */
+	unsigned mem_turn : 1;    /* woken with nothing to read yet: its next
+	                           * read skips the queue, not the limit */
+	unsigned usplice : 1;     /* the upstream is read by upoll (splice) */
+	unsigned cw_splice : 1;   /* cw_busy is cpoll's: a splice waits for
+	                           * the client socket to be writable */
+	unsigned kfull : 1;       /* the kernel pipe took no more: memory
+	                           * takes the bytes past it (splice_mode) */
+
+	/* splice: polls on duplicates of the sockets' descriptors (libuv
+	 * allows one handle per descriptor); -1: no such poll */
+	uv_poll_t upoll, cpoll;
+	int upoll_fd, cpoll_fd;
+	uint64_t kfull_out; /* down.k.out when kfull was set */
 
 	/* a head is read here, not into a pooled block: an idle or
 	 * half-open connection costs this, not a block */
@@ -219,6 +236,8 @@ void feed_upstream(struct conn *c, const char *data, size_t n);
 void arm_deadline(struct conn *c);
 void kick_client_timer(struct conn *c);
 void memory_unqueue(struct conn *c);
+/* Ends the memory promise (or turn) of a read that happened or never will. */
+void memory_grant_end(struct conn *c);
 void update_client_reading(struct conn *c);
 void update_upstream_reading(struct conn *c);
 void end_pause(struct conn *c);
@@ -229,6 +248,24 @@ void flush_client(struct conn *c);
 void flush_upstream(struct conn *c);
 void conn_on_utimer(uv_timer_t *t);
 void conn_on_ctimer(uv_timer_t *t);
+void kick_upstream_timer(struct conn *c);
+void memory_note(struct conn *c);
+void client_write_failed(struct conn *c, int err);
+size_t memory_room(const struct conn *c);
+
+/* conn_splice.c: the zero-copy path of a response body ([buffer] splice) */
+void splice_begin(struct conn *c, const llhttp_t *p, int no_body);
+enum splice_mode {
+	SPLICE_NONE = 0, /* the upstream is read into blocks */
+	SPLICE_IN,       /* ... into the kernel pipe */
+	SPLICE_WAIT,     /* not yet: memory's bytes go out first */
+};
+enum splice_mode splice_mode(struct conn *c);
+int splice_read_start(struct conn *c);
+void splice_read_stop(struct conn *c);
+void splice_close_upstream(struct conn *c);
+void splice_flush(struct conn *c);
+void splice_end(struct conn *c);
 
 /* conn_upstream.c: the server, connect, close; failure mid-body, resume */
 void release_server(struct conn *c);

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "base/list.h"
@@ -36,8 +37,6 @@
 
 /* How often a stuck client write looks at TCP_INFO. */
 #define ZWP_CHECK_MS 250
-
-static void kick_upstream_timer(struct conn *c);
 
 /*
  * Arms the deadline of the state the download just entered (the table in
@@ -125,7 +124,7 @@ kick_client_timer(struct conn *c)
 
 /* The upstream's read_timeout runs while it is read, from its last byte
  * (or a write of the request that it took). */
-static void
+void
 kick_upstream_timer(struct conn *c)
 {
 	if ((c->state == DL_WAITING || c->state == DL_RELAYING) && c->ureading)
@@ -167,6 +166,16 @@ update_client_reading(struct conn *c)
 
 /* ---- memory_limit: first come, first served ---------------------------- */
 
+/* The memory the next upstream read may take: a fresh block when the
+ * current one is (nearly) full.  What the proxy writes itself takes none:
+ * heads go in loose blocks of their own size (pipe_push_head), and so does
+ * chunk framing that does not fit behind a read (pipe_push_copy). */
+static size_t
+memory_need(const struct conn *c)
+{
+	return pipe_reserve_takes_block(&c->down) ? c->gen->pool.block_size : 0;
+}
+
 /*
  * A read that would take a block past memory_limit does not happen: the
  * download joins px's queue of waiters instead (spill writes to disk while
@@ -176,12 +185,14 @@ update_client_reading(struct conn *c)
  * the block is taken (conn_on_upstream_alloc), not only when reading
  * starts: a download that is reading when others fill the limit stops at
  * the end of its block.  Memory that comes back (conn_memory_wake: after a
- * client write, and after any block returns to a pool, proxy.c) is handed
- * to the waiters in the order they came, one block's read each; a download
- * that still wants more joins the queue's end.  So under the limit every
- * download advances in turn (5,000 slow clients sharing 64M each get
- * their turn), and none waits on a flag that only a finished write would
- * clear.
+ * client write, and after any memory is released, proxy.c) is handed to
+ * the waiters in the order they came: a promise of one block's read
+ * (mem_grant, counted as taken until the read) to one whose upstream has
+ * bytes, a turn without a promise (mem_turn) to one whose upstream is
+ * silent.  A download that still wants more joins the queue's end.  So under
+ * the limit every download advances in turn (5,000 slow clients sharing 64M
+ * each get their turn), and none waits on a flag that only a finished write
+ * would clear.
  */
 static int
 memory_blocked(const struct conn *c)
@@ -189,31 +200,123 @@ memory_blocked(const struct conn *c)
 	const struct proxy *px = c->px;
 	uint64_t limit = px->cfg->buffer.memory_limit;
 
-	if (limit == 0 || c->mem_granted ||
+	if (limit == 0 || c->mem_grant != 0 ||
 	    (c->cfg->buffer.policy == POLICY_SPILL && pipe_can_spool(&c->down)))
 		return 0;
-	if (c->mem_waiting || px->mem_head != NULL)
+	if (!c->mem_turn && (c->mem_waiting || px->mem_head != NULL))
 		return 1;
-	return pipe_reserve_takes_block(&c->down) &&
-	    proxy_memory_committed(px) + c->gen->pool.block_size > limit;
+	/* what was promised to woken waiters, every worker's, is as good as
+	 * taken */
+	return memory_need(c) != 0 &&
+	    proxy_memory(px) + proxy_memory_granted(px) + memory_need(c) >
+	    limit;
 }
 
+/* The grant (or turn) of a read that happened or never will. */
+void
+memory_grant_end(struct conn *c)
+{
+	if (c->mem_grant != 0)
+		proxy_memory_grant(c->px, -(int64_t)c->mem_grant);
+	c->mem_grant = 0;
+	c->mem_turn = 0;
+}
+
+/* Has the upstream sent bytes we have not read?  (A waiter that has none
+ * is not promised memory: the promise would hold it from the others for
+ * as long as the upstream keeps silent, a response head for instance.) */
+static int
+upstream_has_bytes(const struct conn *c)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+
+	if (uv_fileno((const uv_handle_t *)&c->upstream, &fd) != 0 ||
+	    ioctl(fd, FIONREAD, &n) < 0)
+		return 1; /* cannot tell: as before, a grant */
+	return n > 0;
+}
+
+/*
+ * splice: the bytes one read into the kernel pipe may take under
+ * memory_limit (SIZE_MAX: no limit): a block when the read was granted
+ * (the caller gives the grant back once it read), none when memory_blocked,
+ * else what is left below the limit.
+ */
+size_t
+memory_room(const struct conn *c)
+{
+	uint64_t limit = c->px->cfg->buffer.memory_limit, used;
+
+	if (limit == 0)
+		return SIZE_MAX;
+	if (c->mem_grant != 0)
+		return c->mem_grant;
+	if (memory_blocked(c))
+		return 0;
+	used = proxy_memory(c->px) + proxy_memory_granted(c->px);
+	return used < limit ? (size_t)(limit - used) : 0;
+}
+
+/* After body bytes were queued: has memory_limit been reached? */
+void
+memory_note(struct conn *c)
+{
+	struct proxy *px = c->px;
+	uint64_t limit = px->cfg->buffer.memory_limit, used = proxy_memory(px);
+
+	/* memory_limit is process-wide: the current generation's value.
+	 * Kernel pipes hold bytes, not blocks: reached when a block more
+	 * would not fit. */
+	if (limit != 0 && !px->mem_full &&
+	    (used >= limit ||
+	        (c->d.splice && used + c->gen->pool.block_size > limit))) {
+		/* memory_limit: downloads queue for memory (or spill) until
+		 * it comes back, first come, first served */
+		px->mem_full = 1;
+		px->stats.memory_limit_hits++;
+		log_info("memory_limit reached (%llu bytes buffered): upstream "
+		         "reads wait",
+		    (unsigned long long)proxy_memory(px));
+	}
+}
+
+/* Links c into px's queue of memory waiters between prev and next (NULL:
+ * the queue's ends). */
+static void
+memory_link(
+    struct proxy *px, struct conn *c, struct conn *prev, struct conn *next)
+{
+	c->mem_prev = prev;
+	c->mem_next = next;
+	if (prev != NULL)
+		prev->mem_next = c;
+	else
+		px->mem_head = c;
+	if (next != NULL)
+		next->mem_prev = c;
+	else
+		px->mem_tail = c;
+}
+
+/* Queues a download for memory: at the end, or at the front when it was
+ * woken (its turn came) with nothing to read and found the memory gone
+ * once its bytes came: it keeps the place it had. */
 static void
 memory_queue(struct conn *c)
 {
 	struct proxy *px = c->px;
+	int front = c->mem_turn;
 
+	c->mem_turn = 0;
 	if (c->mem_waiting)
 		return;
 	pipe_release_cur(&c->down); /* a waiter holds no empty block */
 	c->mem_waiting = 1;
-	c->mem_next = NULL;
-	c->mem_prev = px->mem_tail;
-	if (px->mem_tail != NULL)
-		px->mem_tail->mem_next = c;
+	if (front)
+		memory_link(px, c, NULL, px->mem_head);
 	else
-		px->mem_head = c;
-	px->mem_tail = c;
+		memory_link(px, c, px->mem_tail, NULL);
 	proxy_memory_wait(px);
 }
 
@@ -222,10 +325,7 @@ memory_unqueue(struct conn *c)
 {
 	struct proxy *px = c->px;
 
-	if (c->mem_granted) {
-		c->mem_granted = 0;
-		proxy_memory_grant(px, -(int64_t)c->gen->pool.block_size);
-	}
+	memory_grant_end(c);
 	if (!c->mem_waiting)
 		return;
 	c->mem_waiting = 0;
@@ -247,14 +347,20 @@ conn_memory_wake(struct proxy *px)
 	struct conn *c;
 
 	while ((c = px->mem_head) != NULL) {
-		size_t bs = c->gen->pool.block_size;
+		size_t need = memory_need(c);
 
+		if (need == 0) /* a turn, at least one block's worth */
+			need = c->gen->pool.block_size;
 		used = proxy_memory(px) + proxy_memory_granted(px);
-		if (limit != 0 && used + bs > limit)
+		if (limit != 0 && used + need > limit)
 			break;
 		memory_unqueue(c);
-		c->mem_granted = 1;
-		proxy_memory_grant(px, (int64_t)bs);
+		if (upstream_has_bytes(c)) {
+			c->mem_grant = need;
+			proxy_memory_grant(px, (int64_t)need);
+		} else {
+			c->mem_turn = 1; /* its read asks again */
+		}
 		update_upstream_reading(c);
 		if (!c->ureading)
 			memory_unqueue(c); /* it does not read: no grant */
@@ -278,12 +384,43 @@ conn_memory_wake(struct proxy *px)
 static int
 pace_allows(const struct conn *c)
 {
-	size_t mem = pipe_memory(&c->down);
+	size_t mem = pipe_memory(&c->down) + pipe_kernel(&c->down);
 
 	if (c->cfg->buffer.policy != POLICY_PACE)
 		return 1;
 	return (c->d.pace_tokens > 0 && mem < c->cfg->buffer.low_watermark) ||
 	    mem < c->gen->pool.block_size;
+}
+
+/* Reads the upstream: its body into the kernel pipe (spl), or anything
+ * into blocks; a kernel pipe that cannot be read into turns the download's
+ * splice off, and its blocks take the rest. */
+static void
+start_reading(struct conn *c, int spl)
+{
+	if (spl && splice_read_start(c) == 0) {
+		c->ureading = c->usplice = 1;
+		return;
+	}
+	if (spl) {
+		log_info("conn %llu %s: splice: cannot poll the upstream; "
+		         "its body goes through memory",
+		    (unsigned long long)c->id, c->peer);
+		c->d.splice = 0;
+	}
+	if (uv_read_start((uv_stream_t *)&c->upstream, conn_on_upstream_alloc,
+	        conn_on_upstream_read) == 0)
+		c->ureading = 1;
+}
+
+static void
+stop_reading(struct conn *c)
+{
+	if (c->usplice)
+		splice_read_stop(c);
+	else
+		uv_read_stop((uv_stream_t *)&c->upstream);
+	c->ureading = c->usplice = 0;
 }
 
 /*
@@ -295,14 +432,21 @@ pace_allows(const struct conn *c)
 void
 update_upstream_reading(struct conn *c)
 {
+	enum splice_mode mode = splice_mode(c);
+	int spl = mode == SPLICE_IN, want, quiet = 0;
 	uint64_t now;
-	int want;
 
 	if (c->state == DL_CLOSING || c->ustate != U_OPEN)
 		return;
 	/* the response head is read whatever holds the body */
 	want = c->state == DL_WAITING ||
 	    (c->state == DL_RELAYING && !c->down.wm.paused && pace_allows(c));
+	if (want && mode == SPLICE_WAIT) {
+		/* the kernel pipe fills only once memory's bytes (a head)
+		 * are out: a moment, not a pause */
+		want = 0;
+		quiet = 1;
+	}
 	if (want && memory_blocked(c)) {
 		memory_queue(c);
 		want = 0;
@@ -310,10 +454,10 @@ update_upstream_reading(struct conn *c)
 		memory_unqueue(c);
 	}
 	now = uv_now(c->px->loop);
+	if (want && c->ureading && c->usplice != spl)
+		stop_reading(c); /* the body's reads go to the kernel pipe */
 	if (want && !c->ureading) {
-		if (uv_read_start((uv_stream_t *)&c->upstream,
-		        conn_on_upstream_alloc, conn_on_upstream_read) == 0)
-			c->ureading = 1;
+		start_reading(c, spl);
 		kick_upstream_timer(c);
 		if (c->d.pause_start != 0) {
 			c->d.paused_ms += now - c->d.pause_start;
@@ -321,10 +465,9 @@ update_upstream_reading(struct conn *c)
 			c->d.pause_start = 0;
 		}
 	} else if (!want && c->ureading) {
-		uv_read_stop((uv_stream_t *)&c->upstream);
-		c->ureading = 0;
+		stop_reading(c);
 		uv_timer_stop(&c->utimer);
-		if (c->state == DL_RELAYING) {
+		if (c->state == DL_RELAYING && !quiet) {
 			c->d.pause_start = now;
 			c->px->stats.upstream_pauses++;
 		}
@@ -395,8 +538,8 @@ check_down(struct conn *c)
 		d->wm.low = cfg->buffer.low_watermark;
 	}
 	d->force_spill = c->px->mem_full;
-	if (pipe_memory(d) > c->d.peak_mem)
-		c->d.peak_mem = pipe_memory(d);
+	if (pipe_memory(d) + pipe_kernel(d) > c->d.peak_mem)
+		c->d.peak_mem = pipe_memory(d) + pipe_kernel(d);
 	if (d->spool.starts != c->spool_starts) {
 		log_debug("conn %llu: spill starts at %zu bytes in memory",
 		    (unsigned long long)c->id, pipe_memory(d));
@@ -500,6 +643,19 @@ check_up(struct conn *c)
 
 /* ---- writing ---------------------------------------------------------- */
 
+/* A write (or splice) to the client failed: the connection ends. */
+void
+client_write_failed(struct conn *c, int err)
+{
+	/* zwp_probes is also the client socket's TCP_USER_TIMEOUT: the
+	 * kernel may give up on the zero window before our check does */
+	if (err == UV_ETIMEDOUT && c->cfg->client.zwp_probes != 0) {
+		c->d.outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
+		c->px->stats.client_zwp_timeouts++;
+	}
+	conn_close(c, 0, "client write", err);
+}
+
 static void
 conn_on_client_write(uv_write_t *req, int status)
 {
@@ -510,14 +666,7 @@ conn_on_client_write(uv_write_t *req, int status)
 	if (c->state == DL_CLOSING)
 		return;
 	if (status < 0) {
-		/* zwp_probes is also the client socket's TCP_USER_TIMEOUT: the
-		 * kernel may give up on the zero window before our check does
-		 */
-		if (status == UV_ETIMEDOUT && c->cfg->client.zwp_probes != 0) {
-			c->d.outcome = OUTCOME_CLIENT_ZWP_TIMEOUT;
-			c->px->stats.client_zwp_timeouts++;
-		}
-		conn_close(c, 0, "client write", status);
+		client_write_failed(c, status);
 		return;
 	}
 	pipe_consume(&c->down, c->cw_nsegs);
@@ -607,6 +756,11 @@ flush_client(struct conn *c)
 
 	if (c->state >= DL_LINGERING || c->cw_busy)
 		return;
+	if (pipe_kernel(&c->down) > 0) {
+		/* what the kernel pipe holds goes before memory's bytes */
+		splice_flush(c);
+		return;
+	}
 	n = pipe_peek(&c->down, bufs, write_batch(c));
 	if (c->down.error != 0) {
 		/* what memory holds ahead of the failure still goes out:
@@ -807,10 +961,7 @@ conn_on_upstream_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 		return;
 	}
 	reserve_read(c, &c->down, buf, max);
-	if (c->mem_granted) { /* the grant is this read */
-		c->mem_granted = 0;
-		proxy_memory_grant(c->px, -(int64_t)c->gen->pool.block_size);
-	}
+	memory_grant_end(c); /* the grant was this read */
 }
 
 static void

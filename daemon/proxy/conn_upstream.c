@@ -71,6 +71,7 @@ close_upstream(struct conn *c)
 	if (c->ustate != U_CONNECTING && c->ustate != U_OPEN)
 		return;
 	uv_timer_stop(&c->utimer);
+	splice_close_upstream(c);
 	c->ureading = 0;
 	c->ustate = U_CLOSING;
 	uv_close((uv_handle_t *)&c->upstream, conn_on_upstream_close);
@@ -350,7 +351,7 @@ resend_request(struct conn *c, int err)
 	pipe_destroy(&c->up);
 	pipe_init(&c->up, &c->gen->pool, c->cfg->buffer.high_watermark,
 	    c->cfg->buffer.low_watermark);
-	if (pipe_push_copy(&c->up, c->d.req_copy, c->d.req_copy_len) < 0)
+	if (pipe_push_head(&c->up, c->d.req_copy, c->d.req_copy_len) < 0)
 		return 0;
 	c->d.resent = 1;
 	c->d.up_reused = 0;
@@ -384,7 +385,7 @@ resume_now(struct conn *c)
 	pipe_destroy(&c->up);
 	pipe_init(&c->up, &c->gen->pool, c->cfg->buffer.high_watermark,
 	    c->cfg->buffer.low_watermark);
-	if (pipe_push_copy(&c->up, buf, n + (size_t)m) < 0)
+	if (pipe_push_head(&c->up, buf, n + (size_t)m) < 0)
 		goto fail;
 	c->d.resuming = 1;
 	c->d.tried = 0;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "base/h1.h"
@@ -51,6 +52,7 @@ pipe_init(struct pipe *p, struct pool *pool, size_t high, size_t low)
 	memset(p, 0, sizeof(*p));
 	p->pool = pool;
 	p->spool.fd = -1;
+	p->k.rd = p->k.wr = -1;
 	wm_init(&p->wm, high, low);
 }
 
@@ -213,6 +215,7 @@ pipe_destroy(struct pipe *p)
 	free(p->tail.segs);
 	memset(&p->tail, 0, sizeof(p->tail));
 	spool_close(p);
+	pipe_kernel_close(p);
 	if (p->cur != NULL)
 		block_unref(p->cur);
 	p->cur = NULL;
@@ -330,28 +333,32 @@ pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n)
 int
 pipe_push_copy(struct pipe *p, const void *data, size_t n)
 {
-	const char *src = data;
-	size_t room;
 	char *dst;
+
+	/* what does not fit behind the read it follows goes in a loose
+	 * block (framing: a few bytes), not in a fresh pool block that no
+	 * memory_limit check asked for */
+	if (p->cur == NULL || p->cur->size - p->cur_used < n)
+		return pipe_push_head(p, data, n);
+	dst = p->cur->data + p->cur_used;
+	memcpy(dst, data, n);
+	p->cur_used += n;
+	return pipe_push_ref(p, p->cur, dst, n);
+}
+
+int
+pipe_push_head(struct pipe *p, const void *data, size_t n)
+{
+	struct block *b;
 	int rc;
 
-	while (n > 0) {
-		if (p->cur == NULL || p->cur_used == p->cur->size) {
-			if ((rc = next_block(p)) < 0)
-				return rc;
-		}
-		room = p->cur->size - p->cur_used;
-		if (room > n)
-			room = n;
-		dst = p->cur->data + p->cur_used;
-		memcpy(dst, src, room);
-		p->cur_used += room;
-		if ((rc = pipe_push_ref(p, p->cur, dst, room)) < 0)
-			return rc;
-		src += room;
-		n -= room;
-	}
-	return 0;
+	if (n == 0)
+		return 0;
+	if ((b = block_loose(data, n)) == NULL)
+		return -ENOMEM;
+	rc = pipe_push_ref(p, b, b->data, n);
+	block_unref(b); /* the pipe holds its own, or the spool a copy */
+	return rc;
 }
 
 int
@@ -490,4 +497,122 @@ void
 pipe_unpeek(struct pipe *p)
 {
 	p->inflight = 0;
+}
+
+/* ---- the kernel pipe ------------------------------------------------------
+ */
+
+/* /proc/sys/fs/pipe-max-size, read once (1 MiB, the kernel's default, if
+ * it cannot be read). */
+static size_t
+pipe_max_size(void)
+{
+	static size_t max;
+	unsigned long v;
+	FILE *f;
+
+	if (max != 0)
+		return max;
+	max = 1024 * 1024;
+	if ((f = fopen("/proc/sys/fs/pipe-max-size", "re")) != NULL) {
+		if (fscanf(f, "%lu", &v) == 1 && v >= 4096)
+			max = v;
+		fclose(f);
+	}
+	return max;
+}
+
+int
+pipe_kernel_open(struct pipe *p, size_t size, _Atomic uint64_t *total)
+{
+	int fds[2], sz;
+
+	if (p->k.rd >= 0)
+		return 0;
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
+		return -errno;
+	if (size > pipe_max_size())
+		size = pipe_max_size();
+	/* Refused past the user's pipe pages (pipe-user-pages-soft): the
+	 * pipe keeps the size it has, and holds less. */
+	(void)fcntl(fds[1], F_SETPIPE_SZ, (int)size);
+	if ((sz = fcntl(fds[1], F_GETPIPE_SZ)) <= 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -EINVAL;
+	}
+	p->k.rd = fds[0];
+	p->k.wr = fds[1];
+	p->k.cap = (size_t)sz;
+	p->k.held = 0;
+	p->k.total = total;
+	return 0;
+}
+
+/* Reads the fill level back from the kernel. */
+static void
+kernel_measure(struct pipe *p)
+{
+	int n = 0;
+
+	if (ioctl(p->k.rd, FIONREAD, &n) == -1 || n < 0)
+		n = 0;
+	*p->k.total -= p->k.held;
+	p->k.held = (size_t)n;
+	*p->k.total += p->k.held;
+}
+
+void
+pipe_kernel_close(struct pipe *p)
+{
+	if (p->k.rd < 0)
+		return;
+	*p->k.total -= p->k.held;
+	close(p->k.rd);
+	close(p->k.wr);
+	p->k.rd = p->k.wr = -1;
+	p->k.held = p->k.cap = 0;
+}
+
+/* splice(2) of up to max bytes from in to out, without blocking: the
+ * bytes moved, or a negative errno (-EAGAIN: none could). */
+static ssize_t
+splice_nb(int in, int out, size_t max)
+{
+	ssize_t n;
+
+	do
+		n = splice(in, NULL, out, NULL, max,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	while (n == -1 && errno == EINTR);
+	return n == -1 ? -errno : n;
+}
+
+ssize_t
+pipe_splice_in(struct pipe *p, int fd, size_t max)
+{
+	ssize_t n = splice_nb(fd, p->k.wr, max);
+
+	if (n < 0)
+		return n;
+	if (n > 0) {
+		p->bytes_in += (uint64_t)n;
+		kernel_measure(p);
+	}
+	return n;
+}
+
+ssize_t
+pipe_splice_out(struct pipe *p, int fd, size_t max)
+{
+	ssize_t n = splice_nb(p->k.rd, fd, max);
+
+	if (n < 0)
+		return n;
+	if (n > 0) {
+		p->bytes_out += (uint64_t)n;
+		p->k.out += (uint64_t)n;
+		kernel_measure(p);
+	}
+	return n;
 }

@@ -13,16 +13,23 @@
  * (pipe_consume).  Order is the order of pushes, always.
  *
  * `held` counts the bytes in segments, including those being written; the
- * watermark compares it with high/low.  The interface (push, peek, consume,
- * held) says nothing of blocks, so a later zero-copy path that moves bodies
- * through a kernel pipe with splice(2) is a second storage behind the same
- * calls, with held read from the kernel pipe's fill level.
+ * watermark compares it with high/low.
+ *
+ * The second storage, for bodies that need no inspection ([buffer] splice):
+ * a kernel pipe (struct kpipe) that pipe_splice_in fills from the upstream
+ * socket and pipe_splice_out empties into the client socket, the bytes
+ * never entering user space.  Its fill level is read from the kernel
+ * (FIONREAD) after every splice, never guessed, and counts in pipe_load and
+ * pipe_empty like memory and spool.  Order: bytes enter the kernel pipe
+ * only while the memory queue is empty (the owner's rule), so what it
+ * holds always goes out before anything memory holds.
  */
 #ifndef SLUICE_PIPE_H
 #define SLUICE_PIPE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <uv.h>
 
@@ -76,6 +83,16 @@ struct spill_cfg {
 	uint64_t total_limit;    /* spill_total */
 };
 
+/* The kernel pipe of the zero-copy path ([buffer] splice). */
+struct kpipe {
+	int rd, wr;      /* -1: not open */
+	size_t cap;      /* its size (F_GETPIPE_SZ) */
+	size_t held;     /* bytes in it (FIONREAD after the last splice) */
+	_Atomic uint64_t *total; /* the process's bytes in kernel pipes (all
+	                          * workers) */
+	uint64_t out;    /* bytes ever spliced out of it */
+};
+
 struct pipe {
 	struct pool *pool;
 	struct seg *segs; /* ring */
@@ -100,6 +117,7 @@ struct pipe {
 		size_t held;
 	} tail;
 	int error; /* a spool read failed: negative errno */
+	struct kpipe k;
 };
 
 void pipe_init(struct pipe *p, struct pool *pool, size_t high, size_t low);
@@ -119,8 +137,13 @@ int pipe_reserve_takes_block(const struct pipe *p);
 void pipe_commit(struct pipe *p, size_t n);
 /* Queues n bytes at data, which lies inside block b.  0 or -ENOMEM. */
 int pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n);
-/* Queues a copy of n bytes (heads, chunk framing).  0 or -ENOMEM. */
+/* Queues a copy of n bytes (chunk framing) behind the last read in the
+ * current block, or in a loose block when it does not fit there (never a
+ * fresh pool block).  0 or -ENOMEM. */
 int pipe_push_copy(struct pipe *p, const void *data, size_t n);
+/* Queues a copy of a head (or a whole small answer) in a loose block of
+ * its exact size (pool.h), not in a pool block.  0 or -ENOMEM. */
+int pipe_push_head(struct pipe *p, const void *data, size_t n);
 
 /* Queues a body slice that lies in block b (or, b NULL, anywhere: copied),
  * inside chunk framing when chunked.  The slice itself goes in whole or
@@ -149,6 +172,22 @@ void pipe_drop_spooled(struct pipe *p);
  * (then the tail) into memory when memory runs low; a spool read error
  * sets p->error. */
 size_t pipe_peek(struct pipe *p, uv_buf_t *bufs, size_t max);
+/*
+ * The kernel pipe.  pipe_kernel_open makes one of about `size` bytes
+ * (capped by /proc/sys/fs/pipe-max-size; a pipe the kernel will not grow
+ * keeps its size) whose bytes are counted in *total; 0 or a negative
+ * errno.  pipe_kernel_close gives it back (pipe_destroy does too).
+ * pipe_splice_in moves at most max bytes from socket fd into it,
+ * pipe_splice_out at most max bytes from it to socket fd, neither
+ * blocking: each returns the bytes moved, 0 at the socket's end (in), or a
+ * negative errno (-EAGAIN: nothing to move now).  Bytes spliced in count
+ * in bytes_in, out in bytes_out.
+ */
+int pipe_kernel_open(struct pipe *p, size_t size, _Atomic uint64_t *total);
+void pipe_kernel_close(struct pipe *p);
+ssize_t pipe_splice_in(struct pipe *p, int fd, size_t max);
+ssize_t pipe_splice_out(struct pipe *p, int fd, size_t max);
+
 /* Releases the first n in-flight segments (their write completed). */
 void pipe_consume(struct pipe *p, size_t n);
 /* Forgets that segments are in flight (their write was cancelled). */
@@ -172,8 +211,21 @@ pipe_held(const struct pipe *p)
 static inline size_t
 pipe_load(const struct pipe *p)
 {
-	return p->held + p->tail.held +
+	return p->held + p->tail.held + p->k.held +
 	    (p->count + p->tail.count) * PIPE_SEG_COST;
+}
+
+/* Bytes held in the kernel pipe. */
+static inline size_t
+pipe_kernel(const struct pipe *p)
+{
+	return p->k.held;
+}
+
+static inline int
+pipe_has_kernel(const struct pipe *p)
+{
+	return p->k.rd >= 0;
 }
 
 /* Bytes held in memory (queue and tail). */
@@ -200,7 +252,8 @@ pipe_can_spool(const struct pipe *p)
 static inline int
 pipe_empty(const struct pipe *p)
 {
-	return p->count == 0 && p->tail.count == 0 && pipe_spooled(p) == 0;
+	return p->count == 0 && p->tail.count == 0 && pipe_spooled(p) == 0 &&
+	    p->k.held == 0;
 }
 
 #endif

@@ -3,6 +3,7 @@
  */
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -195,6 +196,10 @@ block_unref(struct block *b)
 
 	if (--b->refs != 0)
 		return;
+	if (pool == NULL) { /* loose */
+		free(b);
+		return;
+	}
 	pool->nused--;
 	a->nused--;
 	if (pool->in_use != NULL)
@@ -208,6 +213,21 @@ block_unref(struct block *b)
 		arena_free(pool, a);
 	if (pool->on_release != NULL)
 		pool->on_release(pool);
+}
+
+struct block *
+block_loose(const void *data, size_t n)
+{
+	struct block *b;
+
+	if (n > UINT32_MAX || (b = malloc(sizeof(*b) + n)) == NULL)
+		return NULL;
+	memset(b, 0, sizeof(*b));
+	b->refs = 1;
+	b->size = (uint32_t)n;
+	b->data = (char *)(b + 1);
+	memcpy(b->data, data, n);
+	return b;
 }
 
 size_t

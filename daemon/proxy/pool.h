@@ -91,4 +91,13 @@ block_ref(struct block *b)
 /* Drops a reference; the last one returns the block to its pool. */
 void block_unref(struct block *b);
 
+/*
+ * A loose block: n bytes copied into memory of their own (malloc, exactly
+ * n), with no pool (pool and arena NULL) and one reference, the caller's;
+ * block_unref() frees it with its last reference.  For heads: a 300-byte
+ * head does not take a 64 KiB block, and is not counted among the pool's
+ * blocks in use (memory_limit).  NULL when out of memory.
+ */
+struct block *block_loose(const void *data, size_t n);
+
 #endif

@@ -331,7 +331,9 @@ proxy_on_mem_timer(uv_timer_t *t)
 uint64_t
 proxy_memory(const struct proxy *px)
 {
-	return atomic_load_explicit(&px->sh->memory, memory_order_relaxed);
+	/* kernel pipes hold memory too */
+	return atomic_load_explicit(&px->sh->memory, memory_order_relaxed) +
+	    atomic_load_explicit(&px->sh->pipe_bytes, memory_order_relaxed);
 }
 
 uint64_t
@@ -340,16 +342,9 @@ proxy_memory_granted(const struct proxy *px)
 	return atomic_load_explicit(&px->sh->granted, memory_order_relaxed);
 }
 
-uint64_t
-proxy_memory_committed(const struct proxy *px)
-{
-	return proxy_memory(px) + proxy_memory_granted(px) - px->mem_granted;
-}
-
 void
 proxy_memory_grant(struct proxy *px, int64_t bs)
 {
-	px->mem_granted += (uint64_t)bs;
 	atomic_fetch_add_explicit(
 	    &px->sh->granted, (uint64_t)bs, memory_order_relaxed);
 }
@@ -394,19 +389,22 @@ proxy_on_trim_timer(uv_timer_t *t)
 	    pool_trim(&g->pool, now);
 }
 
-/* A block went back to a pool (a connection closed, a pipe drained or
- * was trimmed): when downloads wait for memory, they are served on the
- * next turn of the loop, not from inside whatever freed the block. */
-static void
-proxy_on_block_release(struct pool *pool)
+void
+proxy_memory_released(struct proxy *px)
 {
-	struct proxy *px = pool->owner;
-
 	if ((px->mem_head != NULL || px->mem_full) &&
 	    !uv_is_active((uv_handle_t *)&px->mem_timer))
 		uv_timer_start(&px->mem_timer, proxy_on_mem_timer, 0, 0);
 	if (px->sh->nworkers > 1)
 		workers_wake(px); /* memory_limit is theirs too */
+}
+
+/* A block went back to a pool (a connection closed, a pipe drained or
+ * was trimmed). */
+static void
+proxy_on_block_release(struct pool *pool)
+{
+	proxy_memory_released(pool->owner);
 }
 
 /* ---- shutdown --------------------------------------------------------- */

@@ -77,6 +77,7 @@ struct proxy_shared {
 	_Atomic uint64_t memory;      /* pool bytes in use, every worker */
 	_Atomic uint64_t granted;     /* promised to woken waiters, every one */
 	_Atomic uint64_t spool_bytes; /* in every spool file */
+	_Atomic uint64_t pipe_bytes;  /* in every kernel pipe (splice) */
 	_Atomic uint64_t nconns;      /* client connections open */
 	size_t nworkers;
 	struct proxy **workers; /* nworkers of them; NULL with one */
@@ -121,7 +122,6 @@ struct proxy {
 	int mem_full;                     /* memory_limit reached: reads wait */
 	struct conn *mem_head, *mem_tail; /* downloads waiting for memory,
 	                                   * first come first */
-	uint64_t mem_granted;             /* bytes promised to woken waiters */
 	_Atomic int mem_wait;             /* it has waiters: wake it when
 	                                   * another worker frees memory */
 	struct admin *admin;              /* [admin] listener, or NULL */
@@ -203,16 +203,12 @@ void accept_raise_nofile(void);
  * 0, or a negative errno with err naming the config line. */
 int proxy_check_address(const struct config *cfg, char *err, size_t errlen);
 /* Bytes buffered in memory by all downloads of every worker: the pools'
- * blocks in use. */
+ * blocks in use and the bytes in kernel pipes ([buffer] splice). */
 uint64_t proxy_memory(const struct proxy *px);
 /* Bytes promised to woken memory waiters, every worker's (*_grant adds
  * or takes back bs bytes of px's). */
 uint64_t proxy_memory_granted(const struct proxy *px);
 void proxy_memory_grant(struct proxy *px, int64_t bs);
-/* proxy_memory and what other workers promised their waiters: what a
- * read of px that is not one of its grants may count on (with one
- * worker, proxy_memory). */
-uint64_t proxy_memory_committed(const struct proxy *px);
 /* A download of px joined its queue of memory waiters: memory freed by
  * another worker wakes px from now on. */
 void proxy_memory_wait(struct proxy *px);
@@ -221,6 +217,11 @@ uint64_t proxy_connections(const struct proxy *px);
 /* Re-evaluates memory_limit after memory was freed (or the limit
  * changed): serves the downloads waiting for memory, in order. */
 void proxy_memory_check(struct proxy *px);
+/* Memory was freed (a block went back to its pool, a kernel pipe closed
+ * with bytes in it): when downloads wait for memory, or memory_limit
+ * counts as reached, they are looked at on the next turn of the loop, not
+ * from inside whatever freed it. */
+void proxy_memory_released(struct proxy *px);
 /* Takes a reference on a generation (a connection starting on it). */
 void proxy_gen_hold(struct proxy_gen *gen);
 /* Called by conn when a connection is freed (after it unlinked itself and

@@ -960,6 +960,19 @@ class FetchResult:
             self.stderr[-400:])
 
 
+
+def metrics_flat(aport, timeout=10.0):
+    """GET /metrics as {"sluice_name{labels}": value}: the proxy's samples,
+    each under its name with its labels as written (none: the bare name)."""
+    r = get(aport, "/metrics", timeout=timeout)
+    check(r.status == 200, "GET /metrics: status %s" % r.status)
+    out = {}
+    for line in r.body.decode().splitlines():
+        m = re.match(r"^(sluice_[a-z_]+)(\{[^}]*\})? (\S+)$", line)
+        if m:
+            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
 def _last_json_object(data):
     """The last line of data that parses as a JSON object, or None."""
     for line in reversed(data.splitlines()):

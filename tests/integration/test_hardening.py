@@ -422,8 +422,10 @@ def memory_fairness(high, limit):
     """FAIR_N slow readers share a memory_limit (in 4k blocks) far below
     what their high_watermarks add up to.  Sampled once a second for
     FAIR_SECONDS s: no client may go FAIR_STALL s without a byte while the
-    others advance (waiters are served first come, first served), and
-    each got some.  /connections shows only the state names."""
+    others advance (waiters are served first come, first served), each got
+    some and the least-served at least half the median's bytes; the bytes
+    buffered, peeked 4 times a second from the start, never exceed
+    memory_limit.  /connections shows only the state names."""
     o = origin()
     px = proxy([o.addr], admin=True,
                buffer={"policy": "pause", "high_watermark": high, "low_watermark": "4k",
@@ -432,14 +434,20 @@ def memory_fairness(high, limit):
     rd = SlowReaders(px.port, FAIR_N, "/bytes/1G", rate=FAIR_RATE)
     try:
         # the first byte for everyone is not what is measured: wait until
-        # all heads came or 20 s passed
-        harness.wait_until(lambda: not any(rd.head_left), 20 * SLOW, 0.1)
+        # all heads came or 20 s passed (the memory held is, all along)
+        peak = 0
+        deadline = time.monotonic() + 20 * SLOW
+        while any(rd.head_left) and time.monotonic() < deadline:
+            peak = max(peak, gauge(px.aport, "sluice_memory_buffered_bytes") or 0)
+            time.sleep(0.1)
         samples = [list(rd.got)]
         states = set()
-        for _ in range(FAIR_SECONDS):
-            time.sleep(1.0)
-            samples.append(list(rd.got))
-            check_healthy(px)
+        for k in range(1, FAIR_SECONDS * 4 + 1):  # 4 peeks at memory a second
+            time.sleep(0.25)
+            peak = max(peak, gauge(px.aport, "sluice_memory_buffered_bytes") or 0)
+            if k % 4 == 0:
+                samples.append(list(rd.got))
+                check_healthy(px)
         for c in connections(px.aport):
             states.add(c.get("state"))
         hits = gauge(px.aport, "sluice_memory_limit_hits_total")
@@ -447,6 +455,7 @@ def memory_fairness(high, limit):
     finally:
         rd.close()
     heads = FAIR_N - sum(rd.head_left)
+    limit_b = harness.parse_size(limit)
     # the longest run of seconds without a byte, per client, over windows
     # in which the others (in total) advanced
     worst, worst_i = 0, None
@@ -464,21 +473,81 @@ def memory_fairness(high, limit):
     per = [samples[-1][i] - samples[0][i] for i in range(FAIR_N)]
     env.note("%d slow readers (%d KiB/s each, high_watermark %s, memory_limit %s in 4k "
              "blocks): %d heads, %.1f MiB in %d s, per client min %d max %d bytes, longest "
-             "starved run %d s (client %s), limit hits %s, buffered %s bytes, states %s"
+             "starved run %d s (client %s), limit hits %s, buffered %s bytes (peak %d), states %s"
              % (FAIR_N, FAIR_RATE // KiB, high, limit, heads, (total[-1] - total[0]) / MiB, FAIR_SECONDS, min(per), max(per),
-                worst, worst_i, hits, mem, sorted(states)))
+                worst, worst_i, hits, mem, peak, sorted(states)))
+    # memory_limit is a limit: every block is counted before it is taken
+    check(peak <= limit_b, "%d bytes buffered at the peak, over memory_limit %s" % (peak, limit))
     check(heads == FAIR_N, "%d of %d clients never got a response head" % (FAIR_N - heads, FAIR_N))
     check(total[-1] > total[0], "no client received a byte in %d s" % FAIR_SECONDS)
     if worst >= FAIR_STALL:
         raise AssertionError("client %d received nothing for %d s in a row while others "
                              "advanced (samples: %s)"
                              % (worst_i, worst, [s[worst_i] for s in samples]))
+    # fair: the least-served client got at least half the median's bytes
+    median = sorted(per)[FAIR_N // 2]
+    check(min(per) * 2 >= median, "least-served client got %d bytes, under half the median %d"
+          % (min(per), median))
     zero = [i for i in range(FAIR_N) if per[i] == 0]
     check(not zero, "%d of %d clients received nothing in %d s (total %s bytes a second)"
           % (len(zero), FAIR_N, FAIR_SECONDS,
              [total[k] - total[k - 1] for k in range(1, len(total))]))
     check(states <= set(STATES), "/connections states %s not among %s"
           % (sorted(states - set(STATES)), STATES))
+    stop_checked(px)
+
+
+def settled_gauge(aport, name):
+    """The gauge once it read the same 3 times in a row, 0.2 s apart (at
+    most 10 s), or its last value."""
+    last, same = None, 0
+    for _ in range(int(50 * SLOW)):
+        v = gauge(aport, name)
+        same = same + 1 if v == last else 0
+        last = v
+        if same >= 2:
+            break
+        time.sleep(0.2)
+    return last
+
+
+def pipelined():
+    """Three requests in one write (HTTP/1.1 pipelining) come back in
+    order, byte-exact.  While the first waits on a client that does not
+    read, the two kept for later take no pool block: the bytes buffered are
+    those of the same download alone (a block more before: the pipelined
+    bytes pinned the block they were read into)."""
+    o = origin()
+    px = proxy([o.addr], admin=True,
+               buffer={"policy": "pause", "high_watermark": "64k", "low_watermark": "16k",
+                       "block_size": "16k", "splice": "off"},
+               client={"sndbuf": "16k"})
+    alone = HttpConn(px.port, rcvbuf=4 * KiB, timeout=10 * SLOW)
+    alone.send(b"GET /bytes/8M HTTP/1.1\r\nHost: a\r\n\r\n")
+    base = settled_gauge(px.aport, "sluice_memory_buffered_bytes")
+    alone.close()
+    harness.wait_until(lambda: gauge(px.aport, "sluice_memory_buffered_bytes") == 0,
+                       10 * SLOW, 0.1)
+    with HttpConn(px.port, rcvbuf=4 * KiB, timeout=10 * SLOW) as c:
+        c.send(b"GET /bytes/8M HTTP/1.1\r\nHost: a\r\n\r\n"
+               b"GET /bytes/100k HTTP/1.1\r\nHost: a\r\n\r\n"
+               b"GET /bytes/7 HTTP/1.1\r\nHost: a\r\n\r\n")
+        held = settled_gauge(px.aport, "sluice_memory_buffered_bytes")
+        env.note("one paused 8 MiB download: %s bytes buffered alone, %s with two requests "
+                 "pipelined behind it" % (base, held))
+        for size in (8 * MiB, 100 * KiB, 7):
+            sink = HashSink()
+            try:
+                r = c.read_response(sink=sink, deadline=60 * SLOW)
+            except (OSError, harness.ProtocolError) as e:
+                raise AssertionError("pipelined response of %d bytes: %s after %d body bytes"
+                                     % (size, e, sink.length))
+            check(r.status == 200, "pipelined %d bytes: status %s" % (size, r.status))
+            check_sluice_prefix(sink, size, "pipelined response of %d bytes" % size)
+    check(base is not None and base > 0, "the paused download held %s bytes" % base)
+    check(held == base, "with two requests pipelined behind it the download held %s bytes, "
+          "alone %s: the kept bytes pinned a block" % (held, base))
+    check_healthy(px)
     stop_checked(px)
 
 
@@ -866,10 +935,12 @@ for pol in ("pace", "pause", "spill"):
              "body exact" % pol, burst_matrix, pol)
 env.case("2 memory_limit: clients vanish, their downloads close, memory returns, a new "
          "request completes", memory_latch)
-env.case("2 memory_limit 1M: %d slow readers, none starved %d s while others advance"
+env.case("2 memory_limit 1M: %d slow readers, none starved %d s while others advance, least-served ≥ half the median, buffered ≤ limit"
          % (FAIR_N, FAIR_STALL), memory_fairness, "32k", "1M")
 env.case("2 memory_limit 512k, fewer blocks than downloads: %d slow readers, none starved"
          % FAIR_N, memory_fairness, "16k", "512k")
+env.case("2 pipelined requests: in order, byte-exact; the kept ones pin no block",
+         pipelined)
 env.case("3 70 partial heads hold no block; 8 MiB completes under memory_limit 4M",
          partial_heads)
 env.case("5 curl --http2 a b: both 200", curl_h2c)

@@ -32,14 +32,7 @@ S = {}
 
 
 def metrics(aport):
-    r = harness.get(aport, "/metrics", timeout=10)
-    check(r.status == 200, "GET /metrics: status %s" % r.status)
-    out = {}
-    for line in r.body.decode().splitlines():
-        m = re.match(r"^(sluice_[a-z_]+)(\{[^}]*\})? (\S+)$", line)
-        if m:
-            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return out
+    return harness.metrics_flat(aport)
 
 
 def proxy(servers, name, **sections):

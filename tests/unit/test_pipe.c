@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "proxy/pipe.h"
 #include "proxy/pool.h"
@@ -354,76 +356,76 @@ order_copy_and_ref(void **state)
 	size_t n, nbufs;
 
 	(void)state;
-	/* A made-up head, then body bytes read after it: one run of bytes
-	 * in one block, so one segment. */
-	assert_int_equal(pipe_push_copy(&pp, "HEAD|", 5), 0);
+	/* A head goes in a loose block of its own size, not a pool block;
+	 * body bytes read after it land in a pool block: two segments. */
+	assert_int_equal(pipe_push_head(&pp, "HEAD|", 5), 0);
+	assert_int_equal(pool.nused, 0);
 	read_in(&pp, "body1|", 6);
-	assert_int_equal(pp.count, 1);
+	assert_int_equal(pp.count, 2);
+	assert_int_equal(pool.nused, 1);
 	n = peek_all(&pp, out, sizeof(out), &nbufs);
-	assert_int_equal(nbufs, 1);
+	assert_int_equal(nbufs, 2);
 	assert_memory_equal(out, "HEAD|body1|", n);
 
 	/* While that segment is being written it may not grow: the writer
-	 * handed its length to the kernel. */
+	 * handed its length to the kernel.  Framing copied behind a read
+	 * shares the read's block and its segment. */
 	read_in(&pp, "body2|", 6);
 	assert_int_equal(pipe_push_copy(&pp, "0\r\n\r\n", 5), 0);
-	assert_int_equal(pp.count, 2);
+	assert_int_equal(pp.count, 3);
+	assert_int_equal(pool.nused, 1);
 	assert_int_equal(pipe_held(&pp), 22);
 	/* A second peek gives only what is not yet in flight. */
 	n = peek_all(&pp, out, sizeof(out), &nbufs);
 	assert_int_equal(nbufs, 1);
 	assert_int_equal(n, 11);
 	assert_memory_equal(out, "body2|0\r\n\r\n", 11);
-	pipe_consume(&pp, 1);
+	pipe_consume(&pp, 2);
 	assert_int_equal(pipe_held(&pp), 11);
 	pipe_consume(&pp, 1);
 	assert_int_equal(pipe_held(&pp), 0);
 }
 
 static void
-copy_spans_blocks(void **state)
+copy_without_room_goes_loose(void **state)
 {
-	static char src[3 * BS - 100], out[3 * BS];
+	static char src[3 * BS - 100], out[3 * BS + 400];
 	uv_buf_t bufs[8];
-	size_t n, len = 0;
+	size_t n;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(src); i++)
 		src[i] = (char)(i * 7 + i / 251);
+	/* No current block: the copy goes in one loose block of its exact
+	 * size, and no pool block is taken (memory_limit never asked). */
 	assert_int_equal(pipe_push_copy(&pp, src, sizeof(src)), 0);
 	assert_int_equal(pipe_held(&pp), sizeof(src));
-	/* One segment per block: a block boundary ends a segment. */
-	assert_int_equal(pp.count, 3);
-	assert_int_equal(pool.nused, 3);
+	assert_int_equal(pp.count, 1);
+	assert_int_equal(pool.nused, 0);
 	n = pipe_peek(&pp, bufs, 8);
-	assert_int_equal(n, 3);
-	assert_int_equal(bufs[0].len, BS);
-	assert_int_equal(bufs[1].len, BS);
-	assert_int_equal(bufs[2].len, BS - 100);
-	for (size_t i = 0; i < n; i++) {
-		memcpy(out + len, bufs[i].base, bufs[i].len);
-		len += bufs[i].len;
-	}
-	assert_int_equal(len, sizeof(src));
-	assert_memory_equal(out, src, sizeof(src));
+	assert_int_equal(n, 1);
+	assert_int_equal(bufs[0].len, sizeof(src));
+	assert_memory_equal(bufs[0].base, src, sizeof(src));
+	pipe_consume(&pp, 1);
+	assert_true(pipe_empty(&pp));
 
-	/* The rest of the last block takes the next copy; then a new one. */
+	/* Behind a read with room, a copy shares the read's block; a copy
+	 * larger than the room left goes loose again. */
+	read_in(&pp, "r", 1);
 	assert_int_equal(pipe_push_copy(&pp, src, 300), 0);
-	assert_int_equal(pp.count, 5);
-	assert_int_equal(pool.nused, 4);
-	assert_int_equal(pipe_held(&pp), sizeof(src) + 300);
-	pipe_consume(&pp, 3);
-	assert_int_equal(pipe_held(&pp), 300);
-	/* The first two blocks went back to the pool; the third still backs
-	 * the copy's first 100 bytes, the fourth is current. */
-	assert_int_equal(pool.nused, 2);
+	assert_int_equal(pp.count, 1);
+	assert_int_equal(pool.nused, 1);
+	assert_int_equal(pipe_push_copy(&pp, src, BS), 0);
+	assert_int_equal(pp.count, 2);
+	assert_int_equal(pool.nused, 1);
+	assert_int_equal(pipe_held(&pp), 301 + BS);
 	n = peek_all(&pp, out, sizeof(out), NULL);
-	assert_int_equal(n, 300);
-	assert_memory_equal(out, src, 100);
-	assert_memory_equal(out + 100, src + 100, 200);
+	assert_int_equal(n, 301 + BS);
+	assert_memory_equal(out, "r", 1);
+	assert_memory_equal(out + 1, src, 300);
+	assert_memory_equal(out + 301, src, BS);
 	pipe_consume(&pp, 2);
 	assert_true(pipe_empty(&pp));
-	assert_int_equal(pool.nused, 1);
 }
 
 /* Queues n one-byte segments that cannot merge (every other byte of one
@@ -595,7 +597,7 @@ destroy_releases_all(void **state)
 	read_in(&pp, "more", 4);
 	assert_int_equal(pp.count, 3);
 	assert_int_equal(pipe_reserve(&pp, &base, &len, &b), 0);
-	assert_int_equal(pool.nused, 3);
+	assert_int_equal(pool.nused, 1); /* the copy went loose */
 	pipe_destroy(&pp);
 	assert_true(pipe_empty(&pp));
 	assert_int_equal(pipe_held(&pp), 0);
@@ -699,6 +701,66 @@ backpressure_bounded(void **state)
 	assert_true(pool.nused <= high / BS + 2);
 }
 
+/*
+ * The kernel pipe ([buffer] splice): bytes spliced in from a socket are
+ * what pipe_kernel, pipe_load and pipe_empty see (read from the kernel,
+ * not counted by hand), *total follows them, they come out in order and
+ * exact, and the end of the socket reads as 0.
+ */
+static void
+kernel_pipe_round_trip(void **state)
+{
+	static char in[48 * 1024], out[sizeof(in)];
+	_Atomic uint64_t total = 0;
+	size_t got = 0;
+	ssize_t n;
+	int src[2], dst[2];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (char)(i * 7 + i / 251);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, src), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, dst), 0);
+	assert_int_equal(pipe_kernel_open(&pp, 64 * 1024, &total), 0);
+	assert_true(pipe_has_kernel(&pp) && pp.k.cap >= 64 * 1024);
+	assert_true(pipe_empty(&pp));
+	assert_int_equal(pipe_splice_in(&pp, src[1], 4096), -EAGAIN);
+	assert_int_equal(write(src[0], in, sizeof(in)), (ssize_t)sizeof(in));
+	while (pipe_kernel(&pp) < sizeof(in)) {
+		n = pipe_splice_in(&pp, src[1], sizeof(in) - pipe_kernel(&pp));
+		assert_true(n > 0);
+	}
+	assert_int_equal(pipe_kernel(&pp), sizeof(in));
+	assert_int_equal(total, sizeof(in));
+	assert_int_equal(pipe_load(&pp), sizeof(in));
+	assert_false(pipe_empty(&pp));
+	assert_int_equal(pipe_memory(&pp), 0);
+	while (got < sizeof(in)) {
+		n = pipe_splice_out(&pp, dst[0], 10000);
+		assert_true(n > 0 && n <= 10000);
+		assert_int_equal(
+		    pipe_kernel(&pp), sizeof(in) - got - (size_t)n);
+		assert_int_equal(read(dst[1], out + got, (size_t)n), n);
+		got += (size_t)n;
+	}
+	assert_memory_equal(in, out, sizeof(in));
+	assert_true(pipe_empty(&pp));
+	assert_int_equal(total, 0);
+	assert_true(pp.bytes_in == sizeof(in) && pp.bytes_out == sizeof(in));
+	close(src[0]);
+	assert_int_equal(pipe_splice_in(&pp, src[1], 4096), 0);
+	/* closing with bytes in it gives their count back */
+	assert_int_equal(write(dst[1], in, 100), 100);
+	assert_int_equal(pipe_splice_in(&pp, dst[0], 100), 100);
+	assert_int_equal(total, 100);
+	pipe_destroy(&pp);
+	assert_int_equal(total, 0);
+	assert_false(pipe_has_kernel(&pp));
+	close(src[1]);
+	close(dst[0]);
+	close(dst[1]);
+}
+
 int
 main(void)
 {
@@ -714,7 +776,8 @@ main(void)
 	        reserve_commit_push, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        order_copy_and_ref, setup, teardown),
-	    cmocka_unit_test_setup_teardown(copy_spans_blocks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        copy_without_room_goes_loose, setup, teardown),
 	    cmocka_unit_test_setup_teardown(peek_partial, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        ring_wraps_and_grows, setup, teardown),
@@ -725,6 +788,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(trim_when_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        backpressure_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        kernel_pipe_round_trip, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""[buffer] splice: response bodies that need no inspection move upstream
+socket -> kernel pipe -> client socket with splice(2), and every policy
+keeps its meaning.
+
+Real peers: curl and tests/origin.py (Content-Length and close-delimited
+bodies), `sluice origin` and `sluice fetch --verify` (every byte checked
+against the origin's pattern).  That splice was really used is read from
+the access log's "spliced" field and sluice_spliced_bytes_total; that it
+held no more than it may, from GET /connections (memory_bytes, which
+counts the kernel pipe, and pipe_bytes, the kernel pipe alone, read back
+with FIONREAD).  Nothing asserts speed: bytes, counters, states; every
+wait bounded.
+
+    python3 tests/integration/test_splice.py --sluice build/sluice
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.dont_write_bytecode = True      # leave no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import KiB, MiB, SLOW, check, config  # noqa: E402
+
+env = harness.Env(__doc__)
+S = {}
+PIPE_MAX = 1 * MiB      # /proc/sys/fs/pipe-max-size's default; read below
+
+
+def metrics(aport):
+    return harness.metrics_flat(aport)
+
+
+def connections(aport):
+    r = harness.get(aport, "/connections", timeout=10)
+    check(r.status == 200, "GET /connections: status %s" % r.status)
+    return json.loads(r.body)
+
+
+def proxy(servers, name, splice="auto", sections=None, **buf):
+    b = {"splice": splice}
+    b.update(buf)
+    log = env.path(name + "-access.json")
+    sec = dict(sections or {})
+    sec.update(buffer=b, admin={"address": "127.0.0.1:0"}, log={"access": log})
+    px = env.start_proxy(config(servers, **sec), name=name)
+    px.aport = env.admin_port(px)
+    px.access = log
+    return px
+
+
+def access(px, path, count=1):
+    """The access lines of path, once count of them were written."""
+    def lines():
+        try:
+            with open(px.access) as f:
+                return [json.loads(x) for x in f if x.strip()]
+        except OSError:
+            return []
+    harness.wait_until(lambda: len([a for a in lines() if a["path"] == path]) >= count,
+                       10 * SLOW)
+    got = [a for a in lines() if a["path"] == path]
+    check(len(got) >= count, "%d access line(s) for %s, expected %d" % (len(got), path, count))
+    return got
+
+
+def fds(px):
+    return len(os.listdir("/proc/%d/fd" % px.pid))
+
+
+def setup():
+    global PIPE_MAX
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            PIPE_MAX = int(f.read())
+    except OSError:
+        pass
+    S["po"] = env.start_origin(id="a")
+    S["so"] = env.start_sluice_origin([], name="sluice-origin")
+    S["cut"] = env.start_sluice_origin(["--truncate-at", str(3 * MiB)], name="sluice-origin-cut")
+
+
+def curl_exact(px, target, n, http10=False):
+    url = "http://127.0.0.1:%d%s" % (px.port, target)
+    res = env.curl((["--http1.0"] if http10 else []) + [url], timeout=60 * SLOW,
+                   write_out=["http_code"])
+    check(res.rc == 0, "curl rc %s: %s" % (res.rc, res.stderr))
+    check(res.write_out.get("http_code") == ["200"], "status %s" % res.write_out)
+    res.sink.check(n)
+    return res
+
+
+def fetch_exact(px, path, n, args=()):
+    res = env.run_fetch("http://127.0.0.1:%d%s" % (px.port, path),
+                        ["--verify"] + list(args), timeout=120 * SLOW)
+    j = res.json or {}
+    check(j.get("verified") is True and j.get("received_bytes") == n and
+          j.get("outcome") == "complete", "sluice fetch: %s" % j)
+    return j
+
+
+# ---- auto and off ---------------------------------------------------------
+
+def content_length_spliced():
+    """A Content-Length body, curl and sluice fetch: exact, and all but
+    what came with the head's read went through the kernel pipe."""
+    px = proxy([S["po"].addr], "cl")
+    n = 8 * MiB
+    curl_exact(px, "/bytes/%d?mode=cl" % n, n)
+    a = access(px, "/bytes/%d?mode=cl" % n)[0]
+    env.note("curl: %s" % {k: a[k] for k in ("bytes_from_upstream", "bytes_to_client",
+                                              "spliced", "peak_memory")})
+    check(a["bytes_from_upstream"] == n, "bytes_from_upstream %d" % a["bytes_from_upstream"])
+    check(n - 256 * KiB <= a["spliced"] <= n, "spliced %d of %d" % (a["spliced"], n))
+    check(a["bytes_to_client"] > n, "bytes_to_client %d (head + body)" % a["bytes_to_client"])
+    px2 = proxy([S["so"].addr], "cl-fetch")
+    fetch_exact(px2, "/bytes/12M", 12 * MiB)
+    a = access(px2, "/bytes/12M")[0]
+    check(a["spliced"] > 11 * MiB, "spliced %d" % a["spliced"])
+    m = metrics(px2.aport)
+    check(m.get("sluice_spliced_bytes_total") == a["spliced"],
+          "sluice_spliced_bytes_total %s, access %d" % (m.get("sluice_spliced_bytes_total"),
+                                                        a["spliced"]))
+    check(m.get("sluice_memory_buffered_bytes") == 0, "memory_buffered_bytes %s after the "
+          "download" % m.get("sluice_memory_buffered_bytes"))
+    env.stop_clean(px)
+    env.stop_clean(px2)
+
+
+def close_delimited():
+    """A close-delimited body: to an HTTP/1.0 client it is passed as it
+    came (spliced); to an HTTP/1.1 client the proxy re-frames it chunked,
+    which this path does not do (through memory).  Both exact."""
+    px = proxy([S["po"].addr], "close")
+    n = 5 * MiB + 7
+    curl_exact(px, "/bytes/%d?mode=close" % n, n, http10=True)
+    a = access(px, "/bytes/%d?mode=close" % n)[0]
+    check(a["bytes_from_upstream"] == n and a["spliced"] > n - 256 * KiB,
+          "HTTP/1.0: from upstream %d, spliced %d" % (a["bytes_from_upstream"], a["spliced"]))
+    curl_exact(px, "/bytes/%d?mode=close" % n, n)
+    a = access(px, "/bytes/%d?mode=close" % n, 2)[1]
+    check(a["spliced"] == 0, "HTTP/1.1 (chunked): spliced %d" % a["spliced"])
+    env.stop_clean(px)
+
+
+def splice_off():
+    px = proxy([S["so"].addr], "off", splice="off")
+    fetch_exact(px, "/bytes/6M", 6 * MiB)
+    a = access(px, "/bytes/6M")[0]
+    check(a["spliced"] == 0, "splice off: spliced %d" % a["spliced"])
+    check(metrics(px.aport).get("sluice_spliced_bytes_total") == 0,
+          "splice off: sluice_spliced_bytes_total not 0")
+    env.stop_clean(px)
+
+
+# ---- the policies -----------------------------------------------------------
+
+def stalled_client_bounded():
+    """policy pause, a client that stops reading: the download holds at
+    most high_watermark + one kernel pipe (memory_bytes counts the pipe,
+    pipe_bytes is the pipe alone), its upstream is paused, and after the
+    client reads on the body is exact."""
+    high = 512 * KiB
+    px = proxy([S["so"].addr], "stall", high_watermark="512k", low_watermark="128k")
+    base = fds(px)
+    n = 16 * MiB
+    dl = harness.HeldDownload(px.port, "/bytes/%d" % n, harness.HashSink(),
+                              hold_at=256 * KiB, rcvbuf=64 * KiB)
+    try:
+        check(dl.wait_held(), dl.describe())
+        peak = peak_pipe = 0
+        paused = False
+        for _ in range(int(40 * SLOW)):
+            cs = [c for c in connections(px.aport) if c["path"] == "/bytes/%d" % n]
+            if cs:
+                c = cs[0]
+                peak = max(peak, c["memory_bytes"])
+                peak_pipe = max(peak_pipe, c["pipe_bytes"])
+                paused = paused or c["upstream_paused"]
+                if paused and c["pipe_bytes"] > 0:
+                    break
+            time.sleep(0.1)
+        env.note("held: memory_bytes peak %d, pipe_bytes peak %d, upstream paused %s"
+                 % (peak, peak_pipe, paused))
+        check(paused, "the upstream was never paused")
+        check(peak_pipe > 0, "the kernel pipe never held a byte")
+        check(peak <= high + PIPE_MAX, "held %d > high_watermark %d + one pipe %d"
+              % (peak, high, PIPE_MAX))
+        env.note("descriptors while splicing: %d (%d before)" % (fds(px), base))
+        resp = dl.finish()
+    finally:
+        dl.close()
+    check(resp.status == 200, "status %s" % resp.status)
+    check(dl.sink.sha256 == harness.sluice_sha256(n), "body differs from the pattern")
+    a = access(px, "/bytes/%d" % n)[0]
+    check(a["spliced"] > 0 and a["paused_s"] > 0, "spliced %d, paused_s %s"
+          % (a["spliced"], a["paused_s"]))
+    check(a["peak_memory"] <= high + PIPE_MAX, "peak_memory %d" % a["peak_memory"])
+    # what stays: the upstream connection parked for the next request
+    def left():
+        return fds(px) - base - metrics(px.aport).get("sluice_upstream_idle_connections", 0)
+    harness.wait_until(lambda: left() == 0, 10 * SLOW)
+    check(left() == 0, "descriptors after the download: %d, before %d, %s kept upstream "
+          "connection(s)" % (fds(px), base,
+                             metrics(px.aport).get("sluice_upstream_idle_connections")))
+    env.stop_clean(px)
+
+
+def paced_and_slow():
+    """policy pace and pause with a client draining at 40 Mbit/s: exact, and
+    spliced; pace's held bytes stay small."""
+    for pol in ("pace", "pause"):
+        px = proxy([S["so"].addr], pol, policy=pol)
+        fetch_exact(px, "/bytes/10M", 10 * MiB, ["--rate", "40mbit"])
+        a = access(px, "/bytes/10M")[0]
+        env.note("%s: spliced %d, peak_memory %d, paused_s %s"
+                 % (pol, a["spliced"], a["peak_memory"], a["paused_s"]))
+        check(a["spliced"] > 0, "%s: spliced 0" % pol)
+        check(a["bytes_from_upstream"] == 10 * MiB, "%s: from upstream %d"
+              % (pol, a["bytes_from_upstream"]))
+        check(a["peak_memory"] <= 1 * MiB + PIPE_MAX, "%s: peak_memory %d"
+              % (pol, a["peak_memory"]))
+        env.stop_clean(px)
+
+
+def spill_copies():
+    """policy spill keeps its spool (written from memory): nothing is
+    spliced, the body is exact, the spool was used."""
+    d = env.path("spill")
+    os.mkdir(d)
+    px = proxy([S["so"].addr], "spill", policy="spill", spill_dir=d, high_watermark="256k",
+               low_watermark="64k")
+    fetch_exact(px, "/bytes/8M", 8 * MiB, ["--rate", "40mbit"])
+    a = access(px, "/bytes/8M")[0]
+    check(a["spliced"] == 0, "spill: spliced %d" % a["spliced"])
+    check(a["spilled_bytes"] > 0, "spill: nothing spilled")
+    env.stop_clean(px)
+
+
+def resume_exact():
+    """resume on: the upstream closes at 3 MiB (of 8) while the kernel pipe
+    holds bytes for a slow client; the proxy asks for the rest with Range
+    and the client's body is exact."""
+    px = proxy([S["cut"].addr], "resume", resume="on", resume_backoff="100ms",
+               resume_attempts="5")
+    j = fetch_exact(px, "/bytes/8M", 8 * MiB, ["--rate", "80mbit"])
+    check(j.get("resumes") == 0, "fetch resumed itself: %s" % j)
+    a = access(px, "/bytes/8M")[0]
+    env.note("resume: %s" % {k: a[k] for k in ("resumes", "spliced", "bytes_from_upstream",
+                                              "outcome")})
+    check(a["resumes"] >= 1, "no resume")
+    check(a["spliced"] > 0, "spliced 0")
+    check(a["bytes_from_upstream"] == 8 * MiB, "from upstream %d" % a["bytes_from_upstream"])
+    env.stop_clean(px)
+
+
+def memory_limit_shared():
+    """memory_limit counts the kernel pipes: four stalled downloads under a
+    2 MiB limit hold no more than the limit and a pipe's worth each, then
+    all complete exactly."""
+    px = proxy([S["so"].addr], "memlimit", memory_limit="2M", high_watermark="1M")
+    n = 8 * MiB
+    dls = [harness.HeldDownload(px.port, "/bytes/%d" % n, harness.HashSink(),
+                                hold_at=64 * KiB, rcvbuf=64 * KiB) for _ in range(4)]
+    try:
+        # the downloads past the limit wait for memory, some before their
+        # head: wait for the limit, not for each hold
+        check(harness.wait_until(lambda: metrics(px.aport).get(
+            "sluice_memory_limit_hits_total", 0) >= 1, 30 * SLOW), "memory_limit never reached")
+        peak = 0
+        for _ in range(int(20 * SLOW)):
+            peak = max(peak, metrics(px.aport).get("sluice_memory_buffered_bytes", 0))
+            time.sleep(0.1)
+        m = metrics(px.aport)
+        env.note("memory_buffered_bytes peak %d, memory_limit_hits %s" %
+                 (peak, m.get("sluice_memory_limit_hits_total")))
+        check(peak <= 2 * MiB + 4 * 64 * KiB, "buffered %d > memory_limit 2M + a block each"
+              % peak)
+        check(m.get("sluice_memory_limit_hits_total", 0) >= 1, "memory_limit never reached")
+        # all at once: a download waiting for memory waits on the others
+        for dl in dls:
+            dl.release()
+        for dl in dls:
+            dl.finish()
+    finally:
+        for dl in dls:
+            dl.close()
+    for dl in dls:
+        check(dl.sink.sha256 == harness.sluice_sha256(n), "a body differs")
+    check(sum(a["spliced"] for a in access(px, "/bytes/%d" % n, 4)) > 0, "spliced 0")
+    env.stop_clean(px)
+
+
+def deadlines():
+    """The deadlines keep working while a body is spliced: an upstream that
+    goes silent mid-body meets read_timeout (upstream_timeout, the client's
+    body visibly short), a client whose window stays zero meets
+    zwp_timeout (client_zwp_timeout), each after bytes were spliced."""
+    n = 16 * MiB
+    px = proxy([S["po"].addr], "read-timeout", sections={"upstream": {"read_timeout": "1s"}})
+    target = "/stall-after/%d?total=%d&for=20" % (4 * MiB, n)
+    res = env.curl(["http://127.0.0.1:%d%s" % (px.port, target)], timeout=60 * SLOW)
+    a = access(px, target)[0]
+    env.note("read_timeout: curl rc %s, %d bytes; access %s" % (
+        res.rc, res.sink.length, {k: a[k] for k in ("outcome", "spliced", "bytes_to_client")}))
+    check(res.rc != 0 and res.sink.length == 4 * MiB, "curl rc %s after %d bytes: not the "
+          "4 MiB sent, visibly short" % (res.rc, res.sink.length))
+    check(a["outcome"] == "upstream_timeout" and a["spliced"] > 0, "access %s" % a)
+    env.stop_clean(px)
+
+    px = proxy([S["so"].addr], "zwp", sections={"client": {"zwp_timeout": "2s"}})
+    dl = harness.HeldDownload(px.port, "/bytes/%d" % n, harness.HashSink(),
+                              hold_at=256 * KiB, rcvbuf=16 * KiB, hold_limit=60)
+    try:
+        check(dl.wait_held(), dl.describe())
+        got = access(px, "/bytes/%d" % n)
+    finally:
+        dl.close()
+    env.note("zwp_timeout: access %s" % {k: got[0][k] for k in ("outcome", "spliced")})
+    check(got[0]["outcome"] == "client_zwp_timeout", "outcome %s" % got[0]["outcome"])
+    check(got[0]["spliced"] > 0, "spliced 0")
+    env.stop_clean(px)
+
+
+env.case("setup: origins", setup, keep_processes=True)
+env.case("Content-Length body, splice auto: exact (curl, sluice fetch), spliced, counted",
+         content_length_spliced)
+env.case("close-delimited body: spliced to HTTP/1.0, chunked (memory) to HTTP/1.1, exact",
+         close_delimited)
+env.case("splice off: exact, nothing spliced", splice_off)
+env.case("stalled client: held <= high_watermark + one pipe, paused, exact, no fd left",
+         stalled_client_bounded)
+env.case("pace and pause with a 40 Mbit/s client: exact, spliced", paced_and_slow)
+env.case("spill: through memory and the spool, exact", spill_copies)
+env.case("resume after the upstream closes mid-body: exact, spliced", resume_exact)
+env.case("memory_limit counts kernel pipes: bounded, all exact", memory_limit_shared)
+env.case("read_timeout and zwp_timeout while splicing", deadlines)
+env.finish()
