@@ -248,7 +248,11 @@ accept_on_connection(uv_stream_t *server, int status)
 size_t
 proxy_max_connections(const struct config *cfg)
 {
-	uint64_t per = cfg->buffer.policy == POLICY_SPILL ? 3 : 2;
+	/* a client and an upstream socket; a spool file with policy spill;
+	 * with splice, a kernel pipe (two) and a duplicate of each socket
+	 * for its polls (conn_splice.c) */
+	uint64_t per = 2 + (cfg->buffer.policy == POLICY_SPILL ? 1 : 0) +
+	    (cfg->buffer.splice ? 4 : 0);
 	/* parked upstream sockets hold a descriptor each (keepalive.c), in
 	 * every worker's pool */
 	uint64_t reserve = NOFILE_RESERVE +

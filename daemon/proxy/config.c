@@ -77,10 +77,9 @@ const struct config_key config_keys[] = {
         "with Connection: close and Retry-After, and the ones open go on "
         "(0: derived at start and reload from RLIMIT_NOFILE, which start "
         "raises to its hard limit: (nofile - 128 - keepalive * servers * "
-        "workers) / 2, a client and an upstream socket each and the kept "
-        "upstream sockets, or / 3 with policy spill, whose downloads may hold "
-        "a "
-        "spool file too)"),
+        "workers) / per, where per is 2 (a client and an upstream socket), "
+        "1 more with policy spill (a spool file), and 4 more with splice "
+        "(a kernel pipe and two duplicated sockets))"),
     SERVER("upstream", "server", upstream.servers, "127.0.0.1:9000",
         "a backend host:port; repeat the key for each server"),
     ENUM("upstream", "balance", upstream.balance, "round-robin", balance_names,

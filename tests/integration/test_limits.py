@@ -125,20 +125,24 @@ def max_connections():
 
 def max_connections_default():
     """0 (the default) is derived from RLIMIT_NOFILE, raised to its hard
-    limit at start: (nofile - 128 - keepalive * servers) / 2, or / 3 with
-    policy spill (kept upstream sockets hold a descriptor each; the
-    default keepalive is 32, one server here)."""
+    limit at start: (nofile - 128 - keepalive * servers) / per: per is 2
+    (client and upstream sockets), one more with policy spill (a spool
+    file), four more with splice (a kernel pipe and two duplicated
+    sockets); kept upstream sockets hold a descriptor each, the default
+    keepalive is 32, one server here."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard == resource.RLIM_INFINITY or hard > 1 << 30:
         raise harness.Skip("RLIMIT_NOFILE has no finite hard limit here")
-    for policy, per in (("pause", 2), ("spill", 3)):
-        spill = env.path("spill-default")
+    for policy, splice, per in (("pause", "off", 2), ("spill", "off", 3),
+                                ("pause", "auto", 6), ("spill", "auto", 7)):
+        spill = env.path("spill-default-%s-%s" % (policy, splice))
         os.mkdir(spill)
-        px = env.start_proxy(admin_config(buffer={"policy": policy, "spill_dir": spill}))
+        px = env.start_proxy(admin_config(buffer={"policy": policy, "spill_dir": spill,
+                                                  "splice": splice}))
         got = metric(metrics(env.admin_port(px)), "sluice_connections_max")
         want = max(1, (hard - 128 - 32) // per)
-        check(got == want, "policy %s: sluice_connections_max %s, expected %d"
-              % (policy, got, want))
+        check(got == want, "policy %s, splice %s: sluice_connections_max %s, expected %d"
+              % (policy, splice, got, want))
         env.stop_clean(px)
 
 
