@@ -117,7 +117,8 @@ conn_free(struct conn *c)
 	pipe_destroy(&c->down);
 	if (c->left.b != NULL)
 		block_unref(c->left.b);
-	free(c->headbuf);
+	http_head_free(&c->reqh);
+	http_head_free(&c->resph);
 	free(c->d.req_copy);
 	list_remove(&c->link);
 	/* last: the generation may go with it, and its pool */
@@ -469,11 +470,8 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 
 	/* once, whichever worker accepts first ([proxy] workers) */
 	uv_once(&settings, conn_init_settings);
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->headbuf = malloc(2 * hsz)) == NULL) {
-		free(c);
+	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return -ENOMEM; /* the connection is still the listener's */
-	}
 	c->px = px;
 	c->gen = gen;
 	c->cfg = cfg;
@@ -497,8 +495,9 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	if (cfg->buffer.policy == POLICY_SPILL)
 		pipe_spill_setup(
 		    &c->down, &gen->spill, (size_t)cfg->buffer.high_watermark);
-	http_head_init(&c->reqh, c->headbuf, hsz);
-	http_head_init(&c->resph, c->headbuf + hsz, hsz);
+	/* each grown as far as max_header_size while a head needs it */
+	http_head_init_owned(&c->reqh, hsz);
+	http_head_init_owned(&c->resph, hsz);
 	llhttp_init(&c->reqp, HTTP_REQUEST, &conn_req_settings);
 	c->reqp.data = c;
 	list_insert_head(&px->conns, &c->link);

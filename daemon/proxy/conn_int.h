@@ -165,7 +165,6 @@ struct conn {
 
 	llhttp_t reqp, resp;
 	struct http_head reqh, resph;
-	char *headbuf;
 
 	struct pipe up;         /* request body toward the upstream */
 	struct pipe down;       /* response toward the client */

@@ -28,8 +28,6 @@ import prom  # noqa: E402
 from harness import KiB, MiB, PatternSink, check, config  # noqa: E402
 
 env = harness.Env(__doc__)
-SANITIZED = os.environ.get("SLUICE_SANITIZE", "none") not in ("", "none")
-WRAPPED = bool(os.environ.get("SLUICE_WRAP"))
 
 origin = None
 
@@ -147,42 +145,8 @@ def max_connections_default():
 
 
 # ---------------------------------------------------------------------------
-# #9: a failed accept does not stop the listener
-
-def vm_kib(pid, field):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
-
-
-def accept_out_of_memory():
-    """The proxy's address space is capped (RLIMIT_AS, the real limit a
-    malloc meets) just above what it uses, so that the next connection's
-    memory (2 x max_header_size, 2 MiB here) cannot be had: that client
-    gets 503, and once the cap is lifted the listener serves again."""
-    if SANITIZED or WRAPPED:
-        raise harness.Skip("RLIMIT_AS cannot cap a sanitized or valgrind process")
-    px = env.start_proxy(admin_config(client={"max_header_size": "1M"}))
-    aport = env.admin_port(px)
-    request_ok(px.port)
-    metrics(aport)
-    limits = resource.prlimit(px.pid, resource.RLIMIT_AS)
-    size = vm_kib(px.pid, "VmSize") * KiB
-    resource.prlimit(px.pid, resource.RLIMIT_AS, (size + 512 * KiB, limits[1]))
-    try:
-        read_refusal(px.port)
-    finally:
-        resource.prlimit(px.pid, resource.RLIMIT_AS, limits)
-    # Before the fix, the listener kept that connection untaken and libuv
-    # stopped polling it: this request waited in the backlog for ever.
-    request_ok(px.port)
-    got = metric(metrics(aport), "sluice_connections_refused_total", reason="memory")
-    check(got == 1, "refused{memory} %s, expected 1" % got)
-    harness.wait_log(px, rb"warn: refusing a client with 503: out of memory")
-    env.stop_clean(px)
-
+# #9: a failed accept does not stop the listener (out of memory:
+# test_faults.py, with fiu)
 
 def open_fds(pid):
     return sorted(int(n) for n in os.listdir("/proc/%d/fd" % pid))
@@ -485,8 +449,6 @@ def connections_show_query():
 env.case("max_connections: N held, the N+1th gets 503 (Retry-After, close), "
          "counted; a freed slot is taken", max_connections)
 env.case("max_connections default: from RLIMIT_NOFILE", max_connections_default)
-env.case("accept out of memory (RLIMIT_AS): 503, and the listener goes on",
-         accept_out_of_memory)
 env.case("accept EMFILE: the client is closed, not left hanging; the listener goes on", accept_emfile)
 env.case("spill_dir missing: check and start-up fail naming it", spill_dir_missing)
 env.case("spill_dir a regular file: check and start-up fail naming it",
