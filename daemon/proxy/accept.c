@@ -249,10 +249,10 @@ size_t
 proxy_max_connections(const struct config *cfg)
 {
 	/* a client and an upstream socket; a spool file with policy spill;
-	 * with splice, a kernel pipe (two) and a duplicate of each socket
-	 * for its polls (conn_splice.c) */
+	 * with splice, one in four downloads (max_pipes) may hold four more:
+	 * a kernel pipe and a duplicate of each socket for its polls */
 	uint64_t per = 2 + (cfg->buffer.policy == POLICY_SPILL ? 1 : 0) +
-	    (cfg->buffer.splice ? 4 : 0);
+	    (cfg->buffer.splice ? 1 : 0);
 	/* parked upstream sockets hold a descriptor each (keepalive.c), in
 	 * every worker's pool */
 	uint64_t reserve = NOFILE_RESERVE +
@@ -304,4 +304,7 @@ accept_apply_max(struct proxy *px, const struct config *cfg)
 			    (unsigned long long)rl.rlim_cur);
 	}
 	px->max_conns = n;
+	/* as HAProxy's maxpipes: splice for a quarter of the connections at
+	 * once, the others copy (at least one) */
+	px->max_pipes = cfg->buffer.splice ? (n / 4 > 0 ? n / 4 : 1) : 0;
 }

@@ -236,6 +236,9 @@ static const struct counter {
         "Spills that fell back to pausing (spill limit, no space)."},
     {"spliced_bytes_total", offsetof(struct stats, spliced_bytes),
         "Body bytes moved to clients with splice(2) ([buffer] splice)."},
+    {"splice_no_pipe_total", offsetof(struct stats, splice_no_pipe),
+        "Bodies that could take splice but went through memory: every "
+        "kernel pipe the descriptor budget allows was in use."},
     {"resumes_total", offsetof(struct stats, resumes),
         "Upstream reconnects with Range after a failure mid-body."},
     {"upstream_reused_total", offsetof(struct stats, upstream_reused),
@@ -417,6 +420,12 @@ write_metrics(FILE *f, struct proxy *px)
 	sample(f, "memory_buffered_bytes", proxy_memory(px));
 	write_pool_metrics(f, t);
 	write_keepalive_metrics(f, t);
+	family(f, "splice_pipes", "gauge",
+	    "Downloads holding a kernel pipe ([buffer] splice).");
+	sample(f, "splice_pipes", px->sh->npipes);
+	family(f, "splice_pipes_max", "gauge",
+	    "Kernel pipes allowed at once: a quarter of max_connections.");
+	sample(f, "splice_pipes_max", px->max_pipes);
 	family(f, "spool_bytes", "gauge", "Bytes in spool files.");
 	sample(f, "spool_bytes", px->sh->spool_bytes);
 	family(f, "memory_limit_bytes", "gauge",

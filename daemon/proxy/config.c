@@ -78,8 +78,9 @@ const struct config_key config_keys[] = {
         "(0: derived at start and reload from RLIMIT_NOFILE, which start "
         "raises to its hard limit: (nofile - 128 - keepalive * servers * "
         "workers) / per, where per is 2 (a client and an upstream socket), "
-        "1 more with policy spill (a spool file), and 4 more with splice "
-        "(a kernel pipe and two duplicated sockets))"),
+        "1 more with policy spill (a spool file), 1 more with splice (4 for "
+        "a kernel pipe and two duplicated sockets, in a quarter of the "
+        "connections))"),
     SERVER("upstream", "server", upstream.servers, "127.0.0.1:9000",
         "a backend host:port; repeat the key for each server"),
     ENUM("upstream", "balance", upstream.balance, "round-robin", balance_names,
@@ -154,7 +155,10 @@ const struct config_key config_keys[] = {
         "auto: a body that needs no inspection (Content-Length, or "
         "close-delimited to an HTTP/1.0 client) moves upstream socket -> "
         "kernel pipe -> client socket with splice(2), never copied to user "
-        "space, under policy pause or pace; off: always through memory"),
+        "space, under policy pause or pace, for up to a quarter of "
+        "max_connections at once (each holds a kernel pipe and two more "
+        "descriptors), the others through memory; off: always through "
+        "memory"),
     ENUM("buffer", "resume", buffer.resume, "off", onoff_names,
         "on: an upstream that dies mid-body is asked for the rest with "
         "Range and If-Range, and the client's body goes on"),

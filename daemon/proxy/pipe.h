@@ -85,12 +85,12 @@ struct spill_cfg {
 
 /* The kernel pipe of the zero-copy path ([buffer] splice). */
 struct kpipe {
-	int rd, wr;      /* -1: not open */
-	size_t cap;      /* its size (F_GETPIPE_SZ) */
-	size_t held;     /* bytes in it (FIONREAD after the last splice) */
+	int rd, wr;  /* -1: not open */
+	size_t cap;  /* its size (F_GETPIPE_SZ) */
+	size_t held; /* bytes in it (FIONREAD after the last splice) */
 	_Atomic uint64_t *total; /* the process's bytes in kernel pipes (all
 	                          * workers) */
-	uint64_t out;    /* bytes ever spliced out of it */
+	uint64_t out;            /* bytes ever spliced out of it */
 };
 
 struct pipe {

@@ -78,6 +78,7 @@ struct proxy_shared {
 	_Atomic uint64_t granted;     /* promised to woken waiters, every one */
 	_Atomic uint64_t spool_bytes; /* in every spool file */
 	_Atomic uint64_t pipe_bytes;  /* in every kernel pipe (splice) */
+	_Atomic uint64_t npipes;      /* downloads holding a kernel pipe */
 	_Atomic uint64_t nconns;      /* client connections open */
 	size_t nworkers;
 	struct proxy **workers; /* nworkers of them; NULL with one */
@@ -132,6 +133,9 @@ struct proxy {
 
 	/* [listen] max_connections as it applies (proxy_max_connections) */
 	size_t max_conns;
+	/* downloads that may hold a kernel pipe at once, every worker's
+	 * (splice: a quarter of max_connections; 0 with splice off) */
+	size_t max_pipes;
 	uint64_t refused[REFUSE_N]; /* clients turned away, by reason */
 	struct refuser refusers[PROXY_REFUSERS];
 	/* a listener left holding a connection (every refuser busy): libuv

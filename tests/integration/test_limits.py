@@ -125,14 +125,15 @@ def max_connections_default():
     """0 (the default) is derived from RLIMIT_NOFILE, raised to its hard
     limit at start: (nofile - 128 - keepalive * servers) / per: per is 2
     (client and upstream sockets), one more with policy spill (a spool
-    file), four more with splice (a kernel pipe and two duplicated
-    sockets); kept upstream sockets hold a descriptor each, the default
-    keepalive is 32, one server here."""
+    file), one more with splice (four, a kernel pipe and two duplicated
+    sockets, for at most a quarter of the connections:
+    sluice_splice_pipes_max); kept upstream sockets hold a descriptor
+    each, the default keepalive is 32, one server here."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard == resource.RLIM_INFINITY or hard > 1 << 30:
         raise harness.Skip("RLIMIT_NOFILE has no finite hard limit here")
     for policy, splice, per in (("pause", "off", 2), ("spill", "off", 3),
-                                ("pause", "auto", 6), ("spill", "auto", 7)):
+                                ("pause", "auto", 3), ("spill", "auto", 4)):
         spill = env.path("spill-default-%s-%s" % (policy, splice))
         os.mkdir(spill)
         px = env.start_proxy(admin_config(buffer={"policy": policy, "spill_dir": spill,
@@ -141,6 +142,10 @@ def max_connections_default():
         want = max(1, (hard - 128 - 32) // per)
         check(got == want, "policy %s, splice %s: sluice_connections_max %s, expected %d"
               % (policy, splice, got, want))
+        pipes = metric(metrics(env.admin_port(px)), "sluice_splice_pipes_max")
+        want = want // 4 if splice == "auto" else 0
+        check(pipes == want, "policy %s, splice %s: sluice_splice_pipes_max %s, expected %d"
+              % (policy, splice, pipes, want))
         env.stop_clean(px)
 
 
