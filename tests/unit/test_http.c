@@ -176,7 +176,7 @@ static void
 owned_buffer_grows(void **state)
 {
 	struct http_head h;
-	char big[3000];
+	char big[8192];
 	const char *v;
 	size_t len;
 
@@ -193,7 +193,7 @@ owned_buffer_grows(void **state)
 	assert_int_equal(http_head_on_name(&h, "Host", 4), 0);
 	assert_int_equal(http_head_on_value(&h, "example.com", 11), 0);
 	assert_int_equal(http_head_on_name(&h, "X-Big", 5), 0);
-	assert_int_equal(http_head_on_value(&h, big, sizeof(big)), 0);
+	assert_int_equal(http_head_on_value(&h, big, 3000), 0);
 	assert_int_equal(h.size, 4096);
 	v = http_head_get(&h, "host", &len);
 	assert_non_null(v);
