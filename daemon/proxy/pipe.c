@@ -10,6 +10,7 @@
  * else to memory; so no byte ever overtakes another.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,14 +150,22 @@ spool_write(struct pipe *p, const char *data, size_t n)
 	struct spool *sp = &p->spool;
 	const char *src = data;
 	size_t left = n;
+	uint64_t total;
 	ssize_t w;
 	int rc;
 
-	if (*p->spill->total + n > p->spill->total_limit) {
-		spool_fail(p, -ENOSPC, "spill_total");
-		return -ENOSPC;
-	}
+	/* taken before the write, in one step: workers ([proxy] workers)
+	 * spooling at once cannot pass spill_total together */
+	total = atomic_load(p->spill->total);
+	do {
+		if (total + n > p->spill->total_limit) {
+			spool_fail(p, -ENOSPC, "spill_total");
+			return -ENOSPC;
+		}
+	} while (
+	    !atomic_compare_exchange_weak(p->spill->total, &total, total + n));
 	if (sp->fd < 0 && (rc = spool_open(p)) < 0) {
+		*p->spill->total -= n;
 		spool_fail(p, rc, "open");
 		return rc;
 	}
@@ -168,6 +177,7 @@ spool_write(struct pipe *p, const char *data, size_t n)
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
+			*p->spill->total -= n;
 			spool_fail(p, rc, "write");
 			/* what went in is garbage now: forget it */
 			return rc;
@@ -177,7 +187,6 @@ spool_write(struct pipe *p, const char *data, size_t n)
 	}
 	sp->wr += n;
 	sp->written += n;
-	*p->spill->total += n;
 	return 0;
 }
 
