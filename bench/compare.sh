@@ -331,8 +331,10 @@ H2O
 
 # Keys of the sluice under test: a variant runs only when its key exists.
 sluice_key() { # key -> its section, or nothing
+	# awk reads to the end: an early exit would kill sluice with SIGPIPE,
+	# which pipefail and set -e turn into the script's end
 	"$sluice" help config | awk -F'|' -v k="\`$1\`" \
-		'$3 ~ k { gsub(/[][ ]/, "", $2); print $2; exit }'
+		'!found && $3 ~ k { gsub(/[][ ]/, "", $2); print $2; found = 1 }'
 }
 
 say "starting the origin and the proxies"
