@@ -312,8 +312,9 @@ execute(struct conn *c, int response, const char *data, size_t n)
 	return err;
 }
 
-/* Feeds client bytes (which lie in c->rd_block, or in c->hread when it is
- * NULL) to the request parser. */
+/* Feeds client bytes (which lie in c->rd_block, or in c->px->hread when
+ * it is NULL: nothing may point into them once this returns) to the
+ * request parser. */
 void
 feed_client(struct conn *c, const char *data, size_t n)
 {

@@ -24,8 +24,6 @@
 
 struct config;
 
-/* bytes per read while a request head is read (struct conn.hread) */
-#define HEAD_READ_SIZE 2048
 struct proxy_gen;
 
 enum ustate {
@@ -169,7 +167,7 @@ struct conn {
 	struct pipe up;         /* request body toward the upstream */
 	struct pipe down;       /* response toward the client */
 	struct block *rd_block; /* block of the read being parsed (NULL:
-	                         * the read landed in hread) */
+	                         * the read landed in px->hread) */
 	struct {
 		struct block *b; /* pipelined bytes of the next request */
 		const char *p;
@@ -205,10 +203,6 @@ struct conn {
 	uv_poll_t upoll, cpoll;
 	int upoll_fd, cpoll_fd;
 	uint64_t kfull_out; /* down.k.out when kfull was set */
-
-	/* a head is read here, not into a pooled block: an idle or
-	 * half-open connection costs this, not a block */
-	char hread[HEAD_READ_SIZE];
 };
 
 #define LINGER_MS       2000 /* discard client input this long after FIN */

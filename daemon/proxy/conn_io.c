@@ -889,10 +889,10 @@ release_read(struct conn *c, struct block *b)
 		c->rd_block = NULL;
 }
 
-/* A request head (and what lingering drops) is read into the conn's own
- * small buffer, not a pooled block: a connection that sent part of a head,
- * or nothing yet, holds no block and is not counted against memory_limit.
- * Body bytes are read into `up`'s blocks. */
+/* A request head (and what lingering drops) is read into the worker's
+ * small buffer (px->hread), not a pooled block: a connection that sent
+ * part of a head, or nothing yet, holds no block and is not counted
+ * against memory_limit.  Body bytes are read into `up`'s blocks. */
 static void
 conn_on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
@@ -901,7 +901,7 @@ conn_on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	(void)hint;
 	if (c->state <= DL_REQUEST_HEAD || c->state == DL_LINGERING) {
 		c->rd_block = NULL;
-		*buf = uv_buf_init(c->hread, sizeof(c->hread));
+		*buf = uv_buf_init(c->px->hread, sizeof(c->px->hread));
 		return;
 	}
 	reserve_read(c, &c->up, buf, SIZE_MAX);

@@ -61,9 +61,10 @@ struct refuser {
 	unsigned busy : 1, closing : 1, shut : 1, eof : 1;
 };
 
-#define PROXY_REFUSERS 8    /* refusals in flight; more wait in the backlog */
-#define POOL_IDLE_MS   5000 /* a free block's pages go back after this */
-#define POOL_TRIM_MS   1000 /* how often pool_trim looks */
+#define PROXY_REFUSERS  8    /* refusals in flight; more wait in the backlog */
+#define PROXY_HEAD_READ 2048 /* bytes per read while a request head is read */
+#define POOL_IDLE_MS    5000 /* a free block's pages go back after this */
+#define POOL_TRIM_MS    1000 /* how often pool_trim looks */
 
 /*
  * What the workers ([proxy] workers) share: the counters that the
@@ -142,6 +143,13 @@ struct proxy {
 	 * polls it again only once that one is taken (uv_accept) */
 	uv_stream_t *pending;
 	char refuse_rbuf[1024]; /* what a refused client sends, dropped */
+	/* A request head is read here, any connection's, not into a pooled
+	 * block nor a buffer of its own: an idle or half-open connection
+	 * costs no buffer.  The read callback parses the bytes (the head's
+	 * fields are copied into the connection's http_head) and copies what
+	 * must stay (body bytes, pipelined requests) before it returns, and
+	 * libuv runs one handle's alloc, read and read callback at a time. */
+	char hread[PROXY_HEAD_READ];
 	struct log_limit log_accept, log_refuse, log_spill;
 
 	/* The workers: what they share (own when only one), and this one's
