@@ -462,6 +462,52 @@ def paced_and_slow():
         env.stop_clean(px)
 
 
+def chunked_policies():
+    """Chunked bodies (`sluice origin` ?chunked=1) under pace and pause with
+    a 40 Mbit/s client, and four of them stalled under a 512 KiB
+    memory_limit (a stalled chunked download holds about one 256 KiB chunk
+    in its kernel pipe: four of them reach it): exact, spliced, held within
+    the bounds."""
+    for pol in ("pace", "pause"):
+        px = proxy([S["so"].addr], "chunked-" + pol, policy=pol)
+        fetch_exact(px, "/bytes/10M?chunked=1", 10 * MiB, ["--rate", "40mbit"])
+        a = access(px, "/bytes/10M?chunked=1")[0]
+        env.note("chunked, %s: spliced %d, peak_memory %d, paused_s %s"
+                 % (pol, a["spliced"], a["peak_memory"], a["paused_s"]))
+        check(a["spliced"] > 0 and a["bytes_from_upstream"] == 10 * MiB,
+              "%s: access %s" % (pol, a))
+        check(a["peak_memory"] <= 1 * MiB + PIPE_MAX, "%s: peak_memory %d"
+              % (pol, a["peak_memory"]))
+        env.stop_clean(px)
+    px = proxy([S["so"].addr], "chunked-memlimit", memory_limit="512k",
+               high_watermark="256k", low_watermark="64k")
+    n = 8 * MiB
+    t = "/bytes/%d?chunked=1" % n
+    dls = [harness.HeldDownload(px.port, t, harness.HashSink(), hold_at=64 * KiB,
+                                rcvbuf=64 * KiB) for _ in range(4)]
+    try:
+        check(harness.wait_until(lambda: metrics(px.aport).get(
+            "sluice_memory_limit_hits_total", 0) >= 1, 30 * SLOW), "memory_limit never reached")
+        peak = 0
+        for _ in range(int(10 * SLOW)):
+            peak = max(peak, metrics(px.aport).get("sluice_memory_buffered_bytes", 0))
+            time.sleep(0.1)
+        env.note("chunked, memory_limit 512k: memory_buffered_bytes peak %d" % peak)
+        check(peak <= 512 * KiB + 4 * 64 * KiB, "buffered %d > memory_limit 512k + a block "
+              "each" % peak)
+        for dl in dls:
+            dl.release()
+        for dl in dls:
+            dl.finish()
+    finally:
+        for dl in dls:
+            dl.close()
+    for dl in dls:
+        check(dl.sink.sha256 == harness.sluice_sha256(n), "a body differs")
+    check(sum(a["spliced"] for a in access(px, t, 4)) > 0, "spliced 0")
+    env.stop_clean(px)
+
+
 def spill_copies():
     """policy spill keeps its spool (written from memory): nothing is
     spliced, the body is exact, the spool was used."""
@@ -577,6 +623,8 @@ env.case("splice off: exact, nothing spliced", splice_off)
 env.case("stalled client: held <= high_watermark + one pipe, paused, exact, no fd left",
          stalled_client_bounded)
 env.case("pace and pause with a 40 Mbit/s client: exact, spliced", paced_and_slow)
+env.case("chunked under pace, pause and memory_limit: exact, spliced, bounded",
+         chunked_policies)
 env.case("spill: through memory and the spool, exact", spill_copies)
 env.case("resume after the upstream closes mid-body: exact, spliced", resume_exact)
 env.case("memory_limit counts kernel pipes: bounded, all exact", memory_limit_shared)
