@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,14 +13,40 @@ void
 http_head_init(struct http_head *h, char *buf, size_t cap)
 {
 	h->buf = buf;
-	h->cap = cap;
+	h->cap = h->size = cap;
+	h->owned = 0;
 	http_head_reset(h);
 	http_scan_init(&h->scan, cap, 0);
+}
+
+/* An owned head's buf before its first byte: h->buf + h->text_off and
+ * the like stay valid pointers (to nothing); never written, as size 0
+ * makes the first append grow. */
+static char no_bytes[1];
+
+void
+http_head_init_owned(struct http_head *h, size_t cap)
+{
+	http_head_init(h, no_bytes, cap);
+	h->size = 0;
+	h->owned = 1;
+}
+
+void
+http_head_free(struct http_head *h)
+{
+	if (!h->owned || h->size == 0)
+		return;
+	free(h->buf);
+	h->buf = no_bytes;
+	h->size = 0;
 }
 
 void
 http_head_reset(struct http_head *h)
 {
+	if (h->owned && h->size > HTTP_HEAD_KEEP)
+		http_head_free(h); /* one big head does not stay */
 	h->len = 0;
 	h->nf = 0;
 	h->text_off = h->text_len = 0;
@@ -166,6 +193,26 @@ http_scan_strerror(int err)
 	return "invalid head";
 }
 
+/* An owned buffer grown to hold need bytes (need <= cap); 0 or -1. */
+static int
+grow(struct http_head *h, size_t need)
+{
+	size_t size = h->size != 0 ? h->size : HTTP_HEAD_MIN;
+	char *buf;
+
+	while (size < need)
+		size *= 2;
+	if (size > h->cap)
+		size = h->cap;
+	if ((buf = realloc(h->size != 0 ? h->buf : NULL, size)) == NULL) {
+		h->error = "out of memory";
+		return -1;
+	}
+	h->buf = buf;
+	h->size = size;
+	return 0;
+}
+
 static int
 append(struct http_head *h, const char *at, size_t len)
 {
@@ -173,6 +220,8 @@ append(struct http_head *h, const char *at, size_t len)
 		h->overflow = 1;
 		return -1;
 	}
+	if (len > h->size - h->len && (!h->owned || grow(h, h->len + len) < 0))
+		return -1;
 	memcpy(h->buf + h->len, at, len);
 	h->len += len;
 	return 0;

@@ -26,6 +26,8 @@
 #include <stdint.h>
 
 #define HTTP_MAX_HEADERS 128
+#define HTTP_HEAD_MIN    512  /* an owned head buffer's first size */
+#define HTTP_HEAD_KEEP   4096 /* ... kept across heads up to this size */
 
 /* What http_scan refuses (negative, as its errors). */
 enum http_scan_err {
@@ -55,6 +57,8 @@ struct http_field {
 struct http_head {
 	char *buf; /* names, values, url or reason, not terminated */
 	size_t cap, len;
+	size_t size; /* of buf; below cap while an owned buf may grow */
+	int owned;   /* buf is the head's: http_head_init_owned */
 	struct http_field f[HTTP_MAX_HEADERS];
 	size_t nf;
 	uint32_t text_off, text_len; /* request target, or reason phrase */
@@ -68,6 +72,15 @@ struct http_head {
  * with cap as its limit.  http_head_reset (at llhttp's message begin)
  * clears the fields, not h->scan. */
 void http_head_init(struct http_head *h, char *buf, size_t cap);
+/* As http_head_init, but h owns its buffer: none (an empty one, not
+ * NULL) until the head's first byte, then grown (doubling from HTTP_HEAD_MIN)
+ * as far as cap while the head needs it, so that a connection's heads cost what
+ * they hold, not cap.  A buffer that cannot grow fails the append as one past
+ * cap does, but with h->error "out of memory" and h->overflow 0.
+ * http_head_reset gives back a buffer grown past HTTP_HEAD_KEEP; http_head_free
+ * frees it. */
+void http_head_init_owned(struct http_head *h, size_t cap);
+void http_head_free(struct http_head *h);
 void http_head_reset(struct http_head *h);
 
 /* Starts s over for a new head of at most max bytes, everything counted:

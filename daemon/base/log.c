@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,9 @@
 
 #include "base/log.h"
 
-static enum log_level threshold = LOG_LVL_INFO;
+/* Atomic: [proxy] workers log from several threads, and a reload sets
+ * the level from one of them. */
+static _Atomic int threshold = LOG_LVL_INFO;
 static const char *const names[] = {"error", "warn", "info", "debug"};
 /* syslog priorities: err, warning, info, debug */
 static const int priorities[] = {3, 4, 6, 7};
@@ -29,13 +32,14 @@ static const int priorities[] = {3, 4, 6, 7};
 void
 log_set_level(enum log_level level)
 {
-	threshold = level;
+	atomic_store_explicit(&threshold, (int)level, memory_order_relaxed);
 }
 
 int
 log_enabled(enum log_level level)
 {
-	return level <= threshold;
+	return (int)level <=
+	    atomic_load_explicit(&threshold, memory_order_relaxed);
 }
 
 /*
@@ -48,19 +52,19 @@ log_enabled(enum log_level level)
 static int
 journal_stream(void)
 {
-	static int known, yes;
+	static _Atomic int known, yes; /* every thread finds the same */
 	unsigned long long dev, ino;
 	const char *v;
 	struct stat st;
 
 	if (known)
 		return yes;
-	known = 1;
 	v = getenv("JOURNAL_STREAM");
 	yes = v != NULL && sscanf(v, "%llu:%llu", &dev, &ino) == 2 &&
 	    fstat(STDERR_FILENO, &st) == 0 &&
 	    (unsigned long long)st.st_dev == dev &&
 	    (unsigned long long)st.st_ino == ino;
+	known = 1; /* after yes: a thread that sees known sees yes */
 	return yes;
 }
 

@@ -15,11 +15,12 @@
  *
  * max_connections' default follows RLIMIT_NOFILE, raised to its hard
  * limit at start: (nofile - NOFILE_RESERVE - the kept upstream sockets
- * ([upstream] keepalive per server)) / 2, a client and its upstream, or
- * / 3 with policy spill (its spool file).
+ * ([upstream] keepalive per server and worker)) / 2, a client and its
+ * upstream, or / 3 with policy spill (its spool file).
  */
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -29,6 +30,7 @@
 #include "proxy/config.h"
 #include "proxy/conn.h"
 #include "proxy/proxy.h"
+#include "proxy/workers.h"
 
 /* Descriptors kept out of max_connections' default: the listeners, the
  * admin API's (64 connections), the access log, libuv's own (epoll, its
@@ -178,7 +180,8 @@ refuse(struct proxy *px, uv_stream_t *server, enum refuse_reason why)
 	    "refusing a client with 503: %s (%zu connections open, "
 	    "max_connections %zu; %llu refused so far)",
 	    why == REFUSE_MEMORY ? "out of memory" : "max_connections reached",
-	    px->nconns, px->max_conns, (unsigned long long)px->refused[why]);
+	    (size_t)proxy_connections(px), px->max_conns,
+	    (unsigned long long)px->refused[why]);
 	buf = uv_buf_init(refuse_answer, sizeof(refuse_answer) - 1);
 	uv_timer_start(&r->timer, refuser_on_timeout, REFUSE_MS, 0);
 	if (uv_read_start((uv_stream_t *)&r->tcp, refuser_on_alloc,
@@ -190,14 +193,24 @@ refuse(struct proxy *px, uv_stream_t *server, enum refuse_reason why)
 
 /* The listener holds one connection: serve it, or refuse it.  Whatever
  * happens, it is taken (or left for a refuser that frees): a connection
- * left in the listener stops libuv from accepting. */
+ * left in the listener stops libuv from accepting.  max_connections holds
+ * for every worker together: the slot is taken in the shared count before
+ * the connection (proxy_conn_gone gives it back), so two workers cannot
+ * both take the last one. */
 void
 accept_take(struct proxy *px, uv_stream_t *server)
 {
-	if (px->nconns >= px->max_conns)
+	_Atomic uint64_t *open = &px->sh->nconns;
+
+	if (atomic_fetch_add(open, 1) >= px->max_conns) {
+		atomic_fetch_sub(open, 1);
 		refuse(px, server, REFUSE_MAX_CONNECTIONS);
-	else if (conn_accept(px, server) < 0)
+	} else if (conn_accept(px, server) < 0) {
+		atomic_fetch_sub(open, 1);
 		refuse(px, server, REFUSE_MEMORY);
+	} else {
+		px->accepted++;
+	}
 }
 
 /*
@@ -215,7 +228,7 @@ accept_failed(struct proxy *px, int status)
 		px->refused[REFUSE_FDS]++;
 	log_ratelimited(&px->log_accept, LOG_LVL_WARN,
 	    "accept: %s (%zu connections open, max_connections %zu)",
-	    uv_strerror(status), px->nconns, px->max_conns);
+	    uv_strerror(status), (size_t)proxy_connections(px), px->max_conns);
 }
 
 void
@@ -235,10 +248,16 @@ accept_on_connection(uv_stream_t *server, int status)
 size_t
 proxy_max_connections(const struct config *cfg)
 {
-	uint64_t per = cfg->buffer.policy == POLICY_SPILL ? 3 : 2;
-	/* parked upstream sockets hold a descriptor each (keepalive.c) */
+	/* a client and an upstream socket; a spool file with policy spill;
+	 * with splice, one in four downloads (max_pipes) may hold four more:
+	 * a kernel pipe and a duplicate of each socket for its polls */
+	uint64_t per = 2 + (cfg->buffer.policy == POLICY_SPILL ? 1 : 0) +
+	    (cfg->buffer.splice ? 1 : 0);
+	/* parked upstream sockets hold a descriptor each (keepalive.c), in
+	 * every worker's pool */
 	uint64_t reserve = NOFILE_RESERVE +
-	    cfg->upstream.keepalive * (uint64_t)cfg->upstream.nservers;
+	    cfg->upstream.keepalive * (uint64_t)cfg->upstream.nservers *
+	        workers_count(cfg);
 	struct rlimit rl;
 
 	if (cfg->listen.max_connections != 0)
@@ -275,7 +294,7 @@ accept_apply_max(struct proxy *px, const struct config *cfg)
 	size_t n = proxy_max_connections(cfg);
 	struct rlimit rl;
 
-	if (n != px->max_conns) {
+	if (n != px->max_conns && px->worker == 0) { /* the same for all */
 		if (cfg->listen.max_connections != 0 ||
 		    getrlimit(RLIMIT_NOFILE, &rl) != 0)
 			log_info("max_connections %zu", n);
@@ -285,4 +304,7 @@ accept_apply_max(struct proxy *px, const struct config *cfg)
 			    (unsigned long long)rl.rlim_cur);
 	}
 	px->max_conns = n;
+	/* as HAProxy's maxpipes: splice for a quarter of the connections at
+	 * once, the others copy (at least one) */
+	px->max_pipes = cfg->buffer.splice ? (n / 4 > 0 ? n / 4 : 1) : 0;
 }

@@ -41,6 +41,7 @@
 #include "proxy/conn.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
+#include "proxy/workers.h"
 
 #define ADMIN_MAX_CONNS  64
 #define ADMIN_BACKLOG    64
@@ -235,6 +236,9 @@ static const struct counter {
         "Spills that fell back to pausing (spill limit, no space)."},
     {"spliced_bytes_total", offsetof(struct stats, spliced_bytes),
         "Body bytes moved to clients with splice(2) ([buffer] splice)."},
+    {"splice_no_pipe_total", offsetof(struct stats, splice_no_pipe),
+        "Bodies that could take splice but went through memory: every "
+        "kernel pipe the descriptor budget allows was in use."},
     {"resumes_total", offsetof(struct stats, resumes),
         "Upstream reconnects with Range after a failure mid-body."},
     {"upstream_reused_total", offsetof(struct stats, upstream_reused),
@@ -249,20 +253,62 @@ static const struct counter {
         "Times memory_limit stopped reads."},
 };
 
-/* SIGHUP: the reload counters, by result, and the state they leave (as
- * Prometheus's own prometheus_config_last_reload_* do). */
+/* What /metrics sums over the workers, each read on its own thread
+ * (workers_call); the reload counters are worker 0's alone. */
+struct totals {
+	struct stats stats;
+	uint64_t refused[REFUSE_N];
+	uint64_t mapped, hot; /* the block pools */
+	uint64_t idle;        /* parked upstream connections */
+	size_t nworkers;
+	uint64_t accepted[WORKERS_MAX]; /* by worker */
+};
+
+_Static_assert(sizeof(struct stats) % sizeof(uint64_t) == 0,
+    "struct stats holds only uint64_t counters");
+
+static void
+add_worker(struct proxy *px, void *arg)
+{
+	struct totals *t = arg;
+	const uint64_t *from = (const uint64_t *)&px->stats;
+	uint64_t *to = (uint64_t *)&t->stats;
+
+	for (size_t i = 0; i < sizeof(struct stats) / sizeof(uint64_t); i++)
+		to[i] += from[i];
+	for (int r = 0; r < REFUSE_N; r++)
+		t->refused[r] += px->refused[r];
+	list_foreach(g, &px->gens, const struct proxy_gen, link)
+	{
+		t->mapped += pool_mapped(&g->pool);
+		t->hot += (uint64_t)g->pool.nhot * g->pool.stride;
+		t->idle += g->ka.nidle;
+	}
+	t->accepted[px->worker] = px->accepted;
+}
+
+static void
+gather(struct proxy *px, struct totals *t)
+{
+	struct proxy_shared *sh = px->sh;
+
+	memset(t, 0, sizeof(*t));
+	t->nworkers = sh->nworkers;
+	if (sh->nworkers == 1) {
+		add_worker(px, t);
+		return;
+	}
+	for (size_t i = 0; i < sh->nworkers; i++)
+		workers_call(px, sh->workers[i], add_worker, t);
+}
+
 /* The block pools of every generation (pool.h): what they map, and what
  * of it is free but still resident. */
 static void
-write_pool_metrics(FILE *f, const struct proxy *px)
+write_pool_metrics(FILE *f, const struct totals *t)
 {
-	uint64_t mapped = 0, hot = 0;
+	uint64_t mapped = t->mapped, hot = t->hot;
 
-	list_foreach(g, &px->gens, const struct proxy_gen, link)
-	{
-		mapped += pool_mapped(&g->pool);
-		hot += (uint64_t)g->pool.nhot * g->pool.stride;
-	}
 	family(f, "pool_mapped_bytes", "gauge",
 	    "Bytes the block pools have mapped: in use, free and resident, "
 	    "free and given back.");
@@ -275,21 +321,21 @@ write_pool_metrics(FILE *f, const struct proxy *px)
 
 /* Parked upstream connections of every generation (keepalive.h). */
 static void
-write_keepalive_metrics(FILE *f, const struct proxy *px)
+write_keepalive_metrics(FILE *f, const struct totals *t)
 {
-	uint64_t idle = 0;
+	uint64_t idle = t->idle;
 
-	list_foreach(g, &px->gens, const struct proxy_gen, link) idle +=
-	    g->ka.nidle;
 	family(f, "upstream_idle_connections", "gauge",
 	    "Upstream connections kept open for the next requests.");
 	sample(f, "upstream_idle_connections", idle);
 	family(f, "upstream_idle_closed_total", "counter",
 	    "Kept upstream connections closed while idle (keepalive_timeout, "
 	    "or the server closed or spoke).");
-	sample(f, "upstream_idle_closed_total", px->stats.upstream_idle_closed);
+	sample(f, "upstream_idle_closed_total", t->stats.upstream_idle_closed);
 }
 
+/* SIGHUP: the reload counters, by result, and the state they leave (as
+ * Prometheus's own prometheus_config_last_reload_* do). */
 static void
 write_reload_metrics(FILE *f, const struct proxy *px)
 {
@@ -317,10 +363,27 @@ write_reload_metrics(FILE *f, const struct proxy *px)
 	sample(f, "config_generations_live", live);
 }
 
+/* Clients each worker took ([proxy] workers). */
 static void
-write_metrics(FILE *f, const struct proxy *px)
+write_worker_metrics(FILE *f, const struct totals *t)
 {
-	const struct stats *st = &px->stats;
+	family(f, "worker_connections_total", "counter",
+	    "Client connections each worker accepted ([proxy] workers).");
+	for (size_t i = 0; i < t->nworkers; i++)
+		fprintf(f,
+		    "sluice_worker_connections_total{worker=\"%zu\"} %" PRIu64
+		    "\n",
+		    i, t->accepted[i]);
+}
+
+/* Every worker's counters summed; the gauges of process-wide state. */
+static void
+write_metrics(FILE *f, struct proxy *px)
+{
+	struct totals tot, *t = &tot; /* about 2 KiB */
+	const struct stats *st = &t->stats;
+
+	gather(px, t);
 
 	family(f, "downloads_total", "counter",
 	    "Downloads finished, by how they ended.");
@@ -340,7 +403,7 @@ write_metrics(FILE *f, const struct proxy *px)
 	    st->paused_ms / 1000, (unsigned)(st->paused_ms % 1000));
 
 	family(f, "connections", "gauge", "Client connections open.");
-	sample(f, "connections", px->nconns);
+	sample(f, "connections", proxy_connections(px));
 	family(f, "connections_max", "gauge",
 	    "Client connections allowed at once ([listen] max_connections).");
 	sample(f, "connections_max", px->max_conns);
@@ -351,37 +414,62 @@ write_metrics(FILE *f, const struct proxy *px)
 		fprintf(f,
 		    "sluice_connections_refused_total{reason=\"%s\"} %" PRIu64
 		    "\n",
-		    refuse_names[r], px->refused[r]);
+		    refuse_names[r], t->refused[r]);
 	family(f, "memory_buffered_bytes", "gauge",
 	    "Bytes buffered in memory by all downloads.");
 	sample(f, "memory_buffered_bytes", proxy_memory(px));
-	write_pool_metrics(f, px);
-	write_keepalive_metrics(f, px);
+	write_pool_metrics(f, t);
+	write_keepalive_metrics(f, t);
+	family(f, "splice_pipes", "gauge",
+	    "Downloads holding a kernel pipe ([buffer] splice).");
+	sample(f, "splice_pipes", px->sh->npipes);
+	family(f, "splice_pipes_max", "gauge",
+	    "Kernel pipes allowed at once: a quarter of max_connections.");
+	sample(f, "splice_pipes_max", px->max_pipes);
 	family(f, "spool_bytes", "gauge", "Bytes in spool files.");
-	sample(f, "spool_bytes", px->spool_bytes);
+	sample(f, "spool_bytes", px->sh->spool_bytes);
 	family(f, "memory_limit_bytes", "gauge",
 	    "The [buffer] memory_limit setting (0: none).");
 	sample(f, "memory_limit_bytes", px->cfg->buffer.memory_limit);
 	write_reload_metrics(f, px);
+	write_worker_metrics(f, t);
 }
 
 /* At most limit connections, newest first: the page (and the loop turn
  * that builds it) is bounded whatever the number open, which the answer's
  * X-Total-Count gives. */
+/* Where one worker's part of /connections goes (workers_call). */
+struct conn_list {
+	FILE *f;
+	const char *sep;
+	int show_query; /* worker 0's setting, for every worker */
+	size_t n, limit;
+};
+
 static void
-write_connections(FILE *f, const struct proxy *px, size_t limit)
+list_worker(struct proxy *px, void *arg)
 {
-	const char *sep = "";
-	int show_query = px->cfg->admin.show_query;
-	size_t n = 0;
+	struct conn_list *l = arg;
+
+	for (const struct conn *c = conn_first(px);
+	     c != NULL && l->n < l->limit; c = conn_next(c), l->n++) {
+		fputs(l->sep, l->f);
+		conn_describe(c, l->f, l->show_query);
+		l->sep = ",";
+	}
+}
+
+static void
+write_connections(FILE *f, struct proxy *px, size_t limit)
+{
+	struct conn_list l = {f, "", px->cfg->admin.show_query, 0, limit};
+	struct proxy_shared *sh = px->sh;
 
 	fputc('[', f);
-	for (const struct conn *c = conn_first(px); c != NULL && n < limit;
-	     c = conn_next(c), n++) {
-		fputs(sep, f);
-		conn_describe(c, f, show_query);
-		sep = ",";
-	}
+	if (sh->nworkers == 1)
+		list_worker(px, &l);
+	for (size_t i = 0; sh->nworkers > 1 && i < sh->nworkers; i++)
+		workers_call(px, sh->workers[i], list_worker, &l);
 	fputs("]\n", f);
 }
 
@@ -389,7 +477,7 @@ write_connections(FILE *f, const struct proxy *px, size_t limit)
 static int
 build_page(struct admin_conn *ac, enum page pg)
 {
-	const struct proxy *px = ac->ad->px;
+	struct proxy *px = ac->ad->px;
 	FILE *f;
 	int rc = 0;
 
@@ -587,7 +675,7 @@ answer(struct admin_conn *ac)
 	} else if (path_is(ac, "/connections")) {
 		pg = PAGE_CONNECTIONS;
 		type = JSON_TYPE;
-		ac->total = ac->ad->px->nconns;
+		ac->total = (size_t)proxy_connections(ac->ad->px);
 		if (parse_limit(ac) < 0) {
 			snprintf(ac->text, sizeof(ac->text),
 			    "limit: a whole number, 0 to %d\n",

@@ -51,6 +51,8 @@
 #define OPT_ADDRESS(sec, k, f, def, doc)                                       \
 	ROW(sec, k, CT_OPT_ADDRESS, f, struct sockaddr_any, def, 0, 0, NULL,   \
 	    doc)
+#define WORKERS(sec, k, f, def, lo, hi, doc)                                   \
+	ROW(sec, k, CT_COUNT_AUTO, f, uint64_t, def, lo, hi, NULL, doc)
 #define SERVER(sec, k, f, def, doc)                                            \
 	ROW(sec, k, CT_SERVER, f, struct sockaddr_any *, def, 0, 0, NULL, doc)
 
@@ -62,6 +64,10 @@ static const char *const level_names[] = {
     "error", "warn", "info", "debug", NULL};
 
 const struct config_key config_keys[] = {
+    WORKERS("proxy", "workers", proxy.workers, "1", 1, 256,
+        "event loops, each on its own thread with its own SO_REUSEPORT "
+        "listener, or auto: one per CPU core; memory_limit, spill_total "
+        "and max_connections hold for all of them together"),
     ADDRESS("listen", "address", listen.address, "127.0.0.1:8080",
         "address to accept clients on: host:port or [v6]:port (port 0: any)"),
     DURATION("listen", "drain_timeout", listen.drain_timeout, "30s", 0, DAY_MS,
@@ -70,10 +76,11 @@ const struct config_key config_keys[] = {
         "client connections open at once; past it a new client gets 503 "
         "with Connection: close and Retry-After, and the ones open go on "
         "(0: derived at start and reload from RLIMIT_NOFILE, which start "
-        "raises to its hard limit: (nofile - 128 - keepalive * servers) / "
-        "2, a client and an upstream socket each and the kept upstream "
-        "sockets, or / 3 with policy spill, whose downloads may hold a "
-        "spool file too)"),
+        "raises to its hard limit: (nofile - 128 - keepalive * servers * "
+        "workers) / per, where per is 2 (a client and an upstream socket), "
+        "1 more with policy spill (a spool file), 1 more with splice (4 for "
+        "a kernel pipe and two duplicated sockets, in a quarter of the "
+        "connections))"),
     SERVER("upstream", "server", upstream.servers, "127.0.0.1:9000",
         "a backend host:port; repeat the key for each server"),
     ENUM("upstream", "balance", upstream.balance, "round-robin", balance_names,
@@ -149,7 +156,9 @@ const struct config_key config_keys[] = {
         "or a chunked body's large chunks, whose framing is still parsed "
         "and written in memory) moves upstream socket -> kernel pipe -> "
         "client socket with splice(2), never copied to user space, under "
-        "policy pause or pace; off: always through memory"),
+        "policy pause or pace, for up to a quarter of max_connections at "
+        "once (each holds a kernel pipe and two more descriptors), the "
+        "others through memory; off: always through memory"),
     ENUM("buffer", "resume", buffer.resume, "off", onoff_names,
         "on: an upstream that dies mid-body is asked for the rest with "
         "Range and If-Range, and the client's body goes on"),
@@ -357,6 +366,22 @@ parse_count_key(struct parse *p, const struct config_key *k, const char *v,
 	return set_number(p, k, u, format_count, why);
 }
 
+/* A count, or "auto" (stored as 0: one per core, proxy_workers). */
+static int
+parse_count_auto_key(struct parse *p, const struct config_key *k, const char *v,
+    const char **why)
+{
+	int rc;
+
+	if (strcmp(v, "auto") == 0) {
+		*(uint64_t *)field(p, k) = 0;
+		return 0;
+	}
+	if ((rc = parse_count_key(p, k, v, why)) == -EINVAL)
+		*why = "not a whole number or auto";
+	return rc;
+}
+
 static int
 parse_enum_key(struct parse *p, const struct config_key *k, const char *v,
     const char **why)
@@ -469,6 +494,7 @@ static const struct config_type_ops {
     [CT_COUNT] = {"count", parse_count_key, format_count},
     [CT_PATH] = {"path", parse_path_key, NULL},
     [CT_OPT_ADDRESS] = {"address or empty", parse_opt_address_key, NULL},
+    [CT_COUNT_AUTO] = {"count or auto", parse_count_auto_key, format_count},
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
@@ -707,6 +733,16 @@ config_load_string(const char *text, const char *name, char *err, size_t errlen)
 	    .name = name, .err = err, .errlen = errlen, .text = text};
 
 	return load(&p);
+}
+
+struct config *
+config_copy(const struct config *cfg)
+{
+	struct config *c = malloc(sizeof(*c));
+
+	if (c != NULL)
+		*c = *cfg; /* plain data: no pointer inside */
+	return c;
 }
 
 void

@@ -42,6 +42,9 @@ enum policy {
 struct config {
 	char path[256];
 	struct {
+		uint64_t workers; /* loops (threads); 0: auto, one per core */
+	} proxy;
+	struct {
 		struct sockaddr_any address;
 		uint64_t drain_timeout;   /* ms */
 		uint64_t max_connections; /* 0: from RLIMIT_NOFILE */
@@ -99,6 +102,7 @@ enum config_type {
 	CT_COUNT,       /* a whole number, min..max */
 	CT_PATH,        /* a file or directory name ("" allowed) */
 	CT_OPT_ADDRESS, /* like CT_ADDRESS, or "" for none */
+	CT_COUNT_AUTO,  /* like CT_COUNT, or "auto", stored as 0 */
 };
 
 /* One row of config_keys; config.c writes each with its type's row macro
@@ -125,6 +129,8 @@ struct config *config_load(const char *path, char *err, size_t errlen);
 /* The same from a string; name stands for the file name in errors. */
 struct config *config_load_string(
     const char *text, const char *name, char *err, size_t errlen);
+/* A copy of cfg that the caller frees with config_free(), or NULL. */
+struct config *config_copy(const struct config *cfg);
 void config_free(struct config *cfg);
 
 /*

@@ -117,7 +117,8 @@ conn_free(struct conn *c)
 	pipe_destroy(&c->down);
 	if (c->left.b != NULL)
 		block_unref(c->left.b);
-	free(c->headbuf);
+	http_head_free(&c->reqh);
+	http_head_free(&c->resph);
 	free(c->d.req_copy);
 	list_remove(&c->link);
 	/* last: the generation may go with it, and its pool */
@@ -464,20 +465,19 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	struct proxy_gen *gen = px->gen;
 	const struct config *cfg = gen->cfg;
 	size_t hsz = (size_t)cfg->client.max_header_size;
+	static uv_once_t settings = UV_ONCE_INIT;
 	struct conn *c;
 
-	if (!conn_settings_ready)
-		conn_init_settings();
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->headbuf = malloc(2 * hsz)) == NULL) {
-		free(c);
+	/* once, whichever worker accepts first ([proxy] workers) */
+	uv_once(&settings, conn_init_settings);
+	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return -ENOMEM; /* the connection is still the listener's */
-	}
 	c->px = px;
 	c->gen = gen;
 	c->cfg = cfg;
 	proxy_gen_hold(gen); /* dropped by conn_free, whatever happens next */
-	c->id = ++px->next_id;
+	/* unique across workers: worker w of n numbers w, n + w, ... */
+	c->id = ++px->next_id * px->sh->nworkers + px->worker;
 	c->server = -1;
 	c->upoll_fd = c->cpoll_fd = -1;
 	c->state_since = uv_now(px->loop);
@@ -495,8 +495,9 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	if (cfg->buffer.policy == POLICY_SPILL)
 		pipe_spill_setup(
 		    &c->down, &gen->spill, (size_t)cfg->buffer.high_watermark);
-	http_head_init(&c->reqh, c->headbuf, hsz);
-	http_head_init(&c->resph, c->headbuf + hsz, hsz);
+	/* each grown as far as max_header_size while a head needs it */
+	http_head_init_owned(&c->reqh, hsz);
+	http_head_init_owned(&c->resph, hsz);
 	llhttp_init(&c->reqp, HTTP_REQUEST, &conn_req_settings);
 	c->reqp.data = c;
 	list_insert_head(&px->conns, &c->link);

@@ -96,7 +96,8 @@ req_on_message_begin(llhttp_t *p)
 static int
 req_overflow(struct conn *c)
 {
-	c->d.err_status = 431;
+	/* past max_header_size, or no memory to grow the head into */
+	c->d.err_status = c->reqh.overflow ? 431 : 503;
 	return -1;
 }
 

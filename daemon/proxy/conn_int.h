@@ -160,7 +160,7 @@ struct conn {
 	struct list_node link;    /* px->conns */
 	struct conn *mem_next, *mem_prev; /* px->mem_head.., mem_waiting */
 	size_t mem_grant; /* bytes conn_memory_wake promised its next read
-	                   * (0: none), counted in px->mem_granted */
+	                   * (0: none), counted in proxy_memory_granted */
 	uint64_t id;
 	int nhandles;
 	enum dl_state state;
@@ -178,7 +178,6 @@ struct conn {
 
 	llhttp_t reqp, resp;
 	struct http_head reqh, resph;
-	char *headbuf;
 
 	struct pipe up;         /* request body toward the upstream */
 	struct pipe down;       /* response toward the client */

@@ -205,16 +205,19 @@ memory_blocked(const struct conn *c)
 		return 0;
 	if (!c->mem_turn && (c->mem_waiting || px->mem_head != NULL))
 		return 1;
-	/* what was promised to woken waiters is as good as taken */
+	/* what was promised to woken waiters, every worker's, is as good as
+	 * taken */
 	return memory_need(c) != 0 &&
-	    proxy_memory(px) + px->mem_granted + memory_need(c) > limit;
+	    proxy_memory(px) + proxy_memory_granted(px) + memory_need(c) >
+	    limit;
 }
 
 /* The grant (or turn) of a read that happened or never will. */
 void
 memory_grant_end(struct conn *c)
 {
-	c->px->mem_granted -= c->mem_grant;
+	if (c->mem_grant != 0)
+		proxy_memory_grant(c->px, -(int64_t)c->mem_grant);
 	c->mem_grant = 0;
 	c->mem_turn = 0;
 }
@@ -251,7 +254,7 @@ memory_room(const struct conn *c)
 		return c->mem_grant;
 	if (memory_blocked(c))
 		return 0;
-	used = proxy_memory(c->px) + c->px->mem_granted;
+	used = proxy_memory(c->px) + proxy_memory_granted(c->px);
 	return used < limit ? (size_t)(limit - used) : 0;
 }
 
@@ -314,6 +317,7 @@ memory_queue(struct conn *c)
 		memory_link(px, c, NULL, px->mem_head);
 	else
 		memory_link(px, c, px->mem_tail, NULL);
+	proxy_memory_wait(px);
 }
 
 void
@@ -347,13 +351,13 @@ conn_memory_wake(struct proxy *px)
 
 		if (need == 0) /* a turn, at least one block's worth */
 			need = c->gen->pool.block_size;
-		used = proxy_memory(px) + px->mem_granted;
+		used = proxy_memory(px) + proxy_memory_granted(px);
 		if (limit != 0 && used + need > limit)
 			break;
 		memory_unqueue(c);
 		if (upstream_has_bytes(c)) {
 			c->mem_grant = need;
-			px->mem_granted += need;
+			proxy_memory_grant(px, (int64_t)need);
 		} else {
 			c->mem_turn = 1; /* its read asks again */
 		}

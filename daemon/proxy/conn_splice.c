@@ -61,6 +61,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -133,11 +134,19 @@ splice_begin(struct conn *c, const llhttp_t *p, int no_body)
 	    no_body || c->d.resp_frame == FRAME_NONE || !c->d.req_done ||
 	    !pipe_empty(&c->up) || c->uw_busy)
 		return;
-	/* Four descriptors more than the memory path (max_connections'
-	 * default budgets two per connection): when they run short, this
-	 * download goes through memory. */
-	rc = pipe_kernel_open(
-	    &c->down, (size_t)cfg->buffer.high_watermark, &c->px->pipe_bytes);
+	/* Four descriptors more than the memory path: max_connections'
+	 * default budgets them for a quarter of the connections (max_pipes,
+	 * every worker's); past it, or when descriptors run short anyway,
+	 * this download goes through memory. */
+	if (atomic_fetch_add(&c->px->sh->npipes, 1) >= c->px->max_pipes) {
+		atomic_fetch_sub(&c->px->sh->npipes, 1);
+		c->px->stats.splice_no_pipe++;
+		return;
+	}
+	rc = pipe_kernel_open(&c->down, (size_t)cfg->buffer.high_watermark,
+	    &c->px->sh->pipe_bytes);
+	if (rc < 0) /* the slot goes with the pipe (splice_end), or here */
+		atomic_fetch_sub(&c->px->sh->npipes, 1);
 	if (rc == 0)
 		rc = poll_open(
 		    c, (uv_handle_t *)&c->client, &c->cpoll, &c->cpoll_fd);
@@ -249,6 +258,8 @@ splice_end(struct conn *c)
 	c->cw_splice = 0;
 	c->kfull = 0;
 	held = pipe_kernel(&c->down);
+	if (pipe_has_kernel(&c->down))
+		atomic_fetch_sub(&c->px->sh->npipes, 1);
 	pipe_kernel_close(&c->down);
 	/* bytes that left memory_limit's count without going out: what waits
 	 * for memory (or a limit reached) must hear of it, as of a block going

@@ -523,7 +523,7 @@ pipe_max_size(void)
 }
 
 int
-pipe_kernel_open(struct pipe *p, size_t size, uint64_t *total)
+pipe_kernel_open(struct pipe *p, size_t size, _Atomic uint64_t *total)
 {
 	int fds[2], sz;
 

@@ -78,17 +78,19 @@ struct spool {
 /* What a pipe may spool, set by its owner (pipe_spill_setup). */
 struct spill_cfg {
 	const char *dir;
-	uint64_t *total;      /* bytes spooled by the process now */
-	uint64_t total_limit; /* spill_total */
+	_Atomic uint64_t *total; /* bytes spooled by the process now (all
+	                          * workers) */
+	uint64_t total_limit;    /* spill_total */
 };
 
 /* The kernel pipe of the zero-copy path ([buffer] splice). */
 struct kpipe {
-	int rd, wr;      /* -1: not open */
-	size_t cap;      /* its size (F_GETPIPE_SZ) */
-	size_t held;     /* bytes in it (FIONREAD after the last splice) */
-	uint64_t *total; /* the process's bytes in kernel pipes */
-	uint64_t out;    /* bytes ever spliced out of it */
+	int rd, wr;  /* -1: not open */
+	size_t cap;  /* its size (F_GETPIPE_SZ) */
+	size_t held; /* bytes in it (FIONREAD after the last splice) */
+	_Atomic uint64_t *total; /* the process's bytes in kernel pipes (all
+	                          * workers) */
+	uint64_t out;            /* bytes ever spliced out of it */
 };
 
 struct pipe {
@@ -181,7 +183,7 @@ size_t pipe_peek(struct pipe *p, uv_buf_t *bufs, size_t max);
  * negative errno (-EAGAIN: nothing to move now).  Bytes spliced in count
  * in bytes_in, out in bytes_out.
  */
-int pipe_kernel_open(struct pipe *p, size_t size, uint64_t *total);
+int pipe_kernel_open(struct pipe *p, size_t size, _Atomic uint64_t *total);
 void pipe_kernel_close(struct pipe *p);
 ssize_t pipe_splice_in(struct pipe *p, int fd, size_t max);
 ssize_t pipe_splice_out(struct pipe *p, int fd, size_t max);

@@ -1,6 +1,7 @@
 /*
  * pool: see pool.h.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -181,6 +182,9 @@ pool_get(struct pool *pool)
 	b->refs = 1;
 	b->arena->nused++;
 	pool->nused++;
+	if (pool->in_use != NULL)
+		atomic_fetch_add_explicit(
+		    pool->in_use, pool->block_size, memory_order_relaxed);
 	return b;
 }
 
@@ -198,6 +202,9 @@ block_unref(struct block *b)
 	}
 	pool->nused--;
 	a->nused--;
+	if (pool->in_use != NULL)
+		atomic_fetch_sub_explicit(
+		    pool->in_use, pool->block_size, memory_order_relaxed);
 	POISON(b->data, b->size);
 	b->freed_at = pool->clock;
 	list_insert_head(&pool->hot, &b->free_link);

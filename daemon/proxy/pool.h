@@ -19,7 +19,8 @@
  * the process a few seconds after the burst, and a steady load takes no
  * page fault and no system call per block.
  *
- * Single-threaded, like the loop that uses it.
+ * Single-threaded, like the loop that uses it; only `in_use`, a counter
+ * the workers share (memory_limit holds for them all), is atomic.
  */
 #ifndef SLUICE_POOL_H
 #define SLUICE_POOL_H
@@ -54,6 +55,9 @@ struct pool {
 	struct list cold; /* free, pages given back */
 	struct list arenas;
 	size_t nused; /* blocks handed out and not yet returned */
+	/* bytes of blocks handed out, added to with the pools of every
+	 * worker (may be NULL) */
+	_Atomic uint64_t *in_use;
 	size_t nhot, ncold;
 	size_t narenas;
 	/* called after a block came back (may be NULL); owner is the

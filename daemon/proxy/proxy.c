@@ -36,6 +36,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,7 @@
 #include "proxy/conn.h"
 #include "proxy/notify.h"
 #include "proxy/proxy.h"
+#include "proxy/workers.h"
 
 #define BACKLOG 511
 
@@ -99,15 +101,52 @@ close_listener(struct proxy *px, uv_tcp_t *l)
 	uv_close((uv_handle_t *)l, free_on_close);
 }
 
-/* Binds and listens on cfg's [listen] address.  0 with *out, or -1 with
- * err naming the config line. */
+/* With several workers, each listener is a socket of its own on the same
+ * address, SO_REUSEPORT set before the bind: the kernel spreads new
+ * connections over them (libuv 1.44 has no flag for it).  0 or a negative
+ * errno. */
+static int
+open_reuseport(uv_tcp_t *l, int family)
+{
+	int fd, one = 1, rc;
+
+	if ((fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) {
+		rc = -errno;
+		goto close_fd;
+	}
+	if ((rc = uv_tcp_open(l, fd)) < 0)
+		goto close_fd;
+	return 0;
+close_fd:
+	close(fd);
+	return rc;
+}
+
+/* Worker 0's listener as bound (port 0 resolved): where the other workers
+ * bind theirs (proxy_shared's listen_at). */
+static int
+record_listen_at(struct proxy *px, uv_tcp_t *l)
+{
+	int len = sizeof(px->sh->listen_at);
+
+	return uv_tcp_getsockname(
+	    l, (struct sockaddr *)&px->sh->listen_at, &len);
+}
+
+/* Binds and listens on cfg's [listen] address (a worker after the first:
+ * on worker 0's, as bound).  0 with *out, or -1 with err naming the
+ * config line. */
 static int
 listen_on(struct proxy *px, const struct config *cfg, uv_tcp_t **out, char *err,
     size_t errlen)
 {
 	const struct sockaddr_any *a = &cfg->listen.address;
+	const struct sockaddr *at = (const struct sockaddr *)&a->ss;
+	int several = px->sh->nworkers > 1;
 	uv_tcp_t *l;
-	int rc;
+	int rc = 0;
 
 	if ((l = malloc(sizeof(*l))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -115,9 +154,16 @@ listen_on(struct proxy *px, const struct config *cfg, uv_tcp_t **out, char *err,
 	}
 	uv_tcp_init(px->loop, l);
 	l->data = px;
-	rc = uv_tcp_bind(l, (const struct sockaddr *)&a->ss, 0);
+	if (px->worker > 0)
+		at = (const struct sockaddr *)&px->sh->listen_at;
+	if (several)
+		rc = open_reuseport(l, at->sa_family);
+	if (rc == 0)
+		rc = uv_tcp_bind(l, at, 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)l, BACKLOG, accept_on_connection);
+	if (rc == 0 && several && px->worker == 0)
+		rc = record_listen_at(px, l);
 	if (rc < 0) {
 		snprintf(err, errlen,
 		    "%s:%d: [listen] address: cannot listen on %s: %s",
@@ -194,6 +240,7 @@ gen_new(struct proxy *px, struct config *cfg)
 	pool_init(&g->pool, (size_t)cfg->buffer.block_size, POOL_IDLE_MS);
 	g->pool.on_release = proxy_on_block_release;
 	g->pool.owner = px;
+	g->pool.in_use = &px->sh->memory;
 	balancer_init(&g->bal, cfg);
 	if (balancer_share(&g->bal, &px->loads) < 0) {
 		free(g);
@@ -209,7 +256,7 @@ gen_new(struct proxy *px, struct config *cfg)
 	if (px->gen != NULL)
 		g->bal.next = px->gen->bal.next % cfg->upstream.nservers;
 	g->spill.dir = cfg->buffer.spill_dir;
-	g->spill.total = &px->spool_bytes;
+	g->spill.total = &px->sh->spool_bytes;
 	g->spill.total_limit = cfg->buffer.spill_total;
 	return g;
 }
@@ -270,26 +317,64 @@ proxy_gen_hold(struct proxy_gen *gen)
 	gen->nconns++;
 }
 
+static void
+proxy_on_mem_timer(uv_timer_t *t)
+{
+	proxy_memory_check(t->data);
+}
+
+/* memory_limit holds for every worker together: the pools count the
+ * bytes of their blocks in use into one shared counter (pool.h), and the
+ * grants to woken waiters are summed the same way.  Relaxed: a counter,
+ * not a lock; workers that decide at the same moment may each take one
+ * block more than the limit (proxy_memory_check). */
 uint64_t
 proxy_memory(const struct proxy *px)
 {
-	uint64_t n = 0;
+	/* kernel pipes hold memory too */
+	return atomic_load_explicit(&px->sh->memory, memory_order_relaxed) +
+	    atomic_load_explicit(&px->sh->pipe_bytes, memory_order_relaxed);
+}
 
-	list_foreach(g, &px->gens, const struct proxy_gen, link) n +=
-	    (uint64_t)g->pool.nused * g->pool.block_size;
-	return n + px->pipe_bytes; /* kernel pipes hold memory too */
+uint64_t
+proxy_memory_granted(const struct proxy *px)
+{
+	return atomic_load_explicit(&px->sh->granted, memory_order_relaxed);
+}
+
+void
+proxy_memory_grant(struct proxy *px, int64_t bs)
+{
+	atomic_fetch_add_explicit(
+	    &px->sh->granted, (uint64_t)bs, memory_order_relaxed);
+}
+
+void
+proxy_memory_wait(struct proxy *px)
+{
+	if (px->sh->nworkers == 1)
+		return;
+	atomic_store(&px->mem_wait, 1);
+	/* memory another worker freed after this download found none, but
+	 * before it said it waits, woke nobody: look again next turn */
+	if (!uv_is_active((uv_handle_t *)&px->mem_timer))
+		uv_timer_start(&px->mem_timer, proxy_on_mem_timer, 0, 0);
+}
+
+uint64_t
+proxy_connections(const struct proxy *px)
+{
+	return atomic_load_explicit(&px->sh->nconns, memory_order_relaxed);
 }
 
 void
 proxy_memory_check(struct proxy *px)
 {
 	conn_memory_wake(px);
-}
-
-static void
-proxy_on_mem_timer(uv_timer_t *t)
-{
-	proxy_memory_check(t->data);
+	/* what other workers' freed memory should wake from now on */
+	if (px->sh->nworkers > 1)
+		atomic_store_explicit(&px->mem_wait,
+		    px->mem_head != NULL || px->mem_full, memory_order_relaxed);
 }
 
 /* Every POOL_TRIM_MS: the pages of blocks free for POOL_IDLE_MS go back to
@@ -310,6 +395,8 @@ proxy_memory_released(struct proxy *px)
 	if ((px->mem_head != NULL || px->mem_full) &&
 	    !uv_is_active((uv_handle_t *)&px->mem_timer))
 		uv_timer_start(&px->mem_timer, proxy_on_mem_timer, 0, 0);
+	if (px->sh->nworkers > 1)
+		workers_wake(px); /* memory_limit is theirs too */
 }
 
 /* A block went back to a pool (a connection closed, a pipe drained or
@@ -339,8 +426,13 @@ proxy_finish(struct proxy *px)
 	uv_close((uv_handle_t *)&px->trim_timer, NULL);
 	uv_close((uv_handle_t *)&px->sigint, NULL);
 	uv_close((uv_handle_t *)&px->sigterm, NULL);
-	uv_close((uv_handle_t *)&px->sighup, NULL);
-	log_info("drained, exiting");
+	if (px->worker == 0)
+		uv_close((uv_handle_t *)&px->sighup, NULL);
+	workers_exit(px);
+	if (px->sh->nworkers > 1)
+		log_info("worker %zu drained, exiting", px->worker);
+	else
+		log_info("drained, exiting");
 }
 
 static void
@@ -365,7 +457,8 @@ proxy_on_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	px->draining = 1;
-	notified("STOPPING=1", notify_stopping());
+	if (px->worker == 0) /* every worker has the signal */
+		notified("STOPPING=1", notify_stopping());
 	log_info("signal %d: stop accepting, draining %zu connections "
 	         "(up to %llu ms)",
 	    signum, px->nconns,
@@ -389,11 +482,12 @@ proxy_conn_gone(struct proxy *px, struct proxy_gen *gen)
 {
 	px->nconns--;
 	gen->nconns--;
+	atomic_fetch_sub_explicit(&px->sh->nconns, 1, memory_order_relaxed);
 	gen_put(px, gen);
 	if (px->draining && px->nconns == 0)
 		proxy_finish(px);
 	else if (px->pending != NULL && !px->draining &&
-	    px->nconns < px->max_conns) {
+	    proxy_connections(px) < px->max_conns) {
 		uv_stream_t *l = px->pending;
 
 		px->pending = NULL; /* a slot freed: the waiting client */
@@ -422,14 +516,14 @@ reload_undo(struct proxy *px, struct reload *r)
  * 0, or -1 with err (FILE:LINE: [section] key: message) and r undone.
  */
 static int
-reload_prepare(struct proxy *px, struct reload *r, char *err, size_t errlen)
+reload_prepare(struct proxy *px, struct reload *r, struct config *cfg,
+    char *err, size_t errlen)
 {
 	const struct config *old = px->cfg;
 
 	memset(r, 0, sizeof(*r));
-	if ((r->cfg = config_load(px->path, err, errlen)) == NULL)
-		return -1;
-	if (proxy_check_files(r->cfg, err, errlen) < 0)
+	r->cfg = cfg; /* r's from now on */
+	if (px->worker == 0 && proxy_check_files(r->cfg, err, errlen) < 0)
 		goto undo;
 	if (grow_scratch(px, r->cfg) < 0 ||
 	    (r->gen = gen_new(px, r->cfg)) == NULL) {
@@ -441,7 +535,7 @@ reload_prepare(struct proxy *px, struct reload *r, char *err, size_t errlen)
 	if (!address_equal(&old->listen.address, &r->cfg->listen.address) &&
 	    listen_on(px, r->cfg, &r->listener, err, errlen) < 0)
 		goto undo;
-	r->admin_changed =
+	r->admin_changed = px->worker == 0 &&
 	    !address_equal(&old->admin.address, &r->cfg->admin.address);
 	if (r->admin_changed &&
 	    admin_start(px, r->cfg, &r->admin, err, errlen) < 0)
@@ -475,7 +569,8 @@ reload_commit(struct proxy *px, struct reload *r)
 	if (r->listener != NULL) {
 		close_listener(px, px->listener);
 		px->listener = r->listener;
-		print_listening(px->listener);
+		if (px->worker == 0)
+			print_listening(px->listener);
 	}
 	if (r->admin_changed) {
 		admin_stop(px->admin);
@@ -491,9 +586,16 @@ reload_commit(struct proxy *px, struct reload *r)
 	list_foreach(g, &px->gens, struct proxy_gen, link)
 	    g->spill.total_limit = px->cfg->buffer.spill_total;
 	stay = retire_all(px);
-	log_info("reload: %s taken as config generation %llu; %zu in-flight "
-	         "connections stay on older generations until they end",
-	    px->path, (unsigned long long)px->gen->n, stay);
+	if (px->sh->nworkers > 1)
+		log_info("reload: worker %zu: %s taken as config generation "
+		         "%llu; %zu in-flight connections stay on older "
+		         "generations until they end",
+		    px->worker, px->path, (unsigned long long)px->gen->n, stay);
+	else
+		log_info("reload: %s taken as config generation %llu; %zu "
+		         "in-flight connections stay on older generations "
+		         "until they end",
+		    px->path, (unsigned long long)px->gen->n, stay);
 	/* The old pool's free blocks serve nobody now: this unmaps its
 	 * arenas with no block in use, and the others as their last block
 	 * comes back. */
@@ -505,14 +607,119 @@ reload_commit(struct proxy *px, struct reload *r)
 	proxy_memory_check(px);
 }
 
+/* One worker's part of a reload (workers_call): prepare, then commit or
+ * undo once every worker has prepared. */
+struct reload_part {
+	struct config *cfg; /* the worker's copy, r's once prepared */
+	struct reload r;
+	int rc; /* reload_prepare's */
+	char err[CONFIG_ERR_MAX];
+};
+
+static void
+part_prepare(struct proxy *px, void *arg)
+{
+	struct reload_part *p = arg;
+
+	p->rc = reload_prepare(px, &p->r, p->cfg, p->err, sizeof(p->err));
+	p->cfg = NULL;
+}
+
+static void
+part_commit(struct proxy *px, void *arg)
+{
+	reload_commit(px, &((struct reload_part *)arg)->r);
+}
+
+static void
+part_undo(struct proxy *px, void *arg)
+{
+	reload_undo(px, &((struct reload_part *)arg)->r);
+}
+
+/*
+ * Every worker takes cfg (a copy each), or none does: each prepares in
+ * turn, worker 0 first (the others bind the listener address it took),
+ * and only when all have does each commit.  A worker that has exited
+ * (draining) is left out.  0, or -1 with err; cfg is taken either way.
+ */
+static int
+reload_workers(struct proxy *px, struct config *cfg, char *err, size_t errlen)
+{
+	struct proxy_shared *sh = px->sh;
+	struct reload_part *parts;
+	size_t n = sh->nworkers, i, failed = n;
+	int rc = 0;
+
+	if ((parts = calloc(n, sizeof(*parts))) == NULL) {
+		config_free(cfg);
+		snprintf(err, errlen, "%s: out of memory", px->path);
+		return -1;
+	}
+	parts[0].cfg = cfg;
+	for (i = 1; i < n; i++)
+		if ((parts[i].cfg = config_copy(cfg)) == NULL)
+			break;
+	if (i < n) {
+		snprintf(parts[0].err, sizeof(parts[0].err),
+		    "%s: out of memory", px->path);
+		failed = 0;
+	}
+	for (i = 0; failed == n && i < n; i++) {
+		if (workers_call(px, sh->workers[i], part_prepare, &parts[i]) <
+		    0)
+			parts[i].rc = 1; /* exited: nothing prepared */
+		else if (parts[i].rc < 0)
+			failed = i;
+	}
+	for (i = 0; i < n; i++) {
+		if (failed == n && parts[i].rc == 0)
+			workers_call(
+			    px, sh->workers[i], part_commit, &parts[i]);
+		else if (i < failed && parts[i].rc == 0 &&
+		    workers_call(px, sh->workers[i], part_undo, &parts[i]) < 0)
+			config_free(parts[i].r.cfg); /* it exited meanwhile */
+		config_free(parts[i].cfg);           /* not handed over */
+	}
+	if (failed < n) {
+		snprintf(err, errlen, "%s", parts[failed].err);
+		/* the address the others bind is worker 0's listener's */
+		if (px->listener != NULL)
+			record_listen_at(px, px->listener);
+		rc = -1;
+	}
+	free(parts);
+	return rc;
+}
+
+/* Loads the file again and hands it to every worker.  0, or -1 with err. */
+static int
+reload_load(struct proxy *px, char *err, size_t errlen)
+{
+	struct config *cfg;
+	struct reload r;
+
+	if ((cfg = config_load(px->path, err, errlen)) == NULL)
+		return -1;
+	if (workers_count(cfg) != px->sh->nworkers)
+		log_warn("reload: [proxy] workers changed: it takes effect at "
+		         "the next start, %zu workers run until then",
+		    px->sh->nworkers);
+	if (px->sh->nworkers > 1)
+		return reload_workers(px, cfg, err, errlen);
+	if (reload_prepare(px, &r, cfg, err, errlen) < 0)
+		return -1;
+	reload_commit(px, &r);
+	return 0;
+}
+
 static void
 reload(struct proxy *px)
 {
 	char err[CONFIG_ERR_MAX];
-	struct reload r;
 
 	px->reload_time = (uint64_t)time(NULL);
-	if (reload_prepare(px, &r, err, sizeof(err)) < 0) {
+	if (reload_load(px, err, sizeof(err)) < 0) {
 		px->stats.reloads_failed++;
 		px->reload_ok = 0;
 		log_error("reload failed: %s; config generation %llu stays",
@@ -523,7 +730,6 @@ reload(struct proxy *px)
 		notified("STATUS", notify_status("reload failed: %s", err));
 		return;
 	}
-	reload_commit(px, &r);
 	px->stats.reloads_ok++;
 	px->reload_ok = 1;
 	notified("READY=1", notify_ready());
@@ -560,19 +766,35 @@ start_signals(struct proxy *px)
 	    &px->trim_timer, proxy_on_trim_timer, POOL_TRIM_MS, POOL_TRIM_MS);
 	uv_unref(
 	    (uv_handle_t *)&px->trim_timer); /* never keeps a drain alive */
+	/* libuv hands a signal to every loop that watches it: each worker
+	 * drains itself; worker 0 alone reloads, for all */
 	uv_signal_init(px->loop, &px->sigint);
 	uv_signal_init(px->loop, &px->sigterm);
-	uv_signal_init(px->loop, &px->sighup);
 	px->drain_timer.data = px->sigint.data = px->sigterm.data = px;
-	px->sighup.data = px;
 	uv_signal_start(&px->sigint, proxy_on_signal, SIGINT);
 	uv_signal_start(&px->sigterm, proxy_on_signal, SIGTERM);
-	uv_signal_start(&px->sighup, proxy_on_sighup, SIGHUP);
+	if (px->worker == 0) {
+		uv_signal_init(px->loop, &px->sighup);
+		px->sighup.data = px;
+		uv_signal_start(&px->sighup, proxy_on_sighup, SIGHUP);
+	}
+	if (px->sh->nworkers > 1) {
+		uv_async_init(px->loop, &px->async, workers_on_async);
+		px->alive = 1; /* no other thread runs yet */
+	}
 }
 
 int
 proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
     const char *path, char *err, size_t errlen)
+{
+	return proxy_start_worker(px, loop, cfg, path, NULL, 0, err, errlen);
+}
+
+int
+proxy_start_worker(struct proxy *px, uv_loop_t *loop, struct config *cfg,
+    const char *path, struct proxy_shared *sh, size_t index, char *err,
+    size_t errlen)
 {
 	struct proxy_gen *g;
 
@@ -580,9 +802,16 @@ proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
 	px->loop = loop;
 	px->path = path;
 	px->reload_ok = 1;
-	if (proxy_check_files(cfg, err, errlen) < 0)
-		return -1;
-	accept_raise_nofile();
+	px->worker = index;
+	if ((px->sh = sh) == NULL) {
+		px->sh = &px->own;
+		px->own.nworkers = 1;
+	}
+	if (index == 0) {
+		if (proxy_check_files(cfg, err, errlen) < 0)
+			return -1;
+		accept_raise_nofile();
+	}
 	accept_apply_max(px, cfg);
 	if (grow_scratch(px, cfg) < 0 || (g = gen_new(px, cfg)) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -593,11 +822,12 @@ proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
 		goto discard;
 	if (open_access(cfg, &px->access, err, errlen) < 0)
 		goto close_listener;
-	if (admin_start(px, cfg, &px->admin, err, errlen) < 0)
+	if (index == 0 && admin_start(px, cfg, &px->admin, err, errlen) < 0)
 		goto close_access;
 	gen_install(px, g);
 	start_signals(px);
-	print_listening(px->listener);
+	if (index == 0)
+		print_listening(px->listener);
 	return 0;
 close_access:
 	if (px->access != NULL)
@@ -725,7 +955,7 @@ proxy_check_address(const struct config *cfg, char *err, size_t errlen)
 
 /* After the loop: the current generation (the only one left once every
  * connection has ended) and what the proxy itself holds. */
-static void
+void
 proxy_release(struct proxy *px)
 {
 	gen_put(px, px->gen);
@@ -747,6 +977,7 @@ proxy_main(const char *config_path)
 	struct config *cfg;
 	struct proxy px;
 	uv_loop_t *loop;
+	size_t n;
 	int rc;
 
 	if ((cfg = config_load(config_path, err, sizeof(err))) == NULL) {
@@ -757,6 +988,8 @@ proxy_main(const char *config_path)
 	/* A write to a client that went away must fail with EPIPE, not kill
 	 * the process. */
 	signal(SIGPIPE, SIG_IGN);
+	if ((n = workers_count(cfg)) > 1)
+		return workers_main(cfg, config_path, n);
 	loop = uv_default_loop();
 	if (proxy_start(&px, loop, cfg, config_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);

@@ -1,15 +1,17 @@
 /*
- * proxy: the daemon's process-wide state: the listener, the config
- * generations, the list of live connections and the signal handlers: SIGHUP
- * reloads the config, SIGTERM/SIGINT stop it (stop accepting, drain
- * in-flight downloads up to drain_timeout, exit 0).
+ * proxy: the state of one worker ([proxy] workers, workers.h; with one
+ * worker, the daemon's): the listener, the config generations, the list of
+ * live connections and the signal handlers: SIGHUP reloads the config (in
+ * every worker, worker 0 handles it), SIGTERM/SIGINT stop it (stop
+ * accepting, drain in-flight downloads up to drain_timeout, exit 0).
  *
  * Ownership: a config generation (struct proxy_gen) owns one loaded config
  * and the runtime state that follows its settings: the block pool
  * (block_size), the balancer (the server list) and the spill settings.  It
  * is reference counted: the proxy holds one reference while it is current,
  * every connection one from accept to free.  The last reference frees it,
- * config included.  Process-wide limits (memory_limit, spill_total), the
+ * config included.  Process-wide limits (memory_limit, spill_total,
+ * max_connections: counted in struct proxy_shared, for every worker), the
  * log level, the access log and the listeners follow the current one.
  */
 #ifndef SLUICE_PROXY_H
@@ -63,6 +65,30 @@ struct refuser {
 #define POOL_IDLE_MS   5000 /* a free block's pages go back after this */
 #define POOL_TRIM_MS   1000 /* how often pool_trim looks */
 
+/*
+ * What the workers ([proxy] workers) share: the counters that the
+ * process-wide limits compare (memory_limit, spill_total,
+ * max_connections), updated with atomics by every worker, and the means
+ * for worker 0, which runs the admin listener and reloads, to run a
+ * function on another worker's thread (workers.h).  With one worker it is
+ * the proxy's own (struct proxy's `own`), and no thread is started.
+ */
+struct proxy_shared {
+	_Atomic uint64_t memory;      /* pool bytes in use, every worker */
+	_Atomic uint64_t granted;     /* promised to woken waiters, every one */
+	_Atomic uint64_t spool_bytes; /* in every spool file */
+	_Atomic uint64_t pipe_bytes;  /* in every kernel pipe (splice) */
+	_Atomic uint64_t npipes;      /* downloads holding a kernel pipe */
+	_Atomic uint64_t nconns;      /* client connections open */
+	size_t nworkers;
+	struct proxy **workers; /* nworkers of them; NULL with one */
+	/* where workers after the first bind their listener: the first's
+	 * address as bound (port 0 resolved), set by worker 0 */
+	struct sockaddr_storage listen_at;
+	uv_mutex_t lock; /* the calls below, and each worker's `alive` */
+	uv_cond_t done;  /* a call finished, or a worker exited */
+};
+
 struct proxy_gen {
 	struct proxy *px;
 	struct list_node link;  /* px->gens, newest first */
@@ -94,12 +120,11 @@ struct proxy {
 	int draining;
 	struct stats stats;
 	FILE *access;                     /* [log] access, or NULL for stderr */
-	uint64_t spool_bytes;             /* bytes in all spool files now */
-	uint64_t pipe_bytes;              /* ... in kernel pipes (splice) */
 	int mem_full;                     /* memory_limit reached: reads wait */
 	struct conn *mem_head, *mem_tail; /* downloads waiting for memory,
 	                                   * first come first */
-	uint64_t mem_granted;             /* bytes promised to woken waiters */
+	_Atomic int mem_wait;             /* it has waiters: wake it when
+	                                   * another worker frees memory */
 	struct admin *admin;              /* [admin] listener, or NULL */
 	char *scratch;                    /* one head rewritten at a time */
 	size_t scratch_size;              /* enough for every live generation */
@@ -108,6 +133,9 @@ struct proxy {
 
 	/* [listen] max_connections as it applies (proxy_max_connections) */
 	size_t max_conns;
+	/* downloads that may hold a kernel pipe at once, every worker's
+	 * (splice: a quarter of max_connections; 0 with splice off) */
+	size_t max_pipes;
 	uint64_t refused[REFUSE_N]; /* clients turned away, by reason */
 	struct refuser refusers[PROXY_REFUSERS];
 	/* a listener left holding a connection (every refuser busy): libuv
@@ -115,6 +143,19 @@ struct proxy {
 	uv_stream_t *pending;
 	char refuse_rbuf[1024]; /* what a refused client sends, dropped */
 	struct log_limit log_accept, log_refuse, log_spill;
+
+	/* The workers: what they share (own when only one), and this one's
+	 * place among them (workers.c) */
+	struct proxy_shared *sh;
+	struct proxy_shared own;
+	size_t worker;     /* 0: the admin listener and SIGHUP are its */
+	uint64_t accepted; /* clients this worker took */
+	uv_async_t async;  /* a call or a wake-up from another worker */
+	int alive;         /* async may be sent to (under sh->lock) */
+	int call_pending;  /* under sh->lock: call_fn is to run here */
+	void (*call_fn)(struct proxy *px, void *arg);
+	void *call_arg;
+	_Atomic int wake; /* another worker freed memory */
 
 	/* Test seam, NULL outside tests/fuzz/conn (proxy_start leaves it
 	 * NULL): how an upstream is connected, with uv_tcp_connect's
@@ -134,6 +175,14 @@ struct proxy {
  */
 int proxy_start(struct proxy *px, uv_loop_t *loop, struct config *cfg,
     const char *path, char *err, size_t errlen);
+/* The same for worker `index` of sh->nworkers (workers.c): it shares sh;
+ * worker 0 also runs the admin listener and handles SIGHUP, and must be
+ * started first (the others bind the address its listener took). */
+int proxy_start_worker(struct proxy *px, uv_loop_t *loop, struct config *cfg,
+    const char *path, struct proxy_shared *sh, size_t index, char *err,
+    size_t errlen);
+/* After the loop: what the proxy holds. */
+void proxy_release(struct proxy *px);
 /* `sluice check`, start and reload: can the files the config names be
  * used?  With policy spill, a spool file can be created in spill_dir (an
  * O_TMPFILE opened and closed there); [log] access can be opened for
@@ -157,9 +206,18 @@ void accept_raise_nofile(void);
  * address)?  Binds port 0 so that a running instance does not fail it.
  * 0, or a negative errno with err naming the config line. */
 int proxy_check_address(const struct config *cfg, char *err, size_t errlen);
-/* Bytes buffered in memory by all downloads: the pools' blocks in use and
- * the bytes in kernel pipes ([buffer] splice). */
+/* Bytes buffered in memory by all downloads of every worker: the pools'
+ * blocks in use and the bytes in kernel pipes ([buffer] splice). */
 uint64_t proxy_memory(const struct proxy *px);
+/* Bytes promised to woken memory waiters, every worker's (*_grant adds
+ * or takes back bs bytes of px's). */
+uint64_t proxy_memory_granted(const struct proxy *px);
+void proxy_memory_grant(struct proxy *px, int64_t bs);
+/* A download of px joined its queue of memory waiters: memory freed by
+ * another worker wakes px from now on. */
+void proxy_memory_wait(struct proxy *px);
+/* Client connections open in every worker. */
+uint64_t proxy_connections(const struct proxy *px);
 /* Re-evaluates memory_limit after memory was freed (or the limit
  * changed): serves the downloads waiting for memory, in order. */
 void proxy_memory_check(struct proxy *px);

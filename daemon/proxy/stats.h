@@ -37,6 +37,7 @@ struct stats {
 	uint64_t spill_fallbacks; /* spill fell back to pause (limit, ENOSPC) */
 	uint64_t resumes;         /* upstream reconnects with Range */
 	uint64_t spliced_bytes;   /* body bytes spliced to clients */
+	uint64_t splice_no_pipe;  /* bodies copied: max_pipes were in use */
 	uint64_t upstream_reused; /* requests sent on a parked connection */
 	uint64_t upstream_resent; /* ... sent again: it closed unanswered */
 	uint64_t upstream_idle_closed; /* kept ones closed while idle */

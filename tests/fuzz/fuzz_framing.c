@@ -151,7 +151,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct pool pools[8];
 	static struct fr f;
-	static uint64_t spooled_total;
+	static _Atomic uint64_t spooled_total;
 	static unsigned runs;
 	struct pool *pool;
 	struct spill_cfg sc = {"/dev/shm", &spooled_total, 0};

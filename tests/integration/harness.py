@@ -281,6 +281,22 @@ def wait_until(pred, timeout, interval=0.02):
         time.sleep(min(interval, left))
 
 
+def splice_default(text):
+    """SLUICE_TEST_SPLICE=off|auto runs every proxy the tests start with
+    that [buffer] splice unless its config names one: the suite runs once
+    with splice on (the default) and once off (.ci/run's sanitizer build).
+    Appended as a [buffer] section of its own at the end, so that the
+    line numbers a config error names do not move.  Proxy configs only
+    (those with an [upstream] section, not the lab's scenarios)."""
+    want = os.environ.get("SLUICE_TEST_SPLICE", "")
+    if (not want or not re.search(r"(?m)^\[upstream\]", text)
+            or re.search(r"(?m)^\[lab\]", text)
+            or re.search(r"(?m)^\s*splice\s*=", text)):
+        return text
+    return text + ("" if text.endswith("\n") or not text else "\n") + \
+        "[buffer]\nsplice = %s\n" % want
+
+
 def wait_log(proc, pattern, timeout=10.0, count=1):
     """Wait until pattern (a bytes regex) has matched count times in proc's
     log (its stderr file); returns the last match.  Bounded: timeout
@@ -1078,7 +1094,7 @@ class Env:
     def write_config(self, text, name="sluice.ini"):
         path = self.path(name)
         with open(path, "w") as f:
-            f.write(text)
+            f.write(splice_default(text))
         return path
 
     def run_sluice(self, args, timeout=10.0):

@@ -665,9 +665,43 @@ def spool_eio_after_break():
     env.stop_clean(px)
 
 
+def accept_enomem():
+    """A new connection's memory cannot be had: fiu fails the next calloc
+    (onetime) while the proxy is idle, which is conn_accept's.  That client
+    is answered 503 with Connection: close and Retry-After (the refusal
+    needs no memory), counted in refused{reason="memory"} and logged, and
+    the next client is served.  (The connection's memory is small now:
+    its heads' buffers grow with the heads, so an address-space cap can no
+    longer single it out, as test_limits did before.)"""
+    px = start("pause", "proxy-accept-enomem")
+
+    def get(expect):
+        with harness.HttpConn(px.port) as c:
+            c.request("GET", "/bytes/4096")
+            r = c.read_response(deadline=10.0 * harness.SLOW)
+            check(r.status == expect, "expected %d, got %s %r"
+                  % (expect, r.status, r.raw_head[:200]))
+    get(200)
+    fiu_ctrl(px, "enable name=libc/mm/calloc,onetime")
+    with harness.HttpConn(px.port) as c:
+        c.request("GET", "/bytes/4096")
+        r = c.read_response(deadline=10.0 * harness.SLOW)
+        check(r.status == 503, "expected 503, got %s %r" % (r.status, r.raw_head[:200]))
+        check("close" in r.tokens("connection"), "no Connection: close: %r" % r.headers)
+        check(r.get("retry-after") is not None, "no Retry-After: %r" % r.headers)
+        check(c.at_eof(5.0), "the refused connection stays open")
+    get(200)
+    got = metrics(px).get('sluice_connections_refused_total{reason="memory"}')
+    check(got == 1, "refused{memory} %s, expected 1" % got)
+    harness.wait_log(px, rb"warn: refusing a client with 503: out of memory")
+    settle(px)
+    env.stop_clean(px)
+
+
 env.timed = True
 
 env.case("setup: sluice origin", origin, keep_processes=True)
+env.case("accept out of memory (calloc fails): 503, and the listener goes on", accept_enomem)
 env.case("a client write libuv cannot allocate: short, proxy_error, and SIGTERM still exits 0",
          write_enomem)
 for p in PROBABILITIES:

@@ -576,6 +576,53 @@ def memory_limit_shared():
     env.stop_clean(px)
 
 
+def pipe_budget():
+    """max_connections 4: one download at a time may hold a kernel pipe
+    (a quarter of them, as HAProxy's maxpipes), so that spliced downloads
+    never take the descriptors the connections were promised.  Of three
+    held downloads one is spliced and two go through memory (counted in
+    sluice_splice_no_pipe_total); all three are exact, and the slot is
+    free again after: the next download is spliced."""
+    # a small client send buffer: a body must not fit in the kernel's
+    # queues toward the held clients, or each would end (and give its pipe
+    # back) before the next one starts
+    px = proxy([S["so"].addr], "pipes", sections={"listen": {"max_connections": "4"},
+                                                  "client": {"sndbuf": "64k"}},
+               high_watermark="256k", low_watermark="64k")
+    m = metrics(px.aport)
+    check(m.get("sluice_splice_pipes_max") == 1, "splice_pipes_max %s, expected 1"
+          % m.get("sluice_splice_pipes_max"))
+    n = 4 * MiB
+    dls = [harness.HeldDownload(px.port, "/bytes/%d" % n, harness.HashSink(),
+                                hold_at=64 * KiB, rcvbuf=64 * KiB) for _ in range(3)]
+    try:
+        for dl in dls:
+            check(dl.wait_held(), dl.describe())
+        m = metrics(px.aport)
+        env.note("held: splice_pipes %s, splice_no_pipe_total %s" %
+                 (m.get("sluice_splice_pipes"), m.get("sluice_splice_no_pipe_total")))
+        check(m.get("sluice_splice_pipes") == 1, "splice_pipes %s, expected 1"
+              % m.get("sluice_splice_pipes"))
+        check(m.get("sluice_splice_no_pipe_total") == 2, "splice_no_pipe_total %s, expected 2"
+              % m.get("sluice_splice_no_pipe_total"))
+        for dl in dls:
+            dl.release()
+        for dl in dls:
+            dl.finish()
+    finally:
+        for dl in dls:
+            dl.close()
+    for dl in dls:
+        check(dl.sink.sha256 == harness.sluice_sha256(n), "a body differs: %s" % dl.describe())
+    got = sorted(a["spliced"] > 0 for a in access(px, "/bytes/%d" % n, 3))
+    check(got == [False, False, True], "spliced per download: %s" % got)
+    check(harness.wait_until(lambda: metrics(px.aport).get("sluice_splice_pipes") == 0,
+                             10 * SLOW), "a pipe slot left taken")
+    fetch_exact(px, "/bytes/%d?again" % n, n)
+    check(access(px, "/bytes/%d?again" % n)[0]["spliced"] > 0, "the freed slot was not used")
+    env.stop_clean(px)
+
+
 def deadlines():
     """The deadlines keep working while a body is spliced: an upstream that
     goes silent mid-body meets read_timeout (upstream_timeout, the client's
@@ -629,4 +676,6 @@ env.case("spill: through memory and the spool, exact", spill_copies)
 env.case("resume after the upstream closes mid-body: exact, spliced", resume_exact)
 env.case("memory_limit counts kernel pipes: bounded, all exact", memory_limit_shared)
 env.case("read_timeout and zwp_timeout while splicing", deadlines)
+env.case("kernel pipes for a quarter of max_connections; the others copy, all exact",
+         pipe_budget)
 env.finish()

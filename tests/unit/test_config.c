@@ -119,6 +119,7 @@ same_value(
 	case CT_SIZE:
 	case CT_DURATION:
 	case CT_COUNT:
+	case CT_COUNT_AUTO:
 		return u64_at(a, k) == u64_at(b, k);
 	case CT_ENUM:
 		return int_at(a, k) == int_at(b, k);
@@ -170,7 +171,7 @@ default_u64(const struct config_key *k)
 {
 	uint64_t v;
 
-	if (k->type == CT_COUNT)
+	if (k->type == CT_COUNT || k->type == CT_COUNT_AUTO)
 		return count_value(k->def);
 	if (k->type == CT_SIZE)
 		assert_int_equal(units_parse_size(k->def, &v), 0);
@@ -190,6 +191,7 @@ check_defaults(const struct config *cfg)
 		case CT_SIZE:
 		case CT_DURATION:
 		case CT_COUNT:
+		case CT_COUNT_AUTO:
 			assert_true(u64_at(cfg, k) == default_u64(k));
 			/* A default outside its own range would be a bug. */
 			assert_true(u64_at(cfg, k) >= k->min &&
@@ -284,6 +286,13 @@ valid_value(const struct config_key *k, int pass, char *buf, size_t len)
 	uint64_t v;
 
 	switch (k->type) {
+	case CT_COUNT_AUTO:
+		if (pass == 0) {
+			snprintf(buf, len, "auto");
+			break;
+		}
+		/* the high end as a count */
+		__attribute__((fallthrough));
 	case CT_COUNT:
 		v = pass == 0 ? k->min : k->max;
 		if (v == default_u64(k))
@@ -352,6 +361,10 @@ check_stored(const struct config *cfg, const struct config_key *k,
 		break;
 	case CT_COUNT:
 		assert_true(u64_at(cfg, k) == count_value(text));
+		break;
+	case CT_COUNT_AUTO: /* "auto" is stored as 0 */
+		assert_true(u64_at(cfg, k) ==
+		    (strcmp(text, "auto") == 0 ? 0 : count_value(text)));
 		break;
 	case CT_PATH:
 		assert_string_equal(str_at(cfg, k), text);
@@ -455,6 +468,8 @@ syntax_msg(const struct config_key *k)
 		       "none";
 	case CT_COUNT:
 		return "not a whole number";
+	case CT_COUNT_AUTO:
+		return "not a whole number or auto";
 	case CT_PATH:
 		return "too long";
 	case CT_ENUM:
@@ -647,6 +662,7 @@ every_key_bad(void **state)
 			bad_address(k);
 			break;
 		case CT_COUNT:
+		case CT_COUNT_AUTO:
 			bad_count(k);
 			break;
 		case CT_PATH:

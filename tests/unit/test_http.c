@@ -173,6 +173,52 @@ overflow_buffer(void **state)
 }
 
 static void
+owned_buffer_grows(void **state)
+{
+	struct http_head h;
+	char big[8192];
+	const char *v;
+	size_t len;
+
+	(void)state;
+	/* no buffer until the first byte; then HTTP_HEAD_MIN */
+	http_head_init_owned(&h, 8192);
+	assert_non_null(h.buf);
+	assert_int_equal(h.size, 0);
+	assert_int_equal(http_head_on_text(&h, "/", 1), 0);
+	assert_int_equal(h.size, HTTP_HEAD_MIN);
+	/* grown as far as the head needs, the bytes kept (offsets, not
+	 * pointers: realloc may move them) */
+	memset(big, 'a', sizeof(big));
+	assert_int_equal(http_head_on_name(&h, "Host", 4), 0);
+	assert_int_equal(http_head_on_value(&h, "example.com", 11), 0);
+	assert_int_equal(http_head_on_name(&h, "X-Big", 5), 0);
+	assert_int_equal(http_head_on_value(&h, big, 3000), 0);
+	assert_int_equal(h.size, 4096);
+	v = http_head_get(&h, "host", &len);
+	assert_non_null(v);
+	assert_int_equal(len, 11);
+	assert_memory_equal(v, "example.com", 11);
+	assert_memory_equal(h.buf + h.text_off, "/", 1);
+	/* never past cap: exactly full is fine, one byte more overflows */
+	assert_int_equal(http_head_on_value(&h, big, 8192 - h.len), 0);
+	assert_int_equal(h.size, 8192);
+	assert_int_equal(http_head_on_value(&h, "b", 1), -1);
+	assert_int_equal(h.overflow, 1);
+	assert_null(h.error);
+	/* a buffer grown past HTTP_HEAD_KEEP goes at the next head */
+	http_head_reset(&h);
+	assert_int_equal(h.size, 0);
+	assert_int_equal(http_head_on_text(&h, "/next", 5), 0);
+	assert_int_equal(h.size, HTTP_HEAD_MIN);
+	http_head_reset(&h);
+	assert_int_equal(h.size, HTTP_HEAD_MIN); /* a small one stays */
+	http_head_free(&h);
+	assert_int_equal(h.size, 0);
+	http_head_free(&h); /* twice: nothing to free */
+}
+
+static void
 overflow_fields(void **state)
 {
 	char name[16];
@@ -1112,6 +1158,7 @@ main(void)
 	    cmocka_unit_test_setup(value_without_name, setup),
 	    cmocka_unit_test_setup(reset, setup),
 	    cmocka_unit_test_setup(overflow_buffer, setup),
+	    cmocka_unit_test(owned_buffer_grows),
 	    cmocka_unit_test_setup(overflow_fields, setup),
 	    cmocka_unit_test_setup(llhttp_pieces, setup),
 	    cmocka_unit_test_setup(rewrite_hop_by_hop, setup),

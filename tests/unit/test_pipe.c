@@ -711,7 +711,7 @@ static void
 kernel_pipe_round_trip(void **state)
 {
 	static char in[48 * 1024], out[sizeof(in)];
-	uint64_t total = 0;
+	_Atomic uint64_t total = 0;
 	size_t got = 0;
 	ssize_t n;
 	int src[2], dst[2];

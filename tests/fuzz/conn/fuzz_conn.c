@@ -786,12 +786,14 @@ check_memory(void)
 		fail("pool blocks still in use with both sides closed");
 	if (proxy_memory(px) != 0)
 		fail("proxy memory is not 0 with both sides closed");
-	if (px->mem_head != NULL || px->mem_granted != 0)
+	if (px->mem_head != NULL || proxy_memory_granted(px) != 0)
 		fail("memory waiters left with both sides closed");
 	if (px->mem_full)
 		fail("memory_limit still counts as reached with nothing held");
-	if (px->spool_bytes != 0)
+	if (px->sh->spool_bytes != 0)
 		fail("spool bytes left with both sides closed");
+	if (px->sh->npipes != 0 || px->sh->pipe_bytes != 0)
+		fail("a kernel pipe (splice) left with both sides closed");
 	/* the harness closed its upstream ends: a parked socket ([upstream]
 	 * keepalive) sees the close and goes, or an input would leave a
 	 * connection to the next one */
@@ -835,6 +837,7 @@ start_proxy(struct proxy *p, const char *text)
 		sigaction(sigs[i], &old[i], NULL);
 	p->upstream_connect = fake_connect;
 	p->max_conns = 4;
+	p->max_pipes = 4; /* splice for every download the input makes */
 }
 
 /* The clients' listener: an AF_UNIX socket (autobound, abstract) in a
