@@ -152,13 +152,13 @@ const struct config_key config_keys[] = {
     SIZE("buffer", "spill_total", buffer.spill_total, "16G", 64 * KiB,
         64 * 1024 * GiB, "spooled bytes the whole process may hold"),
     ENUM("buffer", "splice", buffer.splice, "auto", splice_names,
-        "auto: a body that needs no inspection (Content-Length, or "
-        "close-delimited to an HTTP/1.0 client) moves upstream socket -> "
-        "kernel pipe -> client socket with splice(2), never copied to user "
-        "space, under policy pause or pace, for up to a quarter of "
-        "max_connections at once (each holds a kernel pipe and two more "
-        "descriptors), the others through memory; off: always through "
-        "memory"),
+        "auto: a response body's payload (Content-Length, close-delimited, "
+        "or a chunked body's large chunks, whose framing is still parsed "
+        "and written in memory) moves upstream socket -> kernel pipe -> "
+        "client socket with splice(2), never copied to user space, under "
+        "policy pause or pace, for up to a quarter of max_connections at "
+        "once (each holds a kernel pipe and two more descriptors), the "
+        "others through memory; off: always through memory"),
     ENUM("buffer", "resume", buffer.resume, "off", onoff_names,
         "on: an upstream that dies mid-body is asked for the rest with "
         "Range and If-Range, and the client's body goes on"),

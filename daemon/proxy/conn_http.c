@@ -9,11 +9,12 @@
  *
  * Framing: llhttp strips the incoming framing; the proxy frames what it
  * sends itself.  Content-Length is passed through; chunked and
- * close-delimited responses go to HTTP/1.1 clients chunked, to HTTP/1.0
- * clients close-delimited.  A download whose upstream fails mid-body is
- * never ended cleanly: the client gets every byte that arrived, then a
- * close that its framing shows as short (no last chunk, fewer bytes than
- * Content-Length) or, for a close-delimited body, a reset.
+ * close-delimited responses go to HTTP/1.1 clients chunked (a chunk per
+ * read slice, or on the splice path one per upstream chunk or run: see
+ * push_own_chunked), to HTTP/1.0 clients close-delimited.  A download whose
+ * upstream fails mid-body is never ended cleanly: the client gets every byte
+ * that arrived, then a close that its framing shows as short (no last chunk,
+ * fewer bytes than Content-Length) or, for a close-delimited body, a reset.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -500,13 +501,122 @@ resp_on_headers_complete(llhttp_t *p)
 	return fr.no_body ? 1 : 0;
 }
 
+/*
+ * Splice's framing (d.own_chunks, conn_splice.c): the proxy's chunks are
+ * not one per slice read, since a spliced run of bytes never passes here.
+ * An upstream chunk goes out as one chunk of its own size: its size line
+ * at its header, its data as it comes (read or spliced), its CRLF at its
+ * end.  A close-delimited body goes out in runs: a run's size is what the
+ * upstream socket held when it began (push_run_line), its bytes come
+ * spliced or read, and its CRLF goes before whatever follows it; slices
+ * read outside a run are framed one by one, as without splice.
+ */
+
+/* Opens the proxy's next chunk of a close-delimited body, n bytes, closing
+ * the one before.  0 or -1. */
+int
+push_run_line(struct conn *c, uint64_t n)
+{
+	char line[2 + H1_CHUNK_LINE];
+	int len;
+
+	len = h1_chunk_line(line + 2, (size_t)n);
+	memcpy(line, "\r\n", 2);
+	if (pipe_push_copy(&c->down, c->d.run_open ? line : line + 2,
+	        (size_t)len + (c->d.run_open ? 2 : 0)) < 0)
+		return -1;
+	c->d.run_open = 1;
+	c->d.run_left = n;
+	return 0;
+}
+
+/* The response's end toward an HTTP/1.1 client: the last chunk, after the
+ * CRLF of an open run.  A run the upstream ended inside (fewer bytes than
+ * the socket held: never, short of a bug) is no end: -1. */
+int
+push_body_end(struct conn *c)
+{
+	if (c->d.resp_frame != FRAME_CHUNKED)
+		return 0;
+	if (c->d.run_left > 0)
+		return -1;
+	if (c->d.run_open && pipe_push_copy(&c->down, "\r\n0\r\n\r\n", 7) < 0)
+		return -1;
+	if (!c->d.run_open && pipe_push_copy(&c->down, "0\r\n\r\n", 5) < 0)
+		return -1;
+	c->d.run_open = 0;
+	return 0;
+}
+
+/* A read slice under splice's framing: inside an upstream chunk, as it
+ * is; of a close-delimited body, the rest of the open run as it is, what
+ * follows in a chunk of its own. */
+static int
+push_own_chunked(struct conn *c, const char *at, size_t len)
+{
+	size_t k = len;
+
+	if (c->d.up_chunked)
+		return pipe_push_body(&c->down, c->rd_block, 0, at, len);
+	if (k > c->d.run_left)
+		k = (size_t)c->d.run_left;
+	if (k > 0 && pipe_push_body(&c->down, c->rd_block, 0, at, k) < 0)
+		return -1;
+	c->d.run_left -= k;
+	if (k == len)
+		return 0;
+	if (c->d.run_open && pipe_push_copy(&c->down, "\r\n", 2) < 0)
+		return -1;
+	c->d.run_open = 0;
+	return pipe_push_body(&c->down, c->rd_block, 1, at + k, len - k);
+}
+
+static int
+resp_on_chunk_header(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+	char line[H1_CHUNK_LINE];
+
+	if (!c->d.up_chunked || p->content_length == 0)
+		return 0; /* the last chunk: its line is push_body_end's */
+	c->d.chunk_size = p->content_length;
+	c->d.in_chunk = 1;
+	if (!c->d.own_chunks)
+		return 0;
+	return pipe_push_copy(&c->down, line,
+	           (size_t)h1_chunk_line(line, (size_t)p->content_length)) < 0
+	    ? -1
+	    : 0;
+}
+
+static int
+resp_on_chunk_complete(llhttp_t *p)
+{
+	struct conn *c = of_parser(p);
+
+	if (!c->d.in_chunk)
+		return 0;
+	c->d.in_chunk = 0;
+	if (!c->d.own_chunks)
+		return 0;
+	return pipe_push_copy(&c->down, "\r\n", 2) < 0 ? -1 : 0;
+}
+
 static int
 resp_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct conn *c = of_parser(p);
+	int rc;
 
-	if (pipe_push_body(&c->down, c->rd_block,
-	        c->d.resp_frame == FRAME_CHUNKED, at, len) < 0)
+	/* a chunk whose data was spliced to its end: llhttp's empty span */
+	if (len == 0)
+		return 0;
+	if (c->d.own_chunks)
+		rc = push_own_chunked(c, at, len);
+	else
+		rc = pipe_push_body(&c->down, c->rd_block,
+		    c->d.resp_frame == FRAME_CHUNKED, at, len);
+	if (rc < 0)
 		return -1;
 	/* counted once queued: a resume asks for the body from here, and a
 	 * slice that could not be queued must be asked for again */
@@ -529,8 +639,7 @@ resp_on_message_complete(llhttp_t *p)
 
 	if (llhttp_get_status_code(p) < 200)
 		return 0; /* the final response follows */
-	if (c->d.resp_frame == FRAME_CHUNKED &&
-	    pipe_push_copy(&c->down, "0\r\n\r\n", 5) < 0)
+	if (push_body_end(c) < 0)
 		return -1;
 	set_state(c, DL_FLUSHING);
 	return HPE_PAUSED; /* anything after the response is not ours */
@@ -611,6 +720,8 @@ conn_init_settings(void)
 	conn_resp_settings.on_header_value = resp_on_value;
 	conn_resp_settings.on_headers_complete = resp_on_headers_complete;
 	conn_resp_settings.on_body = resp_on_body;
+	conn_resp_settings.on_chunk_header = resp_on_chunk_header;
+	conn_resp_settings.on_chunk_complete = resp_on_chunk_complete;
 	conn_resp_settings.on_message_complete = resp_on_message_complete;
 	conn_settings_ready = 1;
 }

@@ -107,6 +107,19 @@ struct download {
 	unsigned resp_clean : 1;     /* it ended where a read ended */
 	unsigned splice : 1;         /* its body moves through the kernel
 	                              * pipe ([buffer] splice, conn_splice.c) */
+	/* splice's framing (conn_splice.c), set by splice_begin and kept for
+	 * the whole response even if splice stops */
+	unsigned own_chunks : 1; /* chunked to the client: one chunk per
+	                          * upstream chunk, or per run (run_left) */
+	unsigned up_chunked : 1; /* the upstream's body is chunked: inside a
+	                          * chunk's data, resp.content_length is
+	                          * what is left of it */
+	unsigned in_chunk : 1;   /* between a chunk's size line and its end */
+	unsigned run_open : 1;   /* the proxy's own chunk (close-delimited
+	                          * body) had its size line, not its CRLF */
+	uint64_t chunk_size;     /* the current upstream chunk's size */
+	uint64_t run_left;       /* bytes of the proxy's own chunk still to
+	                          * come from the upstream */
 
 	/* the access log and /connections */
 	enum outcome outcome;
@@ -224,6 +237,8 @@ void respond_error(struct conn *c, int status, const char *detail);
 void feed_client(struct conn *c, const char *data, size_t n);
 void upstream_done(struct conn *c);
 void feed_upstream(struct conn *c, const char *data, size_t n);
+int push_run_line(struct conn *c, uint64_t n);
+int push_body_end(struct conn *c);
 
 /* conn_io.c: reads, writes, what holds a read, the timers */
 void arm_deadline(struct conn *c);
@@ -252,6 +267,8 @@ enum splice_mode {
 	SPLICE_NONE = 0, /* the upstream is read into blocks */
 	SPLICE_IN,       /* ... into the kernel pipe */
 	SPLICE_WAIT,     /* not yet: memory's bytes go out first */
+	SPLICE_HOLD,     /* not yet: the kernel pipe's bytes, then
+	                  * memory's (framing), go out first */
 };
 enum splice_mode splice_mode(struct conn *c);
 int splice_read_start(struct conn *c);
@@ -259,6 +276,7 @@ void splice_read_stop(struct conn *c);
 void splice_close_upstream(struct conn *c);
 void splice_flush(struct conn *c);
 void splice_end(struct conn *c);
+size_t splice_read_max(const struct conn *c);
 
 /* conn_upstream.c: the server, connect, close; failure mid-body, resume */
 void release_server(struct conn *c);

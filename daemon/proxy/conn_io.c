@@ -441,11 +441,12 @@ update_upstream_reading(struct conn *c)
 	/* the response head is read whatever holds the body */
 	want = c->state == DL_WAITING ||
 	    (c->state == DL_RELAYING && !c->down.wm.paused && pace_allows(c));
-	if (want && mode == SPLICE_WAIT) {
+	if (want && (mode == SPLICE_WAIT || mode == SPLICE_HOLD)) {
 		/* the kernel pipe fills only once memory's bytes (a head)
-		 * are out: a moment, not a pause */
+		 * are out: a moment, not a pause; once the pipe's bytes are
+		 * out too (HOLD: the client's pace, a pause) */
 		want = 0;
-		quiet = 1;
+		quiet = mode == SPLICE_WAIT;
 	}
 	if (want && memory_blocked(c)) {
 		memory_queue(c);
@@ -952,6 +953,8 @@ conn_on_upstream_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	 * piece, so progress never stalls on rounding) */
 	if (c->cfg->buffer.policy == POLICY_PACE)
 		max = c->d.pace_tokens > 4096 ? (size_t)c->d.pace_tokens : 4096;
+	if (max > splice_read_max(c))
+		max = splice_read_max(c); /* framing between spliced chunks */
 	if (memory_blocked(c)) {
 		/* memory_limit: no block for this read; the read callback
 		 * sees UV_ENOBUFS and stops reading until memory is ours */

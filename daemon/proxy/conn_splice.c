@@ -1,20 +1,51 @@
 /*
  * conn_splice: the zero-copy path of a response body ([buffer] splice = auto;
- * see conn.c for the other files of a connection).  A body that needs no
- * inspection (Content-Length, or close-delimited to an HTTP/1.0 client:
- * the bytes the client gets are the bytes the upstream sent) moves upstream
- * socket -> kernel pipe -> client socket with splice(2), never entering
- * user space, as HAProxy's splice-response does.  The response head, and
- * what the read that brought it held of the body, still go through memory
- * and uv_write first.
+ * see conn.c for the other files of a connection).  The body's payload moves
+ * upstream socket -> kernel pipe -> client socket with splice(2), never
+ * entering user space, as HAProxy's splice-response does.  The response
+ * head, what the read that brought it held of the body, and every byte of
+ * framing still go through memory and uv_write.  Which bodies:
+ *
+ *   Content-Length, or close-delimited to an HTTP/1.0 client: the bytes the
+ *   client gets are the bytes the upstream sent.
+ *   Chunked upstream: llhttp still reads all the framing (chunk sizes,
+ *   extensions, trailers), and only a chunk's data is spliced, never past
+ *   its end: on_chunk_header gives its size, llhttp's content_length is then
+ *   what is left of it, and a splice of n bytes takes n from it as llhttp's
+ *   own consuming of chunk data would (it never looks at those bytes); the
+ *   next read, parsed, then starts at the chunk's CRLF.  Between two spliced
+ *   chunks the framing is read in small reads (splice_read_max), so little
+ *   of the next chunk's data comes with it.  Chunks under a quarter block
+ *   go through memory (their framing and data come in one read).  To an
+ *   HTTP/1.1 client each upstream chunk goes out as one chunk of its own
+ *   size (conn_http.c: its size line at its header, its CRLF at its end),
+ *   to an HTTP/1.0 one as bare data.
+ *   Close-delimited to an HTTP/1.1 client: in runs (start_run): a run is what
+ *   the upstream socket holds when it begins (FIONREAD), at most what one
+ *   splice may take; its size line goes into memory first, its bytes are
+ *   spliced, its CRLF goes before whatever follows; the upstream's end, seen
+ *   by a peek that reads 0 before a run, brings the last chunk.
+ *
+ * A download whose upstream fails mid-body never gets a clean end: a chunk
+ * whose size line went out and whose data stops short, or no last chunk,
+ * as on the memory path.
  *
  * The kernel pipe is `down`'s second storage (pipe.h): its fill level,
  * read from the kernel, counts in the bytes the download holds, so the
  * watermarks, memory_limit, pace and /connections see it as they see
- * memory.  Order: it is filled only while memory holds nothing of `down`
- * (update_upstream_reading), and flush_client empties it before memory, so
- * the bytes a resumed response's head read brings (memory) go out after the
- * ones spliced before the failure (the pipe).
+ * memory.  Order (the invariant): the pipe is filled only while memory
+ * holds nothing of `down`, and flush_client empties the pipe before
+ * memory; so a byte put in memory (a head, framing, a read's bytes) goes
+ * out after every byte spliced before it, and before every byte spliced
+ * after it.  Hence the modes (splice_mode): memory holds bytes with the pipe
+ * empty: WAIT (a moment: they are being written); memory holds framing
+ * behind the pipe's bytes: HOLD (the upstream waits for the client to take
+ * the pipe's bytes, then the framing; counted as a pause), so a chunked
+ * body is at most one chunk ahead in the kernel pipe, below the watermarks.
+ * A kernel pipe that took no more (kfull) hands the reads to memory, as
+ * without splice, until memory is empty again: the watermarks stop and
+ * start the upstream where they do without splice; a resumed response's
+ * first bytes also land in memory behind the pipe's.
  *
  * libuv allows one handle per descriptor: the sockets are polled through
  * duplicates (F_DUPFD_CLOEXEC), upoll (readable: splice in) while the
@@ -26,12 +57,14 @@
  * or the connection's close (splice_end).
  *
  * Not on this path: policy spill (its spool is written from memory),
- * bodies the proxy re-frames as chunked, request bodies.
+ * request bodies.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -40,6 +73,9 @@
 #include "proxy/pipe.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
+
+/* a read of the framing between two spliced chunks (splice_read_max) */
+#define SPLICE_FRAME_READ 256
 
 /* ---- the polls --------------------------------------------------------- */
 
@@ -82,9 +118,10 @@ poll_close(uv_poll_t *p, int *pfd)
 
 /*
  * At the response head (resp_on_headers_complete): does its body take the
- * kernel pipe?  Only a body passed through as it came (FRAME_RAW, not
- * chunked upstream), under pause or pace, once the request is all written
- * (the upstream socket is then only read).
+ * kernel pipe?  Any body, under pause or pace, once the request is all
+ * written (the upstream socket is then only read); a chunked one, or one
+ * chunked for the client, with splice's framing (d.up_chunked,
+ * d.own_chunks) from here to its end.
  */
 void
 splice_begin(struct conn *c, const llhttp_t *p, int no_body)
@@ -94,8 +131,8 @@ splice_begin(struct conn *c, const llhttp_t *p, int no_body)
 
 	c->d.splice = 0;
 	if (!cfg->buffer.splice || cfg->buffer.policy == POLICY_SPILL ||
-	    no_body || c->d.resp_frame != FRAME_RAW || (p->flags & F_CHUNKED) ||
-	    !c->d.req_done || !pipe_empty(&c->up) || c->uw_busy)
+	    no_body || c->d.resp_frame == FRAME_NONE || !c->d.req_done ||
+	    !pipe_empty(&c->up) || c->uw_busy)
 		return;
 	/* Four descriptors more than the memory path: max_connections'
 	 * default budgets them for a quarter of the connections (max_pipes,
@@ -124,18 +161,50 @@ splice_begin(struct conn *c, const llhttp_t *p, int no_body)
 		return;
 	}
 	c->d.splice = 1;
+	c->d.up_chunked = (p->flags & F_CHUNKED) != 0;
+	c->d.own_chunks = c->d.resp_frame == FRAME_CHUNKED;
+}
+
+/* Is the upstream chunk the parser is in worth splicing, and is some of
+ * its data still to come?  A chunk smaller than a quarter block is not: its
+ * data comes with its framing in one read, and splicing it would cost
+ * more syscalls and a wait for memory to drain than the copy saves. */
+static int
+chunk_spliceable(const struct conn *c)
+{
+	return c->d.in_chunk && c->resp.content_length > 0 &&
+	    c->d.chunk_size >= c->gen->pool.block_size / 4;
+}
+
+/*
+ * The most the next read into memory may take (conn_on_upstream_alloc).
+ * A chunked body between two spliced chunks: what lies between them is
+ * framing (the CRLF, the next size line), read in small reads, so that few
+ * of the next chunk's data bytes come with it into memory, and the rest
+ * of the chunk is spliced.
+ */
+size_t
+splice_read_max(const struct conn *c)
+{
+	if (!c->d.splice || !c->d.up_chunked || c->state != DL_RELAYING ||
+	    c->d.chunk_size < c->gen->pool.block_size / 4 ||
+	    (c->d.in_chunk && c->resp.content_length > 0))
+		return SIZE_MAX;
+	return SPLICE_FRAME_READ;
 }
 
 /*
  * How the upstream's body is read now.  Into the kernel pipe while memory
- * holds nothing of `down` (the pipe's bytes go out first: order).  Memory
- * holding bytes with the pipe empty (the head, the body bytes its read
- * brought, being written now): not yet, until they are out.  Into blocks,
- * as without splice, once the pipe was full (a pipe smaller than
- * high_watermark: memory takes the bytes past it, so the watermarks stop
- * and start the upstream where they do without splice), or behind the
- * pipe's bytes (a resumed response's first ones), until memory is empty
- * again.
+ * holds nothing of `down` (the pipe's bytes go out first: order), and, of a
+ * chunked body, while the parser is inside a large chunk's data.  Memory
+ * holding bytes with the pipe empty (the head, framing, the body bytes a
+ * read brought, being written now): not yet, until they are out (WAIT).
+ * Memory holding framing behind the pipe's bytes: not before both are out
+ * (HOLD).  Into blocks, as without splice, once the pipe was full (a pipe
+ * smaller than high_watermark: memory takes the bytes past it, so the
+ * watermarks stop and start the upstream where they do without splice), or
+ * behind the pipe's bytes (a resumed response's first ones), until memory
+ * is empty again; and a chunked body's framing and small chunks.
  */
 enum splice_mode
 splice_mode(struct conn *c)
@@ -148,9 +217,16 @@ splice_mode(struct conn *c)
 		c->kfull = 0; /* memory is out, and the pipe took bytes */
 	if (c->kfull)
 		return SPLICE_NONE;
+	if (c->d.up_chunked && !chunk_spliceable(c))
+		return SPLICE_NONE; /* framing, or a small chunk: the parser */
 	if (pipe_memory(d) == 0)
 		return SPLICE_IN;
-	return pipe_kernel(d) == 0 ? SPLICE_WAIT : SPLICE_NONE;
+	if (pipe_kernel(d) == 0)
+		return SPLICE_WAIT;
+	/* memory holds framing behind the kernel pipe's bytes: the pipe
+	 * takes no more before both are out (a Content-Length body's memory
+	 * here is a resumed response's first bytes: read on into memory) */
+	return c->d.up_chunked || c->d.own_chunks ? SPLICE_HOLD : SPLICE_NONE;
 }
 
 /* The kernel pipe took no more: memory takes what follows. */
@@ -198,22 +274,46 @@ splice_end(struct conn *c)
 static void
 body_complete(struct conn *c)
 {
+	if (push_body_end(c) < 0) {
+		conn_close(c, 0, "the last chunk", UV_ENOMEM);
+		return;
+	}
 	/* a Content-Length body was spliced to its last byte, no further */
 	c->d.resp_clean = !c->d.resp_by_close;
 	set_state(c, DL_FLUSHING);
 	upstream_done(c);
 }
 
+/* A close-delimited body, chunked to the client: it goes in runs. */
+static int
+in_runs(const struct conn *c)
+{
+	return c->d.own_chunks && !c->d.up_chunked;
+}
+
+/* Does the parser count the spliced bytes (resp.content_length: what is
+ * left of a Content-Length body, or of the current upstream chunk)?  Not
+ * those of a close-delimited body (to HTTP/1.0 clients resp_by_close,
+ * to HTTP/1.1 ones in runs). */
+static int
+counted_by_parser(const struct conn *c)
+{
+	return c->d.up_chunked || (!c->d.resp_by_close && !in_runs(c));
+}
+
 /* The bytes the next splice in may take: the pipe's room, the rest of a
- * Content-Length body, pace's tokens, memory_limit's room. */
+ * Content-Length body, of the upstream's chunk or of the proxy's run,
+ * pace's tokens, memory_limit's room. */
 static size_t
 read_max(const struct conn *c)
 {
 	const struct pipe *d = &c->down;
 	size_t max = d->k.cap > d->k.held ? d->k.cap - d->k.held : 0, room;
 
-	if (!c->d.resp_by_close && max > c->resp.content_length)
+	if (counted_by_parser(c) && max > c->resp.content_length)
 		max = (size_t)c->resp.content_length;
+	if (in_runs(c) && c->d.run_left > 0 && max > c->d.run_left)
+		max = (size_t)c->d.run_left;
 	if (c->cfg->buffer.policy == POLICY_PACE) {
 		room =
 		    c->d.pace_tokens > 4096 ? (size_t)c->d.pace_tokens : 4096;
@@ -231,14 +331,62 @@ body_in(struct conn *c, size_t n)
 {
 	c->d.resp_body_in += n;
 	c->px->stats.bytes_in += n;
-	if (!c->d.resp_by_close)
+	if (counted_by_parser(c))
 		c->resp.content_length -= n;
+	if (in_runs(c))
+		c->d.run_left -= n;
 	if (c->cfg->buffer.policy == POLICY_PACE) {
 		c->d.pace_tokens -= (double)n;
 		if (c->d.pace_tokens < -(double)c->gen->pool.block_size)
 			c->d.pace_tokens = -(double)c->gen->pool.block_size;
 	}
 	memory_grant_end(c); /* the grant (or turn) was this read */
+}
+
+/*
+ * A close-delimited body to an HTTP/1.1 client: the proxy's next chunk is
+ * what the upstream socket holds now (FIONREAD), at most max bytes (what
+ * one splice may take).  Its size line goes into memory, and the pipe is
+ * filled once memory is out (splice_mode): the bytes keep their order.
+ * Nothing held: the upstream's end (a peek reads 0) ends the body; a
+ * readable event that was stale waits for the next.
+ */
+static void
+start_run(struct conn *c, size_t max)
+{
+	int avail = 0;
+	ssize_t r;
+	char b;
+
+	if (ioctl(c->upoll_fd, FIONREAD, &avail) == -1 || avail < 0)
+		avail = 0;
+	if (avail == 0) {
+		do
+			r = recv(c->upoll_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		while (r == -1 && errno == EINTR);
+		if (r == 0) {
+			body_complete(c);
+			return;
+		}
+		if (r == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			upstream_broken(
+			    c, "read", -errno, OUTCOME_UPSTREAM_RESET);
+			return;
+		}
+		if (r == -1) {
+			update_upstream_reading(c); /* the poll goes on */
+			return;
+		}
+		avail = 1; /* came since FIONREAD */
+	}
+	if (push_run_line(c, (uint64_t)avail < max ? (uint64_t)avail : max) <
+	    0) {
+		conn_close(c, 0, "chunk framing", UV_ENOMEM);
+		return;
+	}
+	memory_note(c);
+	check_down(c); /* the pipe waits for the line: SPLICE_WAIT or HOLD */
+	flush_client(c);
 }
 
 static void
@@ -261,6 +409,10 @@ splice_on_upstream(uv_poll_t *h, int status, int events)
 		update_upstream_reading(c);
 		return;
 	}
+	if (in_runs(c) && c->d.run_left == 0) {
+		start_run(c, max);
+		return;
+	}
 	n = pipe_splice_in(&c->down, c->upoll_fd, max);
 	if (n == -EAGAIN) {
 		/* readable, yet nothing moved: the pipe is out of slots (or
@@ -270,7 +422,7 @@ splice_on_upstream(uv_poll_t *h, int status, int events)
 		update_upstream_reading(c);
 		return;
 	}
-	if (n == 0 && c->d.resp_by_close) {
+	if (n == 0 && !counted_by_parser(c) && c->d.run_left == 0) {
 		body_complete(c);
 		return;
 	}
@@ -281,10 +433,13 @@ splice_on_upstream(uv_poll_t *h, int status, int events)
 	}
 	body_in(c, (size_t)n);
 	kick_upstream_timer(c);
-	if (!c->d.resp_by_close && c->resp.content_length == 0) {
+	if (counted_by_parser(c) && !c->d.up_chunked &&
+	    c->resp.content_length == 0) {
 		body_complete(c);
 		return;
 	}
+	/* a chunk spliced to its end: what follows is framing, the parser's
+	 * (update_upstream_reading, through check_down, reads it) */
 	memory_note(c);
 	check_down(c);
 	flush_client(c);

@@ -3,8 +3,10 @@
 socket -> kernel pipe -> client socket with splice(2), and every policy
 keeps its meaning.
 
-Real peers: curl and tests/origin.py (Content-Length and close-delimited
-bodies), `sluice origin` and `sluice fetch --verify` (every byte checked
+Real peers: curl and tests/origin.py (Content-Length, chunked and
+close-delimited bodies), a scripted origin below (chunked bodies with
+chunk sizes, extensions, trailers and aborts chosen byte by byte),
+`sluice origin` and `sluice fetch --verify` (every byte checked
 against the origin's pattern).  That splice was really used is read from
 the access log's "spliced" field and sluice_spliced_bytes_total; that it
 held no more than it may, from GET /connections (memory_bytes, which
@@ -17,7 +19,10 @@ wait bounded.
 
 import json
 import os
+import socket
+import struct
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True      # leave no __pycache__ in the source tree
@@ -132,18 +137,249 @@ def content_length_spliced():
 
 def close_delimited():
     """A close-delimited body: to an HTTP/1.0 client it is passed as it
-    came (spliced); to an HTTP/1.1 client the proxy re-frames it chunked,
-    which this path does not do (through memory).  Both exact."""
+    came, to an HTTP/1.1 client the proxy frames it chunked, one chunk per
+    run spliced; both spliced, both exact."""
     px = proxy([S["po"].addr], "close")
     n = 5 * MiB + 7
     curl_exact(px, "/bytes/%d?mode=close" % n, n, http10=True)
     a = access(px, "/bytes/%d?mode=close" % n)[0]
     check(a["bytes_from_upstream"] == n and a["spliced"] > n - 256 * KiB,
           "HTTP/1.0: from upstream %d, spliced %d" % (a["bytes_from_upstream"], a["spliced"]))
-    curl_exact(px, "/bytes/%d?mode=close" % n, n)
+    res = curl_exact(px, "/bytes/%d?mode=close" % n, n)
+    check("chunked" in (res.header("transfer-encoding") or ""),
+          "HTTP/1.1: Transfer-Encoding %r" % res.header("transfer-encoding"))
     a = access(px, "/bytes/%d?mode=close" % n, 2)[1]
-    check(a["spliced"] == 0, "HTTP/1.1 (chunked): spliced %d" % a["spliced"])
+    env.note("HTTP/1.1 (chunked): spliced %d of %d" % (a["spliced"], n))
+    check(a["bytes_from_upstream"] == n and a["spliced"] > n - 256 * KiB,
+          "HTTP/1.1 (chunked): from upstream %d, spliced %d" % (a["bytes_from_upstream"],
+                                                               a["spliced"]))
+    check(a["outcome"] == "complete", "outcome %s" % a["outcome"])
     env.stop_clean(px)
+
+
+# ---- chunked bodies -----------------------------------------------------------
+
+class ScriptedOrigin:
+    """An origin that answers every request with a script: bytes to send,
+    ("sleep", s), or "rst" (an abortive close); then it closes."""
+
+    def __init__(self, script):
+        self.script = script
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    def _conn(self, c):
+        try:
+            c.settimeout(30 * SLOW)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                got = c.recv(4096)
+                if not got:
+                    return
+                data += got
+            for part in self.script:
+                if part == "rst":
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    break
+                if isinstance(part, tuple):
+                    time.sleep(part[1])
+                    continue
+                c.sendall(part)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+
+
+def chunked_script(sizes, trailers=b"", ext=b"", last=True):
+    """The pattern's first sum(sizes) bytes as one chunk per size."""
+    pat = harness.pattern()
+    per = len(pat)
+    parts = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+             b"Content-Type: application/octet-stream\r\n\r\n"]
+    off = 0
+    for size in sizes:
+        data = bytearray()
+        while len(data) < size:
+            start = (off + len(data)) % per
+            data += pat[start:start + min(size - len(data), per - start)]
+        parts.append(b"%x%s\r\n" % (size, ext) + bytes(data) + b"\r\n")
+        off += size
+    if last:
+        parts.append(b"0\r\n" + trailers + b"\r\n")
+    return parts, off
+
+
+def chunked_spliced():
+    """A chunked body (tests/origin.py: chunks of 1 byte to 100 KB) to an
+    HTTP/1.1 client: the proxy frames each upstream chunk as one of its own,
+    the large chunks' data spliced; curl's body is exact, and so is
+    sluice_spliced_bytes_total."""
+    px = proxy([S["po"].addr], "chunked")
+    n = 8 * MiB + 3
+    t = "/bytes/%d?mode=chunked" % n
+    res = curl_exact(px, t, n)
+    check("chunked" in (res.header("transfer-encoding") or ""),
+          "Transfer-Encoding %r" % res.header("transfer-encoding"))
+    a = access(px, t)[0]
+    env.note("chunked: %s" % {k: a[k] for k in ("bytes_from_upstream", "bytes_to_client",
+                                                 "spliced", "peak_memory", "outcome")})
+    check(a["bytes_from_upstream"] == n, "bytes_from_upstream %d" % a["bytes_from_upstream"])
+    check(a["spliced"] > n // 2, "spliced %d of %d" % (a["spliced"], n))
+    check(a["outcome"] == "complete", "outcome %s" % a["outcome"])
+    # again: the upstream socket kept from the first (keep-alive) starts
+    # where the last chunk ended
+    curl_exact(px, t, n)
+    m = metrics(px.aport)
+    got = sum(x["spliced"] for x in access(px, t, 2))
+    check(m.get("sluice_spliced_bytes_total") == got, "sluice_spliced_bytes_total %s, "
+          "access %d" % (m.get("sluice_spliced_bytes_total"), got))
+    env.stop_clean(px)
+
+
+def chunked_scripted(name, sizes, trailers=b"", ext=b"", http10=False):
+    parts, n = chunked_script(sizes, trailers=trailers, ext=ext)
+    o = ScriptedOrigin(parts)
+    px = proxy([o.addr], name)
+    try:
+        curl_exact(px, "/" + name, n, http10=http10)
+        a = access(px, "/" + name)[0]
+    finally:
+        env.stop_clean(px)
+        o.stop()
+    env.note("%s: %d chunks, %d bytes, spliced %d" % (name, len(sizes), n, a["spliced"]))
+    check(a["bytes_from_upstream"] == n and a["outcome"] == "complete",
+          "access %s" % a)
+    return n, a
+
+
+def chunked_trailers_ext():
+    """Chunks with extensions, a trailer section, and a chunk spliced to
+    its end at a read boundary: exact, spliced; to an HTTP/1.0 client too
+    (the proxy takes the framing away, the data spliced)."""
+    sizes = [100000, 70000, 5, 65536, 131072, 1, 200000]
+    n, a = chunked_scripted("trailers", sizes, ext=b";name=value",
+                            trailers=b"X-Sum: abc\r\nX-Other: 1\r\n")
+    check(a["spliced"] > n // 2, "spliced %d of %d" % (a["spliced"], n))
+    n, a = chunked_scripted("http10", sizes, http10=True)
+    check(a["spliced"] > n // 2, "HTTP/1.0: spliced %d of %d" % (a["spliced"], n))
+
+
+def chunked_small():
+    """Many small chunks (through memory) around large ones (spliced): the
+    proxy switches between the two paths at every large chunk; exact."""
+    sizes = ([7, 1, 300, 12] * 1500 + [150000] + [3, 2000, 1] * 800 + [90000, 17] +
+             [1] * 3000 + [300000])
+    n, a = chunked_scripted("small", sizes)
+    check(a["spliced"] >= 300000, "spliced %d of %d" % (a["spliced"], n))
+
+
+def chunked_slow_client():
+    """policy pause, chunked, a client that stops reading: the upstream is
+    paused at the watermarks, what the download holds is bounded, and after
+    the client reads on the body is exact."""
+    high = 512 * KiB
+    px = proxy([S["po"].addr], "chunked-stall", high_watermark="512k", low_watermark="128k")
+    n = 16 * MiB
+    t = "/bytes/%d?mode=chunked" % n
+    dl = harness.HeldDownload(px.port, t, harness.HashSink(), hold_at=256 * KiB,
+                              rcvbuf=64 * KiB)
+    try:
+        check(dl.wait_held(), dl.describe())
+        peak = 0
+        paused = False
+        for _ in range(int(40 * SLOW)):
+            cs = [c for c in connections(px.aport) if c["path"].split("?")[0] == t.split("?")[0]]
+            if cs:
+                peak = max(peak, cs[0]["memory_bytes"])
+                paused = paused or cs[0]["upstream_paused"]
+                if paused:
+                    break
+            time.sleep(0.1)
+        env.note("chunked, held: memory_bytes peak %d, upstream paused %s" % (peak, paused))
+        check(paused, "the upstream was never paused")
+        check(peak <= high + PIPE_MAX + 64 * KiB, "held %d > high_watermark %d + one pipe %d"
+              % (peak, high, PIPE_MAX))
+        resp = dl.finish()
+    finally:
+        dl.close()
+    check(resp.status == 200, "status %s" % resp.status)
+    check(dl.sink.sha256 == harness.expected_sha256(n), "body differs from the pattern")
+    a = access(px, t)[0]
+    check(a["spliced"] > 0 and a["paused_s"] > 0 and a["bytes_from_upstream"] == n,
+          "access %s" % a)
+    check(a["peak_memory"] <= high + PIPE_MAX + 64 * KiB, "peak_memory %d" % a["peak_memory"])
+    env.stop_clean(px)
+
+
+def chunked_abort():
+    """An upstream that closes or resets mid-body, inside a spliced chunk
+    or between chunks: the client gets every byte that came, then a close
+    its framing shows as short (curl fails: no last chunk), never a clean
+    end."""
+    px = proxy([S["po"].addr], "chunked-abort")
+    for kind in ("close-after", "reset-after"):
+        got = 3 * MiB + 11
+        t = "/%s/%d?total=%d&mode=chunked" % (kind, got, 8 * MiB)
+        res = env.curl(["http://127.0.0.1:%d%s" % (px.port, t)], timeout=60 * SLOW)
+        a = access(px, t)[0]
+        env.note("%s: curl rc %s, %d bytes; access %s" % (kind, res.rc, res.sink.length,
+                 {k: a[k] for k in ("outcome", "spliced", "bytes_from_upstream")}))
+        check(res.rc != 0, "%s: curl rc 0: a clean end" % kind)
+        check(res.sink.is_pattern_prefix(), "%s: body not a prefix of the pattern" % kind)
+        if kind == "close-after":
+            check(res.sink.length == got, "%s: %d bytes, sent %d" % (kind, res.sink.length, got))
+        check(a["outcome"] != "complete" and a["spliced"] > 0, "%s: access %s" % (kind, a))
+    env.stop_clean(px)
+    # inside a large chunk's data, which is being spliced
+    parts, n = chunked_script([100000, 400000], last=False)
+    cut = parts[2][:len(parts[2]) // 2]
+    o = ScriptedOrigin(parts[:2] + [cut, ("sleep", 0.2), "rst"])
+    px = proxy([o.addr], "chunked-cut")
+    try:
+        for _ in range(2):
+            res = env.curl(["http://127.0.0.1:%d/cut" % px.port], timeout=60 * SLOW)
+            check(res.rc != 0, "cut in a chunk: curl rc 0: a clean end")
+            check(res.sink.is_pattern_prefix(), "cut: body not a prefix of the pattern")
+        a = access(px, "/cut", 2)
+        env.note("cut in a chunk: curl %d bytes; access %s" % (
+            res.sink.length, [{k: x[k] for k in ("outcome", "spliced")} for x in a]))
+        check(all(x["outcome"] != "complete" for x in a), "access %s" % a)
+    finally:
+        env.stop_clean(px)
+        o.stop()
+    o = ScriptedOrigin(parts[:2] + [cut])
+    px = proxy([o.addr], "chunked-fin")
+    try:
+        res = env.curl(["http://127.0.0.1:%d/fin" % px.port], timeout=60 * SLOW)
+        a = access(px, "/fin")[0]
+        env.note("FIN in a chunk: curl rc %s, %d bytes; access %s" % (
+            res.rc, res.sink.length, {k: a[k] for k in ("outcome", "spliced")}))
+        check(res.rc != 0, "FIN in a chunk: curl rc 0: a clean end")
+        check(res.sink.length == 100000 + len(cut) - len(b"61a80\r\n") and
+              res.sink.is_pattern_prefix(), "FIN in a chunk: %d bytes" % res.sink.length)
+        check(a["outcome"] != "complete" and a["spliced"] > 0, "access %s" % a)
+    finally:
+        env.stop_clean(px)
+        o.stop()
 
 
 def splice_off():
@@ -224,6 +460,52 @@ def paced_and_slow():
         check(a["peak_memory"] <= 1 * MiB + PIPE_MAX, "%s: peak_memory %d"
               % (pol, a["peak_memory"]))
         env.stop_clean(px)
+
+
+def chunked_policies():
+    """Chunked bodies (`sluice origin` ?chunked=1) under pace and pause with
+    a 40 Mbit/s client, and four of them stalled under a 512 KiB
+    memory_limit (a stalled chunked download holds about one 256 KiB chunk
+    in its kernel pipe: four of them reach it): exact, spliced, held within
+    the bounds."""
+    for pol in ("pace", "pause"):
+        px = proxy([S["so"].addr], "chunked-" + pol, policy=pol)
+        fetch_exact(px, "/bytes/10M?chunked=1", 10 * MiB, ["--rate", "40mbit"])
+        a = access(px, "/bytes/10M?chunked=1")[0]
+        env.note("chunked, %s: spliced %d, peak_memory %d, paused_s %s"
+                 % (pol, a["spliced"], a["peak_memory"], a["paused_s"]))
+        check(a["spliced"] > 0 and a["bytes_from_upstream"] == 10 * MiB,
+              "%s: access %s" % (pol, a))
+        check(a["peak_memory"] <= 1 * MiB + PIPE_MAX, "%s: peak_memory %d"
+              % (pol, a["peak_memory"]))
+        env.stop_clean(px)
+    px = proxy([S["so"].addr], "chunked-memlimit", memory_limit="512k",
+               high_watermark="256k", low_watermark="64k")
+    n = 8 * MiB
+    t = "/bytes/%d?chunked=1" % n
+    dls = [harness.HeldDownload(px.port, t, harness.HashSink(), hold_at=64 * KiB,
+                                rcvbuf=64 * KiB) for _ in range(4)]
+    try:
+        check(harness.wait_until(lambda: metrics(px.aport).get(
+            "sluice_memory_limit_hits_total", 0) >= 1, 30 * SLOW), "memory_limit never reached")
+        peak = 0
+        for _ in range(int(10 * SLOW)):
+            peak = max(peak, metrics(px.aport).get("sluice_memory_buffered_bytes", 0))
+            time.sleep(0.1)
+        env.note("chunked, memory_limit 512k: memory_buffered_bytes peak %d" % peak)
+        check(peak <= 512 * KiB + 4 * 64 * KiB, "buffered %d > memory_limit 512k + a block "
+              "each" % peak)
+        for dl in dls:
+            dl.release()
+        for dl in dls:
+            dl.finish()
+    finally:
+        for dl in dls:
+            dl.close()
+    for dl in dls:
+        check(dl.sink.sha256 == harness.sluice_sha256(n), "a body differs")
+    check(sum(a["spliced"] for a in access(px, t, 4)) > 0, "spliced 0")
+    env.stop_clean(px)
 
 
 def spill_copies():
@@ -377,10 +659,19 @@ env.case("Content-Length body, splice auto: exact (curl, sluice fetch), spliced,
          content_length_spliced)
 env.case("close-delimited body: spliced to HTTP/1.0, chunked (memory) to HTTP/1.1, exact",
          close_delimited)
+env.case("chunked body to HTTP/1.1: one chunk per upstream chunk, spliced, exact, counted",
+         chunked_spliced)
+env.case("chunked with extensions and trailers, to HTTP/1.1 and 1.0: spliced, exact",
+         chunked_trailers_ext)
+env.case("many small chunks around large ones: exact, the large ones spliced", chunked_small)
+env.case("chunked, stalled client: paused, bounded, exact", chunked_slow_client)
+env.case("chunked, upstream closes or resets mid-body: never a clean end", chunked_abort)
 env.case("splice off: exact, nothing spliced", splice_off)
 env.case("stalled client: held <= high_watermark + one pipe, paused, exact, no fd left",
          stalled_client_bounded)
 env.case("pace and pause with a 40 Mbit/s client: exact, spliced", paced_and_slow)
+env.case("chunked under pace, pause and memory_limit: exact, spliced, bounded",
+         chunked_policies)
 env.case("spill: through memory and the spool, exact", spill_copies)
 env.case("resume after the upstream closes mid-body: exact, spliced", resume_exact)
 env.case("memory_limit counts kernel pipes: bounded, all exact", memory_limit_shared)
