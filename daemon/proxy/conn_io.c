@@ -320,8 +320,10 @@ memory_queue(struct conn *c)
 	proxy_memory_wait(px);
 }
 
-void
-memory_unqueue(struct conn *c)
+/* Takes c out of px's queue and ends its grant (conn_memory_wake's own
+ * steps: it goes on with the next waiter itself). */
+static void
+memory_unlink(struct conn *c)
 {
 	struct proxy *px = c->px;
 
@@ -341,6 +343,19 @@ memory_unqueue(struct conn *c)
 }
 
 void
+memory_unqueue(struct conn *c)
+{
+	int had = c->mem_grant != 0 || c->mem_waiting;
+
+	memory_unlink(c);
+	/* A promise given back unused, or a place in the queue given up (the
+	 * download ends, or reads no more): the waiters behind it may fit
+	 * now, and no block coming back would tell them. */
+	if (had)
+		proxy_memory_released(c->px);
+}
+
+void
 conn_memory_wake(struct proxy *px)
 {
 	uint64_t limit = px->cfg->buffer.memory_limit, used;
@@ -354,7 +369,7 @@ conn_memory_wake(struct proxy *px)
 		used = proxy_memory(px) + proxy_memory_granted(px);
 		if (limit != 0 && used + need > limit)
 			break;
-		memory_unqueue(c);
+		memory_unlink(c);
 		if (upstream_has_bytes(c)) {
 			c->mem_grant = need;
 			proxy_memory_grant(px, (int64_t)need);
@@ -363,7 +378,7 @@ conn_memory_wake(struct proxy *px)
 		}
 		update_upstream_reading(c);
 		if (!c->ureading)
-			memory_unqueue(c); /* it does not read: no grant */
+			memory_unlink(c); /* it does not read: no grant */
 	}
 	/* mem_full (spill spools everything while it is set) clears an
 	 * eighth below the limit, not at every block */
