@@ -448,7 +448,7 @@ void
 update_upstream_reading(struct conn *c)
 {
 	enum splice_mode mode = splice_mode(c);
-	int spl = mode == SPLICE_IN, want, quiet = 0;
+	int spl = mode == SPLICE_IN, want;
 	uint64_t now;
 
 	if (c->state == DL_CLOSING || c->ustate != U_OPEN)
@@ -457,11 +457,11 @@ update_upstream_reading(struct conn *c)
 	want = c->state == DL_WAITING ||
 	    (c->state == DL_RELAYING && !c->down.wm.paused && pace_allows(c));
 	if (want && (mode == SPLICE_WAIT || mode == SPLICE_HOLD)) {
-		/* the kernel pipe fills only once memory's bytes (a head)
-		 * are out: a moment, not a pause; once the pipe's bytes are
-		 * out too (HOLD: the client's pace, a pause) */
+		/* the kernel pipe fills only once memory's bytes (a head,
+		 * framing) are out (WAIT), and the pipe's bytes too (HOLD):
+		 * a pause either way, as long as the client takes to read
+		 * them (a stalled client: for as long as it stalls) */
 		want = 0;
-		quiet = mode == SPLICE_WAIT;
 	}
 	if (want && memory_blocked(c)) {
 		memory_queue(c);
@@ -483,7 +483,7 @@ update_upstream_reading(struct conn *c)
 	} else if (!want && c->ureading) {
 		stop_reading(c);
 		uv_timer_stop(&c->utimer);
-		if (c->state == DL_RELAYING && !quiet) {
+		if (c->state == DL_RELAYING) {
 			c->d.pause_start = now;
 			c->px->stats.upstream_pauses++;
 		}

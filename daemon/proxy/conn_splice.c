@@ -38,9 +38,10 @@
  * memory; so a byte put in memory (a head, framing, a read's bytes) goes
  * out after every byte spliced before it, and before every byte spliced
  * after it.  Hence the modes (splice_mode): memory holds bytes with the pipe
- * empty: WAIT (a moment: they are being written); memory holds framing
- * behind the pipe's bytes: HOLD (the upstream waits for the client to take
- * the pipe's bytes, then the framing; counted as a pause), so a chunked
+ * empty: WAIT (they are being written: a moment, or as long as a stalled
+ * client stalls); memory holds framing behind the pipe's bytes: HOLD (the
+ * upstream waits for the client to take the pipe's bytes, then the
+ * framing).  Both are counted as pauses of the upstream, so a chunked
  * body is at most one chunk ahead in the kernel pipe, below the watermarks.
  * A kernel pipe that took no more (kfull) hands the reads to memory, as
  * without splice, until memory is empty again: the watermarks stop and
