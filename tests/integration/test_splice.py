@@ -76,6 +76,20 @@ def fds(px):
     return len(os.listdir("/proc/%d/fd" % px.pid))
 
 
+def release_all(dls):
+    """Held downloads released all at once (a download waiting for memory
+    waits on the others), then each read to its end."""
+    for dl in dls:
+        dl.release()
+    for dl in dls:
+        dl.finish()
+
+
+def all_exact(dls, n):
+    for dl in dls:
+        check(dl.sink.sha256 == harness.sluice_sha256(n), "a body differs: %s" % dl.describe())
+
+
 def setup():
     global PIPE_MAX
     try:
@@ -495,15 +509,11 @@ def chunked_policies():
         env.note("chunked, memory_limit 512k: memory_buffered_bytes peak %d" % peak)
         check(peak <= 512 * KiB + 4 * 64 * KiB, "buffered %d > memory_limit 512k + a block "
               "each" % peak)
-        for dl in dls:
-            dl.release()
-        for dl in dls:
-            dl.finish()
+        release_all(dls)
     finally:
         for dl in dls:
             dl.close()
-    for dl in dls:
-        check(dl.sink.sha256 == harness.sluice_sha256(n), "a body differs")
+    all_exact(dls, n)
     check(sum(a["spliced"] for a in access(px, t, 4)) > 0, "spliced 0")
     env.stop_clean(px)
 
@@ -563,15 +573,11 @@ def memory_limit_shared():
               % peak)
         check(m.get("sluice_memory_limit_hits_total", 0) >= 1, "memory_limit never reached")
         # all at once: a download waiting for memory waits on the others
-        for dl in dls:
-            dl.release()
-        for dl in dls:
-            dl.finish()
+        release_all(dls)
     finally:
         for dl in dls:
             dl.close()
-    for dl in dls:
-        check(dl.sink.sha256 == harness.sluice_sha256(n), "a body differs")
+    all_exact(dls, n)
     check(sum(a["spliced"] for a in access(px, "/bytes/%d" % n, 4)) > 0, "spliced 0")
     env.stop_clean(px)
 
@@ -605,15 +611,11 @@ def pipe_budget():
               % m.get("sluice_splice_pipes"))
         check(m.get("sluice_splice_no_pipe_total") == 2, "splice_no_pipe_total %s, expected 2"
               % m.get("sluice_splice_no_pipe_total"))
-        for dl in dls:
-            dl.release()
-        for dl in dls:
-            dl.finish()
+        release_all(dls)
     finally:
         for dl in dls:
             dl.close()
-    for dl in dls:
-        check(dl.sink.sha256 == harness.sluice_sha256(n), "a body differs: %s" % dl.describe())
+    all_exact(dls, n)
     got = sorted(a["spliced"] > 0 for a in access(px, "/bytes/%d" % n, 3))
     check(got == [False, False, True], "spliced per download: %s" % got)
     check(harness.wait_until(lambda: metrics(px.aport).get("sluice_splice_pipes") == 0,
