@@ -977,6 +977,19 @@ class FetchResult:
 
 
 
+def read_refusal(port, target="/bytes/4k"):
+    """A new connection sends a request: the answer must be the proxy's 503
+    with Connection: close and Retry-After, then EOF (max_connections,
+    or no memory for the connection)."""
+    with HttpConn(port) as c:
+        c.request("GET", target)
+        r = c.read_response(deadline=10.0 * SLOW)
+        check(r.status == 503, "expected 503, got %s %r" % (r.status, r.raw_head[:200]))
+        check("close" in r.tokens("connection"), "no Connection: close: %r" % r.headers)
+        check(r.get("retry-after") is not None, "no Retry-After: %r" % r.headers)
+        check(c.at_eof(5.0), "the refused connection stays open")
+
+
 def metrics_flat(aport, timeout=10.0):
     """GET /metrics as {"sluice_name{labels}": value}: the proxy's samples,
     each under its name with its labels as written (none: the bare name)."""

@@ -77,18 +77,6 @@ def request_ok(port, target="/bytes/4k", conn=None):
             c.close()
 
 
-def read_refusal(port):
-    """A new connection sends a request: the answer must be the proxy's 503
-    with Connection: close and Retry-After, then EOF."""
-    with harness.HttpConn(port) as c:
-        c.request("GET", "/bytes/4k")
-        r = c.read_response(deadline=10.0 * harness.SLOW)
-        check(r.status == 503, "expected 503, got %s %r" % (r.status, r.raw_head[:200]))
-        check("close" in r.tokens("connection"), "no Connection: close: %r" % r.headers)
-        check(r.get("retry-after") is not None, "no Retry-After: %r" % r.headers)
-        check(c.at_eof(5.0), "the refused connection stays open")
-
-
 # ---------------------------------------------------------------------------
 # max_connections
 
@@ -104,7 +92,7 @@ def max_connections():
         for c in held:
             request_ok(px.port, conn=c)          # keep-alive: each stays open
         wait_connections(aport, n)
-        read_refusal(px.port)
+        harness.read_refusal(px.port)
         m = metrics(aport)
         got = metric(m, "sluice_connections_refused_total", reason="max_connections")
         check(got == 1, "refused{max_connections} %s, expected 1" % got)
