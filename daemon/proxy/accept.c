@@ -15,8 +15,10 @@
  *
  * max_connections' default follows RLIMIT_NOFILE, raised to its hard
  * limit at start: (nofile - NOFILE_RESERVE - the kept upstream sockets
- * ([upstream] keepalive per server and worker)) / 2, a client and its
- * upstream, or / 3 with policy spill (its spool file).
+ * ([upstream] keepalive per server and worker)) / per connection: 2 (a
+ * client and its upstream), +1 with policy spill (its spool file), +1 with
+ * splice (a kernel pipe and two duplicated sockets, 4, for at most a
+ * quarter of the connections: max_pipes).
  */
 
 #include <errno.h>
