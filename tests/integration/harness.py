@@ -977,6 +977,40 @@ class FetchResult:
 
 
 
+class ThreadedServer:
+    """A TCP listener on 127.0.0.1:0 (self.addr, self.port) whose accept
+    loop, on a thread of its own, hands each connection to self._conn(sock)
+    on a new thread; stop() closes the listener.  A subclass sets what
+    _conn needs before it calls this __init__ (connections may come at
+    once)."""
+
+    def __init__(self, backlog=16):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.addr = "127.0.0.1:%d" % self.port
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    def _conn(self, c):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+
+
 def read_refusal(port, target="/bytes/4k"):
     """A new connection sends a request: the answer must be the proxy's 503
     with Connection: close and Retry-After, then EOF (max_connections,

@@ -53,24 +53,16 @@ class Request:
         return self.head.split(b"\r\n", 1)[0]
 
 
-class RawUpstream:
+class RawUpstream(harness.ThreadedServer):
     """Accepts connections on 127.0.0.1:0; on each, reads one request head
     and its body by its framing, answers with the next scripted response
     (OK_RESPONSE by default), then reads what else comes until the proxy
     closes.  Each connection's Request goes to self.got."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.addr = "127.0.0.1:%d" % self.port
         self.got = queue.Queue()
         self.responses = queue.Queue()
-        self.stopped = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(backlog=64)
 
     def script(self, *responses):
         """The responses of the next connections, in order."""
@@ -88,18 +80,6 @@ class RawUpstream:
             return self.got.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError("the upstream got no request in %.0f s" % timeout)
-
-    def stop(self):
-        self.stopped = True
-        self.sock.close()
-
-    def _serve(self):
-        while not self.stopped:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
 
     def _conn(self, c):
         req = Request()

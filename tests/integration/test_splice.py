@@ -22,7 +22,6 @@ import os
 import socket
 import struct
 import sys
-import threading
 import time
 
 sys.dont_write_bytecode = True      # leave no __pycache__ in the source tree
@@ -83,6 +82,20 @@ def release_all(dls):
         dl.release()
     for dl in dls:
         dl.finish()
+
+
+def peak_under_limit(px, seconds):
+    """Waits (bounded) for memory_limit to be reached, then samples
+    sluice_memory_buffered_bytes for `seconds`: its peak.  Downloads past
+    the limit wait for memory, some before their head: the limit is waited
+    for, not each hold."""
+    check(harness.wait_until(lambda: metrics(px.aport).get(
+        "sluice_memory_limit_hits_total", 0) >= 1, 30 * SLOW), "memory_limit never reached")
+    peak = 0
+    for _ in range(int(seconds * 10 * SLOW)):
+        peak = max(peak, metrics(px.aport).get("sluice_memory_buffered_bytes", 0))
+        time.sleep(0.1)
+    return peak
 
 
 def all_exact(dls, n):
@@ -173,28 +186,13 @@ def close_delimited():
 
 # ---- chunked bodies -----------------------------------------------------------
 
-class ScriptedOrigin:
+class ScriptedOrigin(harness.ThreadedServer):
     """An origin that answers every request with a script: bytes to send,
     ("sleep", s), or "rst" (an abortive close); then it closes."""
 
     def __init__(self, script):
         self.script = script
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+        super().__init__()
 
     def _conn(self, c):
         try:
@@ -217,10 +215,6 @@ class ScriptedOrigin:
             pass
         finally:
             c.close()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
 
 
 def chunked_script(sizes, trailers=b"", ext=b"", last=True):
@@ -500,12 +494,7 @@ def chunked_policies():
     dls = [harness.HeldDownload(px.port, t, harness.HashSink(), hold_at=64 * KiB,
                                 rcvbuf=64 * KiB) for _ in range(4)]
     try:
-        check(harness.wait_until(lambda: metrics(px.aport).get(
-            "sluice_memory_limit_hits_total", 0) >= 1, 30 * SLOW), "memory_limit never reached")
-        peak = 0
-        for _ in range(int(10 * SLOW)):
-            peak = max(peak, metrics(px.aport).get("sluice_memory_buffered_bytes", 0))
-            time.sleep(0.1)
+        peak = peak_under_limit(px, 1)
         env.note("chunked, memory_limit 512k: memory_buffered_bytes peak %d" % peak)
         check(peak <= 512 * KiB + 4 * 64 * KiB, "buffered %d > memory_limit 512k + a block "
               "each" % peak)
@@ -558,14 +547,7 @@ def memory_limit_shared():
     dls = [harness.HeldDownload(px.port, "/bytes/%d" % n, harness.HashSink(),
                                 hold_at=64 * KiB, rcvbuf=64 * KiB) for _ in range(4)]
     try:
-        # the downloads past the limit wait for memory, some before their
-        # head: wait for the limit, not for each hold
-        check(harness.wait_until(lambda: metrics(px.aport).get(
-            "sluice_memory_limit_hits_total", 0) >= 1, 30 * SLOW), "memory_limit never reached")
-        peak = 0
-        for _ in range(int(20 * SLOW)):
-            peak = max(peak, metrics(px.aport).get("sluice_memory_buffered_bytes", 0))
-            time.sleep(0.1)
+        peak = peak_under_limit(px, 2)
         m = metrics(px.aport)
         env.note("memory_buffered_bytes peak %d, memory_limit_hits %s" %
                  (peak, m.get("sluice_memory_limit_hits_total")))
