@@ -155,8 +155,9 @@ const struct config_key config_keys[] = {
         "auto: a response body's payload (Content-Length, close-delimited, "
         "or a chunked body's large chunks, whose framing is still parsed "
         "and written in memory) moves upstream socket -> kernel pipe -> "
-        "client socket with splice(2), never copied to user space, under "
-        "policy pause or pace, for up to a quarter of max_connections at "
+        "client socket with splice(2), never copied to user space (policy "
+        "spill: into and out of its spool file, for bodies the proxy does "
+        "not chunk), for up to a quarter of max_connections at "
         "once (each holds a kernel pipe and two more descriptors), the "
         "others through memory; off: always through memory"),
     ENUM("buffer", "resume", buffer.resume, "off", onoff_names,
