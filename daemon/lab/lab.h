@@ -79,7 +79,7 @@ struct lab_scenario {
 	char lb_config[256]; /* a config file used as it is, or "" */
 	struct lab_kv lb_directives[LAB_MAX_KV]; /* nginx.X / haproxy.X */
 	size_t nlb_directives; /* key without its "nginx." prefix */
-	/* [origin]: the seed article's server */
+	/* [origin]: the article's server (docs/references.md) */
 	uint64_t origin_drip, origin_every_ms; /* --drip B --every T; 0: no */
 	bool origin_raw;                       /* --raw: no HTTP */
 	/* [client] */
