@@ -125,8 +125,8 @@ int lab_giveup_args(
 /*
  * Writes the proxy config of a scenario: its [proxy] keys by section, plus
  * what the lab owns (listen address, upstream server, admin address,
- * access log) and its defaults (upstream rcvbuf 256k: DESIGN, the kernel's
- * queue toward the origin must be pinned; drain_timeout 2s).
+ * access log) and its defaults (upstream rcvbuf 256k: the kernel's queue
+ * toward the origin must be pinned, docs/kernel.md; drain_timeout 2s).
  */
 void lab_proxy_config(FILE *out, const struct lab_scenario *sc,
     const char *listen, const char *server, const char *admin,

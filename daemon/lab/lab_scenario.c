@@ -148,7 +148,7 @@ static const char *const lab_owned[] = {
 /* Keys the lab adds when the scenario omits them. */
 static const struct lab_kv lab_defaults[] = {
     {"listen.drain_timeout", "2s"},
-    {"upstream.rcvbuf", "256k"}, /* DESIGN: K_in must be pinned */
+    {"upstream.rcvbuf", "256k"}, /* K_in must be pinned: docs/kernel.md */
     {"log.level", "info"},
 };
 

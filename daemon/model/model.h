@@ -116,7 +116,7 @@ struct model_out {
 	double first_stall_s;       /* when the origin's window first closes */
 };
 
-/* Fills sane defaults (DESIGN's measured kernel figures): pause with the
+/* Fills sane defaults (the measured kernel figures above): pause with the
  * config's watermarks, a 1 Gbit/s origin, no give-up rule. */
 void model_defaults(struct model_in *in);
 /* Parses a give-up rule: "none", "send-timeout=60s[,orphan=T]",
