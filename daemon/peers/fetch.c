@@ -802,7 +802,7 @@ fetch_usage(FILE *out)
 	    "\n"
 	    "A slow HTTP/1.1 client that proves every byte.  URL is\n"
 	    "http://HOST[:PORT]/PATH, or tcp://HOST:PORT for a raw stream\n"
-	    "(sluice origin --raw, the article's server).\n"
+	    "(sluice origin --raw, the article's server: docs/references.md).\n"
 	    "\n"
 	    "  --rate RATE            drain at RATE bits/s (2mbit, 500kbit, "
 	    "1gbit)\n"

@@ -204,7 +204,7 @@ origin_usage(FILE *out)
 	    "                         the kernel finishes or aborts the "
 	    "orphan\n"
 	    "\n"
-	    "The article's server and fault injection:\n"
+	    "The article's server (docs/references.md) and fault injection:\n"
 	    "  --drip BYTES --every T send BYTES every T\n"
 	    "  --raw                  no HTTP: the pattern from the first "
 	    "byte\n"
