@@ -6,7 +6,7 @@
  *
  * A scenario read wrongly runs another experiment than the one its file
  * documents, and a proxy config without a pinned upstream rcvbuf makes the
- * figures irreproducible (DESIGN), so both are pinned here; the shipped
+ * figures irreproducible (docs/kernel.md), so both are pinned here; the shipped
  * scenarios must parse and make valid proxy configs.
  */
 #include <errno.h>
