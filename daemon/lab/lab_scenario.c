@@ -92,7 +92,8 @@ static const struct skey skeys[] = {
         "rows of the table of the client's advertised windows, read "
         "from the capture (0: none)"),
     STR("lab", "article_windows", article_windows, "",
-        "ACK:WIN pairs from the seed article, printed beside that table"),
+        "ACK:WIN pairs from the article's Exercises 2 and 3, printed beside "
+        "that table"),
     RATE("links", "origin_lb", origin_lb_bps, "1gbit",
         "tc tbf rate of the origin-lb link (1gbit)"),
     RATE("links", "lb_client", lb_client_bps, "2mbit",
@@ -147,7 +148,7 @@ static const char *const lab_owned[] = {
 /* Keys the lab adds when the scenario omits them. */
 static const struct lab_kv lab_defaults[] = {
     {"listen.drain_timeout", "2s"},
-    {"upstream.rcvbuf", "256k"}, /* DESIGN: K_in must be pinned */
+    {"upstream.rcvbuf", "256k"}, /* K_in must be pinned: docs/kernel.md */
     {"log.level", "info"},
 };
 

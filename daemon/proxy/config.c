@@ -125,7 +125,7 @@ const struct config_key config_keys[] = {
         1 * MiB, "largest request head accepted; a larger one gets 431"),
     DURATION("client", "zwp_timeout", client.zwp_timeout, "5m", 0, DAY_MS,
         "close a client whose receive window stayed zero, with data waiting, "
-        "this long (0: never); the seed article's zero-window DoS defence"),
+        "this long (0: never); the article's zero-window DoS defence"),
     COUNT("client", "zwp_probes", client.zwp_probes, "0", 0, 64,
         "the same rule as a number of zero-window probes with exponential "
         "backoff from zwp_interval; converted to a time, also set as "
