@@ -41,6 +41,7 @@
 #include "proxy/admin.h"
 #include "proxy/config.h"
 #include "proxy/conn.h"
+#include "proxy/fault.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
 #include "proxy/workers.h"
@@ -64,6 +65,7 @@ enum page {
 	PAGE_NONE = 0,
 	PAGE_METRICS,
 	PAGE_CONNECTIONS,
+	PAGE_FAULT, /* admin_fault.c's */
 };
 
 struct admin_conn;
@@ -120,6 +122,11 @@ struct admin_conn {
 	size_t limit;    /* /connections: entries at most (?limit=N) */
 	size_t total;    /* /connections: connections open (X-Total-Count) */
 	char rbuf[2048]; /* one read at a time, no malloc per read */
+	/* a request body (POST /faults), bounded: past FAULT_BODY_MAX it
+	 * is answered 413 without reading the rest */
+	char req_body[FAULT_BODY_MAX];
+	size_t req_len;
+	int req_large;
 };
 
 static void admin_on_close(uv_handle_t *h);
@@ -462,6 +469,12 @@ write_metrics(FILE *f, struct proxy *px)
 	sample(f, "memory_limit_bytes", px->cfg->buffer.memory_limit);
 	write_reload_metrics(f, px);
 	write_worker_metrics(f, t);
+	family(f, "faults_applied_total", "counter",
+	    "Faults applied to downloads ([admin] faults), by action.");
+	for (int a = 1; a < FAULT_NACTIONS; a++)
+		fprintf(f,
+		    "sluice_faults_applied_total{action=\"%s\"} %" PRIu64 "\n",
+		    fault_action_names[a], st->faults_applied[a]);
 }
 
 /* At most limit connections, newest first: the page (and the loop turn
@@ -536,6 +549,14 @@ reason_phrase(int status)
 	switch (status) {
 	case 200:
 		return "OK";
+	case 201:
+		return "Created";
+	case 403:
+		return "Forbidden";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Content Too Large";
 	case 400:
 		return "Bad Request";
 	case 404:
@@ -605,7 +626,13 @@ format_head(struct admin_conn *ac, int status, const char *type, size_t len)
 	    "Connection: close\r\n"
 	    "\r\n",
 	    status, reason_phrase(status), type, len,
-	    status == 405 ? "Allow: GET, HEAD\r\n" : "", total);
+	    status != 405                              ? ""
+	        : ac->page != PAGE_FAULT               ? "Allow: GET, HEAD\r\n"
+	        : strncmp(ac->url, "/faults/", 8) == 0 ? "Allow: DELETE\r\n"
+	        : strncmp(ac->url, "/faults", 7) == 0
+	        ? "Allow: GET, HEAD, POST\r\n"
+	        : "Allow: POST\r\n",
+	    total);
 
 	return (unsigned)n; /* at most about 250 bytes: never truncated */
 }
@@ -688,6 +715,30 @@ parse_limit(struct admin_conn *ac)
 	return 0;
 }
 
+/* The fault routes (admin_fault.c): 1 when the target is one of them
+ * (answered), 0 when not. */
+static int
+answer_fault(struct admin_conn *ac, int method)
+{
+	FILE *f;
+	int status;
+
+	if (ac->url_long ||
+	    (f = open_memstream(&ac->body, &ac->body_len)) == NULL)
+		return 0;
+	status = admin_fault_route(ac->ad->px, llhttp_method_name(method),
+	    ac->url, ac->req_body, ac->req_len, ac->req_large, f);
+	if (fclose(f) != 0 || status == 0) {
+		free(ac->body);
+		ac->body = NULL;
+		ac->body_len = 0;
+		return 0;
+	}
+	ac->page = PAGE_FAULT;
+	respond(ac, status, JSON_TYPE);
+	return 1;
+}
+
 /* A whole request was parsed: route it and answer. */
 static void
 answer(struct admin_conn *ac)
@@ -697,6 +748,8 @@ answer(struct admin_conn *ac)
 	const char *type = NULL;
 	int status = 200, rc;
 
+	if (answer_fault(ac, method))
+		return;
 	if (path_is(ac, "/metrics")) {
 		pg = PAGE_METRICS;
 		type = METRICS_TYPE;
@@ -748,6 +801,27 @@ admin_on_headers_complete(llhttp_t *p)
 	struct admin_conn *ac = p->data;
 
 	ac->head_done = 1;
+	if (p->content_length > FAULT_BODY_MAX && !(p->flags & F_CHUNKED)) {
+		/* answered 413 now: the body is not read */
+		ac->req_large = 1;
+		ac->complete = 1;
+		return HPE_PAUSED;
+	}
+	return 0;
+}
+
+static int
+admin_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct admin_conn *ac = p->data;
+
+	if (len > sizeof(ac->req_body) - ac->req_len) {
+		ac->req_large = 1;
+		ac->complete = 1;
+		return HPE_PAUSED;
+	}
+	memcpy(ac->req_body + ac->req_len, at, len);
+	ac->req_len += len;
 	return 0;
 }
 
@@ -764,6 +838,7 @@ admin_on_message_complete(llhttp_t *p)
 static const llhttp_settings_t admin_settings = {
     .on_url = admin_on_url,
     .on_headers_complete = admin_on_headers_complete,
+    .on_body = admin_on_body,
     .on_message_complete = admin_on_message_complete,
 };
 
