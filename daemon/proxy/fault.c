@@ -196,6 +196,15 @@ set_name(struct scan *s, const char *v, struct fault_rule *r)
 	return 0;
 }
 
+static bool
+printable(const char *v)
+{
+	for (; *v != '\0'; v++)
+		if (*v <= ' ' || *v > '~')
+			return false;
+	return true;
+}
+
 /* One value of a top-level or match key into r. */
 static int
 value(struct scan *s, enum key k, const char *v, struct fault_rule *r)
@@ -234,9 +243,10 @@ value(struct scan *s, enum key k, const char *v, struct fault_rule *r)
 			    s, "rate", "a rate, 8bit or more (\"2mbit\")");
 		return 0;
 	case K_PATH:
-		if (v[0] != '/' || strlen(v) >= FAULT_PATH_MAX)
-			return bad(
-			    s, "match.path", "a path prefix starting with '/'");
+		/* a request target's bytes: printable ASCII (RFC 9112 §3.2) */
+		if (v[0] != '/' || strlen(v) >= FAULT_PATH_MAX || !printable(v))
+			return bad(s, "match.path",
+			    "a path prefix starting with '/', printable ASCII");
 		snprintf(r->path, sizeof(r->path), "%s", v);
 		return 0;
 	case K_SERVER:
