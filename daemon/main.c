@@ -10,6 +10,7 @@
 
 #include "proxy/config.h"
 #include "proxy/proxy.h"
+#include "peers/ctl.h"
 #include "peers/fetch.h"
 #include "peers/origin.h"
 #include "model/plan.h"
@@ -42,7 +43,10 @@ usage(FILE *out)
 	    "  sluice bench SWEEP.ini [--out DIR] [--json] [-v]\n"
 	    "                           run a grid of lab scenarios and\n"
 	    "                           compare them (sluice help bench)\n"
-	    "  sluice help [origin|fetch|plan|lab|bench|config [--ini]]\n"
+	    "  sluice ctl -a ADDR COMMAND\n"
+	    "                           the admin API's client: connections,\n"
+	    "                           faults on demand (sluice help ctl)\n"
+	    "  sluice help [origin|fetch|ctl|plan|lab|bench|config [--ini]]\n"
 	    "                           this text, or every config key as a\n"
 	    "                           markdown table (or as a commented "
 	    "INI)\n"
@@ -120,6 +124,10 @@ main(int argc, char **argv)
 			fetch_usage(stdout);
 			return 0;
 		}
+		if (argc > 2 && strcmp(argv[2], "ctl") == 0) {
+			ctl_usage(stdout);
+			return 0;
+		}
 		if (argc > 2 && strcmp(argv[2], "lab") == 0) {
 			lab_usage(stdout);
 			return 0;
@@ -146,6 +154,8 @@ main(int argc, char **argv)
 		return origin_main(argc - 1, argv + 1);
 	if (strcmp(verb, "fetch") == 0)
 		return fetch_main(argc - 1, argv + 1);
+	if (strcmp(verb, "ctl") == 0)
+		return ctl_main(argc - 1, argv + 1);
 	if (strcmp(verb, "lab") == 0)
 		return lab_main(argc - 1, argv + 1);
 	if (strcmp(verb, "bench") == 0)

@@ -28,6 +28,8 @@
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <llhttp.h>
 #include <uv.h>
@@ -39,6 +41,7 @@
 #include "proxy/admin.h"
 #include "proxy/config.h"
 #include "proxy/conn.h"
+#include "proxy/fault.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
 #include "proxy/workers.h"
@@ -62,27 +65,39 @@ enum page {
 	PAGE_NONE = 0,
 	PAGE_METRICS,
 	PAGE_CONNECTIONS,
+	PAGE_FAULT, /* admin_fault.c's */
 };
 
 struct admin_conn;
 
+/* A TCP or a Unix socket ([admin] address): the stream calls serve both. */
+union admin_sock {
+	uv_handle_t h;
+	uv_stream_t s;
+	uv_tcp_t tcp;
+	uv_pipe_t pipe;
+};
+
 struct admin {
 	struct proxy *px;
-	uv_tcp_t listener;
-	uv_tcp_t refuse; /* takes a connection over the limit to close it */
-	int refusing;    /* refuse is in use (closing) */
-	int pending;     /* the listener holds a connection not accepted */
-	int full;        /* the limit was hit; logged once until a slot frees */
-	int nhandles;    /* listener and refuse, not yet closed */
+	int unix_path; /* [admin] address is a Unix socket path */
+	union admin_sock listener;
+	union admin_sock refuse; /* takes a connection over the limit to
+	                          * close it */
+	int refusing;            /* refuse is in use (closing) */
+	int pending;  /* the listener holds a connection not accepted */
+	int full;     /* the limit was hit; logged once until a slot frees */
+	int nhandles; /* listener and refuse, not yet closed */
 	int stopping;
 	struct list conns; /* of admin_conn */
 	size_t nconns;
+	char path[108]; /* the Unix socket bound, unlinked at the stop */
 };
 
 struct admin_conn {
 	struct admin *ad;
 	struct list_node link; /* ad->conns */
-	uv_tcp_t tcp;
+	union admin_sock tcp;
 	uv_timer_t timer;
 	uv_write_t wr;
 	uv_shutdown_t sd;
@@ -107,9 +122,32 @@ struct admin_conn {
 	size_t limit;    /* /connections: entries at most (?limit=N) */
 	size_t total;    /* /connections: connections open (X-Total-Count) */
 	char rbuf[2048]; /* one read at a time, no malloc per read */
+	/* a request body (POST /faults), bounded: past FAULT_BODY_MAX it
+	 * is answered 413 without reading the rest */
+	char req_body[FAULT_BODY_MAX];
+	size_t req_len;
+	int req_large;
 };
 
 static void admin_on_close(uv_handle_t *h);
+
+/* A handle of the listener's kind. */
+static void
+sock_init(struct admin *ad, union admin_sock *u)
+{
+	if (ad->unix_path)
+		uv_pipe_init(ad->px->loop, &u->pipe, 0);
+	else
+		uv_tcp_init(ad->px->loop, &u->tcp);
+}
+
+static void
+unlink_path(struct admin *ad)
+{
+	if (ad->path[0] != '\0')
+		(void)unlink(ad->path);
+	ad->path[0] = '\0';
+}
 static void admin_on_timeout(uv_timer_t *t);
 static void accept_next(struct admin *ad);
 
@@ -134,7 +172,7 @@ close_conn(struct admin_conn *ac, const char *why, int err)
 		log_debug("admin: connection closed: %s%s%s", why,
 		    err != 0 ? ": " : "", err != 0 ? uv_strerror(err) : "");
 	uv_close((uv_handle_t *)&ac->timer, admin_on_close);
-	uv_close((uv_handle_t *)&ac->tcp, admin_on_close);
+	uv_close(&ac->tcp.h, admin_on_close);
 }
 
 static void
@@ -163,13 +201,11 @@ admin_on_close(uv_handle_t *h)
 static size_t
 unsent(const struct admin_conn *ac)
 {
-	size_t n =
-	    uv_stream_get_write_queue_size((const uv_stream_t *)&ac->tcp);
+	size_t n = uv_stream_get_write_queue_size(&ac->tcp.s);
 	uv_os_fd_t fd;
 	int64_t outq;
 
-	if (uv_fileno((const uv_handle_t *)&ac->tcp, &fd) == 0 &&
-	    (outq = tcpinfo_outq(fd)) > 0)
+	if (uv_fileno(&ac->tcp.h, &fd) == 0 && (outq = tcpinfo_outq(fd)) > 0)
 		n += (size_t)outq;
 	return n;
 }
@@ -433,6 +469,12 @@ write_metrics(FILE *f, struct proxy *px)
 	sample(f, "memory_limit_bytes", px->cfg->buffer.memory_limit);
 	write_reload_metrics(f, px);
 	write_worker_metrics(f, t);
+	family(f, "faults_applied_total", "counter",
+	    "Faults applied to downloads ([admin] faults), by action.");
+	for (int a = 1; a < FAULT_NACTIONS; a++)
+		fprintf(f,
+		    "sluice_faults_applied_total{action=\"%s\"} %" PRIu64 "\n",
+		    fault_action_names[a], st->faults_applied[a]);
 }
 
 /* At most limit connections, newest first: the page (and the loop turn
@@ -507,6 +549,14 @@ reason_phrase(int status)
 	switch (status) {
 	case 200:
 		return "OK";
+	case 201:
+		return "Created";
+	case 403:
+		return "Forbidden";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Content Too Large";
 	case 400:
 		return "Bad Request";
 	case 404:
@@ -551,7 +601,7 @@ admin_on_write(uv_write_t *req, int status)
 		close_conn(ac, "write", status);
 		return;
 	}
-	rc = uv_shutdown(&ac->sd, (uv_stream_t *)&ac->tcp, admin_on_shutdown);
+	rc = uv_shutdown(&ac->sd, &ac->tcp.s, admin_on_shutdown);
 	if (rc < 0)
 		close_conn(ac, "shutdown", rc);
 }
@@ -576,7 +626,13 @@ format_head(struct admin_conn *ac, int status, const char *type, size_t len)
 	    "Connection: close\r\n"
 	    "\r\n",
 	    status, reason_phrase(status), type, len,
-	    status == 405 ? "Allow: GET, HEAD\r\n" : "", total);
+	    status != 405                              ? ""
+	        : ac->page != PAGE_FAULT               ? "Allow: GET, HEAD\r\n"
+	        : strncmp(ac->url, "/faults/", 8) == 0 ? "Allow: DELETE\r\n"
+	        : strncmp(ac->url, "/faults", 7) == 0
+	        ? "Allow: GET, HEAD, POST\r\n"
+	        : "Allow: POST\r\n",
+	    total);
 
 	return (unsigned)n; /* at most about 250 bytes: never truncated */
 }
@@ -613,8 +669,7 @@ respond(struct admin_conn *ac, int status, const char *type)
 		bufs[nbufs++] = uv_buf_init((char *)body, (unsigned)len);
 	ac->answering = 1;
 	uv_timer_start(&ac->timer, admin_on_timeout, ADMIN_WRITE_MS, 0);
-	rc = uv_write(
-	    &ac->wr, (uv_stream_t *)&ac->tcp, bufs, nbufs, admin_on_write);
+	rc = uv_write(&ac->wr, &ac->tcp.s, bufs, nbufs, admin_on_write);
 	if (rc < 0) {
 		close_conn(ac, "write", rc);
 		return;
@@ -660,6 +715,30 @@ parse_limit(struct admin_conn *ac)
 	return 0;
 }
 
+/* The fault routes (admin_fault.c): 1 when the target is one of them
+ * (answered), 0 when not. */
+static int
+answer_fault(struct admin_conn *ac, int method)
+{
+	FILE *f;
+	int status;
+
+	if (ac->url_long ||
+	    (f = open_memstream(&ac->body, &ac->body_len)) == NULL)
+		return 0;
+	status = admin_fault_route(ac->ad->px, llhttp_method_name(method),
+	    ac->url, ac->req_body, ac->req_len, ac->req_large, f);
+	if (fclose(f) != 0 || status == 0) {
+		free(ac->body);
+		ac->body = NULL;
+		ac->body_len = 0;
+		return 0;
+	}
+	ac->page = PAGE_FAULT;
+	respond(ac, status, JSON_TYPE);
+	return 1;
+}
+
 /* A whole request was parsed: route it and answer. */
 static void
 answer(struct admin_conn *ac)
@@ -669,6 +748,8 @@ answer(struct admin_conn *ac)
 	const char *type = NULL;
 	int status = 200, rc;
 
+	if (answer_fault(ac, method))
+		return;
 	if (path_is(ac, "/metrics")) {
 		pg = PAGE_METRICS;
 		type = METRICS_TYPE;
@@ -720,6 +801,27 @@ admin_on_headers_complete(llhttp_t *p)
 	struct admin_conn *ac = p->data;
 
 	ac->head_done = 1;
+	if (p->content_length > FAULT_BODY_MAX && !(p->flags & F_CHUNKED)) {
+		/* answered 413 now: the body is not read */
+		ac->req_large = 1;
+		ac->complete = 1;
+		return HPE_PAUSED;
+	}
+	return 0;
+}
+
+static int
+admin_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct admin_conn *ac = p->data;
+
+	if (len > sizeof(ac->req_body) - ac->req_len) {
+		ac->req_large = 1;
+		ac->complete = 1;
+		return HPE_PAUSED;
+	}
+	memcpy(ac->req_body + ac->req_len, at, len);
+	ac->req_len += len;
 	return 0;
 }
 
@@ -736,6 +838,7 @@ admin_on_message_complete(llhttp_t *p)
 static const llhttp_settings_t admin_settings = {
     .on_url = admin_on_url,
     .on_headers_complete = admin_on_headers_complete,
+    .on_body = admin_on_body,
     .on_message_complete = admin_on_message_complete,
 };
 
@@ -773,7 +876,7 @@ feed(struct admin_conn *ac, const char *data, size_t n)
 static void
 admin_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct admin_conn *ac = container_of(h, struct admin_conn, tcp);
+	struct admin_conn *ac = container_of(h, struct admin_conn, tcp.h);
 
 	(void)hint;
 	*buf = uv_buf_init(ac->rbuf, sizeof(ac->rbuf));
@@ -782,7 +885,7 @@ admin_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 static void
 admin_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-	struct admin_conn *ac = container_of(s, struct admin_conn, tcp);
+	struct admin_conn *ac = container_of(s, struct admin_conn, tcp.s);
 
 	if (ac->closing || n == 0)
 		return;
@@ -809,7 +912,7 @@ admin_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void
 admin_on_refuse_close(uv_handle_t *h)
 {
-	struct admin *ad = container_of(h, struct admin, refuse);
+	struct admin *ad = container_of(h, struct admin, refuse.h);
 
 	ad->refusing = 0;
 	ad->nhandles--;
@@ -836,12 +939,11 @@ refuse(struct admin *ad, const char *why)
 		log_warn("admin: %d connections open: refusing more",
 		    ADMIN_MAX_CONNS);
 	ad->full = 1;
-	uv_tcp_init(ad->px->loop, &ad->refuse);
+	sock_init(ad, &ad->refuse);
 	ad->refusing = 1;
 	ad->nhandles++;
-	(void)uv_accept(
-	    (uv_stream_t *)&ad->listener, (uv_stream_t *)&ad->refuse);
-	uv_close((uv_handle_t *)&ad->refuse, admin_on_refuse_close);
+	(void)uv_accept(&ad->listener.s, &ad->refuse.s);
+	uv_close(&ad->refuse.h, admin_on_refuse_close);
 }
 
 static void
@@ -851,19 +953,18 @@ serve(struct admin *ad, struct admin_conn *ac)
 	int rc;
 
 	ac->ad = ad;
-	uv_tcp_init(loop, &ac->tcp);
+	sock_init(ad, &ac->tcp);
 	uv_timer_init(loop, &ac->timer);
-	ac->tcp.data = ac->timer.data = ac;
+	ac->tcp.h.data = ac->timer.data = ac;
 	ac->nhandles = 2;
 	list_insert_head(&ad->conns, &ac->link);
 	ad->nconns++;
 	ad->full = 0;
 	llhttp_init(&ac->parser, HTTP_REQUEST, &admin_settings);
 	ac->parser.data = ac;
-	rc = uv_accept((uv_stream_t *)&ad->listener, (uv_stream_t *)&ac->tcp);
+	rc = uv_accept(&ad->listener.s, &ac->tcp.s);
 	if (rc == 0)
-		rc = uv_read_start(
-		    (uv_stream_t *)&ac->tcp, admin_on_alloc, admin_on_read);
+		rc = uv_read_start(&ac->tcp.s, admin_on_alloc, admin_on_read);
 	if (rc < 0) {
 		close_conn(ac, "accept", rc);
 		return;
@@ -891,7 +992,7 @@ accept_next(struct admin *ad)
 static void
 admin_on_connection(uv_stream_t *server, int status)
 {
-	struct admin *ad = container_of(server, struct admin, listener);
+	struct admin *ad = container_of(server, struct admin, listener.s);
 
 	if (status < 0) {
 		log_warn("admin: accept: %s", uv_strerror(status));
@@ -903,24 +1004,47 @@ admin_on_connection(uv_stream_t *server, int status)
 static void
 admin_on_listener_close(uv_handle_t *h)
 {
-	struct admin *ad = container_of(h, struct admin, listener);
+	struct admin *ad = container_of(h, struct admin, listener.h);
 
 	ad->nhandles--;
 	maybe_free(ad);
 }
 
 static void
-log_listening(struct admin *ad)
+log_listening(struct admin *ad, const struct sockaddr_any *a)
 {
 	struct sockaddr_storage ss;
 	char text[INET6_ADDRSTRLEN + 8] = "?";
 	int len = sizeof(ss);
 
-	if (uv_tcp_getsockname(&ad->listener, (struct sockaddr *)&ss, &len) ==
-	    0)
+	if (ad->unix_path) {
+		log_info("admin: listening on %s", a->text);
+		return;
+	}
+	if (uv_tcp_getsockname(
+	        &ad->listener.tcp, (struct sockaddr *)&ss, &len) == 0)
 		address_text(
 		    (struct sockaddr *)&ss, NULL, 0, text, sizeof(text));
 	log_info("admin: listening on %s", text);
+}
+
+/* A Unix socket path: a socket left by an earlier run is replaced (any
+ * other file is not), and the socket is made 0600 before it listens, so
+ * no one but the proxy's user can connect in between. */
+static int
+bind_unix(struct admin *ad, const char *path)
+{
+	struct stat st;
+	int rc;
+
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		(void)unlink(path);
+	if ((rc = uv_pipe_bind(&ad->listener.pipe, path)) < 0)
+		return rc;
+	snprintf(ad->path, sizeof(ad->path), "%s", path);
+	if (chmod(path, 0600) == -1)
+		return -errno;
+	return 0;
 }
 
 int
@@ -939,23 +1063,29 @@ admin_start(struct proxy *px, const struct config *cfg, struct admin **out,
 		return -1;
 	}
 	ad->px = px;
-	uv_tcp_init(px->loop, &ad->listener);
+	ad->unix_path = a->ss.ss_family == AF_UNIX;
+	sock_init(ad, &ad->listener);
 	ad->nhandles = 1;
-	rc = uv_tcp_bind(&ad->listener, (const struct sockaddr *)&a->ss, 0);
+	if (ad->unix_path)
+		rc = bind_unix(ad, a->text);
+	else
+		rc = uv_tcp_bind(
+		    &ad->listener.tcp, (const struct sockaddr *)&a->ss, 0);
 	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&ad->listener, ADMIN_BACKLOG,
-		    admin_on_connection);
+		rc = uv_listen(
+		    &ad->listener.s, ADMIN_BACKLOG, admin_on_connection);
 	if (rc < 0) {
 		snprintf(err, errlen,
 		    "%s:%d: [admin] address: cannot listen on %s: %s",
 		    cfg->path, config_line(cfg, "admin", "address"), a->text,
 		    uv_strerror(rc));
 		ad->stopping = 1;
-		uv_close((uv_handle_t *)&ad->listener, admin_on_listener_close);
+		unlink_path(ad);
+		uv_close(&ad->listener.h, admin_on_listener_close);
 		return -1;
 	}
 	*out = ad;
-	log_listening(ad);
+	log_listening(ad, a);
 	return 0;
 }
 
@@ -965,7 +1095,8 @@ admin_stop(struct admin *ad)
 	if (ad == NULL)
 		return;
 	ad->stopping = 1;
-	uv_close((uv_handle_t *)&ad->listener, admin_on_listener_close);
+	unlink_path(ad);
+	uv_close(&ad->listener.h, admin_on_listener_close);
 	list_foreach(ac, &ad->conns, struct admin_conn, link)
 	    close_conn(ac, "shutdown", 0);
 }

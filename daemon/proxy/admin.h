@@ -10,6 +10,7 @@
 #define SLUICE_ADMIN_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 struct admin;
 struct config;
@@ -26,5 +27,15 @@ int admin_start(struct proxy *px, const struct config *cfg, struct admin **out,
 /* Closes the listener and its connections; frees ad once they closed.
  * NULL is a no-op. */
 void admin_stop(struct admin *ad);
+
+/*
+ * admin_fault.c: the fault routes (/connections/ID/ACTION, /faults,
+ * /faults/NAME), for a whole request: its method ("POST"), target, body
+ * (len bytes; too_large: it was longer than FAULT_BODY_MAX and cut).  0
+ * when the target is no fault route; else the answer's status, with its
+ * JSON body written to out.  Runs on worker 0's thread.
+ */
+int admin_fault_route(struct proxy *px, const char *method, const char *url,
+    const char *body, size_t len, int too_large, FILE *out);
 
 #endif

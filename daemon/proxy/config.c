@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include <ini.h>
 
@@ -177,11 +179,15 @@ const struct config_key config_keys[] = {
     PATH("log", "access", log.access, "",
         "file that gets one JSON line per finished download (empty: stderr)"),
     OPT_ADDRESS("admin", "address", admin.address, "",
-        "host:port serving GET /metrics (Prometheus) and GET /connections "
-        "(JSON) (empty: none)"),
+        "host:port, or a Unix socket path (/...; mode 0600), serving GET "
+        "/metrics (Prometheus) and GET /connections (JSON) (empty: none)"),
     ENUM("admin", "show_query", admin.show_query, "off", onoff_names,
         "off: GET /connections shows a path's query as ?<redacted> (the "
         "access log keeps it, as nginx's does); on: as the client sent it"),
+    ENUM("admin", "faults", admin.faults, "off", onoff_names,
+        "on: the admin API also injects faults into live and future "
+        "downloads (stall, throttle, reset; docs/faults.md); refused "
+        "unless [admin] address is on loopback or a Unix socket path"),
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 
@@ -426,6 +432,26 @@ parse_address_key(struct parse *p, const struct config_key *k, const char *v,
 	return rc;
 }
 
+/* A Unix socket path ("/run/sluice/admin.sock"): as the kernel takes it,
+ * under sizeof(sun_path) bytes with its NUL. */
+static int
+parse_unix_path(struct sockaddr_any *a, const char *v, const char **why)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
+	size_t n = strlen(v);
+
+	memset(a, 0, sizeof(*a));
+	if (n >= sizeof(un->sun_path) || n >= sizeof(a->text)) {
+		*why = "Unix socket path too long";
+		return -ENAMETOOLONG;
+	}
+	un->sun_family = AF_UNIX;
+	memcpy(un->sun_path, v, n);
+	a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	memcpy(a->text, v, n);
+	return 0;
+}
+
 /* An address, or "" for none (a zeroed address: len 0). */
 static int
 parse_opt_address_key(struct parse *p, const struct config_key *k,
@@ -437,12 +463,14 @@ parse_opt_address_key(struct parse *p, const struct config_key *k,
 		memset(field(p, k), 0, sizeof(struct sockaddr_any));
 		return 0;
 	}
+	if (*v == '/')
+		return parse_unix_path(field(p, k), v, why);
 	rc = address_parse(v, 1, field(p, k));
 	if (rc < 0)
 		*why = rc == -ENOENT
 		    ? "host name does not resolve"
 		    : "not an address (host:port or [v6]:port), "
-		      "or empty for none";
+		      "a Unix socket path, or empty for none";
 	return rc;
 }
 
@@ -650,10 +678,57 @@ given_or_high(const struct config *c, const char *key)
 	return config_line(c, "buffer", key) ? key : "high_watermark";
 }
 
+/* Whether an admin address is on loopback (127/8, ::1, ::ffff:127/104) or
+ * a Unix socket: where [admin] faults may be turned on. */
+static bool
+admin_local(const struct sockaddr_any *a)
+{
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+
+	if (a->ss.ss_family == AF_UNIX)
+		return true;
+	if (a->ss.ss_family == AF_INET)
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	if (a->ss.ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
+		        s6->sin6_addr.s6_addr[12] == 127);
+	return false;
+}
+
+/* [admin] faults = on lets whoever reaches the admin API break downloads:
+ * only on an address that only this host reaches (issue 16). */
+static int
+check_admin(struct parse *p)
+{
+	struct config *c = p->cfg;
+
+	if (!c->admin.faults)
+		return 0;
+	if (c->admin.address.len == 0) {
+		fail(p, config_line(c, "admin", "faults"), "admin", "faults",
+		    "on needs an [admin] address (loopback or a Unix socket "
+		    "path)");
+		return -1;
+	}
+	if (!admin_local(&c->admin.address)) {
+		fail(p, config_line(c, "admin", "faults"), "admin", "faults",
+		    "on is refused: [admin] address %s is not on loopback "
+		    "nor a Unix socket path",
+		    c->admin.address.text);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 check(struct parse *p)
 {
 	struct config *c = p->cfg;
+
+	if (check_admin(p) < 0)
+		return -1;
 
 	if (c->buffer.policy == POLICY_SPILL &&
 	    c->buffer.spill_dir[0] == '\0') {

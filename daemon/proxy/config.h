@@ -85,8 +85,10 @@ struct config {
 		char access[CONFIG_PATH_MAX]; /* "": stderr */
 	} log;
 	struct {
-		struct sockaddr_any address; /* len 0: no admin listener */
+		struct sockaddr_any address; /* len 0: no admin listener;
+		                              * AF_UNIX: a socket path */
 		int show_query;              /* 0: /connections redacts */
+		int faults;                  /* 1: the fault API (fault.h) */
 	} admin;
 	/* Line of each key in the file (0: not given), indexed like
 	 * config_keys, for errors found after parsing (e.g. at bind time). */

@@ -172,6 +172,7 @@ conn_close(struct conn *c, int reset, const char *reason, int err)
 	uv_close((uv_handle_t *)&c->ctimer, conn_on_handle_close);
 	uv_close((uv_handle_t *)&c->utimer, conn_on_handle_close);
 	uv_close((uv_handle_t *)&c->ptimer, conn_on_handle_close);
+	fault_close_timers(c);
 	if (reset)
 		uv_tcp_close_reset(&c->client, conn_on_handle_close);
 	else
@@ -278,7 +279,7 @@ format_access(const struct conn *c, FILE *out)
 	    "\"bytes_to_client\":%llu,\"peak_memory\":%llu,"
 	    "\"spilled_bytes\":%llu,\"spliced\":%llu,\"paused_s\":%.3f,"
 	    "\"resumes\":%d,\"upstream_reused\":%s,"
-	    "\"outcome\":\"%s\",\"duration_s\":%.3f}\n",
+	    "\"outcome\":\"%s\",\"duration_s\":%.3f",
 	    (unsigned long long)c->d.resp_body_in,
 	    (unsigned long long)c->d.body_out,
 	    (unsigned long long)c->d.peak_mem,
@@ -286,6 +287,8 @@ format_access(const struct conn *c, FILE *out)
 	    (unsigned long long)c->d.spliced, (double)c->d.paused_ms / 1000.0,
 	    c->d.resumes, c->d.up_reused ? "true" : "false",
 	    outcome_names[c->d.outcome], (double)(now - c->d.t_start) / 1000.0);
+	fault_access(c, out);
+	fputs("}\n", out);
 }
 
 /*
@@ -485,9 +488,11 @@ conn_accept(struct proxy *px, uv_stream_t *server)
 	uv_timer_init(px->loop, &c->ctimer);
 	uv_timer_init(px->loop, &c->utimer);
 	uv_timer_init(px->loop, &c->ptimer);
+	uv_timer_init(px->loop, &c->ftimer);
+	uv_timer_init(px->loop, &c->ttimer);
 	c->client.data = c->ctimer.data = c->utimer.data = c;
-	c->ptimer.data = c;
-	c->nhandles = 4;
+	c->ptimer.data = c->ftimer.data = c->ttimer.data = c;
+	c->nhandles = 6;
 	pipe_init(&c->up, &gen->pool, cfg->buffer.high_watermark,
 	    cfg->buffer.low_watermark);
 	pipe_init(&c->down, &gen->pool, cfg->buffer.high_watermark,
@@ -559,6 +564,7 @@ conn_describe(const struct conn *c, FILE *out, int show_query)
 	    (unsigned long long)c->d.resp_body_in,
 	    (unsigned long long)c->d.body_out, c->d.resumes,
 	    c->state != DL_IDLE ? (double)(now - c->d.t_start) / 1000.0 : 0.0);
+	fault_describe(c, out);
 	describe_socket(out, "client_tcp", &c->client, c->state != DL_CLOSING);
 	describe_socket(out, "upstream_tcp", &c->upstream, c->ustate == U_OPEN);
 	fputc('}', out);

@@ -52,6 +52,14 @@ void conn_abort(struct conn *c, const char *reason);
  * show_query 0: the path's query string is written as "?<redacted>".
  */
 void conn_describe(const struct conn *c, FILE *out, int show_query);
+/*
+ * A live fault (POST /connections/ID/stall|throttle|reset|close, admin.c)
+ * on connection id, if it is one of px's: call it on px's own thread
+ * (workers_call).  0; -ENOENT when px holds no such connection;
+ * -ENOTCONN when the fault needs an upstream (or a download) it has not.
+ */
+struct fault;
+int conn_fault(struct proxy *px, uint64_t id, const struct fault *f);
 /* Memory came back (or memory_limit changed): the downloads waiting for
  * memory read again, first come first served, as far as it goes. */
 void conn_memory_wake(struct proxy *px);

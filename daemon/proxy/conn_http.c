@@ -497,7 +497,9 @@ resp_on_headers_complete(llhttp_t *p)
 	set_state(c, DL_RELAYING);
 	remember_validator(c, p);
 	start_pace(c);
-	splice_begin(c, p, fr.no_body);
+	if (c->d.throttle == 0) /* a throttled body goes through memory,
+	                         * where each write waits its turn */
+		splice_begin(c, p, fr.no_body);
 	return fr.no_body ? 1 : 0;
 }
 

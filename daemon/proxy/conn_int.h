@@ -19,6 +19,7 @@
 #include "base/http.h"
 #include "base/list.h"
 #include "proxy/conn.h"
+#include "proxy/fault.h"
 #include "proxy/pipe.h"
 #include "proxy/stats.h"
 
@@ -70,6 +71,34 @@ enum dl_state {
 	DL_LINGERING,
 	DL_CLOSING,
 	DL_NSTATES,
+};
+
+/*
+ * A connection's fault (fault.h, issue 16), beside its download's state and
+ * changed only by set_fault_state() (conn_fault.c), which logs it and arms
+ * its deadline on ftimer; /connections shows it (`fault`, `fault_left_s`).
+ *
+ *   state            holds                               deadline
+ *   none             nothing                             (none)
+ *   latency          writes to the client, before the    the rule's `for`
+ *                    response's first byte
+ *   stall_upstream   reading the upstream, whatever the  `for`
+ *                    watermarks say (a zero window)
+ *   stall_client     writing to the client               `for`
+ *   ending           both sides; a reset, close or       the next loop turn
+ *                    limit_data fault that fired in the
+ *                    middle of a read or write
+ *
+ * A throttle (bandwidth) is no state: a rate in the download, its next
+ * write held on ttimer.
+ */
+enum fault_state {
+	FS_NONE = 0,
+	FS_LATENCY,
+	FS_STALL_UPSTREAM,
+	FS_STALL_CLIENT,
+	FS_ENDING,
+	FS_NSTATES,
 };
 
 /* Per request: everything here is cleared with one assignment when a
@@ -149,6 +178,15 @@ struct download {
 	char validator[128];  /* strong ETag or Last-Modified */
 	uint64_t resp_total;  /* the response's Content-Length */
 	int resumes;
+
+	/* faults (conn_fault.c) */
+	struct fault rule;         /* a matched rule's, while it waits for its
+	                            * after_bytes (action FAULT_NONE: none) */
+	unsigned rule_checked : 1; /* the rules were matched */
+	unsigned faults;           /* actions applied, a bit each */
+	char fault_rule[FAULT_NAME_MAX]; /* the rule that hit it */
+	uint64_t throttle;      /* bytes/s written to the client, 0: any */
+	uint64_t throttle_next; /* ms: when the next client write may go */
 };
 
 struct conn {
@@ -163,12 +201,17 @@ struct conn {
 	int nhandles;
 	enum dl_state state;
 	uint64_t state_since; /* ms, when it was entered */
+	enum fault_state fstate;
+	uint64_t fstate_until; /* ms, its deadline */
+	struct fault fend;     /* what FS_ENDING does */
 
 	uv_tcp_t client;
 	uv_tcp_t upstream;
 	uv_timer_t ctimer; /* the client side's deadline (arm_deadline) */
 	uv_timer_t utimer; /* the upstream side's: connect, read, resume */
 	uv_timer_t ptimer; /* policy pace: the token bucket's tick */
+	uv_timer_t ftimer; /* the fault state's deadline */
+	uv_timer_t ttimer; /* a throttled client's next write */
 	uv_connect_t connect_req;
 	uv_write_t cwrite, uwrite;
 	uv_shutdown_t shutdown_req;
@@ -280,6 +323,17 @@ void splice_close_upstream(struct conn *c);
 void splice_flush(struct conn *c);
 void splice_end(struct conn *c);
 size_t splice_read_max(const struct conn *c);
+
+/* conn_fault.c: faults on demand (fault.h) */
+extern const char *const fault_state_names[FS_NSTATES];
+void fault_match(struct conn *c);
+int fault_holds_upstream(struct conn *c);
+int fault_holds_client(struct conn *c);
+size_t fault_write_segs(const struct conn *c, size_t n);
+void fault_wrote(struct conn *c, size_t bytes);
+void fault_describe(const struct conn *c, FILE *out);
+void fault_access(const struct conn *c, FILE *out);
+void fault_close_timers(struct conn *c);
 
 /* conn_upstream.c: the server, connect, close; failure mid-body, resume */
 void release_server(struct conn *c);

@@ -457,6 +457,10 @@ update_upstream_reading(struct conn *c)
 	/* the response head is read whatever holds the body */
 	want = c->state == DL_WAITING ||
 	    (c->state == DL_RELAYING && !c->down.wm.paused && pace_allows(c));
+	/* a stall (conn_fault.c) holds it whatever the watermarks say: the
+	 * splice's reads too, whose poll stop_reading stops */
+	if (want && fault_holds_upstream(c))
+		want = 0;
 	if (want && (mode == SPLICE_WAIT || mode == SPLICE_HOLD)) {
 		/* the kernel pipe fills only once memory's bytes (a head,
 		 * framing) are out (WAIT), and the pipe's bytes too (HOLD):
@@ -764,6 +768,16 @@ spool_failed(struct conn *c)
 		set_state(c, DL_FLUSHING);
 }
 
+static size_t
+bufs_len(const uv_buf_t *bufs, size_t n)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++)
+		len += bufs[i].len;
+	return len;
+}
+
 void
 flush_client(struct conn *c)
 {
@@ -773,13 +787,16 @@ flush_client(struct conn *c)
 
 	if (c->state >= DL_LINGERING || c->cw_busy)
 		return;
+	if (fault_holds_client(c))
+		return; /* a stall, latency or throttle: its timer calls again
+		         */
 	if (pipe_kernel_next(&c->down)) {
 		/* what the kernel pipe holds goes before memory's bytes, and
 		 * the spool's of the zero-copy path after them */
 		splice_flush(c);
 		return;
 	}
-	n = pipe_peek(&c->down, bufs, write_batch(c));
+	n = pipe_peek(&c->down, bufs, fault_write_segs(c, write_batch(c)));
 	if (c->down.error != 0) {
 		/* what memory holds ahead of the failure still goes out:
 		 * peek it again once the spool is dropped.  Also when the
@@ -787,7 +804,8 @@ flush_client(struct conn *c)
 		 * behind the failure would never come, nor the end */
 		pipe_unpeek(&c->down);
 		spool_failed(c);
-		n = pipe_peek(&c->down, bufs, write_batch(c));
+		n = pipe_peek(
+		    &c->down, bufs, fault_write_segs(c, write_batch(c)));
 	}
 	if (n == 0) {
 		if (pipe_empty(&c->down) && c->state == DL_FLUSHING)
@@ -803,6 +821,7 @@ flush_client(struct conn *c)
 	}
 	c->cw_busy = 1;
 	c->cw_nsegs = n;
+	fault_wrote(c, bufs_len(bufs, n));
 	kick_client_timer(c);
 }
 

@@ -319,6 +319,7 @@ start_upstream(struct conn *c)
 		return;
 	}
 	c->server = idx;
+	fault_match(c); /* the rules' match may name the server */
 	c->d.tried |= 1ULL << idx;
 	balancer_acquire(&c->gen->bal, idx);
 	set_state(c, DL_CONNECTING);

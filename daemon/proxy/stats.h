@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include "proxy/fault.h"
+
 /* How a download ended: the access log's `outcome`, a metrics label. */
 enum outcome {
 	OUTCOME_COMPLETE = 0,       /* the whole response went to the client */
@@ -45,6 +47,7 @@ struct stats {
 	uint64_t memory_limit_hits; /* times memory_limit stopped reads */
 	uint64_t reloads_ok;        /* SIGHUP: a new config generation */
 	uint64_t reloads_failed;    /* SIGHUP: refused, the old one stays */
+	uint64_t faults_applied[FAULT_NACTIONS]; /* by action (fault.h) */
 };
 
 #endif

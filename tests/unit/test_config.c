@@ -464,8 +464,8 @@ syntax_msg(const struct config_key *k)
 	case CT_SERVER:
 		return "not a server (host:port or [v6]:port, port > 0)";
 	case CT_OPT_ADDRESS:
-		return "not an address (host:port or [v6]:port), or empty for "
-		       "none";
+		return "not an address (host:port or [v6]:port), a Unix socket "
+		       "path, or empty for none";
 	case CT_COUNT:
 		return "not a whole number";
 	case CT_COUNT_AUTO:
@@ -967,6 +967,36 @@ admin_address(void **state)
 	config_free(cfg);
 }
 
+/* [admin] address may be a Unix socket path; [admin] faults = on only
+ * with an admin address on loopback or a Unix socket (issue 16). */
+static void
+admin_faults(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load("[admin]\naddress = /run/sluice/admin.sock\nfaults = on\n");
+	if (cfg == NULL)
+		fail_msg("a Unix socket path refused: %s", err);
+	assert_int_equal(cfg->admin.address.ss.ss_family, AF_UNIX);
+	assert_string_equal(cfg->admin.address.text, "/run/sluice/admin.sock");
+	assert_int_equal(cfg->admin.faults, 1);
+	config_free(cfg);
+	cfg = load("[admin]\naddress = [::1]:0\nfaults = on\n");
+	assert_non_null(cfg);
+	config_free(cfg);
+	cfg = load("[admin]\naddress = 127.0.0.2:0\n");
+	assert_non_null(cfg);
+	assert_int_equal(cfg->admin.faults, 0);
+	config_free(cfg);
+	load_fails("[admin]\naddress = 0.0.0.0:9100\n\nfaults = on\n",
+	    NAME ":4: [admin] faults: on is refused: [admin] address "
+	         "0.0.0.0:9100 is not on loopback nor a Unix socket path");
+	load_fails("[admin]\nfaults = on\n",
+	    NAME ":2: [admin] faults: on needs an [admin] address (loopback "
+	         "or a Unix socket path)");
+}
+
 /* [log] access: a file name or "" for stderr. */
 static void
 access_log(void **state)
@@ -1339,6 +1369,7 @@ main(void)
 	    cmocka_unit_test(client_zwp_ms),
 	    cmocka_unit_test(resume_keys),
 	    cmocka_unit_test(admin_address),
+	    cmocka_unit_test(admin_faults),
 	    cmocka_unit_test(access_log),
 	    cmocka_unit_test(servers_in_order),
 	    cmocka_unit_test(too_many_servers),
