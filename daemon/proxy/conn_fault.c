@@ -234,17 +234,32 @@ fault_holds_client(struct conn *c)
 	return 1;
 }
 
-/* Segments for the next client write: one while a throttle or a
- * limit_data waits (so neither overshoots by more than a block). */
-size_t
-fault_write_segs(const struct conn *c, size_t n)
+/* Is the next client write held to a block: a throttle, or a rule that
+ * fires after the client's bytes (limit_data, a client-side reset or
+ * stall), so that neither overshoots by more than a block? */
+static int
+write_limited(const struct conn *c)
 {
-	int limited = c->d.throttle != 0 ||
+	return c->d.throttle != 0 ||
 	    (c->d.rule.action != FAULT_NONE &&
 	        (c->d.rule.action == FAULT_LIMIT_DATA ||
 	            c->d.rule.side == FAULT_CLIENT));
+}
 
-	return limited && n > 1 ? 1 : n;
+/* Segments for the next client write (memory's). */
+size_t
+fault_write_segs(const struct conn *c, size_t n)
+{
+	return write_limited(c) && n > 1 ? 1 : n;
+}
+
+/* Bytes for the next splice or sendfile to the client. */
+size_t
+fault_write_bytes(const struct conn *c, size_t n)
+{
+	size_t bs = c->gen->pool.block_size;
+
+	return write_limited(c) && n > bs ? bs : n;
 }
 
 /* A client write of bytes went out: the throttle's next write is due when
@@ -272,9 +287,9 @@ find(struct proxy *px, uint64_t id)
 	return NULL;
 }
 
-/* A throttle on a download whose body is spliced: a Content-Length body
- * leaves the splice path (its reads go to memory, where the throttle holds
- * every write); what the kernel pipe holds goes out first. */
+/* A throttle holds every client write, memory's, the kernel pipe's and
+ * the spool's (splice_flush asks fault_holds_client and takes a block at
+ * a time); 0 removes it. */
 static void
 throttle(struct conn *c, uint64_t rate)
 {
@@ -284,12 +299,7 @@ throttle(struct conn *c, uint64_t rate)
 	if (rate == 0) {
 		uv_timer_stop(&c->ttimer);
 		flush_client(c);
-		return;
 	}
-	if (c->d.splice && !c->d.up_chunked && !c->d.own_chunks &&
-	    !c->d.resp_by_close)
-		c->d.splice = 0;
-	update_upstream_reading(c);
 }
 
 int

@@ -497,9 +497,7 @@ resp_on_headers_complete(llhttp_t *p)
 	set_state(c, DL_RELAYING);
 	remember_validator(c, p);
 	start_pace(c);
-	if (c->d.throttle == 0) /* a throttled body goes through memory,
-	                         * where each write waits its turn */
-		splice_begin(c, p, fr.no_body);
+	splice_begin(c, p, fr.no_body);
 	return fr.no_body ? 1 : 0;
 }
 

@@ -330,6 +330,7 @@ void fault_match(struct conn *c);
 int fault_holds_upstream(struct conn *c);
 int fault_holds_client(struct conn *c);
 size_t fault_write_segs(const struct conn *c, size_t n);
+size_t fault_write_bytes(const struct conn *c, size_t n);
 void fault_wrote(struct conn *c, size_t bytes);
 void fault_describe(const struct conn *c, FILE *out);
 void fault_access(const struct conn *c, FILE *out);

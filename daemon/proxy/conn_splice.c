@@ -598,6 +598,13 @@ splice_on_client(uv_poll_t *h, int status, int events)
 		return;
 	if (status < 0) /* stopped (POLLERR): the splice tells the error */
 		c->cw_busy = c->cw_splice = 0;
+	if (fault_holds_client(c)) {
+		/* a stall, latency or throttle ([admin] faults): its timer
+		 * calls flush_client again */
+		uv_poll_stop(&c->cpoll);
+		c->cw_busy = c->cw_splice = 0;
+		return;
+	}
 	splice_flush(c);
 }
 
@@ -648,9 +655,11 @@ splice_flush(struct conn *c)
 		return;
 	}
 	if (pipe_kernel(d) > 0)
-		n = pipe_splice_out(d, c->cpoll_fd, pipe_kernel(d));
+		n = pipe_splice_out(
+		    d, c->cpoll_fd, fault_write_bytes(c, pipe_kernel(d)));
 	else if (pipe_kernel_next(d))
-		n = pipe_spool_out(d, c->cpoll_fd, SPOOL_SEND_MAX);
+		n = pipe_spool_out(
+		    d, c->cpoll_fd, fault_write_bytes(c, SPOOL_SEND_MAX));
 	if (d->error != 0) {
 		/* the spool cannot be read: nothing behind it goes out, and
 		 * the response ends short (memory holds nothing ahead) */
@@ -662,6 +671,7 @@ splice_flush(struct conn *c)
 		return;
 	}
 	if (n > 0) {
+		fault_wrote(c, (size_t)n);
 		c->d.body_out += (uint64_t)n;
 		px->stats.bytes_out += (uint64_t)n;
 		c->d.spliced += (uint64_t)n;

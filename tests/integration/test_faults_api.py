@@ -319,6 +319,19 @@ def case_throttle_reset_close(workers):
     rc, out, err = ctl(px, "throttle", str(c["id"]), "2mbit")
     check(rc == 0, "ctl throttle: %d %s" % (rc, err))
     wait_conn(px, "/bytes/256M", lambda c: c["throttle_bps"] == 2000000, "throttled")
+    # held to the rate, what the kernel pipe sends included (splice): the
+    # bytes written over a measured interval, the interval taken wide
+    # (before the first look, after the last), are at most its time at
+    # 2 Mbit/s plus a write or two already allowed (a block each)
+    t0 = time.monotonic()
+    a = conn_of(px, "/bytes/256M")
+    time.sleep(2.0)
+    b = conn_of(px, "/bytes/256M")
+    dt = time.monotonic() - t0
+    moved = b["bytes_to_client"] - a["bytes_to_client"]
+    env.note("throttled to 2 Mbit/s: %d bytes written in %.2f s" % (moved, dt))
+    check(moved <= 250000 * dt + 3 * 64 * KiB,
+          "throttle 2mbit: %d bytes written in %.2f s" % (moved, dt))
     rc, out, err = ctl(px, "throttle", str(c["id"]), "0")
     wait_conn(px, "/bytes/256M", lambda c: c["throttle_bps"] == 0, "unthrottled")
     rc, out, err = ctl(px, "reset", str(c["id"]), "--side", "client")
