@@ -52,6 +52,8 @@
 #include "version.h"
 
 #define BUF_SIZE (64 * 1024)
+/* --read's reads kept for the JSON (the lab plots them): the first ones. */
+#define READ_LOG 1024
 
 enum outcome {
 	OUT_COMPLETE = 0,
@@ -111,6 +113,11 @@ struct fetch {
 	uint64_t wire_bytes; /* all bytes read, for pacing */
 	uint64_t reads;      /* --count */
 	int clamp_at_end;    /* TCP_WINDOW_CLAMP read back before close */
+	struct {
+		double t;     /* seconds since the start */
+		size_t n;     /* bytes */
+	} read_log[READ_LOG]; /* with --read: when each read returned */
+	size_t nread_log;
 	int resumes;
 	bool corrupt;
 	uint64_t first_bad;
@@ -727,6 +734,9 @@ read_attempt(struct fetch *f)
 			return;
 		}
 		f->wire_bytes += (uint64_t)n;
+		if (f->opt.read_bytes != 0 && f->nread_log < READ_LOG)
+			f->read_log[f->nread_log++] = (typeof(f->read_log[0])){
+			    now_s() - f->t0, (size_t)n};
 		track_head(f, buf, (size_t)n);
 		if (f->opt.raw) {
 			if (take_body(f, buf, (size_t)n) < 0)
@@ -870,7 +880,8 @@ fetch_usage(FILE *out)
 	    "rate_bps\n"
 	    "                         stalled_s (window_clamp and\n"
 	    "                         window_clamp_at_end with\n"
-	    "                         --window-clamp)\n"
+	    "                         --window-clamp; with --read, reads:\n"
+	    "                         [seconds, bytes] of the first 1024)\n"
 	    "\n"
 	    "A progress bar goes to stderr when it is a terminal.\n"
 	    "Outcomes and exit codes:\n"
@@ -1079,6 +1090,13 @@ print_json(const struct fetch *f, double seconds)
 	    f->stalled_s);
 	if (f->corrupt)
 		printf(",\"first_bad_offset\":%" PRIu64, f->first_bad);
+	if (f->opt.read_bytes != 0) {
+		printf(",\"reads\":[");
+		for (size_t i = 0; i < f->nread_log; i++)
+			printf("%s[%.3f,%zu]", i > 0 ? "," : "",
+			    f->read_log[i].t, f->read_log[i].n);
+		printf("]");
+	}
 	if (f->opt.window_clamp != 0)
 		printf(",\"window_clamp\":%" PRIu64
 		       ",\"window_clamp_at_end\":%d",
