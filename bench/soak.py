@@ -295,8 +295,8 @@ def fetch_action(name, p, rnd, sluice):
     return "ok", ""
 
 
-def worker(p, seed, deadline, results, lock, sluice):
-    rnd = random.Random(seed)
+def worker(p, sequence, deadline, results, lock, sluice):
+    rnd = random.Random(sequence)
     mix = RESUME_MIX if p.policy == "resume" else MIX
     names = [m[0] for m in mix]
     weights = [m[2] for m in mix]
@@ -324,7 +324,9 @@ def main():
     ap.add_argument("--workers", type=int, default=6, help="clients in flight per proxy")
     ap.add_argument("--out", default=None, help="directory for samples.csv, "
                     "results.json, verdict.txt (default: a new one under /tmp)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--random", type=int, default=1, metavar="N",
+                    help="which pseudo-random sequence the clients follow: "
+                    "the same N makes the same choices (default 1)")
     a = ap.parse_args()
     a.sluice = os.path.abspath(a.sluice)
     out = a.out or tempfile.mkdtemp(prefix="sluice-soak.")
@@ -370,7 +372,7 @@ def main():
         deadline = time.monotonic() + a.minutes * 60
         results, lock = [], threading.Lock()
         threads = [threading.Thread(target=worker, daemon=True,
-                                    args=(px, a.seed * 1000 + i * 10 + k, deadline,
+                                    args=(px, a.random * 1000 + i * 10 + k, deadline,
                                           results, lock, a.sluice))
                    for i, px in enumerate(proxies) for k in range(a.workers)]
         for t in threads:

@@ -7,7 +7,7 @@
 # (bench/soak.py says exactly what is checked).  Not part of the test
 # suite.  Needs a build (build/sluice, or SLUICE=path).
 #
-#   bench/soak.sh [MINUTES] [--out DIR] [--workers N] [--seed N]
+#   bench/soak.sh [MINUTES] [--out DIR] [--workers N] [--random N]
 #
 # Writes samples.csv, results.json, verdict.txt and soak.png (gnuplot) to
 # DIR (default: a new /tmp/sluice-soak.* directory); exits 0 on "pass".

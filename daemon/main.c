@@ -49,7 +49,15 @@ usage(FILE *out)
 	    "  sluice --version         print the version\n"
 	    "\n"
 	    "sluice relays HTTP/1.1 downloads from fast upstreams to slow\n"
-	    "clients with bounded buffers and watermark backpressure.\n");
+	    "clients with bounded buffers and watermark backpressure.\n"
+	    "\n"
+	    "\"The article\" in these texts: Ram P. Rustagi and\n"
+	    "Viraj Kumar, \"Experiential Learning of Networking\n"
+	    "Technologies: Understanding TCP Flow Control\", a\n"
+	    "quarterly publication of ACCS.  Its Exercises 1-3, its\n"
+	    "printer, its zero-window DoS and its load-balancer\n"
+	    "incident are the lab's scenarios (docs/references.md);\n"
+	    "the kernel facts sluice rests on: docs/kernel.md.\n");
 }
 
 /* Finds "-c FILE" (or "--config FILE", "-cFILE") in argv. */

@@ -1,7 +1,7 @@
 /*
  * units: parsing and printing of sizes, durations and rates, shared by the
- * config, the command line of every verb and the lab (DESIGN: "sizes, rates,
- * durations parsing exist once").
+ * config, the command line of every verb and the lab (one parser for all:
+ * docs/architecture.md).
  *
  * Sizes: a decimal number with an optional binary suffix k, M, G, T (1024
  * based, case-insensitive, an optional trailing "b"/"B"/"iB"), bytes by

@@ -83,7 +83,7 @@ struct lab_scenario {
 	char lb_config[256]; /* a config file used as it is, or "" */
 	struct lab_kv lb_directives[LAB_MAX_KV]; /* nginx.X / haproxy.X */
 	size_t nlb_directives; /* key without its "nginx." prefix */
-	/* [origin]: the seed article's server */
+	/* [origin]: the article's server (docs/references.md) */
 	uint64_t origin_drip, origin_every_ms; /* --drip B --every T; 0: no */
 	bool origin_raw;                       /* --raw: no HTTP */
 	uint64_t origin_truncate_at;           /* --truncate-at, 0: none */
@@ -131,8 +131,8 @@ int lab_giveup_args(
 /*
  * Writes the proxy config of a scenario: its [proxy] keys by section, plus
  * what the lab owns (listen address, upstream server, admin address,
- * access log) and its defaults (upstream rcvbuf 256k: DESIGN, the kernel's
- * queue toward the origin must be pinned; drain_timeout 2s).
+ * access log) and its defaults (upstream rcvbuf 256k: the kernel's queue
+ * toward the origin must be pinned, docs/kernel.md; drain_timeout 2s).
  */
 void lab_proxy_config(FILE *out, const struct lab_scenario *sc,
     const char *listen, const char *server, const char *admin,

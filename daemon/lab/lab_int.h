@@ -148,8 +148,8 @@ void lab_print_tail(const struct lab *lab, const char *name);
 
 /* lab_net.c */
 /* The two links, each captured at one end: [0] origin-lb in the
- * origin's namespace, [1] lb-client in the client's, where the seed
- * article ran tcpdump. */
+ * origin's namespace, [1] lb-client in the client's, where the
+ * article's exercises ran tcpdump. */
 struct lab_link {
 	const char *name; /* summary.json's key */
 	int host;         /* the namespace tcpdump runs in */

@@ -142,7 +142,8 @@ link_pair(struct lab *lab, int a, const char *ifa, const char *ipa, int b,
 }
 
 /* netem as the root qdisc, when the kernel has it (then tbf goes under
- * it); this machine's kind has none: say so once, do not fail. */
+ * it); Linux 6.18 as docs/kernel.md measured it has none: say so once,
+ * do not fail. */
 static bool
 add_netem(struct lab *lab, const char *ns, const char *dev)
 {
@@ -224,7 +225,7 @@ route(struct lab *lab)
 /*
  * [client] initrwnd: the initial receive window the client offers, in
  * segments, set on its routes (ip route ... initrwnd N).  Since Linux 5.x
- * the first window is most of the receive buffer (about 64 KB); the seed
+ * the first window is most of the receive buffer (about 64 KB); the
  * article's kernel started at ten segments and grew the window as data
  * came, which this brings back (exercise1.ini).
  */

@@ -94,7 +94,8 @@ static const struct skey skeys[] = {
         "rows of the table of the client's advertised windows, read "
         "from the capture (0: none)"),
     STR("lab", "article_windows", article_windows, "",
-        "ACK:WIN pairs from the seed article, printed beside that table"),
+        "ACK:WIN pairs from the article's Exercises 2 and 3, printed beside "
+        "that table"),
     SCALE("lab", "time_scale", time_scale, "1",
         "multiplies every interval of the scenario (the origin's drip, "
         "the client's read interval and stall, timeouts, give_up's and "
@@ -164,7 +165,7 @@ static const char *const lab_owned[] = {
 /* Keys the lab adds when the scenario omits them. */
 static const struct lab_kv lab_defaults[] = {
     {"listen.drain_timeout", "2s"},
-    {"upstream.rcvbuf", "256k"}, /* DESIGN: K_in must be pinned */
+    {"upstream.rcvbuf", "256k"}, /* K_in must be pinned: docs/kernel.md */
     {"log.level", "info"},
 };
 

@@ -1,8 +1,9 @@
 /*
  * pcap: reading back the captures `sluice lab` has tcpdump write, and the
  * one analysis the lab needs from them: the receive windows a receiver
- * advertised and the zero-window probes its sender sent (the seed article's
- * exercises 2 and 3), printed beside the article's own figures.
+ * advertised and the zero-window probes its sender sent (the article's
+ * Exercises 2 and 3, docs/references.md), printed beside the article's own
+ * figures.
  *
  * Only classic pcap files (tcpdump -w), microsecond or nanosecond, either
  * byte order; link types Ethernet (with 802.1Q/802.1ad tags), Linux cooked
@@ -105,7 +106,7 @@ int pcap_analyse(const struct pcap_pkt *p, size_t n, uint16_t server_port,
 void pcap_conn_free(struct pcap_conn *c);
 
 /*
- * Parses the seed article's windows: "ACK:WIN" pairs of decimal numbers,
+ * Parses the article's windows: "ACK:WIN" pairs of decimal numbers,
  * separated by commas, blanks allowed around each ("1:1460, 201:1260").
  * Stores at most max pairs; returns their count (0 for an empty or blank
  * string), -EINVAL for anything malformed, -E2BIG for more than max pairs.

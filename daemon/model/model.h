@@ -2,7 +2,7 @@
  * model: the analytic model of the incident (docs/model.md), used by
  * `sluice plan` and by the lab to put a prediction beside each run.
  *
- * Symbols (DESIGN.md): S body size, r the client's goodput, C the proxy's
+ * Symbols (docs/model.md): S body size, r the client's goodput, C the proxy's
  * high watermark and L its low one, Δ = C − L, K_in the proxy's kernel
  * receive queue toward the origin at zero window, K_out the proxy's send
  * queue plus the shaper's queue toward the client, K_ws the origin's send
@@ -24,7 +24,8 @@
 
 /*
  * The kernel and proxy figures the model rests on (docs/model.md says
- * where each comes from; "measured" means on this kernel, 6.18, over veth).
+ * where each comes from; "measured" means on Linux 6.18, over veth;
+ * docs/kernel.md).
  */
 /* Receive queue payload per byte of doubled SO_RCVBUF: tp->scaling_ratio
  * since Linux 6.6 (payload / truesize of the queued skbs); measured 0.957 to
@@ -115,7 +116,7 @@ struct model_out {
 	double first_stall_s;       /* when the origin's window first closes */
 };
 
-/* Fills sane defaults (DESIGN's measured kernel figures): pause with the
+/* Fills sane defaults (the measured kernel figures above): pause with the
  * config's watermarks, a 1 Gbit/s origin, no give-up rule. */
 void model_defaults(struct model_in *in);
 /* Parses a give-up rule: "none", "send-timeout=60s[,orphan=T]",

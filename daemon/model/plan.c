@@ -78,7 +78,7 @@ plan_usage(FILE *out)
 	    "                           recommendation, and more\n"
 	    "\n"
 	    "Exit code 0 when a prediction was printed (complete or not), 2 "
-	    "on\nbad usage.  Example, the seed article's case:\n"
+	    "on\nbad usage.  Example, the article's case:\n"
 	    "  sluice plan --size 2.5G --client-rate 2mbit --origin-rate "
 	    "1gbit \\\n"
 	    "      --high 2G --low 0 --rcvbuf 4M "

@@ -16,7 +16,7 @@
  * for --timeout.  --resume turns a truncation into another request with
  * Range: bytes=N- and If-Range: ETAG, whose 206 must start at N.
  *
- * --stall-at BYTES --stall-for T is the seed article's printer out of
+ * --stall-at BYTES --stall-for T is the article's printer out of
  * paper: once BYTES body bytes came, the socket is not read for T, so the
  * receive buffer fills and the window closes; then reading goes on at the
  * same pace.  The reads before it are capped so that exactly BYTES are
@@ -840,17 +840,17 @@ fetch_usage(FILE *out)
 	    "\n"
 	    "A slow HTTP/1.1 client that proves every byte.  URL is\n"
 	    "http://HOST[:PORT]/PATH, or tcp://HOST:PORT for a raw stream\n"
-	    "(sluice origin --raw, the seed article's server).\n"
+	    "(sluice origin --raw, the article's server: docs/references.md).\n"
 	    "\n"
 	    "  --rate RATE            drain at RATE bits/s (2mbit, 500kbit, "
 	    "1gbit)\n"
 	    "  --read BYTES --interval T [--count N]\n"
-	    "                         read BYTES every T, N times (the seed\n"
+	    "                         read BYTES every T, N times (the\n"
 	    "                         article's client: -b 100 -d 2 -c 1000)\n"
 	    "  --stall-at BYTES --stall-for T\n"
 	    "                         once BYTES body bytes came (0: right\n"
 	    "                         after the head), read nothing for T,\n"
-	    "                         then go on at the same pace (the seed\n"
+	    "                         then go on at the same pace (the\n"
 	    "                         article's printer out of paper)\n"
 	    "  --rcvbuf SIZE          SO_RCVBUF before connect: the window is\n"
 	    "                         what the reader makes it\n"

@@ -1,6 +1,6 @@
 /*
  * fetch: `sluice fetch`, the testbed's slow client: an HTTP/1.1 (or raw
- * TCP) client that drains at a chosen rate or in the seed article's
+ * TCP) client that drains at a chosen rate or in the article's
  * read/sleep steps, verifies every byte of the origin's pattern, resumes
  * truncated downloads with Range, and says what happened in one JSON
  * object and its exit code.  See `sluice help fetch`.

@@ -122,7 +122,7 @@ oconn_start(struct origin *o, int fd, const struct sockaddr_storage *ss)
 	uv_timer_start(&c->tick, oconn_on_tick, TICK_MS, TICK_MS);
 	log_debug("origin: accepted %s", c->peer);
 	if (opt->raw) {
-		/* The seed article's server: no HTTP, the pattern from the
+		/* The article's server: no HTTP, the pattern from the
 		 * first byte on, until the peer goes. */
 		struct answer a = {.first = 0, .last = UINT64_MAX - 1};
 
@@ -204,7 +204,7 @@ origin_usage(FILE *out)
 	    "                         the kernel finishes or aborts the "
 	    "orphan\n"
 	    "\n"
-	    "The seed article's server and fault injection:\n"
+	    "The article's server (docs/references.md) and fault injection:\n"
 	    "  --drip BYTES --every T send BYTES every T\n"
 	    "  --raw                  no HTTP: the pattern from the first "
 	    "byte\n"

@@ -125,7 +125,7 @@ const struct config_key config_keys[] = {
         1 * MiB, "largest request head accepted; a larger one gets 431"),
     DURATION("client", "zwp_timeout", client.zwp_timeout, "5m", 0, DAY_MS,
         "close a client whose receive window stayed zero, with data waiting, "
-        "this long (0: never); the seed article's zero-window DoS defence"),
+        "this long (0: never); the article's zero-window DoS defence"),
     COUNT("client", "zwp_probes", client.zwp_probes, "0", 0, 64,
         "the same rule as a number of zero-window probes with exponential "
         "backoff from zwp_interval; converted to a time, also set as "
@@ -155,8 +155,9 @@ const struct config_key config_keys[] = {
         "auto: a response body's payload (Content-Length, close-delimited, "
         "or a chunked body's large chunks, whose framing is still parsed "
         "and written in memory) moves upstream socket -> kernel pipe -> "
-        "client socket with splice(2), never copied to user space, under "
-        "policy pause or pace, for up to a quarter of max_connections at "
+        "client socket with splice(2), never copied to user space (policy "
+        "spill: into and out of its spool file, for bodies the proxy does "
+        "not chunk), for up to a quarter of max_connections at "
         "once (each holds a kernel pipe and two more descriptors), the "
         "others through memory; off: always through memory"),
     ENUM("buffer", "resume", buffer.resume, "off", onoff_names,

@@ -6,7 +6,7 @@
  * conn_on_handle_close), the rest of the public conn_* API, the access log
  * and /connections.
  *
- * The life of a download (DESIGN "The life of one download"):
+ * The life of a download (docs/architecture.md, "The life of one download"):
  *
  *   client bytes -> llhttp (request) -> head rewritten into `up`, body
  *   slices pushed into `up` as they are (or chunk-framed); the upstream is

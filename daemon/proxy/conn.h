@@ -4,8 +4,8 @@
  * timers, the two pipes (request body toward the upstream, response toward
  * the client) and the two llhttp parsers.
  *
- * Ownership (DESIGN): the conn owns both sockets, both timers and both
- * pipes; it is freed in the close callback of its last handle, and nothing
+ * Ownership (docs/architecture.md): the conn owns both sockets, both timers and
+ * both pipes; it is freed in the close callback of its last handle, and nothing
  * else frees it.  Every way a connection ends goes through conn_close(),
  * which logs once with the reason.  It holds a reference on the config
  * generation it was accepted under (proxy.h) from accept to free: its

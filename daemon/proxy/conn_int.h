@@ -259,6 +259,7 @@ void conn_on_ctimer(uv_timer_t *t);
 void kick_upstream_timer(struct conn *c);
 void memory_note(struct conn *c);
 void client_write_failed(struct conn *c, int err);
+void spool_failed(struct conn *c);
 size_t memory_room(const struct conn *c);
 
 /* conn_splice.c: the zero-copy path of a response body ([buffer] splice) */
@@ -269,6 +270,8 @@ enum splice_mode {
 	SPLICE_WAIT,     /* not yet: memory's bytes go out first */
 	SPLICE_HOLD,     /* not yet: the kernel pipe's bytes, then
 	                  * memory's (framing), go out first */
+	SPLICE_SPOOL,    /* policy spill: through the kernel pipe into
+	                  * the spool file */
 };
 enum splice_mode splice_mode(struct conn *c);
 int splice_read_start(struct conn *c);

@@ -422,6 +422,7 @@ start_reading(struct conn *c, int spl)
 		         "its body goes through memory",
 		    (unsigned long long)c->id, c->peer);
 		c->d.splice = 0;
+		c->down.sendfile = 0; /* the spool is read back into memory */
 	}
 	if (uv_read_start((uv_stream_t *)&c->upstream, conn_on_upstream_alloc,
 	        conn_on_upstream_read) == 0)
@@ -448,7 +449,7 @@ void
 update_upstream_reading(struct conn *c)
 {
 	enum splice_mode mode = splice_mode(c);
-	int spl = mode == SPLICE_IN, want;
+	int spl = mode == SPLICE_IN || mode == SPLICE_SPOOL, want;
 	uint64_t now;
 
 	if (c->state == DL_CLOSING || c->ustate != U_OPEN)
@@ -742,7 +743,7 @@ write_segs(uv_write_t *req, uv_stream_t *s, const uv_buf_t *bufs, size_t n,
  * in memory ahead of the spool goes out, then the response ends short, as
  * its framing shows (finish_response).
  */
-static void
+void
 spool_failed(struct conn *c)
 {
 	log_ratelimited(&c->px->log_spill, LOG_LVL_WARN,
@@ -772,8 +773,9 @@ flush_client(struct conn *c)
 
 	if (c->state >= DL_LINGERING || c->cw_busy)
 		return;
-	if (pipe_kernel(&c->down) > 0) {
-		/* what the kernel pipe holds goes before memory's bytes */
+	if (pipe_kernel_next(&c->down)) {
+		/* what the kernel pipe holds goes before memory's bytes, and
+		 * the spool's of the zero-copy path after them */
 		splice_flush(c);
 		return;
 	}

@@ -57,8 +57,23 @@
  * socket (close_upstream), cpoll and the kernel pipe at the next request
  * or the connection's close (splice_end).
  *
- * Not on this path: policy spill (its spool is written from memory),
- * request bodies.
+ * Policy spill (spool_in): a body the proxy does not frame (Content-Length,
+ * or close-delimited to an HTTP/1.0 client) spools without entering user
+ * space: once the kernel pipe is full (high_watermark, or the pipe's
+ * size) or memory_limit is reached, what the pipe holds moves to the end
+ * of the spool file (splice to the file at its offset), and from then on
+ * each read goes upstream socket -> kernel pipe -> spool file, the pipe
+ * holding it only between the two splices; the client gets the spool's
+ * bytes with sendfile(2) from the file once memory's are out (the order
+ * is kernel pipe, memory, spool, tail).  When the spool is empty again the
+ * pipe takes the reads as before.  A spool that fails (ENOSPC,
+ * spill_total) leaves the bytes it did not take in order (pipe.h's
+ * pipe_kernel_spool), and the download goes on under pause's rules, as
+ * on the memory path.  Chunked bodies under policy spill, and a chunked
+ * answer to a close-delimited body, take the memory path: the framing the
+ * proxy writes would have to be spooled between spliced bytes.
+ *
+ * Not on this path: request bodies.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,6 +92,9 @@
 
 /* a read of the framing between two spliced chunks (splice_read_max) */
 #define SPLICE_FRAME_READ 256
+/* the most one sendfile of the spool offers the client socket (it takes
+ * what its buffer has room for) */
+#define SPOOL_SEND_MAX ((size_t)4 * 1024 * 1024)
 
 /* ---- the polls --------------------------------------------------------- */
 
@@ -131,10 +149,13 @@ splice_begin(struct conn *c, const llhttp_t *p, int no_body)
 	int rc;
 
 	c->d.splice = 0;
-	if (!cfg->buffer.splice || cfg->buffer.policy == POLICY_SPILL ||
-	    no_body || c->d.resp_frame == FRAME_NONE || !c->d.req_done ||
-	    !pipe_empty(&c->up) || c->uw_busy)
+	c->down.sendfile = 0;
+	if (!cfg->buffer.splice || no_body || c->d.resp_frame == FRAME_NONE ||
+	    !c->d.req_done || !pipe_empty(&c->up) || c->uw_busy)
 		return;
+	if (cfg->buffer.policy == POLICY_SPILL &&
+	    ((p->flags & F_CHUNKED) != 0 || c->d.resp_frame == FRAME_CHUNKED))
+		return; /* framing between spooled bytes: the memory path */
 	/* Four descriptors more than the memory path: max_connections'
 	 * default budgets them for a quarter of the connections (max_pipes,
 	 * every worker's); past it, or when descriptors run short anyway,
@@ -162,6 +183,7 @@ splice_begin(struct conn *c, const llhttp_t *p, int no_body)
 		return;
 	}
 	c->d.splice = 1;
+	c->down.sendfile = cfg->buffer.policy == POLICY_SPILL;
 	c->d.up_chunked = (p->flags & F_CHUNKED) != 0;
 	c->d.own_chunks = c->d.resp_frame == FRAME_CHUNKED;
 }
@@ -214,6 +236,15 @@ splice_mode(struct conn *c)
 
 	if (!c->d.splice || c->state != DL_RELAYING)
 		return SPLICE_NONE;
+	if (pipe_spooled(d) > 0 || d->tail.count > 0) {
+		/* policy spill, spooling: the reads go through the kernel
+		 * pipe into the spool, behind memory's bytes, while it is
+		 * empty; else (a resumed response's first bytes in memory
+		 * behind the pipe's, a spool that failed) into memory, where
+		 * pipe_push_ref sends them on to the spool or the tail */
+		return pipe_can_spool(d) && pipe_kernel(d) == 0 ? SPLICE_SPOOL
+		                                                : SPLICE_NONE;
+	}
 	if (c->kfull && pipe_memory(d) == 0 && d->k.out != c->kfull_out)
 		c->kfull = 0; /* memory is out, and the pipe took bytes */
 	if (c->kfull)
@@ -258,6 +289,7 @@ splice_end(struct conn *c)
 		c->cw_busy = 0;
 	c->cw_splice = 0;
 	c->kfull = 0;
+	c->down.sendfile = 0; /* what the spool still holds: read back */
 	held = pipe_kernel(&c->down);
 	if (pipe_has_kernel(&c->down))
 		atomic_fetch_sub(&c->px->sh->npipes, 1);
@@ -390,19 +422,109 @@ start_run(struct conn *c, size_t max)
 	flush_client(c);
 }
 
+/* What the spool may take before spill_limit (check_down's high
+ * watermark while spooling). */
+static size_t
+spool_room(const struct conn *c)
+{
+	uint64_t limit = c->cfg->buffer.spill_limit,
+	         in = pipe_spooled(&c->down);
+
+	return in < limit ? (size_t)(limit - in) : 0;
+}
+
+/*
+ * Policy spill on this path: what the kernel pipe holds, then what the
+ * upstream socket holds, go to the spool file (splice in, splice to the
+ * file).  memory_limit does not hold these reads back, the spool takes
+ * them (as pipe_push_ref's force_spill on the memory path); reached, the
+ * pipe holds at most a block between the two splices.
+ */
+static void
+spool_in(struct conn *c)
+{
+	struct pipe *d = &c->down;
+	size_t max = d->k.cap;
+	ssize_t n;
+
+	if (pipe_kernel_spool(d) < 0) {
+		/* the spool failed: pause's rules from here (check_down) */
+		check_down(c);
+		flush_client(c);
+		return;
+	}
+	if (counted_by_parser(c) && max > c->resp.content_length)
+		max = (size_t)c->resp.content_length;
+	if (d->force_spill && max > c->gen->pool.block_size)
+		max = c->gen->pool.block_size;
+	if (max > spool_room(c))
+		max = spool_room(c); /* the watermark stops at spill_limit */
+	if (max == 0) {
+		check_down(c);
+		return;
+	}
+	n = pipe_splice_in(d, c->upoll_fd, max);
+	if (n == -EAGAIN) {
+		update_upstream_reading(
+		    c); /* a stale event: the poll goes on */
+		return;
+	}
+	if (n == 0 && !counted_by_parser(c)) {
+		body_complete(c);
+		return;
+	}
+	if (n <= 0) {
+		upstream_broken(c, n == 0 ? "closed mid-body" : "read", (int)n,
+		    OUTCOME_UPSTREAM_RESET);
+		return;
+	}
+	body_in(c, (size_t)n);
+	kick_upstream_timer(c);
+	/* a failure leaves the bytes in order (in the tail) and the spool
+	 * failed: check_down tells it and applies pause's marks */
+	(void)pipe_kernel_spool(d);
+	if (counted_by_parser(c) && c->resp.content_length == 0) {
+		body_complete(c);
+		return;
+	}
+	memory_note(c);
+	check_down(c);
+	flush_client(c);
+}
+
+/* Policy spill: does the spool take this read?  While it holds bytes
+ * (SPLICE_SPOOL), and once the kernel pipe takes no more (full, or
+ * memory_limit's room gone) or memory_limit was reached, if all the pipe
+ * holds fits below spill_limit (else the bytes past the pipe go through
+ * memory, whose pushes spool up to spill_limit, as without splice). */
+static int
+spool_takes(struct conn *c, enum splice_mode mode)
+{
+	if (mode == SPLICE_SPOOL)
+		return 1;
+	return c->down.sendfile && pipe_can_spool(&c->down) &&
+	    (c->down.force_spill || read_max(c) == 0) &&
+	    pipe_kernel(&c->down) < spool_room(c);
+}
+
 static void
 splice_on_upstream(uv_poll_t *h, int status, int events)
 {
 	struct conn *c = h->data;
+	enum splice_mode mode = splice_mode(c);
 	size_t max;
 	ssize_t n;
 
 	(void)events;
-	if (splice_mode(c) != SPLICE_IN || !c->usplice)
+	if ((mode != SPLICE_IN && mode != SPLICE_SPOOL) || !c->usplice)
 		return;
 	if (status < 0) /* libuv stopped the poll (POLLERR): the splice
 	                 * below tells the socket's error, else read on */
 		c->ureading = c->usplice = 0;
+	if (spool_takes(c, mode)) {
+		spool_in(c);
+		return;
+	}
 	if ((max = read_max(c)) == 0) {
 		/* pipe full, or memory_limit: wait in the queue */
 		if (c->down.k.held >= c->down.k.cap)
@@ -486,7 +608,7 @@ wait_writable(struct conn *c)
 {
 	int rc;
 
-	if (pipe_kernel(&c->down) > 0 && !c->cw_splice) {
+	if (pipe_kernel_next(&c->down) && !c->cw_splice) {
 		rc = poll_open(
 		    c, (uv_handle_t *)&c->client, &c->cpoll, &c->cpoll_fd);
 		if (rc < 0 ||
@@ -495,7 +617,7 @@ wait_writable(struct conn *c)
 			return rc;
 		c->cw_busy = c->cw_splice = 1;
 		kick_client_timer(c);
-	} else if (pipe_kernel(&c->down) == 0 && c->cw_splice) {
+	} else if (!pipe_kernel_next(&c->down) && c->cw_splice) {
 		uv_poll_stop(&c->cpoll);
 		c->cw_busy = c->cw_splice = 0;
 		kick_client_timer(c);
@@ -507,14 +629,16 @@ wait_writable(struct conn *c)
  * Sends what the kernel pipe holds to the client (flush_client calls it
  * while the pipe holds bytes and no write is in flight): a splice now, and
  * one each time the socket turns writable until the pipe is empty; then
- * memory's bytes (a resumed response's first ones) or the response's end,
- * through flush_client.
+ * memory's bytes (a resumed response's first ones), the spool's (policy
+ * spill: sendfile, in the same way), or the response's end, through
+ * flush_client.
  */
 void
 splice_flush(struct conn *c)
 {
 	struct proxy *px = c->px;
-	ssize_t n;
+	struct pipe *d = &c->down;
+	ssize_t n = -EAGAIN;
 	int rc;
 
 	if (c->cpoll_fd < 0 &&
@@ -523,7 +647,16 @@ splice_flush(struct conn *c)
 		conn_close(c, 0, "client splice", rc);
 		return;
 	}
-	n = pipe_splice_out(&c->down, c->cpoll_fd, pipe_kernel(&c->down));
+	if (pipe_kernel(d) > 0)
+		n = pipe_splice_out(d, c->cpoll_fd, pipe_kernel(d));
+	else if (pipe_kernel_next(d))
+		n = pipe_spool_out(d, c->cpoll_fd, SPOOL_SEND_MAX);
+	if (d->error != 0) {
+		/* the spool cannot be read: nothing behind it goes out, and
+		 * the response ends short (memory holds nothing ahead) */
+		spool_failed(c);
+		n = -EAGAIN;
+	}
 	if (n < 0 && n != -EAGAIN) {
 		client_write_failed(c, (int)n);
 		return;

@@ -16,12 +16,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "base/h1.h"
 #include "proxy/pipe.h"
 
-#define SPOOL_PUNCH_STEP (1024 * 1024) /* give disk back every MiB */
+/*
+ * Disk is given back behind the reader in steps of 2 MiB, at 2 MiB
+ * offsets.  With sendfile (pipe_spool_out) the socket still holds the page
+ * cache's pages of bytes it has not delivered yet; a hole punched through
+ * part of a page, or of a large folio (at most 2 MiB on x86-64, at an
+ * offset its size divides), zeroes that part in place, and the client
+ * would get zeros.  Whole folios are only taken out of the file: the
+ * socket's references keep their bytes.
+ */
+#define SPOOL_PUNCH_STEP ((uint64_t)2 * 1024 * 1024)
 
 void
 wm_init(struct watermark *wm, size_t high, size_t low)
@@ -203,7 +213,7 @@ spool_reclaim(struct pipe *p)
 			sp->rd = sp->wr = sp->punched = 0;
 		return;
 	}
-	upto = sp->rd & ~(uint64_t)4095;
+	upto = sp->rd & ~(SPOOL_PUNCH_STEP - 1);
 	if (upto - sp->punched >= SPOOL_PUNCH_STEP) {
 		fallocate(sp->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		    (off_t)sp->punched, (off_t)(upto - sp->punched));
@@ -324,7 +334,7 @@ pipe_push_ref(struct pipe *p, struct block *b, const char *data, size_t n)
 		rc = push_tail(p, b, data, n);
 	} else if (p->spill != NULL &&
 	    (pipe_spooled(p) > 0 || p->force_spill ||
-	        p->held + n > p->spill_at) &&
+	        p->held + p->k.held + n > p->spill_at) &&
 	    !p->spool.failed && spool_write(p, data, n) == 0) {
 		rc = 0;
 	} else if (p->spill != NULL && pipe_spooled(p) > 0) {
@@ -397,7 +407,9 @@ refill(struct pipe *p)
 	struct spool *sp = &p->spool;
 	size_t bs = p->pool->block_size;
 
-	while (sp->wr > sp->rd && p->held < 2 * bs) {
+	/* sendfile: the spool's bytes go out from the file
+	 * (pipe_spool_out), the tail's once it is empty */
+	while (!p->sendfile && sp->wr > sp->rd && p->held < 2 * bs) {
 		struct block *b = pool_get(p->pool);
 		size_t n =
 		    sp->wr - sp->rd < bs ? (size_t)(sp->wr - sp->rd) : bs;
@@ -623,5 +635,138 @@ pipe_splice_out(struct pipe *p, int fd, size_t max)
 		p->k.out += (uint64_t)n;
 		kernel_measure(p);
 	}
+	return n;
+}
+
+/* ---- the spool of the zero-copy path -------------------------------------
+ */
+
+/* Empties the kernel pipe into the tail (a copy: the spool failed, and
+ * what comes next follows the spool in memory).  Bytes that no block can
+ * take are dropped and p->error set. */
+static void
+kernel_to_tail(struct pipe *p)
+{
+	char sink[4096];
+	ssize_t r;
+
+	while (p->k.held > 0 && p->error == 0) {
+		struct block *b = pool_get(p->pool);
+
+		if (b == NULL) {
+			p->error = -ENOMEM;
+			break;
+		}
+		do
+			r = read(p->k.rd, b->data, b->size);
+		while (r == -1 && errno == EINTR);
+		if (r <= 0 || push_tail(p, b, b->data, (size_t)r) < 0) {
+			p->error = r < 0 ? -errno : -ENOMEM;
+			block_unref(b);
+			break;
+		}
+		block_unref(b); /* the tail's segment holds it */
+		kernel_measure(p);
+	}
+	while (p->k.held > 0) { /* behind a failure: never sent */
+		do
+			r = read(p->k.rd, sink, sizeof(sink));
+		while (r == -1 && errno == EINTR);
+		if (r <= 0)
+			break;
+		kernel_measure(p);
+	}
+}
+
+int
+pipe_kernel_spool(struct pipe *p)
+{
+	struct spool *sp = &p->spool;
+	size_t n = p->k.held, moved = 0;
+	uint64_t total;
+	loff_t off;
+	ssize_t w;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	if (p->spill == NULL || sp->failed) {
+		rc = sp->failed ? sp->err : -EINVAL;
+		goto failed;
+	}
+	total = atomic_load(p->spill->total);
+	do {
+		if (total + n > p->spill->total_limit) {
+			spool_fail(p, -ENOSPC, "spill_total");
+			rc = -ENOSPC;
+			goto failed;
+		}
+	} while (
+	    !atomic_compare_exchange_weak(p->spill->total, &total, total + n));
+	if (sp->fd < 0 && (rc = spool_open(p)) < 0) {
+		*p->spill->total -= n;
+		spool_fail(p, rc, "open");
+		goto failed;
+	}
+	if (sp->wr == sp->rd)
+		sp->starts++;
+	while (moved < n) {
+		off = (loff_t)sp->wr;
+		/* a file write may block on the disk, as pwrite does; the
+		 * pipe's side never blocks (it holds the n bytes) */
+		w = splice(p->k.rd, NULL, sp->fd, &off, n - moved,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (w <= 0) {
+			if (w < 0 && errno == EINTR)
+				continue;
+			rc = w < 0 ? -errno : -EIO;
+			break;
+		}
+		moved += (size_t)w;
+		sp->wr += (uint64_t)w;
+		sp->written += (uint64_t)w;
+	}
+	kernel_measure(p);
+	if (rc == 0)
+		return 0;
+	*p->spill->total -= n - moved; /* reserved, never written */
+	spool_fail(p, rc, "write");
+failed:
+	/* what stays in the kernel pipe goes out first: right only when
+	 * nothing is ahead of it */
+	if (pipe_spooled(p) > 0 || p->count > 0 || p->tail.count > 0)
+		kernel_to_tail(p);
+	return rc;
+}
+
+ssize_t
+pipe_spool_out(struct pipe *p, int fd, size_t max)
+{
+	struct spool *sp = &p->spool;
+	off_t off = (off_t)sp->rd;
+	ssize_t n;
+
+	if (max > sp->wr - sp->rd)
+		max = (size_t)(sp->wr - sp->rd);
+	if (max == 0)
+		return 0;
+	do
+		n = sendfile(fd, sp->fd, &off, max);
+	while (n == -1 && errno == EINTR);
+	if (n == 0 ||
+	    (n < 0 &&
+	        (errno == EIO || errno == EINVAL || errno == EOVERFLOW ||
+	            errno == ENOMEM))) {
+		/* the file is shorter than its offsets, or cannot be read:
+		 * nothing behind the failure can go out */
+		p->error = n == 0 ? -EIO : -errno;
+		return -EIO;
+	}
+	if (n < 0)
+		return -errno; /* the socket's: EAGAIN, EPIPE, ... */
+	sp->rd += (uint64_t)n;
+	*p->spill->total -= (uint64_t)n;
+	p->bytes_out += (uint64_t)n;
+	spool_reclaim(p);
 	return n;
 }

@@ -23,6 +23,14 @@
  * pipe_empty like memory and spool.  Order: bytes enter the kernel pipe
  * only while the memory queue is empty (the owner's rule), so what it
  * holds always goes out before anything memory holds.
+ *
+ * Policy spill on the zero-copy path (`sendfile` set): the spool is
+ * written from the kernel pipe (pipe_kernel_spool: splice(2) to the file
+ * at its offset) and read back with sendfile(2) (pipe_spool_out), so its
+ * bytes never enter user space either; the kernel pipe is then the
+ * spool's way in, holding the newest bytes only for the moment between
+ * the two splices.  The order of bytes is kernel pipe, memory queue,
+ * spool, tail, always.
  */
 #ifndef SLUICE_PIPE_H
 #define SLUICE_PIPE_H
@@ -118,6 +126,8 @@ struct pipe {
 	} tail;
 	int error; /* a spool read failed: negative errno */
 	struct kpipe k;
+	int sendfile; /* the spool is read back by pipe_spool_out, never
+	               * into memory (the owner's zero-copy path) */
 };
 
 void pipe_init(struct pipe *p, struct pool *pool, size_t high, size_t low);
@@ -187,6 +197,25 @@ int pipe_kernel_open(struct pipe *p, size_t size, _Atomic uint64_t *total);
 void pipe_kernel_close(struct pipe *p);
 ssize_t pipe_splice_in(struct pipe *p, int fd, size_t max);
 ssize_t pipe_splice_out(struct pipe *p, int fd, size_t max);
+/*
+ * Moves everything the kernel pipe holds to the spool's end (splice(2)
+ * into the file at its offset; spill_total reserved first, as
+ * spool_write).  The caller's rule: the kernel pipe's bytes are the
+ * newest, or memory holds nothing (they then follow whatever memory held
+ * before).  Returns 0, or a negative errno with the spool failed
+ * (spool.failed): the bytes that did not move stay in order, in the
+ * kernel pipe when nothing went ahead of them (spool and memory empty),
+ * else in the tail; when even the tail cannot take them, p->error is set
+ * and they are dropped (the response ends short where the spool fails).
+ */
+int pipe_kernel_spool(struct pipe *p);
+/*
+ * Sends up to max spooled bytes to socket fd with sendfile(2), without
+ * blocking (the owner sends memory's bytes first).  Returns the bytes
+ * sent, -EAGAIN when the socket takes none now, a negative errno of the
+ * socket, or -EIO with p->error set when the spool cannot be read.
+ */
+ssize_t pipe_spool_out(struct pipe *p, int fd, size_t max);
 
 /* Releases the first n in-flight segments (their write completed). */
 void pipe_consume(struct pipe *p, size_t n);
@@ -247,6 +276,15 @@ static inline int
 pipe_can_spool(const struct pipe *p)
 {
 	return p->spill != NULL && !p->spool.failed && p->tail.count == 0;
+}
+
+/* Do the next bytes to go out leave through the kernel: what the kernel
+ * pipe holds, or (sendfile) the spool's when memory's queue is empty? */
+static inline int
+pipe_kernel_next(const struct pipe *p)
+{
+	return p->k.held > 0 ||
+	    (p->sendfile && p->count == 0 && p->spool.wr > p->spool.rd);
 }
 
 static inline int

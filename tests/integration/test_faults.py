@@ -496,7 +496,11 @@ def spool_enospc(always):
     """policy spill, slow clients: every pwrite (or one in 50) fails with
     ENOSPC.  The spool falls back to memory: every download completes
     byte-exact, the access lines all say complete, none is lost."""
-    px = start("spill", "proxy-enospc-%s" % ("all" if always else "random"))
+    # splice off: the subject is the spool's pwrite, which the zero-copy
+    # path (splice into the file, sendfile out; libfiu wraps neither) never
+    # calls; test_strategies fills a real tmpfs for that path
+    px = start("spill", "proxy-enospc-%s" % ("all" if always else "random"),
+               buffer={"splice": "off"})
     if always:
         enable_always(px, ["posix/io/rw/pwrite"], failinfo=ENOSPC)
     else:
@@ -533,7 +537,7 @@ def spool_eio():
     """policy spill, slow clients: one pread in 100 fails with EIO.  The
     downloads it hits end short (a prefix, exact), with outcome
     spool_error; the others complete; no access line is lost."""
-    px = start("spill", "proxy-eio")
+    px = start("spill", "proxy-eio", buffer={"splice": "off"})  # pread: as above
     enable_random(px, ["posix/io/rw/pread"], 0.01, failinfo=EIO)
     try:
         results = run_downloads(px, 3000, 8, slow=0.005, sizes=(4 * MiB,))
@@ -638,7 +642,8 @@ def spool_eio_after_break():
     failed read must end it too (what memory held goes out, then EOF), not
     leave the client waiting for bytes that never come."""
     cut = env.start_sluice_origin(["--truncate-at", str(4 * MiB)], name="sluice-origin-cut")
-    px = start("spill", "proxy-eio-break", upstream=cut.addr)
+    px = start("spill", "proxy-eio-break", upstream=cut.addr,
+               buffer={"splice": "off"})  # pread, as spool_eio
     dl = harness.HeldDownload(px.port, "/bytes/%d" % (8 * MiB), Sink(), hold_at=256 * KiB,
                               rcvbuf=64 * KiB, deadline=60)
     try:

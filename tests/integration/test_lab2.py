@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Lab tests, part two (issue 6): the balancers people run, the seed
+"""Lab tests, part two (issue 6): the balancers people run, the
 article's exercises, packet captures, the printer and the DoS.
 
 - exercise2: the client's advertised windows, read from the capture,

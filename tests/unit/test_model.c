@@ -581,7 +581,8 @@ giveup_good(void **state)
 	assert_near(model_giveup_time(&in), 1.6, 1e-9); /* .2 .4 .5 .5 */
 	giveup(&in, "zwp-probes=3,max=1s,interval=1s");
 	assert_near(model_giveup_time(&in), 3.0, 1e-9);
-	/* the kernel's own schedule (DESIGN: 342.4 s at the 11th probe) */
+	/* the kernel's own schedule (342.4 s at the 11th probe for an RTO of
+	 * 216 ms; docs/kernel.md) */
 	giveup(&in, "zwp-probes=11,interval=216ms,max=120s");
 	assert_near(model_giveup_time(&in), 0.216 * 1023 + 120, 1e-9);
 	giveup(&in, "orphan");
@@ -658,7 +659,7 @@ formatting(void **state)
 	assert_string_equal(model_fmt_secs(INFINITY, b, sizeof(b)), "never");
 }
 
-/* ---- the seed article at full scale ------------------------------------ */
+/* ---- the article's incident at full scale ------------------------------ */
 
 /*
  * 2.5 GB to a 2 or 4 Mbit/s user from a gigabit backend through a balancer

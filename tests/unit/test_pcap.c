@@ -2,7 +2,7 @@
  * test_pcap: the capture reader and the window/probe analysis (pcap.h).
  *
  * The lab prints the receiver's windows and the sender's zero-window probes
- * next to the seed article's; a reader that slips a byte or an analysis
+ * next to the article's; a reader that slips a byte or an analysis
  * that counts a probe wrong would print a different experiment than the one
  * that ran.  Captures are built here byte by byte (a global header, then
  * records of Ethernet, IPv4 and TCP headers, cut at a 128-byte snap length
@@ -406,7 +406,7 @@ linux_probes(void **state)
 }
 
 /*
- * The seed article's exercise 3 (another OS): probes of one new byte at
+ * The article's Exercise 3 (another OS): probes of one new byte at
  * snd_una; then the window opens, the data goes on and a second stall
  * whose probes come faster: no backoff.
  */

@@ -761,6 +761,95 @@ kernel_pipe_round_trip(void **state)
 	close(dst[1]);
 }
 
+/*
+ * Policy spill on the zero-copy path (sendfile): bytes spliced into the
+ * kernel pipe move to the spool file (pipe_kernel_spool) and go out with
+ * sendfile (pipe_spool_out), exact and in order; spill_total counts them
+ * while they are spooled.  When spill_total refuses the next move, the
+ * kernel pipe's bytes go to the tail (the spool holds bytes ahead of
+ * them) and come out after the spool's, through memory; the spool failed.
+ */
+static void
+kernel_spool_round_trip(void **state)
+{
+	static char in[96 * 1024], out[sizeof(in)];
+	_Atomic uint64_t ktotal = 0, stotal = 0;
+	struct spill_cfg sc = {"/tmp", &stotal, 64 * 1024};
+	size_t got = 0, half = sizeof(in) / 2;
+	uv_buf_t bufs[64];
+	ssize_t n;
+	int src[2], dst[2];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (char)(i * 13 + i / 509);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, src), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, dst), 0);
+	assert_int_equal(pipe_kernel_open(&pp, 64 * 1024, &ktotal), 0);
+	pipe_spill_setup(&pp, &sc, 16 * 1024);
+	pp.sendfile = 1;
+	/* the first half: spliced in, moved to the spool */
+	assert_int_equal(write(src[0], in, half), (ssize_t)half);
+	while (pp.bytes_in < half) {
+		n = pipe_splice_in(&pp, src[1], half - (size_t)pp.bytes_in);
+		assert_true(n > 0);
+		assert_int_equal(pipe_kernel_spool(&pp), 0);
+	}
+	assert_int_equal(pipe_kernel(&pp), 0);
+	assert_int_equal(ktotal, 0);
+	assert_int_equal(pipe_spooled(&pp), half);
+	assert_int_equal(stotal, half);
+	assert_int_equal(pp.spool.starts, 1);
+	assert_true(pipe_kernel_next(&pp));
+	assert_int_equal(pipe_memory(&pp), 0);
+	/* the second half: spill_total (64k) refuses it; it goes to the
+	 * tail, behind the spool's bytes */
+	assert_int_equal(write(src[0], in + half, half), (ssize_t)half);
+	while (pp.bytes_in < sizeof(in)) {
+		n = pipe_splice_in(
+		    &pp, src[1], sizeof(in) - (size_t)pp.bytes_in);
+		assert_true(n > 0);
+		assert_int_equal(pipe_kernel_spool(&pp), -ENOSPC);
+		assert_int_equal(pipe_kernel(&pp), 0);
+	}
+	assert_true(pp.spool.failed);
+	assert_int_equal(pp.tail.held, half);
+	assert_int_equal(stotal, half);
+	assert_false(pipe_can_spool(&pp));
+	/* out: the spool with sendfile first, memory after it */
+	while (pipe_kernel_next(&pp)) {
+		n = pipe_spool_out(&pp, dst[0], 10000);
+		assert_true(n > 0 && n <= 10000);
+		assert_int_equal(read(dst[1], out + got, (size_t)n), n);
+		got += (size_t)n;
+	}
+	assert_int_equal(got, half);
+	assert_int_equal(stotal, 0);
+	assert_int_equal(pipe_spooled(&pp), 0);
+	while (got < sizeof(in)) {
+		size_t nb = pipe_peek(&pp, bufs, 64), len = 0;
+
+		assert_true(nb > 0);
+		for (size_t i = 0; i < nb; i++) {
+			memcpy(out + got + len, bufs[i].base, bufs[i].len);
+			len += bufs[i].len;
+		}
+		pipe_consume(&pp, nb);
+		got += len;
+	}
+	assert_int_equal(got, sizeof(in));
+	assert_memory_equal(in, out, sizeof(in));
+	assert_true(pipe_empty(&pp));
+	assert_int_equal(pp.bytes_out, sizeof(in));
+	assert_int_equal(pp.error, 0);
+	pipe_destroy(&pp);
+	assert_int_equal(stotal, 0);
+	close(src[0]);
+	close(src[1]);
+	close(dst[0]);
+	close(dst[1]);
+}
+
 int
 main(void)
 {
@@ -790,6 +879,8 @@ main(void)
 	        backpressure_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        kernel_pipe_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        kernel_spool_round_trip, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
