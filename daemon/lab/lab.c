@@ -239,7 +239,7 @@ start_origin(struct lab *lab)
 {
 	const char *args[32] = {"origin", "--listen", NULL, "--json", NULL};
 	char listen[64], json[PATH_MAX], sndbuf[32], buf[256], drip[32],
-	    every[32];
+	    every[32], cut[32];
 	size_t n = 5;
 	int k;
 
@@ -265,6 +265,12 @@ start_origin(struct lab *lab)
 	}
 	if (lab->sc.origin_raw)
 		args[n++] = "--raw";
+	if (lab->sc.origin_truncate_at != 0) {
+		snprintf(
+		    cut, sizeof(cut), "%" PRIu64, lab->sc.origin_truncate_at);
+		args[n++] = "--truncate-at";
+		args[n++] = cut;
+	}
 	k = lab_giveup_args(lab->sc.give_up, args + n, 12, buf, sizeof(buf));
 	args[n + (size_t)(k > 0 ? k : 0)] = NULL;
 	close(open_out(lab, "origin.json")); /* the origin appends */
@@ -482,6 +488,7 @@ start_fetch(struct lab *lab)
 		args[o.n++] = "--verify";
 	opt_num(&o, "--rate", lab_fetch_rate(lab), "bit");
 	opt_num(&o, "--rcvbuf", sc->client_rcvbuf, "");
+	opt_num(&o, "--window-clamp", sc->client_window_clamp, "");
 	opt_num(&o, "--timeout", sc->client_timeout_ms, "ms");
 	opt_num(&o, "--read", sc->client_read, "");
 	opt_num(&o, "--interval", sc->client_interval_ms, "ms");

@@ -74,6 +74,10 @@ struct lab_scenario {
 	bool capture;              /* tcpdump per link into the results */
 	uint64_t windows;          /* rows of the window table, 0: none */
 	char article_windows[256]; /* "1460, 1260, ..." printed beside it */
+	/* Every interval of the scenario was multiplied by this once parsed
+	 * (lab_scenario_parse): 0.2 runs it five times faster. */
+	double time_scale;
+	bool walk; /* the article's Figure 2 walk beside the capture */
 	/* [lb] */
 	int lb_kind;         /* enum lab_lb_kind */
 	char lb_config[256]; /* a config file used as it is, or "" */
@@ -82,11 +86,13 @@ struct lab_scenario {
 	/* [origin]: the article's server (docs/references.md) */
 	uint64_t origin_drip, origin_every_ms; /* --drip B --every T; 0: no */
 	bool origin_raw;                       /* --raw: no HTTP */
+	uint64_t origin_truncate_at;           /* --truncate-at, 0: none */
 	/* [client] */
 	uint64_t client_read, client_interval_ms, client_count; /* --read.. */
-	uint64_t stall_at;        /* --stall-at BYTES (when stall_for_ms) */
-	uint64_t stall_for_ms;    /* --stall-for T, 0: no stall */
-	uint64_t client_initrwnd; /* route option initrwnd (segments), 0 */
+	uint64_t stall_at;            /* --stall-at BYTES (when stall_for_ms) */
+	uint64_t stall_for_ms;        /* --stall-for T, 0: no stall */
+	uint64_t client_initrwnd;     /* route option initrwnd (segments), 0 */
+	uint64_t client_window_clamp; /* fetch --window-clamp, 0: none */
 	/* [dos]: clients that hold a zero window forever */
 	uint64_t dos_clients; /* how many, beside the honest client */
 	uint64_t dos_rcvbuf;  /* their SO_RCVBUF (default 4k) */

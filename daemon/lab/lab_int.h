@@ -98,7 +98,8 @@ struct result {
 	size_t cap_packets[LAB_NLINKS];
 	char cap_err[LAB_NLINKS][200];
 	/* nginx */
-	char lb_error[240]; /* the error log's word on the upstream, or "" */
+	char lb_error[240];    /* the error log's word on the upstream, or "" */
+	struct lab_walk *walk; /* [lab] walk = on (lab_walk.h), or NULL */
 };
 
 struct lab {

@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "lab/lab.h"
 #include "lab/lab_int.h"
+#include "lab/lab_walk.h"
 #include "lab/lab_lb.h"
 #include "lab/pcap.h"
 #include "lab/proc.h"
@@ -398,6 +399,7 @@ write_summary(FILE *f, const struct lab *lab, const struct result *r)
 	summary_measured(f, lab, r);
 	summary_predicted(f, r);
 	summary_lab2(f, lab, r);
+	lab_walk_summary(f, r);
 	fprintf(f, ",\"kernel\":");
 	json_string(f, r->kernel);
 	fprintf(f, ",\"delay_applied\":%s,\"notes\":",
@@ -851,6 +853,7 @@ verdict(const struct lab *lab, const struct result *r)
 	verdict_dos(f, lab, r);
 	verdict_model(f, lab, r);
 	verdict_capture(f, lab, r);
+	lab_walk_verdict(f, lab, r);
 	for (size_t i = 0; i < lab->nnotes; i++)
 		fprintf(f, "  Note: %s.\n", lab->notes[i]);
 	fprintf(f, "  Plot: %s\n  Results: %s\n", r->plot, lab->out);
@@ -865,8 +868,10 @@ lab_report(struct lab *lab)
 	memset(&r, 0, sizeof(r));
 	read_results(lab, &r);
 	figures(lab, &r);
+	lab_walk_figures(lab, &r);
 	predict(lab, &r);
 	plot(lab, &r);
+	lab_walk_plot(lab, &r);
 	if (save_summary(lab, &r) < 0)
 		rc = 1;
 	verdict(lab, &r);
@@ -884,5 +889,6 @@ lab_report(struct lab *lab)
 	for (int i = 0; i < LAB_NLINKS; i++)
 		if (r.cap_ok[i])
 			pcap_conn_free(&r.cap[i]);
+	lab_walk_free(&r);
 	return rc;
 }

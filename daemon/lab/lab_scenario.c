@@ -49,6 +49,7 @@ enum skey_type {
 	SK_BOOL,  /* on/off */
 	SK_COUNT, /* a plain number */
 	SK_KIND,  /* enum lab_lb_kind */
+	SK_SCALE, /* a factor, double: 0.2 */
 };
 
 struct skey {
@@ -76,6 +77,7 @@ struct skey {
 #define BOOL(sec, k, f, def, doc)  SK(sec, k, SK_BOOL, f, bool, def, doc)
 #define COUNT(sec, k, f, def, doc) SK(sec, k, SK_COUNT, f, uint64_t, def, doc)
 #define KIND(sec, k, f, def, doc)  SK(sec, k, SK_KIND, f, int, def, doc)
+#define SCALE(sec, k, f, def, doc) SK(sec, k, SK_SCALE, f, double, def, doc)
 
 /* The scenario's keys (STYLE 9); `sluice help lab` prints this table. */
 static const struct skey skeys[] = {
@@ -94,6 +96,15 @@ static const struct skey skeys[] = {
     STR("lab", "article_windows", article_windows, "",
         "ACK:WIN pairs from the article's Exercises 2 and 3, printed beside "
         "that table"),
+    SCALE("lab", "time_scale", time_scale, "1",
+        "multiplies every interval of the scenario (the origin's drip, "
+        "the client's read interval and stall, timeouts, give_up's and "
+        "[proxy] durations, delay, time_limit): 0.2 runs it 5 times "
+        "faster; rates and the kernel's own timers are not scaled"),
+    BOOL("lab", "walk", walk, "off",
+        "on: print the article's Figure 2 walk (sluice plan --walk) "
+        "beside the capture: [origin] drip/every, [client] read/interval "
+        "and window_clamp, [origin] truncate_at as its inputs"),
     RATE("links", "origin_lb", origin_lb_bps, "1gbit",
         "tc tbf rate of the origin-lb link (1gbit)"),
     RATE("links", "lb_client", lb_client_bps, "2mbit",
@@ -110,6 +121,9 @@ static const struct skey skeys[] = {
     DURATION("origin", "every", origin_every_ms, "0", "the drip's interval"),
     BOOL("origin", "raw", origin_raw, "off",
         "on: no HTTP, the pattern from the first byte ([lb] kind = none)"),
+    SIZE("origin", "truncate_at", origin_truncate_at, "0",
+        "sluice origin --truncate-at: close (FIN) after this many body "
+        "bytes (0: never); with raw = on, the stream's length"),
     KIND("lb", "kind", lb_kind, "sluice",
         "the balancer under test: sluice (default), nginx, haproxy, or "
         "none (the lb namespace only routes)"),
@@ -131,6 +145,9 @@ static const struct skey skeys[] = {
     COUNT("client", "initrwnd", client_initrwnd, "0",
         "the client's initial receive window in segments (route option "
         "initrwnd; 0: the kernel's, about 64 KB since Linux 5.x)"),
+    SIZE("client", "window_clamp", client_window_clamp, "0",
+        "sluice fetch --window-clamp: TCP_WINDOW_CLAMP before connect "
+        "(0: none)"),
     SIZE("client", "stall_at", stall_at, "0",
         "sluice fetch --stall-at: stop reading after these body bytes"),
     DURATION("client", "stall_for", stall_for_ms, "0",
@@ -291,6 +308,22 @@ parse_bool_key(const char *value, void *field, size_t size)
 	return 0;
 }
 
+/* A factor above 0, at most 100. */
+static int
+parse_scale_key(const char *value, void *field, size_t size)
+{
+	char *end;
+	double v;
+
+	(void)size;
+	errno = 0;
+	v = strtod(value, &end);
+	if (errno != 0 || end == value || *end != '\0' || !(v > 0) || v > 100)
+		return -EINVAL;
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
 static const char *const lb_kinds[] = {"sluice", "nginx", "haproxy", "none"};
 
 static int
@@ -321,6 +354,9 @@ static const struct skey_type_ops {
     [SK_BOOL] = {parse_bool_key, "neither on nor off"},
     [SK_COUNT] = {parse_count_key, "not a number (0, 8)"},
     [SK_KIND] = {parse_kind_key, "not sluice, nginx, haproxy or none"},
+    [SK_SCALE] = {parse_scale_key,
+        "not a factor above 0, at most 100 "
+        "(0.2)"},
 };
 
 const char *
@@ -517,6 +553,12 @@ check_peers(const struct lab_scenario *sc)
 		return "[client] interval and count need read";
 	if (sc->stall_at != 0 && sc->stall_for_ms == 0)
 		return "[client] stall_at needs stall_for";
+	if (sc->walk &&
+	    (sc->origin_drip == 0 || sc->client_read == 0 ||
+	        sc->client_window_clamp == 0 || sc->origin_truncate_at == 0))
+		return "[lab] walk = on takes its inputs from [origin] drip, "
+		       "every, truncate_at and [client] read, interval, "
+		       "window_clamp: set them all";
 	if (sc->dos_clients > 64)
 		return "[dos] clients: at most 64";
 	if (sc->dos_clients != 0 && sc->lb_kind != LAB_LB_SLUICE)
@@ -591,6 +633,101 @@ scenario_check(const struct lab_scenario *sc, int directive_kind,
 	return 0;
 }
 
+/* ---- [lab] time_scale ------------------------------------------------- */
+
+/* ms × scale, rounded, never 0 when ms is not. */
+static uint64_t
+scaled(uint64_t ms, double scale)
+{
+	double v = (double)ms * scale + 0.5;
+
+	if (ms == 0)
+		return 0;
+	return v < 1 ? 1 : v >= 1.8e19 ? UINT64_MAX : (uint64_t)v;
+}
+
+/* The give-up rule with each duration scaled: every "key=value" but
+ * zwp-probes' count is a duration ("zwp-probes=4,interval=1s" at 0.2 is
+ * "zwp-probes=4,interval=200ms").  The rule was checked already. */
+static int
+scale_giveup(char *rule, size_t size, double scale)
+{
+	char in[sizeof(((struct lab_scenario *)0)->give_up)], *save, *tok;
+	size_t used = 0;
+	uint64_t ms;
+
+	snprintf(in, sizeof(in), "%s", rule);
+	rule[0] = '\0';
+	for (tok = strtok_r(in, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		int n;
+
+		if (eq != NULL && strncmp(tok, "zwp-probes=", 11) != 0) {
+			*eq = '\0';
+			if (units_parse_duration(eq + 1, &ms) < 0)
+				return -EINVAL;
+			n = snprintf(rule + used, size - used,
+			    "%s%s=%" PRIu64 "ms", used ? "," : "", tok,
+			    scaled(ms, scale));
+		} else
+			n = snprintf(rule + used, size - used, "%s%s",
+			    used ? "," : "", tok);
+		if (n < 0 || (size_t)n >= size - used)
+			return -ENAMETOOLONG;
+		used += (size_t)n;
+	}
+	return 0;
+}
+
+/* A [proxy] duration key's value scaled, kept at or above its minimum. */
+static void
+scale_proxy(struct lab_kv *kv, double scale)
+{
+	const struct config_key *k = config_key_dotted(kv->key);
+	uint64_t ms;
+
+	if (k == NULL || k->type != CT_DURATION ||
+	    units_parse_duration(kv->value, &ms) < 0 || ms == 0)
+		return;
+	ms = scaled(ms, scale);
+	if (ms < k->min)
+		ms = k->min;
+	snprintf(kv->value, sizeof(kv->value), "%" PRIu64 "ms", ms);
+}
+
+/*
+ * [lab] time_scale: every duration of the scenario multiplied by it, so
+ * that a scenario keeps its shape at another speed: the table's duration
+ * keys (whatever they are: a key added later is scaled too), the give-up
+ * rule's durations and the [proxy] keys that are durations.  Rates,
+ * sizes and the kernel's own timers (RTO, probe backoff) stay.
+ */
+static int
+scale_scenario(
+    struct lab_scenario *sc, const char *name, char *err, size_t errlen)
+{
+	if (sc->time_scale == 1)
+		return 0;
+	for (size_t i = 0; i < NSKEYS; i++) {
+		uint64_t *v = (uint64_t *)((char *)sc + skeys[i].offset);
+
+		if (skeys[i].type == SK_DURATION)
+			*v = scaled(*v, sc->time_scale);
+	}
+	for (size_t i = 0; i < sc->nproxy; i++)
+		scale_proxy(&sc->proxy[i], sc->time_scale);
+	if (scale_giveup(sc->give_up, sizeof(sc->give_up), sc->time_scale) <
+	    0) {
+		snprintf(err, errlen,
+		    "%s: [origin] give_up: too long once scaled by [lab] "
+		    "time_scale",
+		    name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int
 parse_result(
     struct parse_ctx *ctx, int rc, const char *name, char *err, size_t errlen)
@@ -608,7 +745,10 @@ parse_result(
 		snprintf(err, errlen, "%s: out of memory", name);
 		return -ENOMEM;
 	}
-	return scenario_check(ctx->sc, ctx->directive_kind, name, err, errlen);
+	if ((rc = scenario_check(
+	         ctx->sc, ctx->directive_kind, name, err, errlen)) < 0)
+		return rc;
+	return scale_scenario(ctx->sc, name, err, errlen);
 }
 
 int

@@ -41,6 +41,7 @@ plan_usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: sluice plan [SCENARIO.ini] [options] [--json]\n"
+	    "       sluice plan --walk [walk options] [--json]\n"
 	    "\n"
 	    "Predicts whether a download from a fast origin to a slow client\n"
 	    "through the proxy completes, when the origin gives up, the bytes\n"
@@ -81,7 +82,9 @@ plan_usage(FILE *out)
 	    "  sluice plan --size 2.5G --client-rate 2mbit --origin-rate "
 	    "1gbit \\\n"
 	    "      --high 2G --low 0 --rcvbuf 4M "
-	    "--origin-give-up send-timeout=60s\n");
+	    "--origin-give-up send-timeout=60s\n"
+	    "\n");
+	plan_walk_usage(out);
 }
 
 enum {
@@ -457,6 +460,9 @@ plan_main(int argc, char **argv)
 	struct model_out m;
 	int rc;
 
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--walk") == 0)
+			return plan_walk_main(argc, argv);
 	memset(&o, 0, sizeof(o));
 	model_defaults(&o.in);
 	o.in.size = 0;

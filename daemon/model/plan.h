@@ -31,5 +31,9 @@ void plan_scenario_model(const struct lab_scenario *sc,
  * the exit code. */
 int plan_main(int argc, char **argv);
 void plan_usage(FILE *out);
+/* `sluice plan --walk ...` (plan_walk.c): the article's Figure 2 step by
+ * step; argv as for plan_main.  Returns the exit code. */
+int plan_walk_main(int argc, char **argv);
+void plan_walk_usage(FILE *out);
 
 #endif

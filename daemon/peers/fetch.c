@@ -36,6 +36,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +52,8 @@
 #include "version.h"
 
 #define BUF_SIZE (64 * 1024)
+/* --read's reads kept for the JSON (the lab plots them): the first ones. */
+#define READ_LOG 1024
 
 enum outcome {
 	OUT_COMPLETE = 0,
@@ -73,6 +77,7 @@ struct fetch_opts {
 	uint64_t interval_ms; /* --interval */
 	uint64_t count;       /* --count (0: until the end) */
 	uint64_t rcvbuf;
+	uint64_t window_clamp; /* --window-clamp: TCP_WINDOW_CLAMP, 0: none */
 	const char *source; /* --source: the local address to bind, or NULL */
 	bool resume;
 	unsigned resume_attempts;
@@ -107,6 +112,12 @@ struct fetch {
 	uint64_t received;   /* body bytes in order, from offset 0 */
 	uint64_t wire_bytes; /* all bytes read, for pacing */
 	uint64_t reads;      /* --count */
+	int clamp_at_end;    /* TCP_WINDOW_CLAMP read back before close */
+	struct {
+		double t;     /* seconds since the start */
+		size_t n;     /* bytes */
+	} read_log[READ_LOG]; /* with --read: when each read returned */
+	size_t nread_log;
 	int resumes;
 	bool corrupt;
 	uint64_t first_bad;
@@ -260,6 +271,16 @@ dial(const struct fetch_opts *o)
 			int v = (int)o->rcvbuf;
 
 			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+		}
+		/* Before connect too, so the SYN's window honours it. */
+		if (o->window_clamp != 0) {
+			int v = (int)o->window_clamp;
+
+			if (setsockopt(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, &v,
+			        sizeof(v)) == -1) {
+				rc = -errno;
+				goto next;
+			}
 		}
 		setsockopt(
 		    fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
@@ -713,6 +734,9 @@ read_attempt(struct fetch *f)
 			return;
 		}
 		f->wire_bytes += (uint64_t)n;
+		if (f->opt.read_bytes != 0 && f->nread_log < READ_LOG)
+			f->read_log[f->nread_log++] = (typeof(f->read_log[0])){
+			    now_s() - f->t0, (size_t)n};
 		track_head(f, buf, (size_t)n);
 		if (f->opt.raw) {
 			if (take_body(f, buf, (size_t)n) < 0)
@@ -751,6 +775,18 @@ resumable(const struct fetch *f)
 	    (f->opt.count == 0 || f->reads < f->opt.count);
 }
 
+/* What the kernel made of --window-clamp once data flowed (it may raise
+ * the clamp from the receive buffer: docs/peers.md). */
+static void
+clamp_read_back(struct fetch *f)
+{
+	socklen_t len = sizeof(f->clamp_at_end);
+
+	if (getsockopt(f->fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, &f->clamp_at_end,
+	        &len) == -1)
+		f->clamp_at_end = -1;
+}
+
 static void
 run(struct fetch *f)
 {
@@ -780,6 +816,8 @@ run(struct fetch *f)
 			return;
 		}
 		read_attempt(f);
+		if (f->opt.window_clamp != 0)
+			clamp_read_back(f);
 		close(fd);
 		if (!resumable(f))
 			return;
@@ -816,6 +854,12 @@ fetch_usage(FILE *out)
 	    "                         article's printer out of paper)\n"
 	    "  --rcvbuf SIZE          SO_RCVBUF before connect: the window is\n"
 	    "                         what the reader makes it\n"
+	    "  --window-clamp BYTES   TCP_WINDOW_CLAMP before connect: the\n"
+	    "                         window advertised, from the SYN on,\n"
+	    "                         is at most BYTES (the kernel rounds\n"
+	    "                         it down to whole segments; at least\n"
+	    "                         1152); pair it with a small --rcvbuf\n"
+	    "                         for the window to close\n"
 	    "  --source IP            connect from this local address\n"
 	    "  --verify               check every byte against the origin's\n"
 	    "                         pattern (key from its ETag), report the\n"
@@ -834,7 +878,10 @@ fetch_usage(FILE *out)
 	    "received_bytes\n"
 	    "                         verified outcome resumes seconds "
 	    "rate_bps\n"
-	    "                         stalled_s\n"
+	    "                         stalled_s (window_clamp and\n"
+	    "                         window_clamp_at_end with\n"
+	    "                         --window-clamp; with --read, reads:\n"
+	    "                         [seconds, bytes] of the first 1024)\n"
 	    "\n"
 	    "A progress bar goes to stderr when it is a terminal.\n"
 	    "Outcomes and exit codes:\n"
@@ -851,6 +898,7 @@ enum {
 	O_INTERVAL,
 	O_COUNT,
 	O_RCVBUF,
+	O_WINDOW_CLAMP,
 	O_RESUME,
 	O_RESUME_ATTEMPTS,
 	O_VERIFY,
@@ -868,6 +916,7 @@ static const struct option fetch_options[] = {
     {"interval", required_argument, NULL, O_INTERVAL},
     {"count", required_argument, NULL, O_COUNT},
     {"rcvbuf", required_argument, NULL, O_RCVBUF},
+    {"window-clamp", required_argument, NULL, O_WINDOW_CLAMP},
     {"resume", no_argument, NULL, O_RESUME},
     {"resume-attempts", required_argument, NULL, O_RESUME_ATTEMPTS},
     {"verify", no_argument, NULL, O_VERIFY},
@@ -928,6 +977,12 @@ parse_args(int argc, char **argv, struct fetch_opts *o)
 				o->read_bytes = u;
 			else
 				o->rcvbuf = u;
+			break;
+		case O_WINDOW_CLAMP:
+			if (units_parse_in(UNITS_SIZE, optarg, 1, 1073741824,
+			        &o->window_clamp, msg, sizeof(msg)) < 0)
+				return usage_error(
+				    "--window-clamp", optarg, msg);
 			break;
 		case O_INTERVAL:
 		case O_TIMEOUT:
@@ -1035,6 +1090,17 @@ print_json(const struct fetch *f, double seconds)
 	    f->stalled_s);
 	if (f->corrupt)
 		printf(",\"first_bad_offset\":%" PRIu64, f->first_bad);
+	if (f->opt.read_bytes != 0) {
+		printf(",\"reads\":[");
+		for (size_t i = 0; i < f->nread_log; i++)
+			printf("%s[%.3f,%zu]", i > 0 ? "," : "",
+			    f->read_log[i].t, f->read_log[i].n);
+		printf("]");
+	}
+	if (f->opt.window_clamp != 0)
+		printf(",\"window_clamp\":%" PRIu64
+		       ",\"window_clamp_at_end\":%d",
+		    f->opt.window_clamp, f->clamp_at_end);
 	if (f->outcome != OUT_COMPLETE) {
 		printf(",\"error\":");
 		json_string(stdout, f->why);

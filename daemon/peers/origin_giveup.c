@@ -256,5 +256,12 @@ oconn_on_tick(uv_timer_t *t)
 	    now - c->last_write >= opt->send_timeout_ms) {
 		c->gave_up = "send-timeout";
 		oconn_close(c, false, "no write progress for send_timeout");
+		return;
 	}
+	/* A raw stream cut by --truncate-at (the lab's figure2: 10,000
+	 * bytes) ends with a FIN once the peer has acked every byte, so the
+	 * close leaves no orphan whose probes the kernel would cut short. */
+	if (c->raw_stream && c->stop_at != UINT64_MAX && c->off >= c->stop_at &&
+	    c->ooff == c->olen && outq == 0)
+		oconn_close(c, false, "--truncate-at reached");
 }

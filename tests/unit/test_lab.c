@@ -186,6 +186,57 @@ scenario_part_two_errors(void **state)
 	parse_err("[dos]\nclients = many\n", "t.ini:2: [dos] clients: 'many'");
 }
 
+/* [lab] time_scale: every duration of the scenario shrinks with it, the
+ * table's keys, the give-up rule's and the [proxy] durations; sizes, rates
+ * and counts stay. */
+static void
+scenario_time_scale(void **state)
+{
+	struct lab_scenario sc;
+
+	(void)state;
+	parse_ok("[lab]\ntime_scale = 0.2\ntime_limit = 150s\n"
+	         "[links]\ndelay = 20ms\n"
+	         "[origin]\nraw = on\ndrip = 1000\nevery = 5s\n"
+	         "truncate_at = 10000\n"
+	         "give_up = zwp-probes=4,interval=1s,max=10s\n"
+	         "[lb]\nkind = none\n"
+	         "[client]\nread = 800\ninterval = 8s\nwindow_clamp = 4000\n"
+	         "stall_at = 1M\nstall_for = 60s\ntimeout = 90s\n",
+	    &sc);
+	assert_true(sc.time_scale == 0.2);
+	assert_int_equal(sc.time_limit_ms, 30000);
+	assert_int_equal(sc.delay_ms, 4);
+	assert_int_equal(sc.origin_every_ms, 1000);
+	assert_int_equal(sc.client_interval_ms, 1600);
+	assert_int_equal(sc.stall_for_ms, 12000);
+	assert_int_equal(sc.client_timeout_ms, 18000);
+	assert_string_equal(
+	    sc.give_up, "zwp-probes=4,interval=200ms,max=2000ms");
+	assert_int_equal(sc.origin_drip, 1000);
+	assert_int_equal(sc.client_read, 800);
+	assert_int_equal(sc.origin_truncate_at, 10000);
+	assert_int_equal(sc.client_window_clamp, 4000);
+	assert_int_equal(sc.stall_at, 1048576);
+
+	parse_ok("[lab]\ntime_scale = 0.5\n[origin]\n"
+	         "give_up = send-timeout=60s\n"
+	         "[proxy]\nclient.zwp_timeout = 2m\n"
+	         "upstream.read_timeout = 3s\nbuffer.high_watermark = 8M\n",
+	    &sc);
+	assert_string_equal(sc.give_up, "send-timeout=30000ms");
+	assert_string_equal(sc.proxy[0].value, "60000ms");
+	assert_string_equal(sc.proxy[1].value, "1500ms");
+	assert_string_equal(sc.proxy[2].value, "8M");
+
+	parse_ok("[lab]\ntime_limit = 45s\n", &sc); /* no scale: as written */
+	assert_true(sc.time_scale == 1);
+	assert_int_equal(sc.time_limit_ms, 45000);
+	parse_err("[lab]\ntime_scale = 0\n", "t.ini:2: [lab] time_scale: '0'");
+	parse_err("[lab]\ntime_scale = fast\n", "t.ini:2: [lab] time_scale");
+	parse_err("[lab]\nwalk = on\n", "t.ini: [lab] walk = on takes");
+}
+
 static void
 scenario_errors(void **state)
 {
@@ -542,6 +593,7 @@ main(void)
 	    cmocka_unit_test(scenario_errors),
 	    cmocka_unit_test(scenario_part_two),
 	    cmocka_unit_test(scenario_part_two_errors),
+	    cmocka_unit_test(scenario_time_scale),
 	    cmocka_unit_test(giveup_args),
 	    cmocka_unit_test(proxy_config_defaults),
 	    cmocka_unit_test(proxy_config_overrides),
