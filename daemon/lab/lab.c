@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -309,6 +310,49 @@ write_proxy_config(struct lab *lab)
 	return 0;
 }
 
+/* [fault]: the scenario's rule, posted to the proxy's admin API before
+ * the client starts (docs/faults.md).  0, or -1 with the proxy's answer
+ * on stderr. */
+static int
+post_fault(struct lab *lab)
+{
+	struct timeval tv = {5, 0};
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	char body[1024], req[1400], ans[1024] = "";
+	FILE *f = fmemopen(body, sizeof(body), "w");
+	ssize_t n = -1;
+	int fd, len;
+
+	if (f == NULL)
+		return -1;
+	lab_fault_json(f, &lab->sc);
+	fclose(f);
+	len = snprintf(req, sizeof(req),
+	    "POST /faults HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+	    strlen(body), body);
+	if ((fd = lab_net_socket(lab, LAB_LB)) >= 0) {
+		sa.sin_port = htons((uint16_t)lab->admin_port);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		    send(fd, req, (size_t)len, MSG_NOSIGNAL) == len)
+			n = (ssize_t)proc_read_all(fd, ans, sizeof(ans));
+		close(fd);
+	}
+	if (n > 0 &&
+	    (strncmp(ans, "HTTP/1.1 200", 12) == 0 ||
+	        strncmp(ans, "HTTP/1.1 201", 12) == 0)) {
+		lab_note(lab, "[fault]: the proxy took the rule %s", body);
+		return 0;
+	}
+	fprintf(stderr,
+	    "sluice lab: [fault]: the proxy refused the rule %s: %s\n", body,
+	    ans[0] != '\0' ? ans : "no answer from its admin port");
+	return -1;
+}
+
 static int
 start_proxy(struct lab *lab)
 {
@@ -325,7 +369,9 @@ start_proxy(struct lab *lab)
 		return -1;
 	lab->proxy_port =
 	    wait_port(lab, LAB_LB, "proxy.log", " listening on ", "admin:");
-	return lab->proxy_port > 0 ? 0 : -1;
+	if (lab->proxy_port <= 0)
+		return -1;
+	return lab->sc.fault_action[0] != '\0' ? post_fault(lab) : 0;
 }
 
 /* True once something accepts on LB_IP:PROXY_PORT inside the lb

@@ -93,6 +93,13 @@ struct lab_scenario {
 	uint64_t stall_for_ms;        /* --stall-for T, 0: no stall */
 	uint64_t client_initrwnd;     /* route option initrwnd (segments), 0 */
 	uint64_t client_window_clamp; /* fetch --window-clamp, 0: none */
+	/* [fault]: a rule the proxy gets at start-up (docs/faults.md) */
+	char fault_action[16];   /* "": none; stall, bandwidth, latency, ... */
+	char fault_side[16];     /* upstream or client */
+	char fault_path[128];    /* match: a target prefix, "": any */
+	uint64_t fault_after;    /* after_bytes */
+	uint64_t fault_for_ms;   /* stall, latency */
+	uint64_t fault_rate_bps; /* bandwidth */
 	/* [dos]: clients that hold a zero window forever */
 	uint64_t dos_clients; /* how many, beside the honest client */
 	uint64_t dos_rcvbuf;  /* their SO_RCVBUF (default 4k) */
@@ -137,6 +144,9 @@ int lab_giveup_args(
 void lab_proxy_config(FILE *out, const struct lab_scenario *sc,
     const char *listen, const char *server, const char *admin,
     const char *access);
+
+/* The JSON rule of a scenario's [fault] (POST /faults), named "lab". */
+void lab_fault_json(FILE *out, const struct lab_scenario *sc);
 
 /* Parses `ss -tinH` output into at most max sockets; returns how many. */
 size_t lab_ss_parse(const char *text, struct lab_sock *out, size_t max);

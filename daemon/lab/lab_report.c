@@ -254,6 +254,11 @@ predict(const struct lab *lab, struct result *r)
 		in.k_ws = 2 * lab->sc.origin_sndbuf; /* the kernel doubles it */
 	if (model_parse_giveup(lab->sc.give_up, &in) < 0)
 		return;
+	if (strcmp(lab->sc.fault_action, "stall") == 0) { /* [fault] */
+		in.stall_at = lab->sc.fault_after;
+		in.stall_s = (double)lab->sc.fault_for_ms / 1000.0;
+		in.stall_client = strcmp(lab->sc.fault_side, "client") == 0;
+	}
 	r->have_model = model_predict(&in, &r->mo) == 0;
 }
 

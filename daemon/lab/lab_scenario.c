@@ -152,6 +152,21 @@ static const struct skey skeys[] = {
         "sluice fetch --stall-at: stop reading after these body bytes"),
     DURATION("client", "stall_for", stall_for_ms, "0",
         "sluice fetch --stall-for: ...for this long (0: no stall)"),
+    STR("fault", "action", fault_action, "",
+        "a fault rule the proxy gets at start-up ([lb] kind = sluice; "
+        "docs/faults.md): stall, bandwidth, latency, reset, close or "
+        "limit_data (empty: none)"),
+    STR("fault", "side", fault_side, "upstream",
+        "stall, reset, close: upstream (the proxy stops reading the "
+        "origin) or client (it stops writing to the client)"),
+    SIZE("fault", "after_bytes", fault_after, "0",
+        "stall, reset, close, limit_data: after this many body bytes "
+        "(read on the upstream side, written on the client side)"),
+    DURATION("fault", "for", fault_for_ms, "0", "stall, latency: how long"),
+    RATE("fault", "rate", fault_rate_bps, "0",
+        "bandwidth: the rate written to the client"),
+    STR("fault", "path", fault_path, "",
+        "match: request targets that start with this (empty: any)"),
     COUNT("dos", "clients", dos_clients, "0",
         "clients that hold a zero window forever, beside the honest one"),
     SIZE("dos", "rcvbuf", dos_rcvbuf, "4k", "their SO_RCVBUF (4k)"),
@@ -590,6 +605,39 @@ check_lb(const struct lab_scenario *sc)
 	return NULL;
 }
 
+/* [fault]: an action the proxy knows, with what it needs; the proxy
+ * checks the rule again when the lab posts it. */
+static const char *
+check_fault(const struct lab_scenario *sc)
+{
+	static const char *const actions[] = {
+	    "stall", "bandwidth", "latency", "reset", "close", "limit_data"};
+	const char *a = sc->fault_action;
+	bool known = false;
+
+	if (a[0] == '\0')
+		return NULL;
+	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+		known |= strcmp(a, actions[i]) == 0;
+	if (!known)
+		return "[fault] action: not stall, bandwidth, latency, reset, "
+		       "close or limit_data";
+	if (strcmp(sc->fault_side, "upstream") != 0 &&
+	    strcmp(sc->fault_side, "client") != 0)
+		return "[fault] side: not upstream or client";
+	if (sc->lb_kind != LAB_LB_SLUICE)
+		return "[fault] needs [lb] kind = sluice: the rule is sluice "
+		       "proxy's";
+	if ((strcmp(a, "stall") == 0 || strcmp(a, "latency") == 0) &&
+	    sc->fault_for_ms == 0)
+		return "[fault] for: a stall or latency needs a duration";
+	if (strcmp(a, "bandwidth") == 0 && sc->fault_rate_bps == 0)
+		return "[fault] rate: a bandwidth fault needs a rate";
+	if (strcmp(a, "limit_data") == 0 && sc->fault_after == 0)
+		return "[fault] after_bytes: limit_data needs a size";
+	return NULL;
+}
+
 /* Checks that need the whole file.  0, or -EINVAL with err filled. */
 static int
 scenario_check(const struct lab_scenario *sc, int directive_kind,
@@ -626,7 +674,8 @@ scenario_check(const struct lab_scenario *sc, int directive_kind,
 		    lab_lb_kind_name(sc->lb_kind));
 		return -EINVAL;
 	}
-	if ((msg = check_peers(sc)) != NULL || (msg = check_lb(sc)) != NULL) {
+	if ((msg = check_peers(sc)) != NULL || (msg = check_lb(sc)) != NULL ||
+	    (msg = check_fault(sc)) != NULL) {
 		snprintf(err, errlen, "%s: %s", name, msg);
 		return -EINVAL;
 	}
@@ -939,7 +988,32 @@ lab_proxy_config(FILE *out, const struct lab_scenario *sc, const char *listen,
 		print_keys(out, section, lab_defaults,
 		    sizeof(lab_defaults) / sizeof(lab_defaults[0]), sc);
 		print_keys(out, section, sc->proxy, sc->nproxy, NULL);
+		if (sc->fault_action[0] != '\0' &&
+		    strcmp(section, "admin") == 0)
+			fprintf(out, "faults = on\n"); /* [fault]: its rule */
 	}
+}
+
+void
+lab_fault_json(FILE *out, const struct lab_scenario *sc)
+{
+	fprintf(out, "{\"name\":\"lab\",");
+	if (sc->fault_path[0] != '\0') { /* no match: every download */
+		fprintf(out, "\"match\":{\"path\":");
+		json_string(out, sc->fault_path);
+		fprintf(out, "},");
+	}
+	fprintf(out, "\"action\":");
+	json_string(out, sc->fault_action);
+	fprintf(out, ",\"side\":");
+	json_string(out, sc->fault_side);
+	fprintf(out, ",\"after_bytes\":%" PRIu64, sc->fault_after);
+	if (sc->fault_for_ms != 0)
+		fprintf(out, ",\"for\":\"%" PRIu64 "ms\"", sc->fault_for_ms);
+	if (sc->fault_rate_bps != 0)
+		fprintf(
+		    out, ",\"rate\":\"%" PRIu64 "bit\"", sc->fault_rate_bps);
+	fprintf(out, "}");
 }
 
 /* ---- ss(8) output ------------------------------------------------------ */

@@ -611,6 +611,98 @@ recommend(const struct model_in *in, const struct cycle *c,
 
 /* ---- the prediction ----------------------------------------------------- */
 
+/*
+ * The stall of model_in (stall_at, stall_s): one zero window more, judged
+ * on its own by a per-stall give-up rule.  It begins once the origin has
+ * filled what the proxy still takes (the upstream side: K_in; the client
+ * side: the policy's buffers, then K_in) at the origin's rate, and ends
+ * when the stall ends (the client side under pause: once the client has
+ * drained the gap to the low watermark).  Fatal when it outlasts the
+ * give-up time; the client then gets what the proxy had taken.  Replaces
+ * the cycle's fate when it comes first.  Returns 1 when it decided the
+ * outcome.
+ */
+static int
+stall_fate(const struct model_in *in, const struct cycle *c,
+    const struct fate *base, struct model_out *out)
+{
+	double rate = dmin(c->r, c->R), t_s, t_z, end, d, held, cap = 0, g;
+	char a[32], b[32], x[32], y[32];
+
+	if (!(in->stall_s > 0) || in->stall_at >= in->size)
+		return 0;
+	t_s = (double)in->stall_at / rate;
+	end = t_s + in->stall_s;
+	if (in->stall_client) {
+		cap = in->policy == POLICY_PACE ? (double)in->low
+		    : in->policy == POLICY_SPILL
+		    ? (double)in->high + (double)in->spill_limit
+		    : (double)in->high;
+		if (in->policy == POLICY_PAUSE)
+			end += (double)(in->high - in->low) / c->r;
+	}
+	held = (double)in->stall_at + cap + c->k_in;
+	t_z = t_s + (cap + c->k_in) / c->R;
+	d = end - t_z;
+	if (in->stall_client && in->policy == POLICY_SPILL) {
+		/* the spool takes what the origin sends meanwhile */
+		g = dmin(c->S - (double)in->stall_at - (double)in->high,
+		    dmin((double)in->spill_limit, c->R * in->stall_s));
+		if (g > (double)out->peak_disk)
+			out->peak_disk = (uint64_t)g;
+	}
+	if (!(d > 0) || held >= c->S) {
+		/* the origin's window never closes for it: the client only
+		 * waits */
+		if (out->complete)
+			out->client_finish_s += in->stall_s;
+		return 0;
+	}
+	if (out->first_stall_s < 0 || t_z < out->first_stall_s)
+		out->first_stall_s = t_z;
+	out->stalls++;
+	g = model_giveup_time(in);
+	if (in->giveup == GIVEUP_ORPHAN && c->S - held > c->k_ws)
+		g = -1; /* the origin's application still writes: no orphan */
+	if (g < 0 || d <= g || (base->fatal && base->t_fire <= t_z + g)) {
+		if (d > out->stall_s)
+			out->stall_s = d;
+		if (out->complete)
+			out->client_finish_s += in->stall_s;
+		return 0;
+	}
+	out->stall_s = g;
+	out->giveup_at_s = t_z + g;
+	out->complete = in->resume;
+	if (in->resume) {
+		out->resumes = 1;
+		out->client_finish_s = c->S / rate + in->stall_s;
+	} else {
+		out->client_bytes = (uint64_t)floor(held + 1e-6);
+		out->unsent_bytes = in->size - out->client_bytes;
+		/* what the proxy held goes out once the stall is over */
+		out->client_finish_s =
+		    dmax(t_z + g, end + (held - (double)in->stall_at) / rate);
+	}
+	snprintf(out->recommendation, sizeof(out->recommendation),
+	    in->stall_client && in->policy != POLICY_SPILL
+	        ? "the client's %s stall closes the origin's window for %s, "
+	          "past its give-up (%s): policy spill with spill_limit >= %s "
+	          "takes what the origin sends meanwhile"
+	        : in->stall_client
+	        ? "the client's %s stall closes the origin's window for %s, "
+	          "past its give-up (%s): raise spill_limit to %s"
+	        : "the proxy stops reading the origin for %s, a zero window of "
+	          "%s past its give-up (%s): no policy helps; the origin must "
+	          "wait longer, or resume = on repairs it%s",
+	    model_fmt_secs(in->stall_s, a, sizeof(a)),
+	    model_fmt_secs(d, b, sizeof(b)), model_fmt_secs(g, x, sizeof(x)),
+	    in->stall_client ? cfg_size(dmin(c->R * in->stall_s, c->S - held),
+	                           MODEL_BLOCK, y, sizeof(y))
+	                     : "");
+	return 1;
+}
+
 static int
 check(const struct model_in *in)
 {
@@ -628,6 +720,8 @@ check(const struct model_in *in)
 	        !(in->zwp_max_interval_s > 0)))
 		return -EINVAL;
 	if ((unsigned)in->giveup > GIVEUP_ORPHAN)
+		return -EINVAL;
+	if (in->stall_s < 0 || isinf(in->stall_s) || isnan(in->stall_s))
 		return -EINVAL;
 	return 0;
 }
@@ -684,5 +778,6 @@ model_predict(const struct model_in *in, struct model_out *out)
 	}
 	peaks(in, &c, out);
 	recommend(in, &c, &f, out);
+	(void)stall_fate(in, &c, &f, out);
 	return 0;
 }

@@ -95,6 +95,15 @@ struct model_in {
 	uint64_t block;         /* [buffer] block_size (64 KiB) */
 	uint64_t client_sndbuf; /* the proxy's [client] sndbuf as set */
 	double orphan_s;        /* an orphan's death after a send timeout */
+	/* One stall (a [fault] stall, plan --stall-at/--stall-for): at
+	 * stall_at body bytes (read from the origin on the upstream side,
+	 * written to the client on the client side) that side stops for
+	 * stall_s.  The upstream side closes the origin's window whatever
+	 * the policy; the client side closes it once the policy's buffers
+	 * are full (pause: high, pace: low, spill: high + spill_limit). */
+	uint64_t stall_at;
+	double stall_s; /* 0: no stall */
+	int stall_client;
 };
 
 struct model_out {

@@ -72,6 +72,10 @@ plan_usage(FILE *out)
 	    "                           zwp-probes=N,interval=T[,max=T]\n"
 	    "                           (default send-timeout=60s, nginx's)\n"
 	    "  --resume                 the proxy's resume = on\n"
+	    "  --stall-at SIZE --stall-for T [--stall-side upstream|client]\n"
+	    "                           one stall (a [fault] stall of the\n"
+	    "                           proxy): at SIZE body bytes that side\n"
+	    "                           stops for T (default side upstream)\n"
 	    "  --json                   one object: outcome unsent_bytes\n"
 	    "                           giveup_at_s client_finish_s\n"
 	    "                           peak_memory_bytes peak_disk_bytes\n"
@@ -104,6 +108,9 @@ enum {
 	O_GIVEUP,
 	O_RESUME,
 	O_JSON,
+	O_STALL_AT,
+	O_STALL_FOR,
+	O_STALL_SIDE,
 };
 
 static const struct option plan_options[] = {
@@ -122,6 +129,9 @@ static const struct option plan_options[] = {
     {"origin-sndbuf", required_argument, NULL, O_ORIGIN_SNDBUF},
     {"origin-give-up", required_argument, NULL, O_GIVEUP},
     {"resume", no_argument, NULL, O_RESUME},
+    {"stall-at", required_argument, NULL, O_STALL_AT},
+    {"stall-for", required_argument, NULL, O_STALL_FOR},
+    {"stall-side", required_argument, NULL, O_STALL_SIDE},
     {"json", no_argument, NULL, O_JSON},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -164,6 +174,11 @@ plan_scenario_model(const struct lab_scenario *sc, const struct config *cfg,
 		in->k_ws = 2 * sc->origin_sndbuf; /* the kernel doubles it */
 	if (model_parse_giveup(sc->give_up, in) < 0)
 		in->giveup = GIVEUP_NONE; /* lab_scenario_parse checked it */
+	if (strcmp(sc->fault_action, "stall") == 0) {
+		in->stall_at = sc->fault_after;
+		in->stall_s = (double)sc->fault_for_ms / 1000.0;
+		in->stall_client = strcmp(sc->fault_side, "client") == 0;
+	}
 }
 
 static int
@@ -189,7 +204,8 @@ scenario_in(const char *path, struct plan_opts *o)
 		    path);
 	if ((f = open_memstream(&text, &len)) == NULL)
 		return usage_error("scenario", path, strerror(errno));
-	lab_proxy_config(f, &sc, "127.0.0.1:0", "127.0.0.1:9", "", "");
+	lab_proxy_config(
+	    f, &sc, "127.0.0.1:0", "127.0.0.1:9", "127.0.0.1:0", "");
 	fclose(f);
 	cfg = config_load_string(text, path, err, sizeof(err));
 	free(text);
@@ -244,6 +260,9 @@ apply_size(int c, const char *arg, struct model_in *in, char *msg, size_t len)
 	case O_K_OUT:
 		in->k_out = v;
 		break;
+	case O_STALL_AT:
+		in->stall_at = v;
+		break;
 	default: /* O_ORIGIN_SNDBUF */
 		in->k_ws = 2 * v;
 		break;
@@ -286,6 +305,18 @@ apply(int c, const char *arg, struct plan_opts *o)
 		return 0;
 	case O_RESUME:
 		o->in.resume = 1;
+		return 0;
+	case O_STALL_FOR:
+		if (units_parse_in(UNITS_DURATION, arg, 1, 24 * 3600 * 1000ULL,
+		        &bps, msg, sizeof(msg)) < 0)
+			return usage_error("--stall-for", arg, msg);
+		o->in.stall_s = (double)bps / 1000.0;
+		return 0;
+	case O_STALL_SIDE:
+		if (strcmp(arg, "upstream") != 0 && strcmp(arg, "client") != 0)
+			return usage_error(
+			    "--stall-side", arg, "not upstream or client");
+		o->in.stall_client = strcmp(arg, "client") == 0;
 		return 0;
 	default:
 		if (apply_size(c, arg, &o->in, msg, sizeof(msg)) < 0)
@@ -362,6 +393,11 @@ print_inputs(const struct plan_opts *o)
 		    units_fmt_size(in->spill_limit, x, sizeof(x)));
 	printf("%s); origin gives up: %s\n", in->resume ? ", resume on" : "",
 	    o->giveup);
+	if (in->stall_s > 0)
+		printf("stall:           the %s side stops at %s for %s\n",
+		    in->stall_client ? "client" : "upstream",
+		    units_fmt_size(in->stall_at, x, sizeof(x)),
+		    model_fmt_secs(in->stall_s, h, sizeof(h)));
 }
 
 static void

@@ -71,10 +71,10 @@ def note_figures(name, s):
                 s["zero_window_s"], s.get("resumes"), s.get("seconds", 0)))
 
 
-def incident():
-    run = run_lab(os.path.join(SCENARIOS, "incident.ini"))
+def incident(name="incident"):
+    run = run_lab(os.path.join(SCENARIOS, name + ".ini"))
     s = summary_of(run)
-    note_figures("incident", s)
+    note_figures(name, s)
     check(s["outcome"] == "truncated", "outcome %r, expected truncated" % s["outcome"])
     check(s["gave_up"] == "zwp-probes", "gave_up %r, expected zwp-probes" % s["gave_up"])
     check(s["predicted_outcome"] == "truncated", "the model predicts %r"
@@ -84,8 +84,8 @@ def incident():
     check(abs(got - pred) <= 0.05 * pred,
           "unsent %d is %.1f%% off the predicted %d (5%% allowed)"
           % (got, (got - pred) * 100.0 / pred, pred))
-    env.note("incident: measured unsent %d, predicted %d: %+.2f%%"
-             % (got, pred, (got - pred) * 100.0 / pred))
+    env.note("%s: measured unsent %d, predicted %d: %+.2f%%"
+             % (name, got, pred, (got - pred) * 100.0 / pred))
     check_timeline(run, s)
     check_clean(run)
 
@@ -173,6 +173,10 @@ if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None
     env.skip_all("sluice lab needs root and iproute2 (ip, tc) for network namespaces")
 
 env.case("incident: truncated, zwp-probes fired, unsent within 5% of the model", incident)
+env.case("stall ([fault] stalls a fast client 10 s): truncated as the model predicts",
+         incident, "stall")
+env.case("stall-spill: the same fault under policy spill: complete and verified", complete,
+         "stall-spill")
 env.case("spill: complete and verified", complete, "spill")
 env.case("resume: complete and verified, with resumes", complete, "resume", 1)
 env.case("small-gap: complete and verified", complete, "small-gap")

@@ -426,7 +426,8 @@ shipped_scenarios(void **state)
 {
 	static const char *const names[] = {"incident", "spill", "resume",
 	    "small-gap", "patient-origin", "nginx-default", "haproxy",
-	    "exercise1", "exercise2", "exercise3", "printer", "dos"};
+	    "exercise1", "exercise2", "exercise3", "printer", "dos", "stall",
+	    "stall-spill"};
 	char path[512], err[LAB_ERR_MAX], cerr[CONFIG_ERR_MAX];
 	struct lab_scenario sc;
 	struct config *cfg;
@@ -584,6 +585,69 @@ json_objects(void **state)
 	assert_true(json_num(start, end, "b") == 2);
 }
 
+/*
+ * [fault]: the keys, their checks (an action the proxy knows, a side, the
+ * duration or rate the action needs, sluice as the balancer), the proxy
+ * config it makes ([admin] faults = on) and the rule the lab posts.
+ */
+static void
+scenario_fault(void **state)
+{
+	struct lab_scenario sc;
+	char *text = NULL, *cfgtext;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	parse_ok("[fault]\naction = stall\nside = client\nafter_bytes = 1M\n"
+	         "for = 10s\n",
+	    &sc);
+	assert_string_equal(sc.fault_action, "stall");
+	assert_string_equal(sc.fault_side, "client");
+	assert_true(sc.fault_after == 1048576 && sc.fault_for_ms == 10000);
+	cfgtext = proxy_config(&sc);
+	assert_non_null(strstr(cfgtext, "[admin]\naddress = 127.0.0.1:9090\n"
+	                                "faults = on\n"));
+	free(cfgtext);
+	f = open_memstream(&text, &len);
+	lab_fault_json(f, &sc);
+	fclose(f);
+	assert_string_equal(text,
+	    "{\"name\":\"lab\",\"action\":\"stall\",\"side\":\"client\","
+	    "\"after_bytes\":1048576,\"for\":\"10000ms\"}");
+	free(text);
+	parse_ok("[lab]\ntime_scale = 0.5\n[fault]\naction = bandwidth\n"
+	         "rate = 2mbit\npath = /big\n",
+	    &sc);
+	text = NULL;
+	f = open_memstream(&text, &len);
+	lab_fault_json(f, &sc);
+	fclose(f);
+	assert_string_equal(text,
+	    "{\"name\":\"lab\",\"match\":{\"path\":\"/big\"},"
+	    "\"action\":\"bandwidth\",\"side\":\"upstream\","
+	    "\"after_bytes\":0,\"rate\":\"2000000bit\"}");
+	free(text);
+	parse_ok("[lab]\ntime_scale = 0.5\n[fault]\naction = latency\n"
+	         "for = 4s\n",
+	    &sc);
+	assert_true(sc.fault_for_ms == 2000); /* scaled like every interval */
+	parse_ok("", &sc);
+	cfgtext = proxy_config(&sc);
+	assert_null(strstr(cfgtext, "faults = on"));
+	free(cfgtext);
+	parse_err("[fault]\naction = explode\n", "t.ini: [fault] action: not");
+	parse_err("[fault]\naction = stall\nside = left\nfor = 1s\n",
+	    "t.ini: [fault] side: not upstream or client");
+	parse_err("[fault]\naction = stall\n", "t.ini: [fault] for: ");
+	parse_err("[fault]\naction = bandwidth\n", "t.ini: [fault] rate: ");
+	parse_err("[fault]\naction = limit_data\n",
+	    "t.ini: [fault] after_bytes: ");
+	parse_err("[lb]\nkind = nginx\n[fault]\naction = reset\n",
+	    "t.ini: [fault] needs [lb] kind = sluice");
+	parse_err("[fault]\nactoin = stall\n", "t.ini:2: [fault] actoin: ");
+}
+
 int
 main(void)
 {
@@ -598,6 +662,7 @@ main(void)
 	    cmocka_unit_test(proxy_config_defaults),
 	    cmocka_unit_test(proxy_config_overrides),
 	    cmocka_unit_test(ss_output),
+	    cmocka_unit_test(scenario_fault),
 	    cmocka_unit_test(shipped_scenarios),
 	    cmocka_unit_test(kernel_scenarios),
 	    cmocka_unit_test(json_numbers),

@@ -698,6 +698,63 @@ article_full_scale(void **state)
 	assert_true(llabs((long long)out.unsent_bytes - 524151413LL) < 1000);
 }
 
+/* ---- a stall ([fault] stall, plan --stall-at/--stall-for) -------------- */
+
+/*
+ * A fast client stalled by the proxy at 1 MB for 10 s (stall.ini's case
+ * in round figures): under pause the proxy holds high, then K_in, and the
+ * origin's window stays shut past its 3 s of probes: truncated, the
+ * client gets stall_at + high + K_in.  Under spill the spool takes the
+ * rest: complete, 10 s later, the spool's peak the body's rest.  A stall
+ * of the upstream side truncates under spill too; a short stall under
+ * the give-up time completes.
+ */
+static void
+stall_client_and_upstream(void **state)
+{
+	struct model_in in;
+	struct model_out out;
+
+	(void)state;
+	base(&in);
+	in.client_bps = 8e8; /* as fast as the origin: no cycle of its own */
+	giveup(&in, "zwp-probes=4,interval=200ms");
+	in.stall_at = 1000000;
+	in.stall_s = 10;
+	in.stall_client = 1;
+	predict(&in, &out);
+	assert_false(out.complete);
+	assert_int_equal(out.client_bytes, 1000000 + 1000000 + 160000);
+	assert_int_equal(out.unsent_bytes, 10000000 - 2160000);
+	assert_int_equal(out.stalls, 1);
+	assert_near(out.stall_s, 3.0, 0.01);
+	assert_true(out.client_finish_s >= 10);
+	assert_non_null(strstr(out.recommendation, "policy spill"));
+
+	in.policy = POLICY_SPILL;
+	in.spill_limit = 1ULL << 30;
+	predict(&in, &out);
+	assert_true(out.complete);
+	assert_int_equal(out.unsent_bytes, 0);
+	assert_int_equal(out.stalls, 0);
+	assert_int_equal(out.peak_disk, 10000000 - 1000000 - 1000000);
+	assert_true(out.client_finish_s >= 10 && out.client_finish_s < 10.5);
+
+	in.stall_client = 0; /* the proxy stops reading: no policy helps */
+	predict(&in, &out);
+	assert_false(out.complete);
+	assert_int_equal(out.client_bytes, 1000000 + 160000);
+	assert_non_null(strstr(out.recommendation, "no policy helps"));
+
+	in.stall_s = 2; /* under the 3 s of probes */
+	predict(&in, &out);
+	assert_true(out.complete);
+	assert_int_equal(out.stalls, 1);
+
+	in.stall_s = -1;
+	assert_int_equal(model_predict(&in, &out), -EINVAL);
+}
+
 int
 main(void)
 {
@@ -721,6 +778,7 @@ main(void)
 	    cmocka_unit_test(slow_origin),
 	    cmocka_unit_test(small_body),
 	    cmocka_unit_test(kernel_queues),
+	    cmocka_unit_test(stall_client_and_upstream),
 	    cmocka_unit_test(bad_inputs),
 	    cmocka_unit_test(giveup_good),
 	    cmocka_unit_test(giveup_bad),
