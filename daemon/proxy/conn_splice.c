@@ -422,6 +422,25 @@ start_run(struct conn *c, size_t max)
 	flush_client(c);
 }
 
+/* A splice in that moved nothing (n <= 0): readable yet nothing moved
+ * (the kernel pipe out of slots, or a stale event: the poll goes on, or
+ * again), the end of a body the parser does not count, or the upstream's
+ * failure. */
+static void
+splice_in_none(struct conn *c, ssize_t n)
+{
+	if (n == -EAGAIN) {
+		if (pipe_kernel(&c->down) > 0)
+			pipe_full(c);
+		update_upstream_reading(c);
+	} else if (n == 0 && !counted_by_parser(c) && c->d.run_left == 0) {
+		body_complete(c);
+	} else {
+		upstream_broken(c, n == 0 ? "closed mid-body" : "read", (int)n,
+		    OUTCOME_UPSTREAM_RESET);
+	}
+}
+
 /* What the spool may take before spill_limit (check_down's high
  * watermark while spooling). */
 static size_t
@@ -464,18 +483,8 @@ spool_in(struct conn *c)
 		return;
 	}
 	n = pipe_splice_in(d, c->upoll_fd, max);
-	if (n == -EAGAIN) {
-		update_upstream_reading(
-		    c); /* a stale event: the poll goes on */
-		return;
-	}
-	if (n == 0 && !counted_by_parser(c)) {
-		body_complete(c);
-		return;
-	}
 	if (n <= 0) {
-		upstream_broken(c, n == 0 ? "closed mid-body" : "read", (int)n,
-		    OUTCOME_UPSTREAM_RESET);
+		splice_in_none(c, n);
 		return;
 	}
 	body_in(c, (size_t)n);
@@ -537,21 +546,8 @@ splice_on_upstream(uv_poll_t *h, int status, int events)
 		return;
 	}
 	n = pipe_splice_in(&c->down, c->upoll_fd, max);
-	if (n == -EAGAIN) {
-		/* readable, yet nothing moved: the pipe is out of slots (or
-		 * the event was stale: the poll goes on, or again) */
-		if (pipe_kernel(&c->down) > 0)
-			pipe_full(c);
-		update_upstream_reading(c);
-		return;
-	}
-	if (n == 0 && !counted_by_parser(c) && c->d.run_left == 0) {
-		body_complete(c);
-		return;
-	}
 	if (n <= 0) {
-		upstream_broken(c, n == 0 ? "closed mid-body" : "read", (int)n,
-		    OUTCOME_UPSTREAM_RESET);
+		splice_in_none(c, n);
 		return;
 	}
 	body_in(c, (size_t)n);

@@ -421,6 +421,22 @@ ss_output(void **state)
 	assert_int_equal(lab_ss_parse("", s, 8), 0);
 }
 
+/* Loads conf/scenarios/NAME.ini (its path into path): no error, its own
+ * name, network namespaces. */
+static void
+load_shipped(const char *name, struct lab_scenario *sc, char *path, size_t len)
+{
+	char err[LAB_ERR_MAX] = "";
+
+	snprintf(
+	    path, len, "%s/conf/scenarios/%s.ini", SLUICE_SOURCE_ROOT, name);
+	if (lab_scenario_load(path, sc, err, sizeof(err)) != 0)
+		print_error("%s\n", err);
+	assert_string_equal(err, "");
+	assert_string_equal(sc->name, name);
+	assert_int_equal(sc->mode, LAB_MODE_NETNS);
+}
+
 static void
 shipped_scenarios(void **state)
 {
@@ -428,21 +444,14 @@ shipped_scenarios(void **state)
 	    "small-gap", "patient-origin", "nginx-default", "haproxy",
 	    "exercise1", "exercise2", "exercise3", "printer", "dos", "stall",
 	    "stall-spill"};
-	char path[512], err[LAB_ERR_MAX], cerr[CONFIG_ERR_MAX];
+	char path[512], cerr[CONFIG_ERR_MAX];
 	struct lab_scenario sc;
 	struct config *cfg;
 	char *text;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(path, sizeof(path), "%s/conf/scenarios/%s.ini",
-		    SLUICE_SOURCE_ROOT, names[i]);
-		err[0] = '\0';
-		if (lab_scenario_load(path, &sc, err, sizeof(err)) != 0)
-			print_error("%s\n", err);
-		assert_string_equal(err[0] != '\0' ? err : "", "");
-		assert_string_equal(sc.name, names[i]);
-		assert_int_equal(sc.mode, LAB_MODE_NETNS);
+		load_shipped(names[i], &sc, path, sizeof(path));
 		text = proxy_config(&sc);
 		cfg = config_load_string(text, path, cerr, sizeof(cerr));
 		if (cfg == NULL)
@@ -468,20 +477,12 @@ kernel_scenarios(void **state)
 	static const char *const names[] = {"kernel-probes", "kernel-retries2",
 	    "kernel-abort", "kernel-user-timeout", "kernel-orphan",
 	    "kernel-rcvbuf", "kernel-autotune", "kernel-wakeup"};
-	char path[512], err[LAB_ERR_MAX];
+	char path[512];
 	struct lab_scenario sc;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(path, sizeof(path), "%s/conf/scenarios/%s.ini",
-		    SLUICE_SOURCE_ROOT, names[i]);
-		err[0] = '\0';
-		if (lab_scenario_load(path, &sc, err, sizeof(err)) != 0)
-			print_error("%s\n", err);
-		assert_string_equal(err[0] != '\0' ? err : "", "");
-		assert_string_equal(sc.name, names[i]);
-		assert_int_equal(sc.mode, LAB_MODE_NETNS);
-	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		load_shipped(names[i], &sc, path, sizeof(path));
 }
 
 /* ---- the JSON reader (base/json.h) ----------------------------------- */
@@ -606,8 +607,9 @@ scenario_fault(void **state)
 	assert_string_equal(sc.fault_side, "client");
 	assert_true(sc.fault_after == 1048576 && sc.fault_for_ms == 10000);
 	cfgtext = proxy_config(&sc);
-	assert_non_null(strstr(cfgtext, "[admin]\naddress = 127.0.0.1:9090\n"
-	                                "faults = on\n"));
+	assert_non_null(strstr(cfgtext,
+	    "[admin]\naddress = 127.0.0.1:9090\n"
+	    "faults = on\n"));
 	free(cfgtext);
 	f = open_memstream(&text, &len);
 	lab_fault_json(f, &sc);
@@ -641,8 +643,8 @@ scenario_fault(void **state)
 	    "t.ini: [fault] side: not upstream or client");
 	parse_err("[fault]\naction = stall\n", "t.ini: [fault] for: ");
 	parse_err("[fault]\naction = bandwidth\n", "t.ini: [fault] rate: ");
-	parse_err("[fault]\naction = limit_data\n",
-	    "t.ini: [fault] after_bytes: ");
+	parse_err(
+	    "[fault]\naction = limit_data\n", "t.ini: [fault] after_bytes: ");
 	parse_err("[lb]\nkind = nginx\n[fault]\naction = reset\n",
 	    "t.ini: [fault] needs [lb] kind = sluice");
 	parse_err("[fault]\nactoin = stall\n", "t.ini:2: [fault] actoin: ");
