@@ -174,6 +174,8 @@ stderr_tail(const char *dir, char *buf, size_t len)
 		*--end = '\0';
 	bol = strrchr(text, '\n');
 	bol = bol != NULL ? bol + 1 : text;
+	while (*bol == ' ' || *bol == '\t')
+		bol++;
 	if (*bol != '\0')
 		snprintf(buf, len, "%s", bol);
 	for (char *p = buf; *p != '\0'; p++)

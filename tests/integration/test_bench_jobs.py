@@ -8,7 +8,10 @@
   done/total and the outcomes; no namespace of either sweep's labs left;
 - SIGTERM to a --jobs 2 sweep while both labs run: exit 143, every lab's
   namespaces gone and no lab process left;
-- --jobs 0 and --jobs x are bad usage (exit 2).
+- a run whose lab fails to set up (a sysctl the kernel does not have) is
+  started once more (the first stderr kept as lab.stderr.1), then is an
+  `error` row with the lab's reason; the sweep still exits 0;
+- --jobs 0, x and 65 are bad usage (exit 2).
 
 Needs root (ip netns, tc); without it the script says so as TAP
 (`1..0 # SKIP reason`, exit 0: meson reports SKIP).  About 80 s: the
@@ -115,6 +118,32 @@ def sigterm_tears_down():
     check(not alive, "labs left: %s" % alive)
 
 
+def setup_retried():
+    base = env.path("bad-base.ini")
+    with open(os.path.join(ROOT, "conf", "scenarios", "incident.ini")) as f:
+        text = f.read()
+    with open(base, "w") as f:
+        f.write(text.replace("[origin]\n", "[origin]\nsysctl.net.ipv4.no_such_key = 1\n", 1))
+    sweep_file = env.path("bad-sysctl.ini")
+    with open(sweep_file, "w") as f:
+        f.write("[bench]\nname = bad\nbase = %s\n[axes]\npolicy = pause, spill\n" % base)
+    out = env.path("bad-out")
+    p = subprocess.run([env.sluice, "bench", sweep_file, "--jobs", "2", "--out", out],
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    check(p.returncode == 0, "exit %s: %s" % (p.returncode, p.stderr[-800:]))
+    with open(os.path.join(out, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    check([r["outcome"] for r in rows] == ["error", "error"], "rows: %s" % rows)
+    check(all("no_such_key" in r["error"] and r["lab_exit"] == "1" for r in rows),
+          "no reason: %s" % rows)
+    check(p.stderr.count("starting it again") == 2, p.stderr[-800:])
+    for r in rows:
+        check(os.path.exists(os.path.join(r["results_dir"], "lab.stderr.1")),
+              "no lab.stderr.1 in " + r["results_dir"])
+    left = namespaces_of([int(r["lab_pid"]) for r in rows])
+    check(not left, "namespaces left: %s" % left)
+
+
 def bad_jobs():
     for v in ("0", "x", "65"):
         p = subprocess.run([env.sluice, "bench", QUICK, "--jobs", v],
@@ -129,5 +158,7 @@ if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None
 env.case("--jobs 0, x, 65: bad usage, exit 2", bad_jobs)
 env.case("bench/quick.ini: --jobs 4 gives --jobs 1's outcomes and unsent bytes (5 %)",
          same_answer)
+env.case("a failed setup is retried once, then an error row with its reason",
+         setup_retried)
 env.case("SIGTERM during --jobs 2: exit 143, no namespace or lab left", sigterm_tears_down)
 env.finish()
