@@ -7,18 +7,16 @@
  * Its summary.json is read back; a lab that could not run (exit 1, no
  * summary) makes the row's outcome `error`, never `truncated`.
  *
- * bench_report.c writes results.csv, summary.md and the plots.
+ * bench_run.c runs them (--jobs at a time); bench_report.c writes
+ * results.csv, summary.md and the plots.
  *
  * Invariant: nothing runs before every combination has parsed as a
  * scenario and made a valid proxy config.
  */
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -296,8 +294,8 @@ axis_key(struct sweep_ctx *ctx, const char *key, const char *value)
 }
 
 /* Reads a whole file into a malloc'd string, or NULL with errno set. */
-static char *
-read_text(const char *path)
+char *
+bench_read_text(const char *path)
 {
 	FILE *f = fopen(path, "re");
 	char *text = NULL;
@@ -341,7 +339,7 @@ base_key(struct sweep_ctx *ctx, const char *value)
 	if (n < 0)
 		return sfail(ctx, "bench", "base", "%s", err);
 	free(sw->base_text);
-	if ((sw->base_text = read_text(sw->base)) == NULL)
+	if ((sw->base_text = bench_read_text(sw->base)) == NULL)
 		return sfail(
 		    ctx, "bench", "base", "%s: %s", sw->base, strerror(errno));
 	ctx->have_base = true;
@@ -663,7 +661,7 @@ int
 bench_sweep_load(
     const char *path, struct bench_sweep *sw, char *err, size_t errlen)
 {
-	char *text = read_text(path);
+	char *text = bench_read_text(path);
 	int rc;
 
 	if (text == NULL) {
@@ -685,282 +683,6 @@ bench_sweep_free(struct bench_sweep *sw)
 	sw->points = NULL;
 }
 
-/* ---- the runs --------------------------------------------------------- */
-
-/* The lab child, for the signal handler to pass SIGINT/SIGTERM/SIGHUP
- * on (a process-wide fact, not per-run state). */
-static volatile sig_atomic_t bench_signal;
-static volatile pid_t bench_child;
-
-static void
-bench_on_signal(int sig)
-{
-	bench_signal = sig;
-	if (bench_child > 0) /* the lab tears down on each of them */
-		kill(bench_child, sig);
-}
-
-/* A note for summary.md and stderr (at most 8 kept). */
-static void
-bench_note(struct bench *b, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (b->nnotes == sizeof(b->notes) / sizeof(b->notes[0]))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->notes[b->nnotes], sizeof(b->notes[0]), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "sluice bench: %s\n", b->notes[b->nnotes++]);
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* "2m10s", "45s". */
-static const char *
-fmt_eta(double s, char *buf, size_t len)
-{
-	long n = lround(s);
-
-	if (n >= 60)
-		snprintf(buf, len, "%ldm%02lds", n / 60, n % 60);
-	else
-		snprintf(buf, len, "%lds", n);
-	return buf;
-}
-
-/* The progress line: on a terminal one line rewritten, else a line per
- * run (a log keeps them all). */
-static void
-progress(const struct bench *b, size_t k, double elapsed)
-{
-	const struct run *last = k > 0 ? &b->runs[k - 1] : NULL;
-	char label[400], eta[32] = "?", lastbuf[64] = "none yet";
-
-	bench_combo_label(&b->sw, b->runs[k].combo, label, sizeof(label), ' ');
-	if (k > 0)
-		fmt_eta(elapsed / (double)k * (double)(b->nruns - k), eta,
-		    sizeof(eta));
-	if (last != NULL)
-		snprintf(lastbuf, sizeof(lastbuf), "%s %.1f s", last->outcome,
-		    strcmp(last->outcome, "error") == 0 ? last->wall_s
-		                                        : last->finish_s);
-	fprintf(stderr, "%srun %zu/%zu %s", b->tty ? "\r\033[K" : "", k + 1,
-	    b->nruns, label);
-	if (b->sw.repeat > 1)
-		fprintf(stderr, " (repeat %zu)", b->runs[k].rep + 1);
-	fprintf(
-	    stderr, " ETA %s; last: %s%s", eta, lastbuf, b->tty ? "" : "\n");
-}
-
-/* Runs `sluice lab SCENARIO --json --out DIR` with stdout to /dev/null and
- * stderr to DIR/lab.stderr; its exit code, or 128+N. */
-static int
-run_lab_child(struct bench *b, const char *scen, const char *dir)
-{
-	char log[PATH_MAX];
-	const char *argv[8] = {
-	    "sluice", "lab", scen, "--json", "--out", dir, NULL, NULL};
-	struct proc_child c = {.exe = "/proc/self/exe",
-	    .in = "/dev/null",
-	    .out = "/dev/null",
-	    .err = log,
-	    .sigint_dfl = true};
-	pid_t pid;
-	int rc;
-
-	if (b->verbose)
-		argv[6] = "-v";
-	snprintf(log, sizeof(log), "%s/lab.stderr", dir);
-	if ((pid = proc_start(&c, (char *const *)argv)) < 0)
-		return pid;
-	bench_child = pid;
-	b->last_pid = pid;
-	rc = proc_reap(pid);
-	bench_child = 0;
-	return rc;
-}
-
-/* The last non-empty line of the lab's stderr: the reason of an error. */
-static void
-stderr_tail(const char *dir, char *buf, size_t len)
-{
-	char path[PATH_MAX], *text, *end, *bol;
-
-	snprintf(path, sizeof(path), "%s/lab.stderr", dir);
-	snprintf(buf, len, "no message from the lab");
-	if ((text = read_text(path)) == NULL)
-		return;
-	end = text + strlen(text);
-	while (end > text && isspace((unsigned char)end[-1]))
-		*--end = '\0';
-	bol = strrchr(text, '\n');
-	bol = bol != NULL ? bol + 1 : text;
-	if (*bol != '\0')
-		snprintf(buf, len, "%s", bol);
-	for (char *p = buf; *p != '\0'; p++)
-		if (*p == '\r' || *p == '\033')
-			*p = ' ';
-	free(text);
-}
-
-/* The longest duration_s among the origin's connections: how long the
- * origin held the download (its "origin" array of JSON lines). */
-static double
-origin_hold(const char *s)
-{
-	const char *p = strstr(s, "\"origin\":[");
-	const char *end = p != NULL ? strstr(p, "],\"access\"") : NULL;
-	double best = 0, v;
-
-	if (p == NULL)
-		return 0;
-	if (end == NULL)
-		end = s + strlen(s);
-	while ((p = strstr(p, "\"duration_s\":")) != NULL && p < end) {
-		v = json_num(p, end, "duration_s");
-		best = v > best ? v : best;
-		p++;
-	}
-	return best;
-}
-
-/* Fills a run's figures from its summary.json; false when there is none
- * or it has no outcome. */
-static bool
-read_summary(struct run *r)
-{
-	char path[PATH_MAX], *s;
-	const char *end;
-
-	snprintf(path, sizeof(path), "%s/summary.json", r->dir);
-	if ((s = read_text(path)) == NULL)
-		return false;
-	/* The top-level fields come before the peers' nested JSON. */
-	end = strstr(s, "\"capture\":");
-	end = end != NULL ? end : s + strlen(s);
-	json_str(s, "outcome", r->outcome, sizeof(r->outcome));
-	r->client_bytes = json_u64(s, end, "client_bytes");
-	r->unsent_bytes = json_u64(s, end, "unsent_bytes");
-	r->finish_s = json_num(s, end, "seconds");
-	r->zw_s = json_num(s, end, "zero_window_s");
-	r->longest_zw_s = json_num(s, end, "origin_longest_zero_window_s");
-	r->rss = json_u64(s, end, "lb_peak_rss_bytes");
-	r->mem = json_u64(s, end, "lb_peak_memory_bytes");
-	r->proxy_mem = json_u64(s, end, "peak_memory_bytes");
-	r->spool = json_u64(s, end, "lb_peak_spool_bytes");
-	json_str(s, "predicted_outcome", r->predicted, sizeof(r->predicted));
-	r->predicted_unsent =
-	    (int64_t)json_num(s, end, "predicted_unsent_bytes");
-	r->hold_s = origin_hold(s);
-	free(s);
-	return strcmp(r->outcome, "complete") == 0 ||
-	    strcmp(r->outcome, "truncated") == 0;
-}
-
-/* Writes the run's scenario, runs the lab, reads its summary.  The lab's
- * exit code, or -errno when the run could not be set up. */
-static int
-bench_run_one(struct bench *b, struct run *r)
-{
-	char scen[PATH_MAX], *text = bench_scenario_text(&b->sw, r->combo);
-	double t0 = now_s();
-	FILE *f;
-	int rc;
-
-	snprintf(scen, sizeof(scen), "%s/scenario.ini", r->dir);
-	if (text == NULL || mkdir(r->dir, 0755) == -1 ||
-	    (f = fopen(scen, "we")) == NULL) {
-		rc = -errno;
-		free(text);
-		return rc < 0 ? rc : -ENOMEM;
-	}
-	fputs(text, f);
-	fclose(f);
-	free(text);
-	rc = run_lab_child(b, scen, r->dir);
-	r->lab_rc = rc;
-	r->lab_pid = b->last_pid;
-	r->wall_s = now_s() - t0;
-	r->predicted_unsent = -1;
-	if (rc >= 128)
-		return rc;
-	if (rc == 0 && read_summary(r))
-		return 0;
-	snprintf(r->outcome, sizeof(r->outcome), "error");
-	stderr_tail(r->dir, r->error, sizeof(r->error));
-	if (rc == 0)
-		snprintf(
-		    r->error, sizeof(r->error), "the lab wrote no summary");
-	return rc;
-}
-
-/* Whether a namespace of the lab child pid is left (it cleans up; a
- * leftover would make the next run's start less than fresh).  Other labs'
- * namespaces (sluice-OTHERPID-*) are theirs. */
-static bool
-namespaces_left(pid_t pid)
-{
-	DIR *d = opendir("/run/netns");
-	struct dirent *e;
-	char prefix[32];
-	bool left = false;
-
-	snprintf(prefix, sizeof(prefix), "sluice-%ld-", (long)pid);
-	while (d != NULL && (e = readdir(d)) != NULL)
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-			left = true;
-	if (d != NULL)
-		closedir(d);
-	return left;
-}
-
-/* Runs every combination in order, repeats together.  0, or 128+N when
- * a signal stopped the sweep (the runs done so far are kept). */
-static int
-bench_run_all(struct bench *b)
-{
-	double t0 = now_s();
-	int rc;
-
-	for (size_t k = 0; k < b->nruns; k++) {
-		struct run *r = &b->runs[k];
-
-		progress(b, k, now_s() - t0);
-		rc = bench_run_one(b, r);
-		if (rc < 0) {
-			fprintf(stderr, "\nsluice bench: %s: %s\n", r->dir,
-			    strerror(-rc));
-			return 1;
-		}
-		if (rc >= 128 || bench_signal != 0) {
-			fprintf(stderr,
-			    "\nsluice bench: stopped after %zu of "
-			    "%zu runs\n",
-			    k, b->nruns);
-			return rc >= 128 ? rc : 128 + bench_signal;
-		}
-		b->ndone = k + 1;
-		if (namespaces_left(b->last_pid))
-			bench_note(b,
-			    "run %zu: a sluice-* namespace was left "
-			    "in /run/netns",
-			    k + 1);
-	}
-	if (b->tty)
-		fprintf(stderr, "\r\033[K");
-	fprintf(stderr, "sluice bench: %zu runs in %.0f s\n", b->nruns,
-	    now_s() - t0);
-	return 0;
-}
-
 /* Fills the run table: every combination, its repeats together, and the
  * directory OUT/runs/NNN-LABEL of each. */
 static int
@@ -979,6 +701,7 @@ plan_runs(struct bench *b)
 			    *p != '=')
 				*p = '_';
 		for (size_t j = 0; j < b->sw.repeat; j++, k++) {
+			b->runs[k].index = k;
 			b->runs[k].combo = i;
 			b->runs[k].rep = j;
 			snprintf(b->runs[k].dir, sizeof(b->runs[k].dir),
@@ -1013,7 +736,7 @@ bench_run_fields(const struct bench *b, const struct run *r, struct field *f)
 		n++;                                                           \
 	} while (0)
 	f[0].name = "run";
-	PUT(true, "%zu", (size_t)(r - b->runs) + 1);
+	PUT(true, "%zu", r->index + 1);
 	f[1].name = "repeat";
 	PUT(true, "%zu", r->rep + 1);
 	for (int a = 0; a < BENCH_NAXES; a++) {
@@ -1055,9 +778,31 @@ bench_run_fields(const struct bench *b, const struct run *r, struct field *f)
 /* ---- the verb --------------------------------------------------------- */
 
 struct bench_args {
-	const char *sweep, *out;
+	const char *sweep, *out, *jobs;
 	bool json, verbose;
 };
+
+/* --jobs: N (1..BENCH_MAX_JOBS) or auto, eight per core: a lab run is
+ * mostly waiting on its shaped links, and on 2 cores 16 at once keep the
+ * outcomes, unsent bytes and timings of one at a time (docs/lab.md,
+ * "Concurrent runs"); 0 for anything else. */
+static size_t
+jobs_value(const char *s)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	char *end;
+	unsigned long n;
+
+	if (s == NULL)
+		return 1;
+	if (strcmp(s, "auto") == 0)
+		n = cores > 0 ? 8 * (unsigned long)cores : 8;
+	else if (!isdigit((unsigned char)s[0]) ||
+	    (n = strtoul(s, &end, 10), *end != '\0') || n == 0 ||
+	    n > BENCH_MAX_JOBS)
+		return 0;
+	return n < BENCH_MAX_JOBS ? n : BENCH_MAX_JOBS;
+}
 
 /* 0, or 2 with a message for bad usage. */
 static int
@@ -1072,6 +817,10 @@ parse_args(int argc, char **argv, struct bench_args *a)
 			a->out = argv[++i];
 		else if (strncmp(argv[i], "--out=", 6) == 0)
 			a->out = argv[i] + 6;
+		else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc)
+			a->jobs = argv[++i];
+		else if (strncmp(argv[i], "--jobs=", 7) == 0)
+			a->jobs = argv[i] + 7;
 		else if (argv[i][0] != '-' && a->sweep == NULL)
 			a->sweep = argv[i];
 		else {
@@ -1083,6 +832,13 @@ parse_args(int argc, char **argv, struct bench_args *a)
 	}
 	if (a->sweep == NULL) {
 		bench_usage(stderr);
+		return 2;
+	}
+	if (jobs_value(a->jobs) == 0) {
+		fprintf(stderr,
+		    "sluice bench: --jobs '%s': a number of runs at a time, "
+		    "1-%d, or auto\n",
+		    a->jobs, BENCH_MAX_JOBS);
 		return 2;
 	}
 	return 0;
@@ -1116,17 +872,6 @@ make_out(struct bench *b, const char *out, char *buf, size_t len)
 	return 0;
 }
 
-static void
-catch_signals(void)
-{
-	struct sigaction sa = {.sa_handler = bench_on_signal};
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-}
-
 int
 bench_main(int argc, char **argv)
 {
@@ -1144,6 +889,7 @@ bench_main(int argc, char **argv)
 	}
 	b.json = a.json;
 	b.verbose = a.verbose;
+	b.jobs = jobs_value(a.jobs);
 	b.tty = isatty(STDERR_FILENO) && !a.verbose;
 	rc = 1;
 	if (b.sw.mode == LAB_MODE_NETNS && geteuid() != 0)
@@ -1153,7 +899,9 @@ bench_main(int argc, char **argv)
 		    "not\n");
 	else if (make_out(&b, a.out, out, sizeof(out)) == 0 &&
 	    plan_runs(&b) == 0) {
-		catch_signals();
+		if (b.jobs > b.nruns)
+			b.jobs = b.nruns;
+		bench_catch_signals();
 		rc = bench_run_all(&b);
 		if (b.ndone > 0 && bench_report(&b) < 0)
 			rc = 1;
@@ -1167,10 +915,15 @@ void
 bench_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: sluice bench SWEEP.ini [--out DIR] [--json] [-v]\n"
+	    "usage: sluice bench SWEEP.ini [--jobs N|auto] [--out DIR] "
+	    "[--json] "
+	    "[-v]\n"
 	    "\n"
 	    "Runs every combination of a sweep's axes (times repeat) through\n"
-	    "`sluice lab`, one at a time, each in fresh namespaces (root).\n"
+	    "`sluice lab`, each in fresh namespaces of its own (root): one\n"
+	    "at a time, or --jobs N at once (auto: eight per core).  A run\n"
+	    "whose lab fails to set up is started once more, then is an\n"
+	    "error with its reason.\n"
 	    "\n"
 	    "Sweep file (INI):\n"
 	    "  [bench]\n"

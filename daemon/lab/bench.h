@@ -2,8 +2,9 @@
  * bench: `sluice bench SWEEP.ini`, a grid of lab runs (docs/lab.md,
  * "Sweeps: sluice bench").  A sweep file names a base scenario and the
  * axes to vary; every combination (times a repeat count) runs through
- * `sluice lab` as a child process, each in fresh namespaces, one at a
- * time; results.csv, summary.md and gnuplot plots are written.
+ * `sluice lab` as a child process, each in fresh namespaces of its own,
+ * one at a time or --jobs N at once; results.csv, summary.md and gnuplot
+ * plots are written.
  *
  * The pure parts (the sweep file, the combinations, the scenario text of
  * one combination) are exported for tests/unit/test_bench.c.  Every
@@ -22,6 +23,7 @@
 #define BENCH_ERR_MAX    768
 #define BENCH_MAX_VALUES 16
 #define BENCH_MAX_RUNS   512
+#define BENCH_MAX_JOBS   64 /* --jobs */
 #define BENCH_VALUE_MAX  128
 
 /* The axes a sweep may vary, in the order of results.csv's columns. */

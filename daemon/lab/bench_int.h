@@ -1,7 +1,7 @@
 /*
  * bench internals: a sweep's runs, shared by bench.c (the sweep file, the
  * combinations, the runs) and bench_report.c (results.csv, summary.md,
- * the plots, --json).
+ * the plots, --json) and bench_run.c (the runs, --jobs at a time).
  */
 #ifndef SLUICE_BENCH_INT_H
 #define SLUICE_BENCH_INT_H
@@ -16,6 +16,7 @@
 
 /* One run's row of results.csv. */
 struct run {
+	size_t index; /* its place in the sweep: results.csv's run - 1 */
 	size_t combo, rep;
 	char dir[PATH_MAX - 64];
 	char outcome[16]; /* complete, truncated, error */
@@ -28,17 +29,19 @@ struct run {
 	double wall_s;
 	int lab_rc;    /* the lab's exit code */
 	pid_t lab_pid; /* its namespaces are sluice-PID-* */
+	int attempts;  /* labs started for it: a failed setup is retried */
+	bool done;
 };
 
 struct bench {
 	struct bench_sweep sw;
 	const char *out;
 	bool json, verbose, tty;
+	size_t jobs; /* labs at a time (--jobs) */
 	struct run *runs;
-	size_t nruns, ndone;
+	size_t nruns, ndone; /* after the sweep the done runs come first */
 	char notes[8][240];
 	size_t nnotes;
-	pid_t last_pid; /* the last lab child, for its namespaces */
 };
 
 #define NFIELDS (2 + BENCH_NAXES + 18)
@@ -61,6 +64,17 @@ void bench_combo_label(
  * error run's). */
 void bench_run_fields(
     const struct bench *b, const struct run *r, struct field *f);
+
+/* The file's text in a malloc'd string the caller frees, or NULL. */
+char *bench_read_text(const char *path);
+
+/* bench_run.c */
+/* SIGINT, SIGTERM, SIGHUP: passed to every lab of the sweep. */
+void bench_catch_signals(void);
+/* Runs every run of b->runs, b->jobs at a time, in the sweep's order.
+ * 0; 1 when a run could not be set up; 128+N when signal N stopped the
+ * sweep.  The runs done (b->ndone) come first in b->runs either way. */
+int bench_run_all(struct bench *b);
 
 /* bench_report.c: results.csv, the plots, summary.md and --json's object
  * for the runs done; 0, or -1 when a file could not be written. */
