@@ -463,10 +463,14 @@ static void
 spool_in(struct conn *c)
 {
 	struct pipe *d = &c->down;
-	size_t max = d->k.cap;
+	size_t max = d->k.cap, held = pipe_kernel(d);
 	ssize_t n;
+	int rc;
 
-	if (pipe_kernel_spool(d) < 0) {
+	rc = pipe_kernel_spool(d);
+	if (pipe_kernel(d) < held)
+		proxy_memory_released(c->px); /* the pipe's bytes left it */
+	if (rc < 0) {
 		/* the spool failed: pause's rules from here (check_down) */
 		check_down(c);
 		flush_client(c);
@@ -492,6 +496,7 @@ spool_in(struct conn *c)
 	/* a failure leaves the bytes in order (in the tail) and the spool
 	 * failed: check_down tells it and applies pause's marks */
 	(void)pipe_kernel_spool(d);
+	proxy_memory_released(c->px); /* what waits for memory may go */
 	if (counted_by_parser(c) && c->resp.content_length == 0) {
 		body_complete(c);
 		return;
@@ -681,6 +686,10 @@ splice_flush(struct conn *c)
 		kick_client_timer(c);
 		if (px->mem_head != NULL || px->mem_full)
 			conn_memory_wake(px);
+		/* and every other worker's waiters: memory_limit is theirs
+		 * too, and the kernel pipe's bytes give no block back to a
+		 * pool, whose release would tell them */
+		proxy_memory_released(px);
 		check_down(c);
 	}
 	if (!c->cw_busy)
