@@ -322,7 +322,10 @@ def case_throttle_reset_close(workers):
     # held to the rate, what the kernel pipe sends included (splice): the
     # bytes written over a measured interval, the interval taken wide
     # (before the first look, after the last), are at most its time at
-    # 2 Mbit/s plus a write or two already allowed (a block each)
+    # 2 Mbit/s, plus a write issued before the throttle that completes in
+    # it (at most half the default watermark gap: 6 blocks of 64 KiB; seen
+    # under ASan with splice off: 917,504 bytes in 2.02 s), plus two
+    # blocks the throttle allowed
     t0 = time.monotonic()
     a = conn_of(px, "/bytes/256M")
     time.sleep(2.0)
@@ -330,7 +333,7 @@ def case_throttle_reset_close(workers):
     dt = time.monotonic() - t0
     moved = b["bytes_to_client"] - a["bytes_to_client"]
     env.note("throttled to 2 Mbit/s: %d bytes written in %.2f s" % (moved, dt))
-    check(moved <= 250000 * dt + 3 * 64 * KiB,
+    check(moved <= 250000 * dt + 8 * 64 * KiB,
           "throttle 2mbit: %d bytes written in %.2f s" % (moved, dt))
     rc, out, err = ctl(px, "throttle", str(c["id"]), "0")
     wait_conn(px, "/bytes/256M", lambda c: c["throttle_bps"] == 0, "unthrottled")
