@@ -18,6 +18,7 @@
 #include "base/json.h"
 #include "proxy/config.h"
 #include "model/model.h"
+#include "model/plan.h"
 #include "lab/lab.h"
 #include "lab/lab_int.h"
 #include "lab/lab_walk.h"
@@ -227,38 +228,19 @@ client_goodput(const struct lab *lab)
 	return rate > 0 && rate < link ? rate : link;
 }
 
-/* The model's inputs are the scenario's and the proxy config's own. */
+/* The model's inputs are the scenario's and the proxy config's own
+ * (plan_scenario_model, as `sluice plan SCENARIO` reads them), with the
+ * client's goodput as this run measured it. */
 static void
 predict(const struct lab *lab, struct result *r)
 {
-	const struct config *cfg = lab->cfg;
 	struct model_in in;
 
 	if (lab->sc.lb_kind != LAB_LB_SLUICE)
 		return; /* the model is of sluice's policies */
 	model_defaults(&in);
-	in.size = lab->sc.body;
+	plan_scenario_model(&lab->sc, lab->cfg, lab->mode, &in);
 	in.client_bps = client_goodput(lab);
-	in.origin_bps = lab->mode == LAB_MODE_NETNS
-	    ? model_goodput_bps((double)lab->sc.origin_lb_bps)
-	    : 10e9; /* loopback: far faster than the client */
-	in.policy = cfg->buffer.policy;
-	in.high = cfg->buffer.high_watermark;
-	in.low = cfg->buffer.low_watermark;
-	in.spill_limit = cfg->buffer.spill_limit;
-	in.block = cfg->buffer.block_size;
-	in.rcvbuf = cfg->upstream.rcvbuf;
-	in.client_sndbuf = cfg->client.sndbuf;
-	in.resume = cfg->buffer.resume;
-	if (lab->sc.origin_sndbuf != 0)
-		in.k_ws = 2 * lab->sc.origin_sndbuf; /* the kernel doubles it */
-	if (model_parse_giveup(lab->sc.give_up, &in) < 0)
-		return;
-	if (strcmp(lab->sc.fault_action, "stall") == 0) { /* [fault] */
-		in.stall_at = lab->sc.fault_after;
-		in.stall_s = (double)lab->sc.fault_for_ms / 1000.0;
-		in.stall_client = strcmp(lab->sc.fault_side, "client") == 0;
-	}
 	r->have_model = model_predict(&in, &r->mo) == 0;
 }
 
