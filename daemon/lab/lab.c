@@ -859,10 +859,28 @@ make_out(struct lab *lab, const char *dir)
 	if (dir != NULL) {
 		snprintf(lab->out, sizeof(lab->out), "%s", dir);
 	} else {
+		/* Labs started in the same second (GNU parallel, several
+		 * shells) each get a directory of their own: NAME-TIME,
+		 * NAME-TIME-2, ...; mkdir is the claim. */
 		localtime_r(&now, &tm);
 		strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
-		snprintf(lab->out, sizeof(lab->out), "lab-results/%s-%s",
-		    lab->sc.name, stamp);
+		char parent[] = "lab-results";
+
+		if ((rc = mkdir_p(parent)) < 0) {
+			fprintf(stderr,
+			    "sluice lab: cannot create "
+			    "lab-results: %s\n",
+			    strerror(-rc));
+			return -1;
+		}
+		for (int n = 1; n <= 1000; n++) {
+			snprintf(lab->out, sizeof(lab->out),
+			    n == 1 ? "lab-results/%s-%s"
+			           : "lab-results/%s-%s-%d",
+			    lab->sc.name, stamp, n);
+			if (mkdir(lab->out, 0755) == 0 || errno != EEXIST)
+				break;
+		}
 	}
 	if ((rc = mkdir_p(lab->out)) < 0) {
 		fprintf(stderr, "sluice lab: cannot create %s: %s\n", lab->out,
