@@ -8,7 +8,8 @@
 # lab's captures.  systemd (systemd-analyze) and man-db check the unit
 # and the man page that meson installs.  clang with libclang-rt-14-dev
 # builds the fuzz harnesses (libFuzzer); libfiu-dev and fiu-utils inject
-# faults into the proxy's system calls.
+# faults into the proxy's system calls.  GNU parallel runs docs/lab.md's
+# recipe for sweeps across hosts in its test.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -25,5 +26,5 @@ apt-get install -y -qq --no-install-recommends \
 	libuv1-dev libinih-dev libcmocka-dev node-llhttp \
 	python3 curl procps ca-certificates clang-format valgrind iproute2 gnuplot-nox \
 	nginx-light haproxy tcpdump systemd man-db \
-	clang libclang-rt-14-dev libfiu-dev fiu-utils >/dev/null
+	clang libclang-rt-14-dev libfiu-dev fiu-utils parallel >/dev/null
 echo "deps: installed"

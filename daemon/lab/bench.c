@@ -114,6 +114,13 @@ bench_axis_column(int a)
 	return a >= 0 && a < BENCH_NAXES ? axis_defs[a].column : "?";
 }
 
+const char *
+bench_axis_sep(int a)
+{
+	return a >= 0 && a < BENCH_NAXES && axis_defs[a].sep == '|' ? " | "
+	                                                            : ", ";
+}
+
 /* ---- the sweep file --------------------------------------------------- */
 
 struct sweep_ctx {
@@ -683,8 +690,9 @@ bench_sweep_free(struct bench_sweep *sw)
 	sw->points = NULL;
 }
 
-/* Fills the run table: every combination, its repeats together, and the
- * directory OUT/runs/NNN-LABEL of each. */
+/* Fills the run table: every combination, its repeats together, each
+ * with its stem NNN-LABEL (its directory OUT/runs/NNN-LABEL, or its file
+ * NNN-LABEL.ini under --emit). */
 static int
 plan_runs(struct bench *b)
 {
@@ -704,8 +712,11 @@ plan_runs(struct bench *b)
 			b->runs[k].index = k;
 			b->runs[k].combo = i;
 			b->runs[k].rep = j;
+			snprintf(b->runs[k].stem, sizeof(b->runs[k].stem),
+			    "%03zu-%.80s", k + 1, label);
 			snprintf(b->runs[k].dir, sizeof(b->runs[k].dir),
-			    "%s/runs/%03zu-%.80s", b->out, k + 1, label);
+			    "%s/runs/%s", b->out != NULL ? b->out : ".",
+			    b->runs[k].stem);
 		}
 	}
 	return 0;
@@ -761,9 +772,15 @@ bench_run_fields(const struct bench *b, const struct run *r, struct field *f)
 	PUT(false, "%s", r->predicted);
 	PUT(r->predicted_unsent >= 0, "%" PRId64,
 	    r->predicted_unsent >= 0 ? r->predicted_unsent : 0);
-	PUT(true, "%.1f", r->wall_s);
-	PUT(true, "%d", r->lab_rc);
-	PUT(true, "%ld", (long)r->lab_pid);
+	if (r->collected) { /* what ran it is not known here */
+		PUT(true, "%s", "");
+		PUT(true, "%s", "");
+		PUT(true, "%s", "");
+	} else {
+		PUT(true, "%.1f", r->wall_s);
+		PUT(true, "%d", r->lab_rc);
+		PUT(true, "%ld", (long)r->lab_pid);
+	}
 	PUT(false, "%s", r->error);
 	PUT(false, "%s", r->dir);
 #undef PUT
@@ -778,7 +795,9 @@ bench_run_fields(const struct bench *b, const struct run *r, struct field *f)
 /* ---- the verb --------------------------------------------------------- */
 
 struct bench_args {
-	const char *sweep, *out, *jobs;
+	const char *sweep, *out, *jobs, *emit;
+	char **collect; /* --collect's DIRs, in argv */
+	size_t ncollect;
 	bool json, verbose;
 };
 
@@ -821,6 +840,15 @@ parse_args(int argc, char **argv, struct bench_args *a)
 			a->jobs = argv[++i];
 		else if (strncmp(argv[i], "--jobs=", 7) == 0)
 			a->jobs = argv[i] + 7;
+		else if (strcmp(argv[i], "--emit") == 0 && i + 1 < argc)
+			a->emit = argv[++i];
+		else if (strncmp(argv[i], "--emit=", 7) == 0)
+			a->emit = argv[i] + 7;
+		else if (strcmp(argv[i], "--collect") == 0 &&
+		    a->collect == NULL)
+			for (a->collect = argv + i + 1;
+			     i + 1 < argc && argv[i + 1][0] != '-'; i++)
+				a->ncollect++;
 		else if (argv[i][0] != '-' && a->sweep == NULL)
 			a->sweep = argv[i];
 		else {
@@ -830,7 +858,22 @@ parse_args(int argc, char **argv, struct bench_args *a)
 			return 2;
 		}
 	}
-	if (a->sweep == NULL) {
+	if (a->collect != NULL &&
+	    (a->ncollect == 0 || a->sweep != NULL || a->emit != NULL ||
+	        a->jobs != NULL)) {
+		fprintf(stderr,
+		    "sluice bench: --collect DIR... takes the directories "
+		    "(no sweep file, --emit or --jobs)\n");
+		bench_usage(stderr);
+		return 2;
+	}
+	if (a->emit != NULL && (a->jobs != NULL || a->out != NULL)) {
+		fprintf(stderr,
+		    "sluice bench: --emit DIR runs nothing "
+		    "(no --jobs or --out)\n");
+		return 2;
+	}
+	if (a->sweep == NULL && a->collect == NULL) {
 		bench_usage(stderr);
 		return 2;
 	}
@@ -844,9 +887,10 @@ parse_args(int argc, char **argv, struct bench_args *a)
 	return 0;
 }
 
-/* OUT, or bench-results/NAME-YYYYmmdd-HHMMSS; created with its runs/. */
+/* OUT, or bench-results/NAME-YYYYmmdd-HHMMSS; created with its runs/
+ * when runs go there. */
 static int
-make_out(struct bench *b, const char *out, char *buf, size_t len)
+make_out(struct bench *b, const char *out, char *buf, size_t len, bool runs_dir)
 {
 	char runs[PATH_MAX];
 	time_t t = time(NULL);
@@ -863,13 +907,33 @@ make_out(struct bench *b, const char *out, char *buf, size_t len)
 	}
 	b->out = buf;
 	snprintf(runs, sizeof(runs), "%s/runs", buf);
-	if ((mkdir(buf, 0755) == -1 && errno != EEXIST) ||
-	    (mkdir(runs, 0755) == -1 && errno != EEXIST)) {
+	if (mkdir(buf, 0755) == -1 && errno != EEXIST) {
+		fprintf(stderr, "sluice bench: %s: %s\n", buf, strerror(errno));
+		return -1;
+	}
+	if (runs_dir && mkdir(runs, 0755) == -1 && errno != EEXIST) {
 		fprintf(
 		    stderr, "sluice bench: %s: %s\n", runs, strerror(errno));
 		return -1;
 	}
 	return 0;
+}
+
+/* --collect DIR...: the report of runs made elsewhere. */
+static int
+collect_main(struct bench *b, const struct bench_args *a)
+{
+	char err[BENCH_ERR_MAX], out[PATH_MAX - 128];
+	int rc = 1;
+
+	if (bench_collect_sweep(
+	        a->collect, a->ncollect, &b->sw, err, sizeof(err)) == 0 &&
+	    make_out(b, a->out, out, sizeof(out), false) == 0 &&
+	    plan_runs(b) == 0 && bench_collect(b, a->collect, a->ncollect) == 0)
+		rc = bench_report(b) < 0 ? 1 : 0;
+	free(b->runs);
+	bench_sweep_free(&b->sw);
+	return rc;
 }
 
 int
@@ -882,13 +946,21 @@ bench_main(int argc, char **argv)
 
 	if ((rc = parse_args(argc, argv, &a)) != 0)
 		return rc;
+	b.json = a.json;
+	b.verbose = a.verbose;
+	if (a.collect != NULL)
+		return collect_main(&b, &a);
 	if (bench_sweep_load(a.sweep, &b.sw, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		bench_sweep_free(&b.sw);
 		return 2;
 	}
-	b.json = a.json;
-	b.verbose = a.verbose;
+	if (a.emit != NULL) { /* runs nothing: needs no root */
+		rc = plan_runs(&b) == 0 ? bench_emit(&b, a.emit) : 1;
+		free(b.runs);
+		bench_sweep_free(&b.sw);
+		return rc;
+	}
 	b.jobs = jobs_value(a.jobs);
 	b.tty = isatty(STDERR_FILENO) && !a.verbose;
 	rc = 1;
@@ -897,7 +969,7 @@ bench_main(int argc, char **argv)
 		    "sluice bench: the lab needs root (ip netns); "
 		    "a base scenario with mode = loopback does "
 		    "not\n");
-	else if (make_out(&b, a.out, out, sizeof(out)) == 0 &&
+	else if (make_out(&b, a.out, out, sizeof(out), true) == 0 &&
 	    plan_runs(&b) == 0) {
 		if (b.jobs > b.nruns)
 			b.jobs = b.nruns;
@@ -916,8 +988,9 @@ bench_usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: sluice bench SWEEP.ini [--jobs N|auto] [--out DIR] "
-	    "[--json] "
-	    "[-v]\n"
+	    "[--json] [-v]\n"
+	    "       sluice bench SWEEP.ini --emit DIR\n"
+	    "       sluice bench --collect DIR... [--out DIR] [--json]\n"
 	    "\n"
 	    "Runs every combination of a sweep's axes (times repeat) through\n"
 	    "`sluice lab`, each in fresh namespaces of its own (root): one\n"
@@ -952,6 +1025,18 @@ bench_usage(FILE *out)
 	    "  runs/NNN-*/   each run's scenario.ini, lab.stderr and results\n"
 	    "  --json        the sweep and its runs as one JSON object\n"
 	    "  -v            pass -v to each lab (commands in lab.stderr)\n"
+	    "\n"
+	    "Across hosts (docs/lab.md, \"Across hosts\": GNU parallel, "
+	    "Slurm):\n"
+	    "  --emit DIR    write each run as a self-contained scenario,\n"
+	    "                DIR/NNN-LABEL.ini, with runs.txt (their names),\n"
+	    "                manifest.json and sweep/ (the sweep, its base);\n"
+	    "                run each with `sluice lab NNN-LABEL.ini --json >\n"
+	    "                NNN-LABEL.json` (root) on any host\n"
+	    "  --collect DIR...  the same report from the runs' summaries\n"
+	    "                (NNN-LABEL.json, NNN-LABEL/summary.json or\n"
+	    "                runs/NNN-LABEL/summary.json in any DIR); one DIR\n"
+	    "                holds sweep/.  A run without one is an error row\n"
 	    "\n"
 	    "A run whose lab could not run (exit 1, no summary) is an error,\n"
 	    "not a truncation.  Exit codes: 0 the sweep ran (whatever the\n"

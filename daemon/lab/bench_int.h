@@ -18,6 +18,7 @@
 struct run {
 	size_t index; /* its place in the sweep: results.csv's run - 1 */
 	size_t combo, rep;
+	char stem[128]; /* NNN-LABEL: its runs/ directory, its emitted file */
 	char dir[PATH_MAX - 64];
 	char outcome[16]; /* complete, truncated, error */
 	char error[200];  /* why an error, from the lab's stderr */
@@ -31,6 +32,7 @@ struct run {
 	pid_t lab_pid; /* its namespaces are sluice-PID-* */
 	int attempts;  /* labs started for it: a failed setup is retried */
 	bool done;
+	bool collected; /* from --collect: no wall time, exit code or pid */
 };
 
 struct bench {
@@ -68,13 +70,38 @@ void bench_run_fields(
 /* The file's text in a malloc'd string the caller frees, or NULL. */
 char *bench_read_text(const char *path);
 
+/* The separator the sweep file puts between axis a's values: ", " or
+ * " | " (a give-up rule holds commas). */
+const char *bench_axis_sep(int a);
+
 /* bench_run.c */
+/* A note for summary.md and stderr (at most 8 are kept). */
+void bench_note(struct bench *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The last non-empty line of the file at path into buf (control
+ * characters blanked); false when there is none. */
+bool bench_last_line(const char *path, char *buf, size_t len);
+/* Fills r's figures from the lab's summary.json at path; false when there
+ * is none or it has no outcome. */
+bool bench_read_summary(struct run *r, const char *path);
 /* SIGINT, SIGTERM, SIGHUP: passed to every lab of the sweep. */
 void bench_catch_signals(void);
 /* Runs every run of b->runs, b->jobs at a time, in the sweep's order.
  * 0; 1 when a run could not be set up; 128+N when signal N stopped the
  * sweep.  The runs done (b->ndone) come first in b->runs either way. */
 int bench_run_all(struct bench *b);
+
+/* bench_collect.c (docs/lab.md, "Across hosts") */
+/* --emit DIR: each run as DIR/STEM.ini, runs.txt, manifest.json and
+ * sweep/ (the sweep and its base).  0, or 1 with a message. */
+int bench_emit(struct bench *b, const char *dir);
+/* --collect: loads the sweep from the DIR holding sweep/sweep.ini.  0, or
+ * -1 with a message on stderr. */
+int bench_collect_sweep(
+    char **dirs, size_t ndirs, struct bench_sweep *sw, char *err, size_t len);
+/* Every run's row from its summary among the DIRs (an error row, saying
+ * so, for a run without one); 0. */
+int bench_collect(struct bench *b, char **dirs, size_t ndirs);
 
 /* bench_report.c: results.csv, the plots, summary.md and --json's object
  * for the runs done; 0, or -1 when a file could not be written. */

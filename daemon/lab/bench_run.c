@@ -45,8 +45,7 @@ bench_on_signal(int sig)
 			kill(bench_children[i], sig);
 }
 
-/* A note for summary.md and stderr (at most 8 kept). */
-static void
+void
 bench_note(struct bench *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -159,16 +158,14 @@ start_lab_child(struct bench *b, const char *scen, const char *dir)
 	return proc_start(&c, (char *const *)argv);
 }
 
-/* The last non-empty line of the lab's stderr: the reason of an error. */
-static void
-stderr_tail(const char *dir, char *buf, size_t len)
+bool
+bench_last_line(const char *path, char *buf, size_t len)
 {
-	char path[PATH_MAX], *text, *end, *bol;
+	char *text, *end, *bol;
+	bool found = false;
 
-	snprintf(path, sizeof(path), "%s/lab.stderr", dir);
-	snprintf(buf, len, "no message from the lab");
 	if ((text = bench_read_text(path)) == NULL)
-		return;
+		return false;
 	end = text + strlen(text);
 	while (end > text && isspace((unsigned char)end[-1]))
 		*--end = '\0';
@@ -176,12 +173,26 @@ stderr_tail(const char *dir, char *buf, size_t len)
 	bol = bol != NULL ? bol + 1 : text;
 	while (*bol == ' ' || *bol == '\t')
 		bol++;
-	if (*bol != '\0')
+	if (*bol != '\0') {
 		snprintf(buf, len, "%s", bol);
-	for (char *p = buf; *p != '\0'; p++)
+		found = true;
+	}
+	for (char *p = buf; found && *p != '\0'; p++)
 		if (*p == '\r' || *p == '\033')
 			*p = ' ';
 	free(text);
+	return found;
+}
+
+/* The last line of the lab's stderr: the reason of an error. */
+static void
+stderr_tail(const char *dir, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/lab.stderr", dir);
+	if (!bench_last_line(path, buf, len))
+		snprintf(buf, len, "no message from the lab");
 }
 
 /* The longest duration_s among the origin's connections: how long the
@@ -205,15 +216,12 @@ origin_hold(const char *s)
 	return best;
 }
 
-/* Fills a run's figures from its summary.json; false when there is none
- * or it has no outcome. */
-static bool
-read_summary(struct run *r)
+bool
+bench_read_summary(struct run *r, const char *path)
 {
-	char path[PATH_MAX], *s;
+	char *s;
 	const char *end;
 
-	snprintf(path, sizeof(path), "%s/summary.json", r->dir);
 	if ((s = bench_read_text(path)) == NULL)
 		return false;
 	/* The top-level fields come before the peers' nested JSON. */
@@ -277,10 +285,13 @@ start_run(struct bench *b, struct run *r)
 static bool
 finish_run(struct bench *b, struct run *r, int rc)
 {
+	char path[PATH_MAX];
+
 	r->lab_rc = rc;
 	r->wall_s = now_s() - r->wall_s;
 	r->predicted_unsent = -1;
-	if (rc == 0 && read_summary(r))
+	snprintf(path, sizeof(path), "%s/summary.json", r->dir);
+	if (rc == 0 && bench_read_summary(r, path))
 		return true;
 	snprintf(r->outcome, sizeof(r->outcome), "error");
 	stderr_tail(r->dir, r->error, sizeof(r->error));

@@ -11,17 +11,27 @@
 - a run whose lab fails to set up (a sysctl the kernel does not have) is
   started once more (the first stderr kept as lab.stderr.1), then is an
   `error` row with the lab's reason; the sweep still exits 0;
-- --jobs 0, x and 65 are bad usage (exit 2).
+- --jobs 0, x and 65 are bad usage (exit 2);
+- across hosts, docs/lab.md's recipe with GNU parallel on this machine
+  (`--sshlogin :`, 2 jobs): `sluice bench --emit`, parallel running
+  `sluice lab FILE --json`, `sluice bench --collect`: the same rows,
+  axes, outcomes and unsent bytes (5 %) as the plain --jobs 1 sweep, and
+  each lab its own results directory though both started in the same
+  second; a summary missing or of another run is an error row saying so;
+  --emit into a directory that is not empty and --collect without the
+  emitted sweep are refused.
 
 Needs root (ip netns, tc); without it the script says so as TAP
 (`1..0 # SKIP reason`, exit 0: meson reports SKIP).  About 80 s: the
-sweep one at a time (about 40 s), both runs at once (about 27 s), and a
-sweep stopped after a few seconds.
+sweep one at a time (about 40 s), both runs at once (about 27 s), the
+same two through GNU parallel (about 27 s), and a sweep stopped after a
+few seconds.
 
     python3 tests/integration/test_bench_jobs.py --sluice build/sluice
 """
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -71,8 +81,24 @@ def sweep(jobs):
     return rows
 
 
+PLAIN = []     # the --jobs 1 sweep's rows, for the parallel recipe
+
+
+def same_rows(one, other, what):
+    check(len(one) == len(other), "%s: %d rows, not %d" % (what, len(other), len(one)))
+    for a, b in zip(one, other):
+        check(all(a[k] == b[k] for k in ("run", "repeat", "policy", "body_bytes")),
+              "%s: row %s is not the plain sweep's: %s" % (what, a["run"], b))
+        check(a["outcome"] == b["outcome"],
+              "%s: %s: plain %s, here %s" % (what, a["policy"], a["outcome"], b["outcome"]))
+        ua, ub = int(a["unsent_bytes"]), int(b["unsent_bytes"])
+        check(abs(ua - ub) <= TOLERANCE * max(ua, ub),
+              "%s: %s: unsent %d plain, %d here" % (what, a["policy"], ua, ub))
+
+
 def same_answer():
     one = sweep(1)
+    PLAIN.extend(one)
     four = sweep(4)
     for a, b in zip(one, four):
         check(a["outcome"] == b["outcome"],
@@ -152,12 +178,88 @@ def bad_jobs():
               "--jobs %s: exit %s: %s" % (v, p.returncode, p.stderr))
 
 
+def collect(dirs, out):
+    p = subprocess.run([env.sluice, "bench", "--collect"] + dirs + ["--out", out],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    check(p.returncode == 0, "--collect: exit %s: %s" % (p.returncode, p.stderr[-800:]))
+    with open(os.path.join(out, "results.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def parallel_recipe():
+    """docs/lab.md's recipe, local: emit, GNU parallel, collect."""
+    v = subprocess.run(["parallel", "--version"], capture_output=True, text=True)
+    check(v.returncode == 0 and v.stdout.startswith("GNU parallel"),
+          "GNU parallel is not installed (scripts/deps.sh installs it): %s" % v.stdout[:80])
+    emit = env.path("emitted")
+    p = subprocess.run([env.sluice, "bench", QUICK, "--emit", emit],
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, "--emit: exit %s: %s" % (p.returncode, p.stderr))
+    with open(os.path.join(emit, "runs.txt")) as f:
+        files = f.read().split()
+    check(files == ["001-policy=pause.ini", "002-policy=spill.ini"], "runs.txt: %s" % files)
+    # Self-contained: each file runs from the emitted directory alone.
+    again = subprocess.run([env.sluice, "bench", QUICK, "--emit", emit],
+                           capture_output=True, text=True, timeout=60)
+    check(again.returncode == 1 and "not empty" in again.stderr,
+          "--emit into a full directory: exit %s: %s" % (again.returncode, again.stderr))
+    # The recipe as docs/lab.md gives it, with --sshlogin : (this machine).
+    env_path = dict(os.environ, PATH=os.path.dirname(os.path.abspath(env.sluice)) +
+                    ":" + os.environ.get("PATH", ""))
+    t0 = time.monotonic()
+    p = subprocess.run(["parallel", "--sshlogin", ":", "--jobs", "2",
+                        "--transferfile", "{}", "--return", "{.}.json",
+                        "--return", "{.}.stderr", "--cleanup",
+                        "sluice lab {} --json > {.}.json 2> {.}.stderr",
+                        "::::", "runs.txt"],
+                       cwd=emit, env=env_path, capture_output=True, text=True,
+                       timeout=LIMIT, stdin=subprocess.DEVNULL)
+    env.note("parallel -j 2: %.1f s, exit %s" % (time.monotonic() - t0, p.returncode))
+    check(p.returncode == 0, "parallel: exit %s: %s" % (p.returncode, p.stderr[-800:]))
+    results = []
+    for name in files:
+        with open(os.path.join(emit, name[:-4] + ".json")) as f:
+            results.append(json.load(f)["results"])
+    check(len(set(results)) == 2, "the two labs shared a results directory: %s" % results)
+    for d in results:
+        shutil.rmtree(os.path.join(emit, d), ignore_errors=True)
+    out = env.path("collected")
+    rows = collect([emit], out)
+    env.note("collected: " + ", ".join("%s %s unsent %s" % (r["policy"], r["outcome"],
+                                                             r["unsent_bytes"]) for r in rows))
+    same_rows(PLAIN, rows, "parallel + --collect")
+    check(all(r["lab_exit"] == "" and r["error"] == "" for r in rows), "rows: %s" % rows)
+    for name in ("results.csv", "summary.md", "plots/completion.png"):
+        check(os.path.exists(os.path.join(out, name)), "no " + name)
+    # One summary elsewhere (a second host's directory), one missing, one
+    # put under another run's name: rows say which.
+    other = env.path("host2")
+    os.mkdir(other)
+    shutil.move(os.path.join(emit, "002-policy=spill.json"), other)
+    rows = collect([emit, other], env.path("collected2"))
+    same_rows(PLAIN, rows, "--collect from two directories")
+    rows = collect([emit], env.path("collected3"))
+    check(rows[1]["outcome"] == "error" and "not collected" in rows[1]["error"],
+          "a missing summary: %s" % rows[1])
+    shutil.copy(os.path.join(emit, "001-policy=pause.json"),
+                os.path.join(emit, "002-policy=spill.json"))
+    rows = collect([emit], env.path("collected4"))
+    check(rows[1]["outcome"] == "error" and "is the summary of" in rows[1]["error"],
+          "another run's summary: %s" % rows[1])
+    p = subprocess.run([env.sluice, "bench", "--collect", other, "--out", env.path("c5")],
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode == 1 and "sweep/sweep.ini" in p.stderr,
+          "--collect without the emitted sweep: exit %s: %s" % (p.returncode, p.stderr))
+
+
 if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
     env.skip_all("sluice bench runs the lab, which needs root and iproute2 (ip, tc)")
 
 env.case("--jobs 0, x, 65: bad usage, exit 2", bad_jobs)
 env.case("bench/quick.ini: --jobs 4 gives --jobs 1's outcomes and unsent bytes (5 %)",
          same_answer)
+env.case("GNU parallel (--sshlogin :, 2 jobs): emit, run, collect = the plain sweep",
+         parallel_recipe)
 env.case("a failed setup is retried once, then an error row with its reason",
          setup_retried)
 env.case("SIGTERM during --jobs 2: exit 143, no namespace or lab left", sigterm_tears_down)

@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ftw.h>
+#include <unistd.h>
+
 #include <cmocka.h>
 
 #include "lab/bench.h"
@@ -229,6 +232,98 @@ shipped_sweeps(void **state)
 	bench_sweep_free(&sw);
 }
 
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/*
+ * --emit: the sweep written to sweep/sweep.ini loads back as the same grid
+ * (every axis, the '|' list of give-up rules, repeat, every combination's
+ * values), each run's file is its scenario with a header, runs.txt lists
+ * them in run order; a second emit into the full directory is refused.
+ */
+static void
+emit_round_trip(void **state)
+{
+	char dir[] = "/tmp/sluice-test-bench-XXXXXX", sweep[256], out[256],
+	     path[512], line[256], *text, *file;
+	const char *base =
+	    "base = " SLUICE_SOURCE_ROOT "/conf/scenarios/incident.ini\n";
+	struct bench_sweep a, b;
+	char err[BENCH_ERR_MAX] = "";
+	FILE *f;
+	size_t n = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(sweep, sizeof(sweep), "%s/every.ini", dir);
+	snprintf(out, sizeof(out), "%s/emitted", dir);
+	assert_non_null(f = fopen(sweep, "w"));
+	fprintf(f, "[bench]\nname = every\n%s%s", base,
+	    strchr(strchr(every_axis, '\n') + 1, '\n') + 1);
+	fclose(f);
+	{
+		char *argv[] = {"bench", sweep, "--emit", out, NULL};
+
+		assert_int_equal(bench_main(4, argv), 0);
+		/* Into a directory that is not empty: refused. */
+		assert_int_equal(bench_main(4, argv), 1);
+	}
+	assert_int_equal(bench_sweep_load(sweep, &a, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/sweep/sweep.ini", out);
+	if (bench_sweep_load(path, &b, err, sizeof(err)) != 0)
+		print_error("%s\n", err);
+	assert_string_equal(b.name, "every");
+	assert_int_equal(b.repeat, 2);
+	assert_int_equal(b.npoints, a.npoints);
+	assert_int_equal(a.npoints, 144);
+	assert_string_equal(b.base_text, a.base_text);
+	for (int x = 0; x < BENCH_NAXES; x++) {
+		assert_int_equal(b.axes[x].nvalues, a.axes[x].nvalues);
+		for (size_t v = 0; v < a.axes[x].nvalues; v++)
+			assert_string_equal(
+			    b.axes[x].values[v], a.axes[x].values[v]);
+	}
+	assert_memory_equal(b.points, a.points, a.npoints * sizeof(*a.points));
+	assert_string_equal(
+	    b.axes[BENCH_GIVE_UP].values[1], "send-timeout=10s");
+	/* runs.txt: 288 files in run order, each the run's scenario. */
+	snprintf(path, sizeof(path), "%s/runs.txt", out);
+	assert_non_null(f = fopen(path, "r"));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char want[16];
+
+		snprintf(want, sizeof(want), "%03zu-", n + 1);
+		assert_true(strncmp(line, want, 4) == 0);
+		if (n == 5) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(path, sizeof(path), "%s/%s", out, line);
+			text = bench_scenario_text(&a, 5 / 2);
+			f = freopen(path, "r", f);
+			assert_non_null(f);
+			file = calloc(1, 1 << 16);
+			assert_true(fread(file, 1, (1 << 16) - 1, f) > 0);
+			assert_non_null(strstr(file, text));
+			assert_non_null(strstr(file, "run 6 of 288"));
+			free(file);
+			free(text);
+			n = 288;
+			break;
+		}
+		n++;
+	}
+	fclose(f);
+	assert_int_equal(n, 288);
+	bench_sweep_free(&a);
+	bench_sweep_free(&b);
+	assert_int_equal(nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+}
+
 int
 main(void)
 {
@@ -238,6 +333,7 @@ main(void)
 	    cmocka_unit_test(sweep_errors),
 	    cmocka_unit_test(scenario_text),
 	    cmocka_unit_test(shipped_sweeps),
+	    cmocka_unit_test(emit_round_trip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
