@@ -150,7 +150,10 @@ start_lab_child(struct bench *b, const char *scen, const char *dir)
 	    .in = "/dev/null",
 	    .out = "/dev/null",
 	    .err = log,
-	    .sigint_dfl = true};
+	    .sigint_dfl = true,
+	    /* A bench killed outright (SIGKILL, OOM) still has its labs
+	     * tear their namespaces and processes down. */
+	    .pdeathsig = SIGTERM};
 
 	if (b->verbose)
 		argv[6] = "-v";

@@ -269,11 +269,16 @@ pid_t
 proc_start(const struct proc_child *c, char *const argv[])
 {
 	const int wflags = O_WRONLY | O_CREAT | O_TRUNC;
-	pid_t pid = fork();
+	pid_t parent = getpid(), pid = fork();
 	int out = -1;
 
 	if (pid != 0)
 		return pid == -1 ? -errno : pid;
+	if (c->pdeathsig != 0) {
+		prctl(PR_SET_PDEATHSIG, c->pdeathsig);
+		if (getppid() != parent) /* it died before the prctl */
+			kill(getpid(), c->pdeathsig);
+	}
 	/* Files first, then the chdir: their paths are the caller's. */
 	if (c->in != NULL)
 		open_onto(c->in, O_RDONLY, STDIN_FILENO);

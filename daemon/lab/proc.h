@@ -76,6 +76,7 @@ struct proc_child {
 	const char *out; /* stdout to this file (created, truncated); NULL */
 	const char *err; /* stderr likewise; the pointer out: out's file */
 	bool sigint_dfl; /* SIGINT back to its default action */
+	int pdeathsig;   /* sent to it when its parent dies; 0: none */
 };
 
 /*

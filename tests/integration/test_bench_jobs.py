@@ -7,7 +7,8 @@
   exited 0; the plain progress lines (stderr is not a terminal) say
   done/total and the outcomes; no namespace of either sweep's labs left;
 - SIGTERM to a --jobs 2 sweep while both labs run: exit 143, every lab's
-  namespaces gone and no lab process left;
+  namespaces gone and no lab process left; SIGKILL to it: the same, the
+  labs told by the kernel (PR_SET_PDEATHSIG, SIGTERM);
 - a run whose lab fails to set up (a sysctl the kernel does not have) is
   started once more (the first stderr kept as lab.stderr.1), then is an
   `error` row with the lab's reason; the sweep still exits 0;
@@ -144,6 +145,42 @@ def sigterm_tears_down():
     check(not alive, "labs left: %s" % alive)
 
 
+def sigkill_tears_down():
+    """A bench killed outright: each lab is sent SIGTERM (PDEATHSIG) and
+    tears down on its own."""
+    out = env.path("quick-kill")
+    p = subprocess.Popen([env.sluice, "bench", QUICK, "--jobs", "2", "--out", out],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL)
+    labs = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            labs = lab_children(p.pid)
+            if len(labs) == 2 and len(namespaces_of(labs)) == 6:
+                break
+            time.sleep(0.2)
+        check(len(namespaces_of(labs)) == 6,
+              "two labs with three namespaces each did not start: %s" % labs)
+    finally:
+        p.kill()
+        p.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (
+            namespaces_of(labs) or any(os.path.exists("/proc/%d" % pid) for pid in labs)):
+        time.sleep(0.2)
+    env.note("SIGKILL: labs gone after %.1f s" % (60 - (deadline - time.monotonic())))
+    check(not namespaces_of(labs), "namespaces left: %s" % namespaces_of(labs))
+    alive = [pid for pid in labs if os.path.exists("/proc/%d" % pid)]
+    check(not alive, "labs left: %s" % alive)
+    # Stopped, not run to their end: each lab says so in its stderr.
+    for run in sorted(os.listdir(os.path.join(out, "runs"))):
+        with open(os.path.join(out, "runs", run, "lab.stderr")) as f:
+            text = f.read()
+        check("stopped by signal 15" in text,
+              "%s was not stopped by SIGTERM: %s" % (run, text[-300:]))
+
+
 def setup_retried():
     base = env.path("bad-base.ini")
     with open(os.path.join(ROOT, "conf", "scenarios", "incident.ini")) as f:
@@ -263,4 +300,5 @@ env.case("GNU parallel (--sshlogin :, 2 jobs): emit, run, collect = the plain sw
 env.case("a failed setup is retried once, then an error row with its reason",
          setup_retried)
 env.case("SIGTERM during --jobs 2: exit 143, no namespace or lab left", sigterm_tears_down)
+env.case("SIGKILL of the bench: every lab still tears down", sigkill_tears_down)
 env.finish()
