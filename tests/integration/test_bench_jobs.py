@@ -117,21 +117,35 @@ def lab_children(pid):
     return kids
 
 
-def sigterm_tears_down():
-    out = env.path("quick-term")
+def two_labs_running(out):
+    """A --jobs 2 sweep of bench/quick.ini once both labs have their three
+    namespaces each: (the bench's Popen, the labs' pids)."""
     p = subprocess.Popen([env.sluice, "bench", QUICK, "--jobs", "2", "--out", out],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          stdin=subprocess.DEVNULL, text=True)
     labs = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        labs = lab_children(p.pid)
+        if len(labs) == 2 and len(namespaces_of(labs)) == 6:
+            break
+        time.sleep(0.2)
+    if len(namespaces_of(labs)) != 6:
+        p.kill()
+        p.wait()
+        check(False, "two labs with three namespaces each did not start: %s" % labs)
+    return p, labs
+
+
+def nothing_left(labs):
+    check(not namespaces_of(labs), "namespaces left: %s" % namespaces_of(labs))
+    alive = [pid for pid in labs if os.path.exists("/proc/%d" % pid)]
+    check(not alive, "labs left: %s" % alive)
+
+
+def sigterm_tears_down():
+    p, labs = two_labs_running(env.path("quick-term"))
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            labs = lab_children(p.pid)
-            if len(labs) == 2 and len(namespaces_of(labs)) == 6:
-                break
-            time.sleep(0.2)
-        check(len(namespaces_of(labs)) == 6,
-              "two labs with three namespaces each did not start: %s" % labs)
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=60)
     finally:
@@ -140,39 +154,22 @@ def sigterm_tears_down():
             p.wait()
     env.note("stopped: exit %s, %s" % (p.returncode, err.strip().splitlines()[-1:]))
     check(p.returncode == 128 + signal.SIGTERM, "exit %s: %s" % (p.returncode, err[-800:]))
-    check(not namespaces_of(labs), "namespaces left: %s" % namespaces_of(labs))
-    alive = [pid for pid in labs if os.path.exists("/proc/%d" % pid)]
-    check(not alive, "labs left: %s" % alive)
+    nothing_left(labs)
 
 
 def sigkill_tears_down():
     """A bench killed outright: each lab is sent SIGTERM (PDEATHSIG) and
     tears down on its own."""
     out = env.path("quick-kill")
-    p = subprocess.Popen([env.sluice, "bench", QUICK, "--jobs", "2", "--out", out],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         stdin=subprocess.DEVNULL)
-    labs = []
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            labs = lab_children(p.pid)
-            if len(labs) == 2 and len(namespaces_of(labs)) == 6:
-                break
-            time.sleep(0.2)
-        check(len(namespaces_of(labs)) == 6,
-              "two labs with three namespaces each did not start: %s" % labs)
-    finally:
-        p.kill()
-        p.wait()
+    p, labs = two_labs_running(out)
+    p.kill()
+    p.communicate()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (
             namespaces_of(labs) or any(os.path.exists("/proc/%d" % pid) for pid in labs)):
         time.sleep(0.2)
     env.note("SIGKILL: labs gone after %.1f s" % (60 - (deadline - time.monotonic())))
-    check(not namespaces_of(labs), "namespaces left: %s" % namespaces_of(labs))
-    alive = [pid for pid in labs if os.path.exists("/proc/%d" % pid)]
-    check(not alive, "labs left: %s" % alive)
+    nothing_left(labs)
     # Stopped, not run to their end: each lab says so in its stderr.
     for run in sorted(os.listdir(os.path.join(out, "runs"))):
         with open(os.path.join(out, "runs", run, "lab.stderr")) as f:
