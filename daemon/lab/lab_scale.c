@@ -162,9 +162,10 @@ lab_scale_verdict(FILE *f, const struct result *r)
 	    model_fmt_bytes((double)m->run_body, b, sizeof(b)), m->run_body);
 	fprintf(f,
 	    "  Model, the question: %s, %" PRIu64 " bytes unsent, the client "
-	    "done at %s; %u zero windows of %s",
+	    "done at %s; %u zero window%s of %s",
 	    outcome(q->complete), q->unsent_bytes,
 	    model_fmt_secs(q->client_finish_s, a, sizeof(a)), q->stalls,
+	    q->stalls == 1 ? "" : "s",
 	    model_fmt_secs(q->stalls > 0 ? q->stall_s : 0, b, sizeof(b)));
 	if (q->giveup_at_s >= 0)
 		fprintf(f, "; the origin gives up at %s",
@@ -174,12 +175,13 @@ lab_scale_verdict(FILE *f, const struct result *r)
 	    "  Measured, mapped back: %s; %" PRIu64 " bytes unsent (the "
 	    "run's %" PRIu64 " %+" PRId64 "); the client done at %s (the "
 	    "run's %.1f s %+.1f s); the longest zero window %.1f s (as "
-	    "measured); about %" PRIu64 " zero windows (the run's %" PRIu64
+	    "measured); about %" PRIu64 " zero window%s (the run's %" PRIu64
 	    " %+" PRId64 ").\n",
 	    outcome(m->complete), m->unsent, r->unsent, m->d_unsent,
 	    model_fmt_secs(m->finish_s, d, sizeof(d)), r->seconds,
 	    m->d_finish_s, m->longest_zero_window_s, m->zero_windows,
-	    m->run_zero_windows, m->d_zero_windows);
+	    m->zero_windows == 1 ? "" : "s", m->run_zero_windows,
+	    m->d_zero_windows);
 	if (!m->model_agrees)
 		fprintf(f,
 		    "  The run's outcome is not the model's (%s): mapped by "

@@ -487,9 +487,10 @@ print_scale_plain(const struct scale_map *m)
 	    m->k, model_fmt_bytes((double)m->run_body, a, sizeof(a)),
 	    m->run_body);
 	printf("run predicted:   %s, %" PRIu64 " bytes unsent, the client "
-	       "done at %s; %u zero windows of %s\n",
+	       "done at %s; %u zero window%s of %s\n",
 	    r->complete ? "complete" : "truncated", r->unsent_bytes,
 	    model_fmt_secs(r->client_finish_s, a, sizeof(a)), r->stalls,
+	    r->stalls == 1 ? "" : "s",
 	    model_fmt_secs(r->stalls > 0 ? r->stall_s : 0, b, sizeof(b)));
 	printf("maps back:       the run's outcome and longest zero window "
 	       "as they are; unsent %+" PRId64 " bytes, the client's finish "
