@@ -540,7 +540,7 @@ shipped_scenarios(void **state)
 	static const char *const names[] = {"incident", "spill", "resume",
 	    "small-gap", "patient-origin", "nginx-default", "haproxy",
 	    "exercise1", "exercise2", "exercise3", "printer", "dos", "stall",
-	    "stall-spill"};
+	    "stall-spill", "scaled"};
 	char path[512], cerr[CONFIG_ERR_MAX];
 	struct lab_scenario sc;
 	struct config *cfg;
