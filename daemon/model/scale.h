@@ -24,7 +24,7 @@
 
 #include "model/model.h"
 
-#define SCALE_MAX 10000 /* [lab] scale's bound: a body of bytes, not GB */
+#define SCALE_MAX 10000 /* [lab] scale and --scale: at most this */
 
 /*
  * The question, the run and the mapping between them.  scale_predict fills
