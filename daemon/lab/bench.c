@@ -91,6 +91,7 @@ static const struct axis_def axis_defs[BENCH_NAXES] = {
     GIVEUP("origin_give_up", "origin", "give_up", "origin_give_up"),
     KIND("lb", "lb", "kind", "lb"),
     SIZE("body", "lab", "body", "body_bytes"),
+    SIZE("scale", "lab", "scale", "scale"),
 };
 
 /* The rest of the file keeps these short names free. */
@@ -540,6 +541,9 @@ effective_value(int a, const struct lab_scenario *sc, const struct config *cfg,
 		v = sc->lb_client_bps;
 	} else if (a == BENCH_BODY) {
 		v = sc->body;
+	} else if (a == BENCH_SCALE) {
+		snprintf(buf, len, "%g", sc->scale);
+		return;
 	} else if (a == BENCH_GIVE_UP) {
 		snprintf(buf, len, "%s", sc->give_up[0] ? sc->give_up : "none");
 		return;

@@ -39,6 +39,7 @@ enum bench_axis_id {
 	BENCH_GIVE_UP,     /* [origin] give_up, values separated by '|' */
 	BENCH_LB,          /* [lb] kind */
 	BENCH_BODY,        /* [lab] body */
+	BENCH_SCALE,       /* [lab] scale: the run's bytes divided by it */
 	BENCH_NAXES,
 };
 

@@ -78,6 +78,14 @@ struct lab_scenario {
 	 * (lab_scenario_parse): 0.2 runs it five times faster. */
 	double time_scale;
 	bool walk; /* the article's Figure 2 walk beside the capture */
+	/* [lab] scale = K (model/scale.h): the file states the question;
+	 * once parsed, every byte position below is the run's, divided by
+	 * K, and question holds the file's own. */
+	double scale;
+	struct lab_question {
+		uint64_t body, origin_truncate_at, stall_at, fault_after;
+		uint64_t client_count;
+	} question;
 	/* [lb] */
 	int lb_kind;         /* enum lab_lb_kind */
 	char lb_config[256]; /* a config file used as it is, or "" */
@@ -125,6 +133,10 @@ int lab_scenario_parse(const char *text, const char *name,
 /* The same from a file; sc->path and a default name from its base name. */
 int lab_scenario_load(
     const char *path, struct lab_scenario *sc, char *err, size_t errlen);
+/* The question of a scaled scenario: sc with the file's own byte
+ * positions ([lab] scale = 1 in q); sc itself when it is not scaled. */
+void lab_scenario_question(
+    const struct lab_scenario *sc, struct lab_scenario *q);
 
 /*
  * Translates a give-up rule ("zwp-probes=4,interval=200ms[,max=2s]",

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "model/model.h"
+#include "model/scale.h"
 #include "lab/lab.h"
 #include "lab/pcap.h"
 #include "lab/proc.h"
@@ -61,7 +62,8 @@ struct sample {
 struct peaks {
 	double o_zero_since, o_zero_longest; /* origin's zero window, s */
 	double c_zero_since, c_zero_longest; /* toward the client */
-	uint64_t mem, spool, rss;            /* bytes */
+	unsigned o_zero_count; /* the origin's zero windows the samples saw */
+	uint64_t mem, spool, rss; /* bytes */
 };
 
 /* One origin connection seen by ss, kept after it is gone. */
@@ -100,6 +102,9 @@ struct result {
 	/* nginx */
 	char lb_error[240];    /* the error log's word on the upstream, or "" */
 	struct lab_walk *walk; /* [lab] walk = on (lab_walk.h), or NULL */
+	/* [lab] scale (lab_scale.h): the question and the mapped run */
+	bool have_scale;
+	struct scale_map scale;
 };
 
 struct lab {

@@ -22,6 +22,7 @@
 #include "lab/lab.h"
 #include "lab/lab_int.h"
 #include "lab/lab_walk.h"
+#include "lab/lab_scale.h"
 #include "lab/lab_lb.h"
 #include "lab/pcap.h"
 #include "lab/proc.h"
@@ -242,6 +243,8 @@ predict(const struct lab *lab, struct result *r)
 	plan_scenario_model(&lab->sc, lab->cfg, lab->mode, &in);
 	in.client_bps = client_goodput(lab);
 	r->have_model = model_predict(&in, &r->mo) == 0;
+	if (r->have_model)
+		lab_scale_figures(lab, &in, r);
 }
 
 static void
@@ -385,6 +388,7 @@ write_summary(FILE *f, const struct lab *lab, const struct result *r)
 {
 	summary_measured(f, lab, r);
 	summary_predicted(f, r);
+	lab_scale_summary(f, r);
 	summary_lab2(f, lab, r);
 	lab_walk_summary(f, r);
 	fprintf(f, ",\"kernel\":");
@@ -839,6 +843,7 @@ verdict(const struct lab *lab, const struct result *r)
 	verdict_stall(f, lab);
 	verdict_dos(f, lab, r);
 	verdict_model(f, lab, r);
+	lab_scale_verdict(f, r);
 	verdict_capture(f, lab, r);
 	lab_walk_verdict(f, lab, r);
 	for (size_t i = 0; i < lab->nnotes; i++)

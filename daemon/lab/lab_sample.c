@@ -304,8 +304,10 @@ keep_peaks(struct lab *lab, const struct sample *s)
 	struct peaks *pk = &lab->peak;
 
 	if (s->o_zero) {
-		if (pk->o_zero_since < 0)
+		if (pk->o_zero_since < 0) {
 			pk->o_zero_since = s->t;
+			pk->o_zero_count++;
+		}
 		if (s->t - pk->o_zero_since > pk->o_zero_longest)
 			pk->o_zero_longest = s->t - pk->o_zero_since;
 	} else {

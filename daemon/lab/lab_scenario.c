@@ -33,7 +33,9 @@
 #include "base/units.h"
 #include "proxy/config.h"
 #include "model/model.h"
+#include "model/scale.h"
 #include "lab/lab.h"
+#include "lab/lab_scale.h"
 #include "lab/pcap.h"
 
 const char *const lab_host_names[LAB_NHOSTS] = {"origin", "lb", "client"};
@@ -46,10 +48,11 @@ enum skey_type {
 	SK_DURATION,
 	SK_RATE,
 	SK_MODE,
-	SK_BOOL,  /* on/off */
-	SK_COUNT, /* a plain number */
-	SK_KIND,  /* enum lab_lb_kind */
-	SK_SCALE, /* a factor, double: 0.2 */
+	SK_BOOL,   /* on/off */
+	SK_COUNT,  /* a plain number */
+	SK_KIND,   /* enum lab_lb_kind */
+	SK_SCALE,  /* a factor, double: 0.2 */
+	SK_DIVIDE, /* [lab] scale, double: 1 to SCALE_MAX */
 };
 
 struct skey {
@@ -72,12 +75,13 @@ struct skey {
 #define SIZE(sec, k, f, def, doc) SK(sec, k, SK_SIZE, f, uint64_t, def, doc)
 #define DURATION(sec, k, f, def, doc)                                          \
 	SK(sec, k, SK_DURATION, f, uint64_t, def, doc)
-#define RATE(sec, k, f, def, doc)  SK(sec, k, SK_RATE, f, uint64_t, def, doc)
-#define MODE(sec, k, f, def, doc)  SK(sec, k, SK_MODE, f, int, def, doc)
-#define BOOL(sec, k, f, def, doc)  SK(sec, k, SK_BOOL, f, bool, def, doc)
-#define COUNT(sec, k, f, def, doc) SK(sec, k, SK_COUNT, f, uint64_t, def, doc)
-#define KIND(sec, k, f, def, doc)  SK(sec, k, SK_KIND, f, int, def, doc)
-#define SCALE(sec, k, f, def, doc) SK(sec, k, SK_SCALE, f, double, def, doc)
+#define RATE(sec, k, f, def, doc)   SK(sec, k, SK_RATE, f, uint64_t, def, doc)
+#define MODE(sec, k, f, def, doc)   SK(sec, k, SK_MODE, f, int, def, doc)
+#define BOOL(sec, k, f, def, doc)   SK(sec, k, SK_BOOL, f, bool, def, doc)
+#define COUNT(sec, k, f, def, doc)  SK(sec, k, SK_COUNT, f, uint64_t, def, doc)
+#define KIND(sec, k, f, def, doc)   SK(sec, k, SK_KIND, f, int, def, doc)
+#define SCALE(sec, k, f, def, doc)  SK(sec, k, SK_SCALE, f, double, def, doc)
+#define DIVIDE(sec, k, f, def, doc) SK(sec, k, SK_DIVIDE, f, double, def, doc)
 
 /* The scenario's keys (STYLE 9); `sluice help lab` prints this table. */
 static const struct skey skeys[] = {
@@ -101,6 +105,11 @@ static const struct skey skeys[] = {
         "the client's read interval and stall, timeouts, give_up's and "
         "[proxy] durations, delay, time_limit): 0.2 runs it 5 times "
         "faster; rates and the kernel's own timers are not scaled"),
+    DIVIDE("lab", "scale", scale, "1",
+        "the file states a full-size question; the lab runs it with the "
+        "bytes divided by this: body, truncate_at, stall_at, after_bytes, "
+        "count (rates, buffers and timers as written; the verdict maps "
+        "the run back)"),
     BOOL("lab", "walk", walk, "off",
         "on: print the article's Figure 2 walk (sluice plan --walk) "
         "beside the capture: [origin] drip/every, [client] read/interval "
@@ -339,6 +348,23 @@ parse_scale_key(const char *value, void *field, size_t size)
 	return 0;
 }
 
+/* [lab] scale: a number from 1 to SCALE_MAX (an integer or a decimal). */
+static int
+parse_divide_key(const char *value, void *field, size_t size)
+{
+	char *end;
+	double v;
+
+	(void)size;
+	errno = 0;
+	v = strtod(value, &end);
+	if (errno != 0 || end == value || *end != '\0' || !(v >= 1) ||
+	    v > SCALE_MAX)
+		return -EINVAL;
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
 static const char *const lb_kinds[] = {"sluice", "nginx", "haproxy", "none"};
 
 static int
@@ -372,6 +398,7 @@ static const struct skey_type_ops {
     [SK_SCALE] = {parse_scale_key,
         "not a factor above 0, at most 100 "
         "(0.2)"},
+    [SK_DIVIDE] = {parse_divide_key, "not a number from 1 to 10000 (100, 2.5)"},
 };
 
 const char *
@@ -777,6 +804,53 @@ scale_scenario(
 	return 0;
 }
 
+/* ---- [lab] scale ------------------------------------------------------ */
+
+/*
+ * [lab] scale = K: the file's byte positions kept as the question's, and
+ * divided by K for the run (model/scale.h): the body, the origin's
+ * truncation, the client's stall and read count, the fault's after_bytes.
+ * Rates, sizes of buffers and durations stay.  Then the model must agree
+ * that the run keeps the question's answer (lab_scale_check).
+ */
+static int
+divide_scenario(
+    struct lab_scenario *sc, const char *name, char *err, size_t errlen)
+{
+	struct lab_question *q = &sc->question;
+	uint64_t *run[] = {&sc->body, &sc->origin_truncate_at, &sc->stall_at,
+	    &sc->fault_after, &sc->client_count};
+	uint64_t *kept[] = {&q->body, &q->origin_truncate_at, &q->stall_at,
+	    &q->fault_after, &q->client_count};
+
+	for (size_t i = 0; i < sizeof(run) / sizeof(run[0]); i++) {
+		*kept[i] = *run[i];
+		*run[i] = scale_bytes(*run[i], sc->scale);
+	}
+	if (sc->scale == 1)
+		return 0;
+	if (sc->lb_kind != LAB_LB_SLUICE) {
+		snprintf(err, errlen,
+		    "%s: [lab] scale: needs [lb] kind = sluice: the model that "
+		    "maps the run back is of sluice proxy's policies",
+		    name);
+		return -EINVAL;
+	}
+	return lab_scale_check(sc, name, err, errlen);
+}
+
+void
+lab_scenario_question(const struct lab_scenario *sc, struct lab_scenario *q)
+{
+	*q = *sc;
+	q->body = sc->question.body;
+	q->origin_truncate_at = sc->question.origin_truncate_at;
+	q->stall_at = sc->question.stall_at;
+	q->fault_after = sc->question.fault_after;
+	q->client_count = sc->question.client_count;
+	q->scale = 1;
+}
+
 static int
 parse_result(
     struct parse_ctx *ctx, int rc, const char *name, char *err, size_t errlen)
@@ -795,9 +869,10 @@ parse_result(
 		return -ENOMEM;
 	}
 	if ((rc = scenario_check(
-	         ctx->sc, ctx->directive_kind, name, err, errlen)) < 0)
+	         ctx->sc, ctx->directive_kind, name, err, errlen)) < 0 ||
+	    (rc = scale_scenario(ctx->sc, name, err, errlen)) < 0)
 		return rc;
-	return scale_scenario(ctx->sc, name, err, errlen);
+	return divide_scenario(ctx->sc, name, err, errlen);
 }
 
 int

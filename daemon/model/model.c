@@ -760,6 +760,7 @@ model_predict(const struct model_in *in, struct model_out *out)
 	out->k_ws = (uint64_t)c.k_ws;
 	out->k_in_guessed = in->k_in == 0 && in->rcvbuf == 0;
 	out->first_stall_s = c.n > 0 ? c.t0 : -1;
+	out->close_bytes = isinf(c.t0) ? -1 : c.R * c.t0;
 	out->cumulative = f.cumulative;
 	out->stalls = (unsigned)c.n;
 	out->stall_s = c.n > 0 ? c.d : 0;

@@ -123,6 +123,11 @@ struct model_out {
 	int k_in_guessed; /* rcvbuf autotuned: K_in is a guess */
 	uint64_t k_in, k_out, k_ws; /* the values used */
 	double first_stall_s;       /* when the origin's window first closes */
+	/* Body bytes the origin has sent when its window first closes,
+	 * R·t0 = cap·R / (R − r): a body no longer than this sees no zero
+	 * window of the cycle (docs/model.md, "Scaled runs").  < 0 when the
+	 * client keeps up and the window never closes. */
+	double close_bytes;
 };
 
 /* Fills sane defaults (the measured kernel figures above): pause with the

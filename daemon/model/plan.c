@@ -20,6 +20,7 @@
 #include "proxy/config.h"
 #include "model/model.h"
 #include "model/plan.h"
+#include "model/scale.h"
 #include "lab/lab.h"
 
 #define MAX_SET 64
@@ -28,6 +29,7 @@ struct plan_opts {
 	struct model_in in;
 	char giveup[128]; /* the rule as given, for the output */
 	const char *scenario;
+	double scale; /* [lab] scale or --scale: 1 asks the question only */
 	bool json;
 	int nset;
 	struct {
@@ -76,6 +78,11 @@ plan_usage(FILE *out)
 	    "                           one stall (a [fault] stall of the\n"
 	    "                           proxy): at SIZE body bytes that side\n"
 	    "                           stops for T (default side upstream)\n"
+	    "  --scale K                the question asked in a run with the\n"
+	    "                           bytes divided by K ([lab] scale, a\n"
+	    "                           scenario's own by default): the run's\n"
+	    "                           prediction beside the question's and\n"
+	    "                           how the run maps back (docs/model.md)\n"
 	    "  --json                   one object: outcome unsent_bytes\n"
 	    "                           giveup_at_s client_finish_s\n"
 	    "                           peak_memory_bytes peak_disk_bytes\n"
@@ -111,6 +118,7 @@ enum {
 	O_STALL_AT,
 	O_STALL_FOR,
 	O_STALL_SIDE,
+	O_SCALE,
 };
 
 static const struct option plan_options[] = {
@@ -132,6 +140,7 @@ static const struct option plan_options[] = {
     {"stall-at", required_argument, NULL, O_STALL_AT},
     {"stall-for", required_argument, NULL, O_STALL_FOR},
     {"stall-side", required_argument, NULL, O_STALL_SIDE},
+    {"scale", required_argument, NULL, O_SCALE},
     {"json", no_argument, NULL, O_JSON},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -184,7 +193,7 @@ plan_scenario_model(const struct lab_scenario *sc, const struct config *cfg,
 static int
 scenario_in(const char *path, struct plan_opts *o)
 {
-	struct lab_scenario sc;
+	struct lab_scenario sc, q;
 	struct config *cfg;
 	char err[LAB_ERR_MAX], *text = NULL;
 	size_t len = 0;
@@ -211,7 +220,10 @@ scenario_in(const char *path, struct plan_opts *o)
 	free(text);
 	if (cfg == NULL)
 		return usage_error("scenario [proxy]", NULL, err);
-	plan_scenario_model(&sc, cfg, sc.mode, &o->in);
+	/* the question the file states; a scaled run is --scale's */
+	lab_scenario_question(&sc, &q);
+	plan_scenario_model(&q, cfg, sc.mode, &o->in);
+	o->scale = sc.scale;
 	config_free(cfg);
 	snprintf(o->giveup, sizeof(o->giveup), "%s",
 	    sc.give_up[0] != '\0' ? sc.give_up : "none");
@@ -312,6 +324,16 @@ apply(int c, const char *arg, struct plan_opts *o)
 			return usage_error("--stall-for", arg, msg);
 		o->in.stall_s = (double)bps / 1000.0;
 		return 0;
+	case O_SCALE: {
+		char *end;
+		double k = strtod(arg, &end);
+
+		if (end == arg || *end != '\0' || !(k >= 1) || k > SCALE_MAX)
+			return usage_error(
+			    "--scale", arg, "not a number from 1 to 10000");
+		o->scale = k;
+		return 0;
+	}
 	case O_STALL_SIDE:
 		if (strcmp(arg, "upstream") != 0 && strcmp(arg, "client") != 0)
 			return usage_error(
@@ -452,6 +474,49 @@ print_plain(const struct plan_opts *o, const struct model_out *m)
 	printf("recommendation:  %s\n", m->recommendation);
 }
 
+/* --scale: the run's prediction and what maps it back (model/scale.h). */
+static void
+print_scale_plain(const struct scale_map *m)
+{
+	const struct model_out *r = &m->run;
+	char a[32], b[32], c[32];
+
+	printf("scaled run:      scale %g: %s (%" PRIu64 " bytes), every "
+	       "byte position divided; rates, buffers and timers as "
+	       "written\n",
+	    m->k, model_fmt_bytes((double)m->run_body, a, sizeof(a)),
+	    m->run_body);
+	printf("run predicted:   %s, %" PRIu64 " bytes unsent, the client "
+	       "done at %s; %u zero window%s of %s\n",
+	    r->complete ? "complete" : "truncated", r->unsent_bytes,
+	    model_fmt_secs(r->client_finish_s, a, sizeof(a)), r->stalls,
+	    r->stalls == 1 ? "" : "s",
+	    model_fmt_secs(r->stalls > 0 ? r->stall_s : 0, b, sizeof(b)));
+	printf("maps back:       the run's outcome and longest zero window "
+	       "as they are; unsent %+" PRId64 " bytes, the client's finish "
+	       "%+.1f s (%s), zero windows %+" PRId64 "\n",
+	    m->d_unsent, m->d_finish_s,
+	    model_fmt_secs(m->d_finish_s < 0 ? 0 : m->d_finish_s, c, sizeof(c)),
+	    m->d_zero_windows);
+}
+
+static void
+print_scale_json(const struct scale_map *m)
+{
+	const struct model_out *r = &m->run;
+
+	printf(",\"scale\":{\"factor\":%g,\"run_body_bytes\":%" PRIu64
+	       ",\"run\":{\"outcome\":\"%s\",\"unsent_bytes\":%" PRIu64
+	       ",\"client_finish_s\":%.3f,\"zero_windows\":%u"
+	       ",\"longest_zero_window_s\":%.3f},\"offsets\":{"
+	       "\"unsent_bytes\":%" PRId64 ",\"client_finish_s\":%.3f"
+	       ",\"zero_windows\":%" PRId64 "}}",
+	    m->k, m->run_body, r->complete ? "complete" : "truncated",
+	    r->unsent_bytes, r->client_finish_s, r->stalls,
+	    r->stalls > 0 ? r->stall_s : 0, m->d_unsent, m->d_finish_s,
+	    m->d_zero_windows);
+}
+
 static void
 print_num_or_null(const char *key, double v)
 {
@@ -462,7 +527,8 @@ print_num_or_null(const char *key, double v)
 }
 
 static void
-print_json(const struct plan_opts *o, const struct model_out *m)
+print_json(const struct plan_opts *o, const struct model_out *m,
+    const struct scale_map *sm)
 {
 	printf("{\"outcome\":\"%s\",\"body_bytes\":%" PRIu64
 	       ",\"client_bytes\":%" PRIu64 ",\"unsent_bytes\":%" PRIu64,
@@ -486,6 +552,8 @@ print_json(const struct plan_opts *o, const struct model_out *m)
 	    m->resumes, m->cumulative ? "true" : "false", m->k_in,
 	    m->k_in_guessed ? "true" : "false", m->k_out, m->k_ws);
 	json_string(stdout, m->recommendation);
+	if (sm != NULL)
+		print_scale_json(sm);
 	printf("}\n");
 }
 
@@ -494,6 +562,8 @@ plan_main(int argc, char **argv)
 {
 	struct plan_opts o;
 	struct model_out m;
+	struct scale_map sm;
+	char msg[256];
 	int rc;
 
 	for (int i = 1; i < argc; i++)
@@ -501,6 +571,7 @@ plan_main(int argc, char **argv)
 			return plan_walk_main(argc, argv);
 	memset(&o, 0, sizeof(o));
 	model_defaults(&o.in);
+	o.scale = 1;
 	o.in.size = 0;
 	snprintf(o.giveup, sizeof(o.giveup), "send-timeout=60s");
 	model_parse_giveup(o.giveup, &o.in);
@@ -509,9 +580,17 @@ plan_main(int argc, char **argv)
 	if (model_predict(&o.in, &m) < 0)
 		return usage_error("inputs", NULL,
 		    "do not make sense (low above high, a zero rate?)");
-	if (o.json)
-		print_json(&o, &m);
-	else
-		print_plain(&o, &m);
+	if (o.scale > 1 && scale_check(&o.in, o.scale, msg, sizeof(msg)) < 0)
+		return usage_error("--scale", NULL, msg);
+	if (o.scale > 1 && scale_predict(&o.in, o.scale, &sm) < 0)
+		return usage_error(
+		    "--scale", NULL, "no prediction for the run");
+	if (o.json) {
+		print_json(&o, &m, o.scale > 1 ? &sm : NULL);
+		return PLAN_EXIT_OK;
+	}
+	print_plain(&o, &m);
+	if (o.scale > 1)
+		print_scale_plain(&sm);
 	return PLAN_EXIT_OK;
 }

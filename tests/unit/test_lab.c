@@ -278,6 +278,103 @@ giveup(const char *rule, char *out, size_t len)
 	return n;
 }
 
+/* The question the scaled scenarios below ask: the incident's origin and
+ * proxy with a small gap, 2.5 GB to a 3 Mbit/s client. */
+#define SCALED_QUESTION                                                        \
+	"[links]\nlb_client = 3mbit\n"                                         \
+	"[origin]\ngive_up = zwp-probes=4,interval=200ms\nsndbuf = 256k\n"     \
+	"[proxy]\nbuffer.high_watermark = 2M\n"                                \
+	"buffer.low_watermark = 1792k\nupstream.rcvbuf = 64k\n"                \
+	"client.sndbuf = 64k\n"
+
+/* [lab] scale = K: the file states the question; the run's byte positions
+ * (body, truncate_at, stall_at, after_bytes, count) are divided by K and
+ * the question's kept; rates, buffers and durations stay as written. */
+static void
+scenario_scale(void **state)
+{
+	struct lab_scenario sc, q;
+
+	(void)state;
+	parse_ok("[lab]\nscale = 100\nbody = 2500000000\ntime_limit = 90s\n"
+	         "[origin]\ntruncate_at = 2000000000\n"
+	         "[client]\nstall_at = 1000000000\nstall_for = 2s\n"
+	         "read = 64k\ninterval = 10ms\ncount = 30000\n"
+	         "[fault]\naction = limit_data\nafter_bytes = "
+	         "2400000000\n" SCALED_QUESTION,
+	    &sc);
+	assert_true(sc.scale == 100);
+	assert_int_equal(sc.body, 25000000);
+	assert_int_equal(sc.origin_truncate_at, 20000000);
+	assert_int_equal(sc.stall_at, 10000000);
+	assert_int_equal(sc.fault_after, 24000000);
+	assert_int_equal(sc.client_count, 300);
+	assert_int_equal(sc.question.body, 2500000000ULL);
+	assert_int_equal(sc.question.origin_truncate_at, 2000000000ULL);
+	assert_int_equal(sc.question.stall_at, 1000000000ULL);
+	assert_int_equal(sc.question.fault_after, 2400000000ULL);
+	assert_int_equal(sc.question.client_count, 30000);
+	/* not bytes along the download: as written */
+	assert_int_equal(sc.time_limit_ms, 90000);
+	assert_int_equal(sc.stall_for_ms, 2000);
+	assert_int_equal(sc.client_read, 65536);
+	assert_int_equal(sc.origin_sndbuf, 262144);
+	assert_int_equal(sc.lb_client_bps, 3000000);
+	assert_string_equal(sc.proxy[0].value, "2M");
+
+	lab_scenario_question(&sc, &q);
+	assert_int_equal(q.body, 2500000000ULL);
+	assert_int_equal(q.stall_at, 1000000000ULL);
+	assert_int_equal(q.fault_after, 2400000000ULL);
+	assert_true(q.scale == 1);
+
+	parse_ok("[lab]\nscale = 2.5\nbody = 10M\n" SCALED_QUESTION, &sc);
+	assert_true(sc.scale == 2.5);
+	assert_int_equal(sc.body, 4194304);
+	parse_ok("[lab]\nbody = 10M\n", &sc); /* no scale: as written */
+	assert_true(sc.scale == 1);
+	assert_int_equal(sc.body, 10485760);
+	assert_int_equal(sc.question.body, 10485760);
+
+	parse_err("[lab]\nscale = 0.5\n",
+	    "t.ini:2: [lab] scale: '0.5' is not a number from 1 to 10000");
+	parse_err("[lab]\nscale = fast\n", "t.ini:2: [lab] scale: 'fast'");
+	parse_err("[lab]\nscale = 10001\n", "t.ini:2: [lab] scale: '10001'");
+	parse_err("[lab]\nscale = 100x\n", "t.ini:2: [lab] scale: '100x'");
+	parse_err("[lab]\nscale = 10\n[lb]\nkind = nginx\n",
+	    "t.ini: [lab] scale: needs [lb] kind = sluice");
+}
+
+/* A scale whose run could not see the question's zero window is refused
+ * before anything runs, with the largest that can: under policy spill
+ * with a 64M spool the path holds about 70 MB before the origin's window
+ * closes, so a 2.5 GB question runs at most 35 times smaller. */
+static void
+scenario_scale_refused(void **state)
+{
+	char err[LAB_ERR_MAX] = "";
+	struct lab_scenario sc;
+	const char *spill =
+	    "[lab]\nscale = %s\nbody = 2500000000\n" SCALED_QUESTION
+	    "buffer.policy = spill\nbuffer.spill_limit = 64M\n";
+	char text[1024];
+
+	(void)state;
+	snprintf(text, sizeof(text), spill, "100");
+	assert_int_equal(
+	    lab_scenario_parse(text, "t.ini", &sc, err, sizeof(err)), -EINVAL);
+	assert_true(strncmp(err,
+	                "t.ini: [lab] scale: 100 leaves a 25000000-byte body, "
+	                "which the path holds without a zero window (it holds ",
+	                strlen("t.ini: [lab] scale: 100 leaves a 25000000-byte "
+	                       "body, which the path holds without a zero "
+	                       "window (it holds ")) == 0);
+	assert_non_null(strstr(err, "); at most scale = 35"));
+	snprintf(text, sizeof(text), spill, "35");
+	parse_ok(text, &sc);
+	assert_int_equal(sc.body, 71428571);
+}
+
 static void
 giveup_args(void **state)
 {
@@ -443,7 +540,7 @@ shipped_scenarios(void **state)
 	static const char *const names[] = {"incident", "spill", "resume",
 	    "small-gap", "patient-origin", "nginx-default", "haproxy",
 	    "exercise1", "exercise2", "exercise3", "printer", "dos", "stall",
-	    "stall-spill"};
+	    "stall-spill", "scaled"};
 	char path[512], cerr[CONFIG_ERR_MAX];
 	struct lab_scenario sc;
 	struct config *cfg;
@@ -660,6 +757,8 @@ main(void)
 	    cmocka_unit_test(scenario_part_two),
 	    cmocka_unit_test(scenario_part_two_errors),
 	    cmocka_unit_test(scenario_time_scale),
+	    cmocka_unit_test(scenario_scale),
+	    cmocka_unit_test(scenario_scale_refused),
 	    cmocka_unit_test(giveup_args),
 	    cmocka_unit_test(proxy_config_defaults),
 	    cmocka_unit_test(proxy_config_overrides),
