@@ -271,7 +271,7 @@ axis_key(struct sweep_ctx *ctx, const char *key, const char *value)
 		return sfail(ctx, "axes", key,
 		    "not an axis (sluice help bench: policy, high_watermark, "
 		    "low_watermark, spill_limit, resume, zwp_timeout, rcvbuf, "
-		    "client_rate, origin_give_up, lb, body)");
+		    "client_rate, origin_give_up, lb, body, scale)");
 	if (ax->nvalues != 0)
 		return sfail(ctx, "axes", key, "given twice");
 	if (strlen(value) >= sizeof(tmp))
