@@ -69,7 +69,11 @@ emit_open(const char *dir, const char *name, char *path, size_t len)
 {
 	FILE *f;
 
-	snprintf(path, len, "%s/%s", dir, name);
+	if ((size_t)snprintf(path, len, "%s/%s", dir, name) >= len) {
+		fprintf(stderr, "sluice bench: %s/%s: %s\n", dir, name,
+		    strerror(ENAMETOOLONG));
+		return NULL;
+	}
 	if ((f = fopen(path, "we")) == NULL)
 		fprintf(
 		    stderr, "sluice bench: %s: %s\n", path, strerror(errno));
