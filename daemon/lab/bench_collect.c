@@ -15,8 +15,8 @@
  * (NNN-LABEL.json, NNN-LABEL/summary.json or runs/NNN-LABEL/summary.json,
  * so a plain bench's OUT is a DIR too) and writes the report a plain
  * bench writes.  A summary is taken only when its scenario_file is the
- * run's own file; a run with none is an `error` row saying so, never a
- * missing row.
+ * run's own file (the first such among the DIRs); a run with none is an
+ * `error` row saying why, never a missing row.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,6 +31,7 @@
 #include "base/json.h"
 #include "lab/bench.h"
 #include "lab/bench_int.h"
+#include "lab/lab.h"
 
 /* ---- --emit ------------------------------------------------------------ */
 
@@ -203,6 +204,29 @@ emit_manifest(const struct bench *b, const char *dir)
 	return emit_close(f, path);
 }
 
+/* The one thing a scenario names by path: an nginx or HAProxy config
+ * file ([lb] config), opened where the lab runs.  Said, not refused. */
+static void
+emit_lb_config_note(const struct bench *b)
+{
+	struct lab_scenario *sc = malloc(sizeof(*sc));
+	char err[LAB_ERR_MAX];
+
+	if (sc != NULL &&
+	    lab_scenario_parse(
+	        b->sw.base_text, b->sw.base, sc, err, sizeof(err)) == 0 &&
+	    sc->lb_config[0] != '\0')
+		fprintf(stderr,
+		    "sluice bench: note: the base scenario's [lb] config names "
+		    "%s: every host that runs the scenarios needs that file "
+		    "at that path%s\n",
+		    sc->lb_config,
+		    sc->lb_config[0] == '/' ? ""
+		                            : " (relative to where sluice lab "
+		                              "runs)");
+	free(sc);
+}
+
 int
 bench_emit(struct bench *b, const char *dir)
 {
@@ -211,6 +235,7 @@ bench_emit(struct bench *b, const char *dir)
 
 	if (emit_dir(dir) < 0 || emit_sweep(b, dir) < 0)
 		return 1;
+	emit_lb_config_note(b);
 	for (size_t k = 0; k < b->nruns; k++)
 		if (emit_run(b, &b->runs[k], dir) < 0)
 			return 1;
@@ -221,12 +246,12 @@ bench_emit(struct bench *b, const char *dir)
 	if (emit_close(f, path) < 0 || emit_manifest(b, dir) < 0)
 		return 1;
 	fprintf(stderr,
-	    "sluice bench: %zu scenarios in %s (runs.txt lists them).  Run\n"
+	    "sluice bench: %zu scenario%s in %s (runs.txt lists them).  Run\n"
 	    "each as root on any host: sluice lab NNN-LABEL.ini --json > "
 	    "NNN-LABEL.json\n"
 	    "(docs/lab.md, \"Across hosts\": GNU parallel, Slurm), then\n"
 	    "sluice bench --collect %s [more DIRs] --out OUT\n",
-	    b->nruns, dir, dir);
+	    b->nruns, b->nruns == 1 ? "" : "s", dir, dir);
 	return 0;
 }
 
@@ -335,59 +360,84 @@ error_reason(struct run *r, const char *json, const char *why)
 		snprintf(r->error, sizeof(r->error), "%s", why);
 }
 
-/* One run: its summary from the first DIR that has one. */
+/* Fills r from the summary at path: true when it is this run's and has an
+ * outcome; else false with r->error saying why. */
+static bool
+take_summary(struct run *r, const char *path)
+{
+	char file[PATH_MAX], *json;
+	bool ours;
+
+	if (strlen(path) < sizeof(r->dir))
+		memcpy(r->dir, path, strlen(path) + 1);
+	if ((json = bench_read_text(path)) == NULL) {
+		snprintf(r->error, sizeof(r->error), "%.120s: %s", path,
+		    strerror(errno));
+		return false;
+	}
+	if (strstr(json, "\"outcome\":") == NULL) {
+		free(json);
+		error_reason(r, path,
+		    "the lab wrote no summary (its output is not one)");
+		return false;
+	}
+	ours = summary_is_of(json, r->stem, file, sizeof(file));
+	free(json);
+	if (!ours) {
+		snprintf(r->error, sizeof(r->error),
+		    "%.50s is the summary of '%.50s', not of %.50s.ini", path,
+		    file, r->stem);
+		return false;
+	}
+	if (bench_read_summary(r, path))
+		return true;
+	snprintf(r->outcome, sizeof(r->outcome), "error");
+	error_reason(r, path, "the summary has no outcome");
+	return false;
+}
+
+/* One run: the first of its summaries among the DIRs that is its own
+ * (a second is noted); else an error row with the first one's reason. */
 static void
 collect_run(struct bench *b, struct run *r, char **dirs, size_t ndirs)
 {
-	char path[PATH_MAX], file[PATH_MAX], *json;
-	size_t found = 0;
+	char path[PATH_MAX], error[sizeof(r->error)] = "", dir[sizeof(r->dir)];
+	bool taken = false;
 
 	r->collected = true;
 	r->done = true;
-	r->predicted_unsent = -1;
-	snprintf(r->outcome, sizeof(r->outcome), "error");
 	for (size_t i = 0; i < ndirs; i++) {
 		if (!find_summary(dirs[i], r->stem, path, sizeof(path)))
 			continue;
-		if (found++ != 0) {
+		if (taken) {
 			bench_note(b,
 			    "run %zu: %s also has a summary; the "
 			    "first found (%s) is used",
 			    r->index + 1, path, r->dir);
 			continue;
 		}
-		if (strlen(path) < sizeof(r->dir))
-			memcpy(r->dir, path, strlen(path) + 1);
-	}
-	if (found == 0) {
-		snprintf(r->dir, sizeof(r->dir), "%s", dirs[0]);
-		snprintf(r->error, sizeof(r->error),
-		    "not collected: no %s.json among the directories", r->stem);
-		return;
-	}
-	if ((json = bench_read_text(r->dir)) == NULL) {
-		snprintf(r->error, sizeof(r->error), "%.120s: %s", r->dir,
-		    strerror(errno));
-		return;
-	}
-	if (strstr(json, "\"outcome\":") == NULL) {
-		free(json);
-		error_reason(r, r->dir,
-		    "the lab wrote no summary (its output is not one)");
-		return;
-	}
-	if (!summary_is_of(json, r->stem, file, sizeof(file))) {
-		snprintf(r->error, sizeof(r->error),
-		    "%.50s is the summary of '%.50s', not of %.50s.ini", r->dir,
-		    file, r->stem);
-		free(json);
-		return;
-	}
-	free(json);
-	if (!bench_read_summary(r, r->dir)) {
+		r->predicted_unsent = -1;
+		r->error[0] = '\0';
+		if ((taken = take_summary(r, path)))
+			continue;
 		snprintf(r->outcome, sizeof(r->outcome), "error");
-		error_reason(r, r->dir, "the summary has no outcome");
+		if (error[0] == '\0') { /* the first reason is reported */
+			memcpy(error, r->error, sizeof(error));
+			memcpy(dir, r->dir, sizeof(dir));
+		}
 	}
+	if (taken)
+		return;
+	snprintf(r->outcome, sizeof(r->outcome), "error");
+	r->predicted_unsent = -1;
+	if (error[0] != '\0') {
+		memcpy(r->error, error, sizeof(error));
+		memcpy(r->dir, dir, sizeof(dir));
+		return;
+	}
+	snprintf(r->dir, sizeof(r->dir), "%s", dirs[0]);
+	snprintf(r->error, sizeof(r->error),
+	    "not collected: no %s.json among the directories", r->stem);
 }
 
 int

@@ -18,7 +18,8 @@
   `sluice lab FILE --json`, `sluice bench --collect`: the same rows,
   axes, outcomes and unsent bytes (5 %) as the plain --jobs 1 sweep, and
   each lab its own results directory though both started in the same
-  second; a summary missing or of another run is an error row saying so;
+  second; a summary missing or of another run is an error row saying so
+  (another run's before the run's own: the run's own is taken);
   --emit into a directory that is not empty and --collect without the
   emitted sweep are refused.
 
@@ -280,6 +281,9 @@ def parallel_recipe():
     rows = collect([emit], env.path("collected4"))
     check(rows[1]["outcome"] == "error" and "is the summary of" in rows[1]["error"],
           "another run's summary: %s" % rows[1])
+    # ... and the run's own in the next directory is the one taken.
+    rows = collect([emit, other], env.path("collected5"))
+    same_rows(PLAIN, rows, "a wrong summary first, the run's own after it")
     p = subprocess.run([env.sluice, "bench", "--collect", other, "--out", env.path("c5")],
                        capture_output=True, text=True, timeout=60)
     check(p.returncode == 1 and "sweep/sweep.ini" in p.stderr,
