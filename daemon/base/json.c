@@ -47,6 +47,15 @@ utf8_len(const unsigned char *s)
 }
 
 void
+json_num_or_null(FILE *out, const char *key, double v)
+{
+	if (v < 0)
+		fprintf(out, ",\"%s\":null", key);
+	else
+		fprintf(out, ",\"%s\":%.3f", key, v);
+}
+
+void
 json_string(FILE *out, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;

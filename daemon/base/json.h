@@ -20,6 +20,9 @@
  * well-formed UTF-8 (a raw 0xff in a request target) as \u00XX, its
  * value. */
 void json_string(FILE *out, const char *s);
+/* Writes ,"key":v with three decimals, or ,"key":null when v < 0 (a
+ * figure the run did not measure). */
+void json_num_or_null(FILE *out, const char *key, double v);
 
 /* The number after the first "key": in s, when it starts before end:
  * true is 1, false 0; -1 when absent, null or not a number. */

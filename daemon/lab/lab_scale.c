@@ -93,15 +93,6 @@ outcome(int complete)
 	return complete ? "complete" : "truncated";
 }
 
-static void
-num_or_null(FILE *f, const char *key, double v)
-{
-	if (v < 0)
-		fprintf(f, ",\"%s\":null", key);
-	else
-		fprintf(f, ",\"%s\":%.3f", key, v);
-}
-
 void
 lab_scale_summary(FILE *f, const struct result *r)
 {
@@ -120,9 +111,9 @@ lab_scale_summary(FILE *f, const struct result *r)
 	    ",\"zero_windows\":%u",
 	    m->k, m->question_body, m->run_body, outcome(q->complete),
 	    q->unsent_bytes, q->client_finish_s, q->stalls);
-	num_or_null(
+	json_num_or_null(
 	    f, "longest_zero_window_s", q->stalls > 0 ? q->stall_s : -1);
-	num_or_null(f, "giveup_at_s", q->giveup_at_s);
+	json_num_or_null(f, "giveup_at_s", q->giveup_at_s);
 	fprintf(f,
 	    "},\"offsets\":{\"unsent_bytes\":%" PRId64
 	    ",\"client_finish_s\":%.3f,\"zero_windows\":%" PRId64

@@ -707,15 +707,6 @@ failed:
 /* ---- summary.json ---------------------------------------------------------
  */
 
-static void
-num_or_null(FILE *f, const char *key, double v)
-{
-	if (v < 0)
-		fprintf(f, ",\"%s\":null", key);
-	else
-		fprintf(f, ",\"%s\":%.3f", key, v);
-}
-
 void
 lab_walk_summary(FILE *f, const struct result *r)
 {
@@ -740,8 +731,8 @@ lab_walk_summary(FILE *f, const struct result *r)
 	fprintf(f, "],\"all_read_T\":%g},\"kernel\":{\"measured\":%s",
 	    w->out.all_read_ms / 1000.0 / w->scale,
 	    w->measured ? "true" : "false");
-	num_or_null(f, "first_zero_T", w->T_zero);
-	num_or_null(f, "reopen_T", w->T_reopen);
+	json_num_or_null(f, "first_zero_T", w->T_zero);
+	json_num_or_null(f, "reopen_T", w->T_reopen);
 	fprintf(f,
 	    ",\"reopen_window\":%" PRId64 ",\"reopen_by_probe\":%s,"
 	    "\"syn_window\":%" PRIu64 ",\"max_window\":%" PRIu64
@@ -749,7 +740,7 @@ lab_walk_summary(FILE *f, const struct result *r)
 	    w->T_reopen >= 0 ? w->reopen_win : -1,
 	    w->reopen_by_probe ? "true" : "false", w->syn_win, w->max_win,
 	    w->multiple, w->clamp_at_end);
-	num_or_null(f, "end_T", w->T_end);
+	json_num_or_null(f, "end_T", w->T_end);
 	fprintf(f, "},\"plot\":");
 	if (w->plotted)
 		json_string(f, w->plot);
