@@ -332,37 +332,37 @@ parse_bool_key(const char *value, void *field, size_t size)
 	return 0;
 }
 
-/* A factor above 0, at most 100. */
+/* A plain decimal number v with lo < v (lo <= v when closed) and
+ * v <= hi, into the double at field; -EINVAL for anything else. */
 static int
-parse_scale_key(const char *value, void *field, size_t size)
+parse_factor(const char *value, void *field, double lo, bool closed, double hi)
 {
 	char *end;
 	double v;
 
-	(void)size;
 	errno = 0;
 	v = strtod(value, &end);
-	if (errno != 0 || end == value || *end != '\0' || !(v > 0) || v > 100)
+	if (errno != 0 || end == value || *end != '\0' ||
+	    !(closed ? v >= lo : v > lo) || v > hi)
 		return -EINVAL;
 	memcpy(field, &v, sizeof(v));
 	return 0;
+}
+
+/* [lab] time_scale: a factor above 0, at most 100. */
+static int
+parse_scale_key(const char *value, void *field, size_t size)
+{
+	(void)size;
+	return parse_factor(value, field, 0, false, 100);
 }
 
 /* [lab] scale: a number from 1 to SCALE_MAX (an integer or a decimal). */
 static int
 parse_divide_key(const char *value, void *field, size_t size)
 {
-	char *end;
-	double v;
-
 	(void)size;
-	errno = 0;
-	v = strtod(value, &end);
-	if (errno != 0 || end == value || *end != '\0' || !(v >= 1) ||
-	    v > SCALE_MAX)
-		return -EINVAL;
-	memcpy(field, &v, sizeof(v));
-	return 0;
+	return parse_factor(value, field, 1, true, SCALE_MAX);
 }
 
 static const char *const lb_kinds[] = {"sluice", "nginx", "haproxy", "none"};
