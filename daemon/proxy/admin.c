@@ -252,6 +252,17 @@ sample(FILE *f, const char *name, uint64_t v)
 	fprintf(f, "sluice_%s %" PRIu64 "\n", name, v);
 }
 
+/* A counter family split by one label: a sample per name[from..n). */
+static void
+labelled(FILE *f, const char *name, const char *help, const char *label,
+    const char *const *names, const uint64_t *v, int from, int n)
+{
+	family(f, name, "counter", help);
+	for (int i = from; i < n; i++)
+		fprintf(f, "sluice_%s{%s=\"%s\"} %" PRIu64 "\n", name, label,
+		    names[i], v[i]);
+}
+
 /* The counters of struct stats served as they are. */
 static const struct counter {
 	const char *name;
@@ -421,12 +432,8 @@ write_metrics(FILE *f, struct proxy *px)
 
 	gather(px, t);
 
-	family(f, "downloads_total", "counter",
-	    "Downloads finished, by how they ended.");
-	for (int o = 0; o < OUTCOME_N; o++)
-		fprintf(f,
-		    "sluice_downloads_total{outcome=\"%s\"} %" PRIu64 "\n",
-		    outcome_names[o], st->downloads[o]);
+	labelled(f, "downloads_total", "Downloads finished, by how they ended.",
+	    "outcome", outcome_names, st->downloads, 0, OUTCOME_N);
 	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
 		family(f, counters[i].name, "counter", counters[i].help);
 		sample(f, counters[i].name,
@@ -443,14 +450,10 @@ write_metrics(FILE *f, struct proxy *px)
 	family(f, "connections_max", "gauge",
 	    "Client connections allowed at once ([listen] max_connections).");
 	sample(f, "connections_max", px->max_conns);
-	family(f, "connections_refused_total", "counter",
+	labelled(f, "connections_refused_total",
 	    "Clients turned away at accept, by reason (503 for "
-	    "max_connections and memory; closed unanswered for fds).");
-	for (int r = 0; r < REFUSE_N; r++)
-		fprintf(f,
-		    "sluice_connections_refused_total{reason=\"%s\"} %" PRIu64
-		    "\n",
-		    refuse_names[r], t->refused[r]);
+	    "max_connections and memory; closed unanswered for fds).",
+	    "reason", refuse_names, t->refused, 0, REFUSE_N);
 	family(f, "memory_buffered_bytes", "gauge",
 	    "Bytes buffered in memory by all downloads.");
 	sample(f, "memory_buffered_bytes", proxy_memory(px));
@@ -469,12 +472,11 @@ write_metrics(FILE *f, struct proxy *px)
 	sample(f, "memory_limit_bytes", px->cfg->buffer.memory_limit);
 	write_reload_metrics(f, px);
 	write_worker_metrics(f, t);
-	family(f, "faults_applied_total", "counter",
-	    "Faults applied to downloads ([admin] faults), by action.");
-	for (int a = 1; a < FAULT_NACTIONS; a++)
-		fprintf(f,
-		    "sluice_faults_applied_total{action=\"%s\"} %" PRIu64 "\n",
-		    fault_action_names[a], st->faults_applied[a]);
+	/* Action 0 is none: never applied. */
+	labelled(f, "faults_applied_total",
+	    "Faults applied to downloads ([admin] faults), by action.",
+	    "action", fault_action_names, st->faults_applied, 1,
+	    FAULT_NACTIONS);
 }
 
 /* At most limit connections, newest first: the page (and the loop turn
