@@ -93,6 +93,18 @@ outcome(int complete)
 	return complete ? "complete" : "truncated";
 }
 
+/* ,"name":{...}: the measured run's figures, or the same mapped back. */
+static void
+measured(FILE *f, const char *name, int complete, uint64_t unsent,
+    double finish_s, double longest_s, uint64_t zero_windows)
+{
+	fprintf(f,
+	    ",\"%s\":{\"outcome\":\"%s\",\"unsent_bytes\":%" PRIu64
+	    ",\"client_finish_s\":%.3f,\"longest_zero_window_s\":%.3f"
+	    ",\"zero_windows\":%" PRIu64 "}",
+	    name, outcome(complete), unsent, finish_s, longest_s, zero_windows);
+}
+
 void
 lab_scale_summary(FILE *f, const struct result *r)
 {
@@ -120,18 +132,11 @@ lab_scale_summary(FILE *f, const struct result *r)
 	    "},\"model_agrees\":%s",
 	    m->d_unsent, m->d_finish_s, m->d_zero_windows,
 	    m->model_agrees ? "true" : "false");
-	fprintf(f,
-	    ",\"run\":{\"outcome\":\"%s\",\"unsent_bytes\":%" PRIu64
-	    ",\"client_finish_s\":%.3f,\"longest_zero_window_s\":%.3f"
-	    ",\"zero_windows\":%" PRIu64 "}",
-	    outcome(r->complete), r->unsent, r->seconds,
+	measured(f, "run", r->complete, r->unsent, r->seconds,
 	    m->longest_zero_window_s, m->run_zero_windows);
-	fprintf(f,
-	    ",\"mapped\":{\"outcome\":\"%s\",\"unsent_bytes\":%" PRIu64
-	    ",\"client_finish_s\":%.3f,\"longest_zero_window_s\":%.3f"
-	    ",\"zero_windows\":%" PRIu64 "}}",
-	    outcome(m->complete), m->unsent, m->finish_s,
+	measured(f, "mapped", m->complete, m->unsent, m->finish_s,
 	    m->longest_zero_window_s, m->zero_windows);
+	fputc('}', f);
 }
 
 void
