@@ -366,7 +366,7 @@ static bool
 take_summary(struct run *r, const char *path)
 {
 	char file[PATH_MAX], *json;
-	bool ours;
+	bool ok;
 
 	if (strlen(path) < sizeof(r->dir))
 		memcpy(r->dir, path, strlen(path) + 1);
@@ -381,15 +381,16 @@ take_summary(struct run *r, const char *path)
 		    "the lab wrote no summary (its output is not one)");
 		return false;
 	}
-	ours = summary_is_of(json, r->stem, file, sizeof(file));
-	free(json);
-	if (!ours) {
+	if (!summary_is_of(json, r->stem, file, sizeof(file))) {
+		free(json);
 		snprintf(r->error, sizeof(r->error),
 		    "%.50s is the summary of '%.50s', not of %.50s.ini", path,
 		    file, r->stem);
 		return false;
 	}
-	if (bench_read_summary(r, path))
+	ok = bench_parse_summary(r, json);
+	free(json);
+	if (ok)
 		return true;
 	snprintf(r->outcome, sizeof(r->outcome), "error");
 	error_reason(r, path, "the summary has no outcome");

@@ -81,9 +81,9 @@ void bench_note(struct bench *b, const char *fmt, ...)
 /* The last non-empty line of the file at path into buf (control
  * characters blanked); false when there is none. */
 bool bench_last_line(const char *path, char *buf, size_t len);
-/* Fills r's figures from the lab's summary.json at path; false when there
- * is none or it has no outcome. */
-bool bench_read_summary(struct run *r, const char *path);
+/* Fills r's figures from the text of a lab's summary.json; false when it
+ * has no outcome. */
+bool bench_parse_summary(struct run *r, const char *s);
 /* SIGINT, SIGTERM, SIGHUP: passed to every lab of the sweep. */
 void bench_catch_signals(void);
 /* Runs every run of b->runs, b->jobs at a time, in the sweep's order.

@@ -220,15 +220,11 @@ origin_hold(const char *s)
 }
 
 bool
-bench_read_summary(struct run *r, const char *path)
+bench_parse_summary(struct run *r, const char *s)
 {
-	char *s;
-	const char *end;
-
-	if ((s = bench_read_text(path)) == NULL)
-		return false;
 	/* The top-level fields come before the peers' nested JSON. */
-	end = strstr(s, "\"capture\":");
+	const char *end = strstr(s, "\"capture\":");
+
 	end = end != NULL ? end : s + strlen(s);
 	json_str(s, "outcome", r->outcome, sizeof(r->outcome));
 	r->client_bytes = json_u64(s, end, "client_bytes");
@@ -244,9 +240,23 @@ bench_read_summary(struct run *r, const char *path)
 	r->predicted_unsent =
 	    (int64_t)json_num(s, end, "predicted_unsent_bytes");
 	r->hold_s = origin_hold(s);
-	free(s);
 	return strcmp(r->outcome, "complete") == 0 ||
 	    strcmp(r->outcome, "truncated") == 0;
+}
+
+/* The run's figures from its lab's summary.json at path; false when there
+ * is none or it has no outcome. */
+static bool
+read_summary(struct run *r, const char *path)
+{
+	char *s = bench_read_text(path);
+	bool ok;
+
+	if (s == NULL)
+		return false;
+	ok = bench_parse_summary(r, s);
+	free(s);
+	return ok;
 }
 
 /* Writes the run's scenario (on its first attempt) and starts its lab:
@@ -294,7 +304,7 @@ finish_run(struct bench *b, struct run *r, int rc)
 	r->wall_s = now_s() - r->wall_s;
 	r->predicted_unsent = -1;
 	snprintf(path, sizeof(path), "%s/summary.json", r->dir);
-	if (rc == 0 && bench_read_summary(r, path))
+	if (rc == 0 && read_summary(r, path))
 		return true;
 	snprintf(r->outcome, sizeof(r->outcome), "error");
 	stderr_tail(r->dir, r->error, sizeof(r->error));
